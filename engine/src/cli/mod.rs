@@ -1,0 +1,107 @@
+//! The `csmp` command line: argument parsing and dispatch, nothing else.
+//!
+//! Each subcommand lives in its own file and calls into the library; only this module knows
+//! clap.
+
+pub mod validate;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+/// csmp — durable workflows for cloud operations, with sandboxed WebAssembly steps.
+#[derive(Debug, Parser)]
+#[command(name = "csmp", version, about, long_about = None, propagate_version = true)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the service (not available yet: the executor and REST API are still to come).
+    Serve,
+    /// Check workflow and catalog files; print every problem with file:line:column.
+    Validate {
+        /// Files or directories (searched for *.yaml and *.yml).
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+    },
+}
+
+/// How `validate` prints its findings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    /// Compiler-style text for people.
+    Text,
+    /// One JSON document for tools.
+    Json,
+}
+
+/// Entry point of the binary.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Validate { paths, format } => run_validate(&paths, format),
+        Command::Serve => {
+            eprintln!(
+                "csmp serve: not yet — the durable executor and the REST API are not built yet.\n\
+                 What works today: `csmp validate workflows/ catalog/` and `csmp plugin new NAME`."
+            );
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn run_validate(paths: &[PathBuf], format: Format) -> ExitCode {
+    let files = match validate::collect_files(paths) {
+        Ok(f) => f,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let plugins = match builtin_plugins() {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("error: cannot load the built-in plugins: {e:#}");
+            return ExitCode::from(2);
+        }
+    };
+    let outcome = validate::validate_files(&files, &plugins);
+    match format {
+        Format::Text => print!("{}", validate::render_text(&outcome)),
+        Format::Json => println!("{}", validate::render_json(&outcome)),
+    }
+    if outcome.errors() == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
+/// The built-in plugins' descriptors, loaded through the real host so validation sees exactly
+/// the schemas the engine will enforce.
+pub fn builtin_plugins() -> anyhow::Result<crate::plugin::PluginIndex> {
+    use crate::plugin::{HostConfig, PluginHost};
+    let config = HostConfig {
+        cache_dir: Some(cache_dir()),
+        ..HostConfig::default()
+    };
+    let host = PluginHost::new(config)?;
+    host.load_builtins()?;
+    Ok(host.index())
+}
+
+/// Where compiled plugins are cached for commands that run without a data directory.
+fn cache_dir() -> PathBuf {
+    std::env::var_os("CSMP_CACHE_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| std::env::temp_dir().join("csmp-plugin-cache"))
+}

@@ -1,0 +1,18 @@
+//! csmp: a durable DAG workflow engine whose steps are sandboxed WebAssembly plugins.
+//!
+//! Layout, from the outside in:
+//!
+//! - `cli` — the `csmp` command line (thin: parses arguments, calls the layers below).
+//! - `dsl` — workflow and catalog YAML as authored, decoded with positions (pure).
+//! - `plan` — validated definitions: the DAG built, templates compiled, references checked.
+//!   A `Plan` exists only if validation passed (pure).
+//! - `template` — strict, type-preserving handlebars (pure).
+//! - `plugin` — plugin descriptors and the wasmtime host; the only module that knows wasmtime.
+//! - `diag` — located diagnostics and their rendering.
+
+pub mod cli;
+pub mod diag;
+pub mod dsl;
+pub mod plan;
+pub mod plugin;
+pub mod template;

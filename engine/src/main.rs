@@ -1,0 +1,5 @@
+//! The `csmp` binary: everything is in the library.
+
+fn main() -> std::process::ExitCode {
+    csmp::cli::main()
+}

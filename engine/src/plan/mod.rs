@@ -1,0 +1,764 @@
+//! Validated definitions. A [`Plan`] is a workflow whose DAG is acyclic, whose references all
+//! resolve, whose templates compile and whose plugins exist; it can only be built by
+//! [`build`], which reports every problem at once otherwise.
+//!
+//! Pure: no I/O, no async. Knows `dsl`, `template`, plugin descriptors and JSON Schema; knows
+//! nothing about storage, wasmtime or HTTP.
+
+mod catalog;
+mod graph;
+mod refs;
+mod schema;
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+
+pub use catalog::{CatalogPlan, build_catalog, validate_catalog};
+pub use schema::{SchemaViolation, compile_schema, locate_pointer};
+
+use crate::diag::{Diagnostic, Diagnostics, Span, nearest};
+use crate::dsl::{
+    self, Backoff, IncidentAction, Overlap, Retry, Spanned, StepKind, Value, ValueKind, Workflow,
+};
+use crate::plugin::PluginIndex;
+use crate::template::{TValue, Template};
+
+/// Step timeout when neither the step nor `defaults` set one.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// What validation may consult beyond the file itself.
+#[derive(Debug, Clone, Copy)]
+pub struct Env<'a> {
+    /// Every plugin that `uses:` may name.
+    pub plugins: &'a PluginIndex,
+    /// Workflows that `workflow:` steps and catalog entries may name, with their versions;
+    /// `None` skips that check (a single file validated alone).
+    pub workflows: Option<&'a WorkflowNames>,
+}
+
+/// Names and versions of the workflows known to the validator.
+pub type WorkflowNames = BTreeMap<String, Vec<u32>>;
+
+/// A validated workflow, ready to run.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    /// The workflow's name.
+    pub name: String,
+    /// Its version.
+    pub version: u32,
+    /// Free text for humans.
+    pub description: Option<String>,
+    /// The inputs' JSON Schema as written (for the API) and compiled (for checking runs).
+    pub inputs: Option<Arc<CompiledSchema>>,
+    /// The DAG's steps, in a topological order: every step comes after all it needs.
+    pub steps: Vec<PlanStep>,
+    /// Steps run when the run fails, in a topological order among themselves.
+    pub on_failure: Vec<PlanStep>,
+    /// Named outputs of the run.
+    pub outputs: Vec<(String, TValue)>,
+    /// Cron triggers.
+    pub triggers: Vec<PlanTrigger>,
+}
+
+/// A JSON Schema kept both as text and compiled.
+#[derive(Debug)]
+pub struct CompiledSchema {
+    /// The schema as written.
+    pub json: serde_json::Value,
+    /// The compiled validator.
+    pub validator: jsonschema::Validator,
+}
+
+impl CompiledSchema {
+    /// Every violation of `instance`, each with its JSON pointer.
+    pub fn violations(&self, instance: &serde_json::Value) -> Vec<SchemaViolation> {
+        schema::violations(&self.validator, instance)
+    }
+}
+
+/// One validated step.
+#[derive(Debug, Clone)]
+pub struct PlanStep {
+    /// The step's id.
+    pub id: String,
+    /// Indices (into the same list) of the steps it needs.
+    pub needs: Vec<usize>,
+    /// What it does.
+    pub kind: PlanKind,
+    /// Skip condition.
+    pub when: Option<Template>,
+    /// Fan-out source: renders to a list.
+    pub for_each: Option<TValue>,
+    /// Most fan-out items at once (`None` = unbounded).
+    pub max_parallel: Option<u32>,
+    /// Deadline of one attempt.
+    pub timeout: Duration,
+    /// Retry policy.
+    pub retry: RetryPolicy,
+    /// A failure does not fail the run.
+    pub continue_on_error: bool,
+    /// Undo action.
+    pub compensate: Option<PlanCompensation>,
+}
+
+/// What a validated step does.
+#[derive(Debug, Clone)]
+pub enum PlanKind {
+    /// Call a plugin; the version is the newest that satisfied the requirement at plan time.
+    Uses {
+        /// Plugin name.
+        plugin: String,
+        /// The requirement as written, re-resolved if the plugin set changes.
+        req: semver::VersionReq,
+        /// Resolved version.
+        version: semver::Version,
+        /// Input with templates.
+        with: TValue,
+    },
+    /// Durable timer.
+    Wait(WaitPlan),
+    /// Human gate.
+    Approval {
+        /// Roles allowed to decide.
+        roles: Vec<String>,
+        /// When to give up.
+        timeout: Option<Duration>,
+        /// Shown to approvers.
+        message: Option<Template>,
+    },
+    /// Wait for an external event.
+    Signal {
+        /// The event's name.
+        name: String,
+        /// When to give up.
+        timeout: Option<Duration>,
+    },
+    /// Child workflow.
+    Workflow {
+        /// Its name.
+        name: String,
+        /// Pinned version, or the latest.
+        version: Option<u32>,
+        /// Its inputs.
+        with: TValue,
+    },
+    /// Incident action (boxed: five templates make it the largest variant).
+    Incident(Box<IncidentPlan>),
+}
+
+/// A wait's length.
+#[derive(Debug, Clone)]
+pub enum WaitPlan {
+    /// Known in advance.
+    Fixed(Duration),
+    /// Rendered when the step starts; must give a duration string.
+    Template(Template),
+}
+
+/// An incident action with its templates compiled.
+#[derive(Debug, Clone)]
+pub struct IncidentPlan {
+    /// Open, update or resolve.
+    pub action: IncidentAction,
+    /// Which incident (update/resolve).
+    pub id: Option<Template>,
+    /// Title (open).
+    pub title: Option<Template>,
+    /// Severity.
+    pub severity: Option<Template>,
+    /// Affected service.
+    pub service: Option<Template>,
+    /// Timeline note.
+    pub note: Option<Template>,
+}
+
+/// Undo action of a step.
+#[derive(Debug, Clone)]
+pub struct PlanCompensation {
+    /// Plugin name.
+    pub plugin: String,
+    /// Requirement as written.
+    pub req: semver::VersionReq,
+    /// Resolved version.
+    pub version: semver::Version,
+    /// Input; `output` is the compensated step's output.
+    pub with: TValue,
+    /// Deadline of one attempt.
+    pub timeout: Duration,
+    /// Retry policy.
+    pub retry: RetryPolicy,
+}
+
+/// Retry policy with defaults applied.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetryPolicy {
+    /// Attempts in all (1 = no retry).
+    pub max_attempts: u32,
+    /// Delay growth.
+    pub backoff: Backoff,
+    /// First delay.
+    pub initial_delay: Duration,
+    /// Cap on any delay.
+    pub max_delay: Duration,
+}
+
+impl RetryPolicy {
+    /// One attempt only.
+    pub const NONE: RetryPolicy = RetryPolicy {
+        max_attempts: 1,
+        backoff: Backoff::Fixed,
+        initial_delay: Duration::from_secs(1),
+        max_delay: Duration::from_secs(1),
+    };
+
+    fn from_dsl(r: &Retry) -> Self {
+        Self {
+            max_attempts: r.max_attempts,
+            backoff: r.backoff,
+            initial_delay: r.initial_delay,
+            max_delay: r.max_delay,
+        }
+    }
+
+    /// The delay before attempt `next_attempt` (2 = the first retry), before jitter.
+    pub fn delay_before(&self, next_attempt: u32) -> Duration {
+        let base = match self.backoff {
+            Backoff::Fixed => self.initial_delay,
+            Backoff::Exponential => {
+                let factor = 2u32.saturating_pow(next_attempt.saturating_sub(2).min(30));
+                self.initial_delay.saturating_mul(factor)
+            }
+        };
+        base.min(self.max_delay)
+    }
+}
+
+/// A validated cron trigger.
+#[derive(Debug, Clone)]
+pub struct PlanTrigger {
+    /// The schedule.
+    pub schedule: cron::Schedule,
+    /// The expression as written.
+    pub expression: String,
+    /// Zone the schedule is read in.
+    pub timezone: chrono_tz::Tz,
+    /// Overlap policy.
+    pub overlap: Overlap,
+    /// Inputs of the triggered runs.
+    pub inputs: serde_json::Value,
+}
+
+/// Scope roots a template may read, for messages.
+const ROOTS: &[&str] = &[
+    "inputs", "steps", "run", "item", "index", "secrets", "output",
+];
+/// Fields of `run` a template may read.
+pub const RUN_FIELDS: &[&str] = &[
+    "id",
+    "tenant",
+    "workflow",
+    "version",
+    "requester",
+    "request_id",
+    "started_at",
+    "error",
+];
+/// Fields of `steps.<id>` a template may read.
+const STEP_FIELDS: &[&str] = &["output", "status", "error"];
+
+/// Decodes and validates a workflow file in one go.
+pub fn validate_workflow(bytes: &[u8], env: Env<'_>) -> Result<Plan, Vec<Diagnostic>> {
+    let mut diags = Diagnostics::default();
+    let Some(wf) = dsl::decode_workflow(bytes, &mut diags) else {
+        return Err(diags.into_sorted());
+    };
+    build(&wf, env, diags)
+}
+
+/// Validates a decoded workflow. `diags` carries the decoder's problems so that all are
+/// reported together; a plan is returned only when there are none at all.
+pub fn build(wf: &Workflow, env: Env<'_>, mut diags: Diagnostics) -> Result<Plan, Vec<Diagnostic>> {
+    let inputs = wf
+        .inputs
+        .as_ref()
+        .and_then(|v| schema::compile_located(v, "`inputs`", &mut diags));
+
+    let all: Vec<&dsl::Step> = wf.steps.iter().chain(&wf.on_failure).collect();
+    let mut seen: HashMap<&str, Span> = HashMap::new();
+    for s in &all {
+        if let Some(first) = seen.insert(&s.id.value, s.id.span) {
+            diags.push(
+                Diagnostic::new(
+                    "duplicate-step",
+                    s.id.span,
+                    format!("step id `{}` is used twice (first at {first})", s.id.value),
+                )
+                .help("give every step, including `on_failure` steps, a unique id"),
+            );
+        }
+    }
+
+    let main = graph::Dag::build(&wf.steps, &[], &mut diags);
+    let on_failure = graph::Dag::build(&wf.on_failure, &wf.steps, &mut diags);
+
+    let ctx = refs::Ctx {
+        inputs_schema: inputs.as_ref().map(|s| &s.json),
+        main: &main,
+        on_failure: &on_failure,
+    };
+    let default_timeout = wf
+        .default_timeout
+        .as_ref()
+        .map_or(DEFAULT_TIMEOUT, |t| t.value);
+    let default_retry = wf
+        .default_retry
+        .as_ref()
+        .map_or(RetryPolicy::NONE, RetryPolicy::from_dsl);
+    let defaults = StepDefaults {
+        timeout: default_timeout,
+        retry: default_retry,
+    };
+
+    let steps = plan_steps(
+        &wf.steps,
+        &main,
+        refs::Section::Main,
+        &ctx,
+        env,
+        defaults,
+        &mut diags,
+    );
+    let fail_steps = plan_steps(
+        &wf.on_failure,
+        &on_failure,
+        refs::Section::OnFailure,
+        &ctx,
+        env,
+        defaults,
+        &mut diags,
+    );
+
+    let outputs = wf
+        .outputs
+        .iter()
+        .map(|(k, v)| {
+            let tv = compile_value(v, &mut diags);
+            ctx.check_value(&tv, v, &refs::Site::outputs(), &mut diags);
+            (k.value.clone(), tv)
+        })
+        .collect();
+
+    let triggers = wf
+        .triggers
+        .iter()
+        .filter_map(|t| plan_trigger(t, inputs.as_deref(), &mut diags))
+        .collect();
+
+    if !diags.is_empty() {
+        return Err(diags.into_sorted());
+    }
+    Ok(Plan {
+        name: wf.name.value.clone(),
+        version: wf.version.value,
+        description: wf.description.clone(),
+        inputs,
+        steps: steps.into_iter().flatten().collect(),
+        on_failure: fail_steps.into_iter().flatten().collect(),
+        outputs,
+        triggers,
+    })
+}
+
+#[derive(Debug, Clone, Copy)]
+struct StepDefaults {
+    timeout: Duration,
+    retry: RetryPolicy,
+}
+
+fn plan_steps(
+    steps: &[dsl::Step],
+    dag: &graph::Dag,
+    section: refs::Section,
+    ctx: &refs::Ctx<'_>,
+    env: Env<'_>,
+    defaults: StepDefaults,
+    diags: &mut Diagnostics,
+) -> Vec<Option<PlanStep>> {
+    // Emit in topological order so the executor can rely on it; fall back to written order
+    // when there is a cycle (then no plan is returned anyway).
+    let order: Vec<usize> = dag
+        .topo_order()
+        .unwrap_or_else(|| (0..steps.len()).collect());
+    let position: HashMap<usize, usize> =
+        order.iter().enumerate().map(|(pos, i)| (*i, pos)).collect();
+    order
+        .iter()
+        .map(|&i| {
+            let s = &steps[i];
+            let site = refs::Site::step(section, i, s.for_each.is_some());
+            let kind = plan_kind(s, &site, ctx, env, diags);
+            let when = s.when.as_ref().and_then(|w| {
+                let t = compile_template(&w.value, w.span, diags)?;
+                ctx.check_template(&t, w.span, &site, diags);
+                Some(t)
+            });
+            let for_each = s.for_each.as_ref().map(|v| {
+                let tv = compile_value(v, diags);
+                let outer = refs::Site {
+                    fan_out: false,
+                    ..site.clone()
+                };
+                ctx.check_value(&tv, v, &outer, diags);
+                if let Some(lit) = tv.as_literal()
+                    && !lit.is_array()
+                {
+                    diags.push(
+                        Diagnostic::new(
+                            "wrong-type",
+                            v.span,
+                            "`for_each` must be a list or a template giving one",
+                        )
+                        .help("write a list, or e.g. `for_each: \"{{ range inputs.count }}\"`"),
+                    );
+                }
+                tv
+            });
+            let compensate = s.compensate.as_ref().and_then(|c| {
+                let desc = resolve_plugin(&c.plugin, &c.req, env.plugins, diags)?;
+                let with = c
+                    .with
+                    .as_ref()
+                    .map(|w| compile_value(w, diags))
+                    .unwrap_or(TValue::Literal(serde_json::json!({})));
+                if let Some(w) = &c.with {
+                    let comp_site = refs::Site {
+                        compensate: true,
+                        ..site.clone()
+                    };
+                    ctx.check_value(&with, w, &comp_site, diags);
+                }
+                check_with_schema(&with, c.with.as_ref(), c.span, desc, diags);
+                Some(PlanCompensation {
+                    plugin: desc.name.clone(),
+                    req: c.req.value.clone(),
+                    version: desc.version.clone(),
+                    with,
+                    timeout: c.timeout.as_ref().map_or(defaults.timeout, |t| t.value),
+                    retry: c
+                        .retry
+                        .as_ref()
+                        .map_or(defaults.retry, RetryPolicy::from_dsl),
+                })
+            });
+            let needs = dag
+                .needs_of(i)
+                .iter()
+                .filter_map(|n| position.get(n).copied())
+                .collect();
+            Some(PlanStep {
+                id: s.id.value.clone(),
+                needs,
+                kind: kind?,
+                when,
+                for_each,
+                max_parallel: s.max_parallel.as_ref().map(|m| m.value),
+                timeout: s.timeout.as_ref().map_or(defaults.timeout, |t| t.value),
+                retry: s
+                    .retry
+                    .as_ref()
+                    .map_or(defaults.retry, RetryPolicy::from_dsl),
+                continue_on_error: s.continue_on_error,
+                compensate,
+            })
+        })
+        .collect()
+}
+
+fn plan_kind(
+    s: &dsl::Step,
+    site: &refs::Site,
+    ctx: &refs::Ctx<'_>,
+    env: Env<'_>,
+    diags: &mut Diagnostics,
+) -> Option<PlanKind> {
+    let template = |text: &Spanned<String>, diags: &mut Diagnostics| {
+        let t = compile_template(&text.value, text.span, diags)?;
+        ctx.check_template(&t, text.span, site, diags);
+        Some(t)
+    };
+    match &s.kind {
+        StepKind::Uses { plugin, req, with } => {
+            let tv = with
+                .as_ref()
+                .map(|w| compile_value(w, diags))
+                .unwrap_or(TValue::Literal(serde_json::json!({})));
+            if let Some(w) = with {
+                ctx.check_value(&tv, w, site, diags);
+            }
+            let desc = resolve_plugin(plugin, req, env.plugins, diags)?;
+            check_with_schema(&tv, with.as_ref(), s.span, desc, diags);
+            Some(PlanKind::Uses {
+                plugin: desc.name.clone(),
+                req: req.value.clone(),
+                version: desc.version.clone(),
+                with: tv,
+            })
+        }
+        StepKind::Wait { duration } => match &duration.value {
+            dsl::workflow::WaitFor::Fixed(d) => Some(PlanKind::Wait(WaitPlan::Fixed(*d))),
+            dsl::workflow::WaitFor::Template(t) => {
+                let t = template(&Spanned::new(t.clone(), duration.span), diags)?;
+                Some(PlanKind::Wait(WaitPlan::Template(t)))
+            }
+        },
+        StepKind::Approval {
+            roles,
+            timeout,
+            message,
+        } => Some(PlanKind::Approval {
+            roles: roles.iter().map(|r| r.value.clone()).collect(),
+            timeout: timeout.as_ref().map(|t| t.value),
+            message: match message {
+                Some(m) => Some(template(m, diags)?),
+                None => None,
+            },
+        }),
+        StepKind::Signal { name, timeout } => Some(PlanKind::Signal {
+            name: name.value.clone(),
+            timeout: timeout.as_ref().map(|t| t.value),
+        }),
+        StepKind::Workflow { target, with } => {
+            if let Some(known) = env.workflows {
+                match known.get(&target.value.name) {
+                    None => {
+                        let mut d = Diagnostic::new(
+                            "unknown-workflow",
+                            target.span,
+                            format!("workflow `{}` does not exist", target.value.name),
+                        );
+                        if let Some(n) =
+                            nearest(&target.value.name, known.keys().map(String::as_str))
+                        {
+                            d = d.help(format!("did you mean `{n}`?"));
+                        }
+                        diags.push(d);
+                    }
+                    Some(versions) => {
+                        if let Some(v) = target.value.version
+                            && !versions.contains(&v)
+                        {
+                            diags.push(
+                                Diagnostic::new(
+                                    "unknown-workflow",
+                                    target.span,
+                                    format!("workflow `{}` has no version {v}", target.value.name),
+                                )
+                                .help(format!("known versions: {}", join_nums(versions))),
+                            );
+                        }
+                    }
+                }
+            }
+            let tv = with
+                .as_ref()
+                .map(|w| compile_value(w, diags))
+                .unwrap_or(TValue::Literal(serde_json::json!({})));
+            if let Some(w) = with {
+                ctx.check_value(&tv, w, site, diags);
+            }
+            Some(PlanKind::Workflow {
+                name: target.value.name.clone(),
+                version: target.value.version,
+                with: tv,
+            })
+        }
+        StepKind::Invalid => None,
+        StepKind::Incident(spec) => {
+            let t = |o: &Option<Spanned<String>>, diags: &mut Diagnostics| {
+                o.as_ref().and_then(|x| template(x, diags))
+            };
+            Some(PlanKind::Incident(Box::new(IncidentPlan {
+                action: spec.action,
+                id: t(&spec.id, diags),
+                title: t(&spec.title, diags),
+                severity: t(&spec.severity, diags),
+                service: t(&spec.service, diags),
+                note: t(&spec.note, diags),
+            })))
+        }
+    }
+}
+
+fn join_nums(v: &[u32]) -> String {
+    v.iter().map(u32::to_string).collect::<Vec<_>>().join(", ")
+}
+
+fn resolve_plugin<'a>(
+    name: &Spanned<String>,
+    req: &Spanned<semver::VersionReq>,
+    plugins: &'a PluginIndex,
+    diags: &mut Diagnostics,
+) -> Option<&'a crate::plugin::PluginDescriptor> {
+    if let Some(d) = plugins.resolve(&name.value, &req.value) {
+        return Some(d);
+    }
+    let versions = plugins.versions(&name.value);
+    if versions.is_empty() {
+        let mut d = Diagnostic::new(
+            "unknown-plugin",
+            name.span,
+            format!("plugin `{}` does not exist", name.value),
+        );
+        d = match nearest(&name.value, plugins.names()) {
+            Some(n) => d.help(format!("did you mean `{n}`?")),
+            None => d.help(format!(
+                "known plugins: {}",
+                plugins.names().collect::<Vec<_>>().join(", ")
+            )),
+        };
+        diags.push(d);
+    } else {
+        let list: Vec<String> = versions.iter().map(|d| d.version.to_string()).collect();
+        diags.push(
+            Diagnostic::new(
+                "no-matching-version",
+                req.span,
+                format!(
+                    "no version of plugin `{}` satisfies `{}`",
+                    name.value, req.value
+                ),
+            )
+            .help(format!("available versions: {}", list.join(", "))),
+        );
+    }
+    None
+}
+
+/// Checks the statically known parts of `with:` against the plugin's input schema; parts that
+/// hold templates are only known at run time and are left to the host's check then.
+fn check_with_schema(
+    tv: &TValue,
+    with: Option<&Value>,
+    step_span: Span,
+    desc: &crate::plugin::PluginDescriptor,
+    diags: &mut Diagnostics,
+) {
+    let Ok(validator) = jsonschema::validator_for(&desc.input_schema) else {
+        return;
+    };
+    let (instance, templated) = schema::partial_instance(tv);
+    for v in schema::violations(&validator, &instance) {
+        if templated.iter().any(|t| {
+            v.pointer.starts_with(t.as_str())
+                && (v.pointer.len() == t.len() || v.pointer[t.len()..].starts_with('/'))
+        }) {
+            continue;
+        }
+        let span = with.map_or(step_span, |w| v.locate(w));
+        diags.push(
+            Diagnostic::new(
+                "plugin-input",
+                span,
+                format!(
+                    "`with{}` does not match the input schema of plugin `{}@{}`: {}",
+                    if v.pointer.is_empty() {
+                        String::new()
+                    } else {
+                        v.pointer.replace('/', ".")
+                    },
+                    desc.name,
+                    desc.version,
+                    v.message
+                ),
+            )
+            .help(schema::describe_properties(&desc.input_schema)),
+        );
+    }
+}
+
+fn compile_template(text: &str, span: Span, diags: &mut Diagnostics) -> Option<Template> {
+    match Template::compile(text) {
+        Ok(t) => Some(t),
+        Err(e) => {
+            diags.push(
+                Diagnostic::new("template-syntax", span, e.message).help(
+                    "templates are handlebars: `{{ inputs.name }}`, `{{ gt inputs.count 10 }}`",
+                ),
+            );
+            None
+        }
+    }
+}
+
+/// Compiles every string of a value into a template tree; literal subtrees stay JSON.
+fn compile_value(v: &Value, diags: &mut Diagnostics) -> TValue {
+    match &v.kind {
+        ValueKind::Str(s) if s.contains("{{") => match compile_template(s, v.span, diags) {
+            Some(t) => TValue::Template(t),
+            None => TValue::Literal(serde_json::Value::String(s.clone())),
+        },
+        ValueKind::List(items) => {
+            let parts: Vec<TValue> = items.iter().map(|i| compile_value(i, diags)).collect();
+            if parts.iter().all(|p| p.as_literal().is_some()) {
+                TValue::Literal(v.to_json())
+            } else {
+                TValue::List(parts)
+            }
+        }
+        ValueKind::Map(entries) => {
+            let parts: Vec<(String, TValue)> = entries
+                .iter()
+                .map(|(k, x)| (k.value.clone(), compile_value(x, diags)))
+                .collect();
+            if parts.iter().all(|(_, p)| p.as_literal().is_some()) {
+                TValue::Literal(v.to_json())
+            } else {
+                TValue::Map(parts)
+            }
+        }
+        _ => TValue::Literal(v.to_json()),
+    }
+}
+
+fn plan_trigger(
+    t: &dsl::Trigger,
+    inputs: Option<&CompiledSchema>,
+    diags: &mut Diagnostics,
+) -> Option<PlanTrigger> {
+    let schedule: cron::Schedule = t.cron.value.parse().ok()?;
+    let timezone = match &t.timezone {
+        Some(tz) => tz.value.parse().ok()?,
+        None => chrono_tz::UTC,
+    };
+    let values = t
+        .inputs
+        .as_ref()
+        .map_or(serde_json::json!({}), Value::to_json);
+    if let Some(schema) = inputs {
+        for v in schema.violations(&values) {
+            let span = t.inputs.as_ref().map_or(t.span, |i| v.locate(i));
+            diags.push(
+                Diagnostic::new(
+                    "trigger-inputs",
+                    span,
+                    format!(
+                        "trigger inputs do not match the workflow's `inputs` schema: {}",
+                        v.message
+                    ),
+                )
+                .help("give the trigger `inputs:` that a run of this workflow accepts"),
+            );
+        }
+    }
+    Some(PlanTrigger {
+        schedule,
+        expression: t.cron.value.clone(),
+        timezone,
+        overlap: t.overlap,
+        inputs: values,
+    })
+}
+
+#[cfg(test)]
+mod tests;

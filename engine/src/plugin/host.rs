@@ -1,0 +1,465 @@
+//! The plugin host: one wasmtime `Engine` and `Linker` per process, plugins compiled once
+//! (through wasmtime's on-disk cache) and kept as `InstancePre`s, and `invoke`, which runs one
+//! step attempt in a fresh sandboxed `Store` on a blocking thread.
+//!
+//! Knows how plugins are loaded, found and called; the per-attempt sandbox lives in `sandbox`,
+//! the grant checks in `policy`. Knows nothing about workflows, retries or the store.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, PoisonError, RwLock};
+use std::time::Duration;
+
+use sha2::{Digest, Sha256};
+use tokio_util::sync::CancellationToken;
+use wasmtime::component::{Component, HasSelf, Linker};
+use wasmtime::{
+    Cache, CacheConfig, Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig,
+};
+
+use super::abi::{self, WitPluginError};
+use super::builtin;
+use super::config::{Grants, HostConfig};
+use super::descriptor::{PluginDescriptor, PluginIndex};
+use super::error::{FailureKind, LoadError, PluginError, StepFailure};
+use super::imports;
+use super::outbound::Outbound;
+use super::policy::Policy;
+use super::sandbox::{self, StepState};
+use super::ticker::EpochTicker;
+
+/// How long `describe` may run at load.
+const DESCRIBE_TIMEOUT: Duration = Duration::from_secs(5);
+/// Pool slots kept for `describe` calls beside the step slots.
+const SPARE_SLOTS: u32 = 4;
+/// Validation errors quoted in an invalid-input or invalid-output message.
+const MAX_SCHEMA_ERRORS: usize = 5;
+
+/// Runs plugins. Cheap to clone (an `Arc` inside); `Send + Sync`.
+#[derive(Clone)]
+pub struct PluginHost {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    /// The one engine: compiled code and the instance pool live here.
+    engine: Engine,
+    /// The one linker: WASI (served empty) plus the csmp imports.
+    linker: Linker<StepState>,
+    /// Default limits and per-plugin grants.
+    grants: Grants,
+    /// The shared HTTP client for plugins' outbound requests.
+    outbound: Outbound,
+    /// Every loaded plugin.
+    registry: RwLock<Registry>,
+    /// Bounds concurrent attempts to the pool's size, so a burst waits instead of failing.
+    permits: Arc<tokio::sync::Semaphore>,
+    /// Advances the engine's epoch so deadlines and cancellation are noticed.
+    _ticker: EpochTicker,
+}
+
+#[derive(Default)]
+struct Registry {
+    /// name → version → plugin.
+    plugins: BTreeMap<String, BTreeMap<semver::Version, Arc<Loaded>>>,
+    /// sha256 of the wasm → descriptor, so loading the same bytes twice is free.
+    by_sha: HashMap<String, PluginDescriptor>,
+}
+
+/// One plugin version, ready to instantiate.
+struct Loaded {
+    descriptor: PluginDescriptor,
+    pre: abi::PluginPre<StepState>,
+    input: jsonschema::Validator,
+    output: jsonschema::Validator,
+    policy: Arc<Policy>,
+}
+
+impl std::fmt::Debug for PluginHost {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let registry = self
+            .inner
+            .registry
+            .read()
+            .unwrap_or_else(PoisonError::into_inner);
+        f.debug_struct("PluginHost")
+            .field("plugins", &registry.plugins.keys().collect::<Vec<_>>())
+            .finish_non_exhaustive()
+    }
+}
+
+/// One step attempt to run.
+#[derive(Debug, Clone)]
+pub struct Invocation {
+    /// The plugin's name.
+    pub plugin: String,
+    /// The exact version the plan resolved.
+    pub version: semver::Version,
+    /// The rendered `with:`; checked against the plugin's input schema.
+    pub input: serde_json::Value,
+    /// Stable across attempts of the same step (the plugin sends it upstream).
+    pub idempotency_key: String,
+    /// Secret values the plugin may ask for; only names its grant allows are readable.
+    pub secrets: BTreeMap<String, String>,
+    /// Wall-clock budget of this attempt; the plugin is stopped when it runs out.
+    pub timeout: Duration,
+    /// Cancels the attempt from outside (noticed within one epoch tick).
+    pub cancel: CancellationToken,
+}
+
+/// A successful step attempt.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Outcome {
+    /// The plugin's output, valid against its output schema.
+    pub output: serde_json::Value,
+    /// The attempt's captured log (stdout, stderr, log lines), capped.
+    pub log: String,
+}
+
+impl PluginHost {
+    /// Starts the engine, the instance pool and the epoch ticker; loads no plugin.
+    pub fn new(config: HostConfig) -> Result<Self, PluginError> {
+        let grants = config.grants;
+        let slots = grants.max_concurrent_steps.saturating_add(SPARE_SLOTS);
+        let max_memory = usize::try_from(grants.max_memory_bytes()).unwrap_or(usize::MAX);
+
+        let mut pool = PoolingAllocationConfig::default();
+        // A Rust wasip2 component holds a handful of core instances (the program, the WASI
+        // adapter, shims), one or two memories and a few tables.
+        pool.total_component_instances(slots)
+            .total_core_instances(slots.saturating_mul(8))
+            .total_memories(slots.saturating_mul(2))
+            .total_tables(slots.saturating_mul(4))
+            .max_memory_size(max_memory);
+
+        let mut wasm = Config::new();
+        wasm.epoch_interruption(true)
+            .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+        if let Some(dir) = &config.cache_dir {
+            let cache_error = |message: String| PluginError::Cache {
+                path: dir.clone(),
+                message,
+            };
+            std::fs::create_dir_all(dir).map_err(|e| cache_error(e.to_string()))?;
+            let mut cache = CacheConfig::new();
+            cache.with_directory(dir);
+            let cache = Cache::new(cache).map_err(|e| cache_error(format!("{e:#}")))?;
+            wasm.cache(Some(cache));
+        }
+        let engine = Engine::new(&wasm).map_err(|e| PluginError::Engine(format!("{e:#}")))?;
+
+        let mut linker = Linker::<StepState>::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_sync(&mut linker)
+            .map_err(|e| PluginError::Engine(format!("{e:#}")))?;
+        abi::Plugin::add_to_linker::<StepState, HasSelf<StepState>>(&mut linker, |s| s)
+            .map_err(|e| PluginError::Engine(format!("{e:#}")))?;
+
+        let tick = config.epoch_tick.unwrap_or(Duration::from_millis(5));
+        let ticker = EpochTicker::start(engine.clone(), tick);
+        let permits = usize::try_from(grants.max_concurrent_steps).unwrap_or(usize::MAX);
+        Ok(Self {
+            inner: Arc::new(Inner {
+                engine,
+                linker,
+                grants,
+                outbound: Outbound::new(),
+                registry: RwLock::default(),
+                permits: Arc::new(tokio::sync::Semaphore::new(permits)),
+                _ticker: ticker,
+            }),
+        })
+    }
+
+    /// Compiles `wasm` (or loads it from the cache), checks its imports, asks it to describe
+    /// itself and registers it. Loading the same bytes again returns the same descriptor.
+    pub fn load(&self, wasm: &[u8]) -> Result<PluginDescriptor, LoadError> {
+        let sha = hex(&Sha256::digest(wasm));
+        if let Some(d) = self.read_registry().by_sha.get(&sha) {
+            return Ok(d.clone());
+        }
+        let inner = &self.inner;
+
+        let component = Component::new(&inner.engine, wasm)
+            .map_err(|e| LoadError::Compile(format!("{e:#}")))?;
+        let ty = component.component_type();
+        let import_names: Vec<&str> = ty.imports(&inner.engine).map(|(name, _)| name).collect();
+        imports::check(import_names)?;
+        let pre = inner
+            .linker
+            .instantiate_pre(&component)
+            .map_err(|e| LoadError::Link(format!("{e:#}")))?;
+        let pre = abi::PluginPre::new(pre).map_err(|e| LoadError::Link(format!("{e:#}")))?;
+
+        let descriptor = self.describe(&pre)?;
+        let id = format!("{}@{}", descriptor.name, descriptor.version);
+        let compile = |which: &'static str, schema: &serde_json::Value| {
+            jsonschema::validator_for(schema).map_err(|e| LoadError::InvalidSchema {
+                plugin: id.clone(),
+                which,
+                message: e.to_string(),
+            })
+        };
+        let input = compile("input", &descriptor.input_schema)?;
+        let output = compile("output", &descriptor.output_schema)?;
+        let grant = inner.grants.grant(&descriptor.name);
+        let policy = Arc::new(Policy::new(
+            &descriptor.name,
+            &grant,
+            &inner.grants.defaults,
+        ));
+
+        let mut registry = self
+            .inner
+            .registry
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Some(d) = registry.by_sha.get(&sha) {
+            // Another thread loaded the same bytes meanwhile.
+            return Ok(d.clone());
+        }
+        let versions = registry.plugins.entry(descriptor.name.clone()).or_default();
+        if versions.contains_key(&descriptor.version) {
+            return Err(LoadError::Conflict { plugin: id });
+        }
+        versions.insert(
+            descriptor.version.clone(),
+            Arc::new(Loaded {
+                descriptor: descriptor.clone(),
+                pre,
+                input,
+                output,
+                policy,
+            }),
+        );
+        registry.by_sha.insert(sha, descriptor.clone());
+        tracing::info!(plugin = %id, "plugin loaded");
+        Ok(descriptor)
+    }
+
+    /// Loads the plugins embedded in this binary: `echo`, `http`, `notify`.
+    pub fn load_builtins(&self) -> Result<Vec<PluginDescriptor>, LoadError> {
+        builtin::ALL
+            .iter()
+            .map(|(_, wasm)| self.load(wasm))
+            .collect()
+    }
+
+    /// Every loaded plugin, for the validator.
+    pub fn index(&self) -> PluginIndex {
+        let registry = self.read_registry();
+        PluginIndex::new(
+            registry
+                .plugins
+                .values()
+                .flat_map(|versions| versions.values())
+                .map(|loaded| loaded.descriptor.clone()),
+        )
+    }
+
+    /// Runs one step attempt on a blocking thread; waits for a free slot first when
+    /// `max_concurrent_steps` attempts are already running.
+    ///
+    /// Blocking rather than wasmtime's async mode: a plugin call is short, CPU-bound work whose
+    /// only waits are host HTTP requests; a plain call keeps the warm path free of fiber stacks
+    /// and polling, and the epoch deadline stops a runaway plugin either way.
+    pub async fn invoke(&self, call: Invocation) -> Result<Outcome, StepFailure> {
+        let permit = tokio::select! {
+            permit = Arc::clone(&self.inner.permits).acquire_owned() => permit.map_err(|_| {
+                StepFailure::new(FailureKind::Retryable, "the plugin host is shutting down")
+            })?,
+            () = call.cancel.cancelled() => {
+                return Err(StepFailure::new(FailureKind::Cancelled, "step was cancelled"));
+            }
+        };
+        let host = self.clone();
+        let joined = tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            host.invoke_blocking(call)
+        })
+        .await;
+        joined.unwrap_or_else(|e| {
+            Err(StepFailure::new(
+                FailureKind::Trap,
+                format!("the plugin host thread failed: {e}"),
+            ))
+        })
+    }
+
+    /// Runs one step attempt on the calling thread (what `invoke` does on its blocking thread).
+    /// Does not wait for a pool slot: when the pool is exhausted the attempt fails retryably.
+    pub fn invoke_blocking(&self, call: Invocation) -> Result<Outcome, StepFailure> {
+        let loaded = self.find(&call.plugin, &call.version)?;
+        if !loaded.input.is_valid(&call.input) {
+            let errors = schema_errors(&loaded.input, &call.input);
+            return Err(StepFailure::new(
+                FailureKind::InvalidInput,
+                format!(
+                    "input does not match the input schema of {}@{}: {errors}",
+                    call.plugin, call.version
+                ),
+            ));
+        }
+        let input = serde_json::to_string(&call.input).map_err(|e| {
+            StepFailure::new(FailureKind::InvalidInput, format!("input is not json: {e}"))
+        })?;
+        if call.cancel.is_cancelled() {
+            return Err(StepFailure::new(
+                FailureKind::Cancelled,
+                "step was cancelled",
+            ));
+        }
+
+        let mut store = sandbox::new_store(
+            &self.inner.engine,
+            Arc::clone(&loaded.policy),
+            call.secrets,
+            self.inner.outbound.clone(),
+            call.timeout,
+            call.cancel,
+        );
+        let log = store.data().log().clone();
+        let fail = |e: wasmtime::Error| {
+            let text = log.text();
+            let mut failure = sandbox::classify(&e, &text);
+            failure.log = text;
+            failure
+        };
+        let plugin = loaded.pre.instantiate(&mut store).map_err(|e| {
+            let mut failure = fail(e);
+            if failure.kind == FailureKind::Trap {
+                failure.kind = FailureKind::Retryable;
+                failure.message = format!(
+                    "cannot start plugin {}@{}: {}; the host may be at max_concurrent_steps",
+                    call.plugin, call.version, failure.message
+                );
+            }
+            failure
+        })?;
+        let context = sandbox::wit_context(&call.idempotency_key, call.timeout);
+        let result = plugin
+            .call_run(&mut store, &input, &context)
+            .map_err(fail)?;
+        drop(store);
+
+        let with_log = |kind: FailureKind, message: String| StepFailure {
+            kind,
+            message,
+            log: log.text(),
+        };
+        let text = match result {
+            Ok(text) => text,
+            Err(WitPluginError::Retryable(m)) => return Err(with_log(FailureKind::Retryable, m)),
+            Err(WitPluginError::Permanent(m)) => return Err(with_log(FailureKind::Permanent, m)),
+        };
+        let cap = loaded.policy.output_bytes;
+        if text.len() > cap {
+            return Err(with_log(
+                FailureKind::OutputTooLarge,
+                format!(
+                    "output of {} bytes exceeds the output limit of {cap} bytes; return less, or raise `output_bytes` in the plugin's grant",
+                    text.len()
+                ),
+            ));
+        }
+        let output: serde_json::Value = serde_json::from_str(&text).map_err(|e| {
+            with_log(
+                FailureKind::InvalidOutput,
+                format!("output is not json: {e}"),
+            )
+        })?;
+        if !loaded.output.is_valid(&output) {
+            let errors = schema_errors(&loaded.output, &output);
+            return Err(with_log(
+                FailureKind::InvalidOutput,
+                format!(
+                    "output does not match the output schema of {}@{}: {errors}",
+                    call.plugin, call.version
+                ),
+            ));
+        }
+        Ok(Outcome {
+            output,
+            log: log.text(),
+        })
+    }
+
+    fn describe(&self, pre: &abi::PluginPre<StepState>) -> Result<PluginDescriptor, LoadError> {
+        let defaults = &self.inner.grants.defaults;
+        let policy = Arc::new(Policy::new("(loading)", &Default::default(), defaults));
+        let mut store = sandbox::new_store(
+            &self.inner.engine,
+            policy,
+            BTreeMap::new(),
+            self.inner.outbound.clone(),
+            DESCRIBE_TIMEOUT,
+            CancellationToken::new(),
+        );
+        let log = store.data().log().clone();
+        let fail =
+            |e: wasmtime::Error| LoadError::Describe(sandbox::classify(&e, &log.text()).message);
+        let plugin = pre.instantiate(&mut store).map_err(fail)?;
+        let json = plugin.call_describe(&mut store).map_err(fail)?;
+        let descriptor: PluginDescriptor = serde_json::from_str(&json).map_err(|e| {
+            LoadError::Describe(format!("describe returned an unusable descriptor: {e}"))
+        })?;
+        let name_ok = !descriptor.name.is_empty()
+            && descriptor
+                .name
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+        if !name_ok {
+            return Err(LoadError::Describe(format!(
+                "plugin name `{}` must match [a-z0-9-]+",
+                descriptor.name
+            )));
+        }
+        Ok(descriptor)
+    }
+
+    fn find(&self, name: &str, version: &semver::Version) -> Result<Arc<Loaded>, StepFailure> {
+        let registry = self.read_registry();
+        let Some(versions) = registry.plugins.get(name) else {
+            return Err(StepFailure::new(
+                FailureKind::UnknownPlugin,
+                format!("no plugin named `{name}` is loaded; load it or fix `uses:`"),
+            ));
+        };
+        versions.get(version).cloned().ok_or_else(|| {
+            let known: Vec<String> = versions.keys().map(ToString::to_string).collect();
+            StepFailure::new(
+                FailureKind::UnknownPlugin,
+                format!(
+                    "plugin `{name}` has no version {version} loaded (loaded: {}); load it or fix `uses:`",
+                    known.join(", ")
+                ),
+            )
+        })
+    }
+
+    fn read_registry(&self) -> std::sync::RwLockReadGuard<'_, Registry> {
+        self.inner
+            .registry
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+fn schema_errors(validator: &jsonschema::Validator, value: &serde_json::Value) -> String {
+    let errors: Vec<String> = validator
+        .iter_errors(value)
+        .take(MAX_SCHEMA_ERRORS)
+        .map(|e| {
+            let path = e.instance_path().to_string();
+            let at = if path.is_empty() {
+                "/".to_owned()
+            } else {
+                path
+            };
+            format!("at {at}: {e}")
+        })
+        .collect();
+    errors.join("; ")
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}

@@ -1,0 +1,139 @@
+//! Outbound HTTP on a plugin's behalf: checks the URL against the plugin's grant, then sends it
+//! with a blocking client (`ureq`, rustls) under a timeout and a response size cap. Redirects
+//! are not followed (a redirect could lead to a host that is not granted) and proxies from the
+//! environment are ignored.
+//!
+//! Knows the ABI's request and response records and `Policy`; nothing about stores or steps.
+
+use std::time::Duration;
+
+use ureq::RequestExt;
+use ureq::http;
+
+use super::abi::{WitHttpError, WitRequest, WitResponse};
+use super::error::Interrupt;
+use super::policy::Policy;
+
+/// The process-wide HTTP client plugins share (connection pooling across steps).
+#[derive(Debug, Clone)]
+pub(crate) struct Outbound {
+    agent: ureq::Agent,
+}
+
+impl Outbound {
+    pub(crate) fn new() -> Self {
+        let agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .max_redirects(0)
+            .proxy(None)
+            .build()
+            .new_agent();
+        Self { agent }
+    }
+
+    /// Sends `request` if `policy` allows its host. A host outside the grant is an
+    /// [`Interrupt`] (it fails the step); everything else the plugin may handle.
+    pub(crate) fn send(
+        &self,
+        policy: &Policy,
+        request: WitRequest,
+        remaining: Duration,
+    ) -> Result<Result<WitResponse, WitHttpError>, Interrupt> {
+        let uri: http::Uri = match request.url.parse() {
+            Ok(uri) => uri,
+            Err(e) => return Ok(Err(invalid(format!("bad url `{}`: {e}", request.url)))),
+        };
+        let default_port = match uri.scheme_str() {
+            Some("http") => 80,
+            Some("https") => 443,
+            _ => {
+                return Ok(Err(invalid(format!(
+                    "url `{}` must start with http:// or https://",
+                    request.url
+                ))));
+            }
+        };
+        let Some(host) = uri.host() else {
+            return Ok(Err(invalid(format!("url `{}` has no host", request.url))));
+        };
+        let port = uri.port_u16().unwrap_or(default_port);
+        if !policy.allows_host(host, port) {
+            return Err(Interrupt::HttpDenied {
+                plugin: policy.plugin.clone(),
+                host: format!("{host}:{port}"),
+            });
+        }
+
+        let method = match http::Method::from_bytes(request.method.as_bytes()) {
+            Ok(m) => m,
+            Err(_) => return Ok(Err(invalid(format!("bad method `{}`", request.method)))),
+        };
+        let mut builder = http::Request::builder().method(method).uri(uri);
+        for (name, value) in &request.headers {
+            builder = builder.header(name.as_str(), value.as_str());
+        }
+        let req = match builder.body(request.body.unwrap_or_default()) {
+            Ok(r) => r,
+            Err(e) => return Ok(Err(invalid(format!("bad request: {e}")))),
+        };
+
+        let asked = request
+            .timeout_ms
+            .map(Duration::from_millis)
+            .unwrap_or(policy.http_timeout);
+        let timeout = asked.min(policy.http_timeout).min(remaining);
+        if timeout.is_zero() {
+            return Ok(Err(WitHttpError::Timeout(
+                "the step has no time left for an http request".into(),
+            )));
+        }
+
+        let result = req
+            .with_agent(&self.agent)
+            .configure()
+            .timeout_global(Some(timeout))
+            .run();
+        let mut response = match result {
+            Ok(r) => r,
+            Err(e) => return Ok(Err(classify(e, timeout, policy))),
+        };
+        let status = response.status().as_u16();
+        let headers = response
+            .headers()
+            .iter()
+            .map(|(n, v)| {
+                (
+                    n.as_str().to_owned(),
+                    String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                )
+            })
+            .collect();
+        let cap = u64::try_from(policy.http_response_bytes).unwrap_or(u64::MAX);
+        let body = match response.body_mut().with_config().limit(cap).read_to_vec() {
+            Ok(b) => b,
+            Err(e) => return Ok(Err(classify(e, timeout, policy))),
+        };
+        Ok(Ok(WitResponse {
+            status,
+            headers,
+            body,
+        }))
+    }
+}
+
+fn invalid(message: String) -> WitHttpError {
+    WitHttpError::InvalidRequest(message)
+}
+
+fn classify(e: ureq::Error, timeout: Duration, policy: &Policy) -> WitHttpError {
+    match e {
+        ureq::Error::Timeout(_) => {
+            WitHttpError::Timeout(format!("no complete response within {timeout:?}"))
+        }
+        ureq::Error::BodyExceedsLimit(_) => WitHttpError::TooLarge(format!(
+            "response body is larger than {} bytes (http_response_bytes)",
+            policy.http_response_bytes
+        )),
+        other => WitHttpError::Transport(other.to_string()),
+    }
+}

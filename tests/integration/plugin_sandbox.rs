@@ -1,0 +1,426 @@
+//! The plugin sandbox under attack: real wasm plugins (`tests/plugins/hostile`,
+//! `tests/plugins/sockets`, the built-ins) run by a real `PluginHost`. Each hostile case fails
+//! only its own attempt, with the limit it hit named, and the host runs `echo` fine afterwards.
+//!
+//! HTTP cases talk to a tiny server on 127.0.0.1 (port 0) started inside the test; nothing
+//! else is contacted. Knows the host's public API only.
+
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use csmp::plugin::{
+    CancellationToken, FailureKind, Grant, Grants, HostConfig, Invocation, LoadError, Outcome,
+    PluginHost, StepFailure,
+};
+use serde_json::{Value, json};
+
+/// Bounds a test that would otherwise hang if the sandbox failed to stop a plugin.
+const HANG_GUARD: Duration = Duration::from_secs(120);
+
+fn wasm(stem: &str) -> Vec<u8> {
+    let path = format!("{}/{stem}.wasm", env!("CSMP_PLUGIN_WASM_DIR"));
+    std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
+}
+
+/// A host with the built-ins and the hostile plugin loaded, under `grants`.
+fn host(grants: Grants) -> PluginHost {
+    let cache = format!("{}/plugin-cache", env!("CARGO_TARGET_TMPDIR"));
+    let host = PluginHost::new(HostConfig::new(cache, grants)).expect("host starts");
+    host.load_builtins().expect("built-ins load");
+    host.load(&wasm("hostile")).expect("hostile plugin loads");
+    host
+}
+
+fn grants(plugin: &str, grant: Grant) -> Grants {
+    let mut g = Grants::default();
+    g.plugins.insert(plugin.into(), grant);
+    g
+}
+
+fn call(plugin: &str, version: &str, input: Value) -> Invocation {
+    Invocation {
+        plugin: plugin.into(),
+        version: version.parse().expect("fixture version"),
+        input,
+        idempotency_key: "run-1/step-1".into(),
+        secrets: BTreeMap::new(),
+        timeout: Duration::from_secs(30),
+        cancel: CancellationToken::new(),
+    }
+}
+
+fn hostile(input: Value) -> Invocation {
+    call("hostile", "0.1.0", input)
+}
+
+fn echo_input(n: usize) -> Value {
+    json!({"n": n, "nested": {"list": [1, "two", null]}})
+}
+
+/// The host is still healthy: a normal step succeeds with its input echoed.
+fn assert_echo_works(host: &PluginHost) {
+    let out = host
+        .invoke_blocking(call("echo", "1.0.0", echo_input(7)))
+        .expect("echo succeeds after the hostile step");
+    assert_eq!(out.output, echo_input(7));
+}
+
+fn expect_failure(result: Result<Outcome, StepFailure>) -> StepFailure {
+    match result {
+        Ok(out) => panic!("expected the step to fail, it returned {}", out.output),
+        Err(failure) => failure,
+    }
+}
+
+/// A one-route HTTP server on 127.0.0.1:0 answering every request with `status` and `body`.
+struct TestServer {
+    addr: SocketAddr,
+    hits: Arc<AtomicUsize>,
+}
+
+fn serve(status: u16, body: &'static str) -> TestServer {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+    let addr = listener.local_addr().expect("local addr");
+    let hits = Arc::new(AtomicUsize::new(0));
+    let counter = Arc::clone(&hits);
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { break };
+            counter.fetch_add(1, Ordering::SeqCst);
+            let mut request = Vec::new();
+            let mut buf = [0u8; 1024];
+            while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+                match stream.read(&mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => request.extend_from_slice(&buf[..n]),
+                }
+            }
+            let response = format!(
+                "HTTP/1.1 {status} X\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            let _ = stream.write_all(response.as_bytes());
+        }
+    });
+    TestServer { addr, hits }
+}
+
+#[test]
+fn builtins_load_and_echo_round_trips() {
+    let host = host(Grants::default());
+    let index = host.index();
+    for name in ["echo", "http", "notify", "hostile"] {
+        let req = semver::VersionReq::parse("*").expect("req");
+        assert!(index.resolve(name, &req).is_some(), "{name} is indexed");
+    }
+    let echo = index.versions("echo");
+    assert_eq!(echo[0].input_schema["type"], "object");
+
+    let out = host
+        .invoke_blocking(call("echo", "1.0.0", echo_input(1)))
+        .expect("echo runs");
+    assert_eq!(out.output, echo_input(1));
+    assert_eq!(out.log, "");
+
+    // Loading the same bytes again is a no-op returning the same descriptor.
+    let again = host.load(&wasm("echo")).expect("reload");
+    assert_eq!(again, echo[0]);
+}
+
+#[test]
+fn an_infinite_loop_is_stopped_at_its_deadline() {
+    let host = host(Grants::default());
+    let mut spin = hostile(json!({"mode": "spin"}));
+    spin.timeout = Duration::from_millis(300);
+    let failure = expect_failure(host.invoke_blocking(spin));
+    assert_eq!(failure.kind, FailureKind::Timeout, "{failure}");
+    assert!(failure.message.contains("timeout of 300ms"), "{failure}");
+    assert!(failure.is_retryable());
+    assert_echo_works(&host);
+}
+
+#[test]
+fn unbounded_allocation_is_stopped_at_the_memory_cap() {
+    let host = host(Grants::default());
+    let failure = expect_failure(host.invoke_blocking(hostile(json!({"mode": "hoard"}))));
+    assert_eq!(failure.kind, FailureKind::MemoryLimit, "{failure}");
+    assert!(failure.message.contains("64 MiB"), "{failure}");
+    assert!(failure.message.contains("memory_mib"), "{failure}");
+    assert_echo_works(&host);
+}
+
+#[test]
+fn the_memory_cap_follows_the_grant() {
+    let grant = Grant {
+        memory_mib: Some(16),
+        ..Grant::default()
+    };
+    let host = host(grants("hostile", grant));
+    let failure = expect_failure(host.invoke_blocking(hostile(json!({"mode": "hoard"}))));
+    assert_eq!(failure.kind, FailureKind::MemoryLimit, "{failure}");
+    assert!(failure.message.contains("16 MiB"), "{failure}");
+    assert_echo_works(&host);
+}
+
+#[test]
+fn a_panic_fails_the_step_with_its_message() {
+    let host = host(Grants::default());
+    let failure = expect_failure(host.invoke_blocking(hostile(json!({"mode": "panic"}))));
+    assert_eq!(failure.kind, FailureKind::Trap, "{failure}");
+    assert!(
+        failure
+            .message
+            .contains("hostile plugin panicked on purpose"),
+        "{failure}"
+    );
+    assert!(
+        failure.log.contains("panicked at"),
+        "the log keeps stderr: {}",
+        failure.log
+    );
+    assert_echo_works(&host);
+}
+
+#[test]
+fn files_and_the_environment_are_invisible() {
+    let host = host(Grants::default());
+    // The test process has environment variables (PATH at least) and /etc/passwd exists.
+    assert!(std::env::vars().next().is_some());
+    let out = host
+        .invoke_blocking(hostile(json!({"mode": "snoop"})))
+        .expect("snooping itself is not an error");
+    assert_eq!(out.output["passwd"], Value::Null, "{}", out.output);
+    assert!(out.output["passwd_error"].is_string(), "{}", out.output);
+    assert_eq!(out.output["env"], json!([]), "{}", out.output);
+    assert_echo_works(&host);
+}
+
+#[test]
+fn http_to_a_host_not_granted_is_denied() {
+    let server = serve(200, "{}");
+    let host = host(Grants::default());
+    let url = format!("http://{}/steal", server.addr);
+    let failure =
+        expect_failure(host.invoke_blocking(hostile(json!({"mode": "fetch", "url": url}))));
+    assert_eq!(failure.kind, FailureKind::Denied, "{failure}");
+    assert!(
+        failure.message.contains("plugins.hostile.http_hosts"),
+        "{failure}"
+    );
+    assert_eq!(
+        server.hits.load(Ordering::SeqCst),
+        0,
+        "nothing reached the server"
+    );
+    assert_echo_works(&host);
+}
+
+#[test]
+fn http_to_a_granted_host_goes_through() {
+    let server = serve(200, "{}");
+    let grant = Grant {
+        http_hosts: vec![server.addr.to_string()],
+        ..Grant::default()
+    };
+    let host = host(grants("hostile", grant));
+    let url = format!("http://{}/ok", server.addr);
+    let out = host
+        .invoke_blocking(hostile(json!({"mode": "fetch", "url": url})))
+        .expect("granted request succeeds");
+    assert_eq!(out.output["status"], 200);
+    assert_eq!(server.hits.load(Ordering::SeqCst), 1);
+    assert!(
+        out.log.contains("GET"),
+        "host http calls are logged: {}",
+        out.log
+    );
+}
+
+#[test]
+fn secrets_outside_the_grant_are_denied() {
+    let grant = Grant {
+        secrets: vec!["allowed".into()],
+        ..Grant::default()
+    };
+    let host = host(grants("hostile", grant));
+    let with_secrets = |name: &str| {
+        let mut c = hostile(json!({"mode": "peek", "secret": name}));
+        c.secrets = BTreeMap::from([
+            ("allowed".to_string(), "open".to_string()),
+            ("forbidden".to_string(), "hidden".to_string()),
+        ]);
+        c
+    };
+    let out = host
+        .invoke_blocking(with_secrets("allowed"))
+        .expect("granted secret is readable");
+    assert_eq!(out.output["secret"], "open");
+
+    let failure = expect_failure(host.invoke_blocking(with_secrets("forbidden")));
+    assert_eq!(failure.kind, FailureKind::Denied, "{failure}");
+    assert!(
+        !failure.message.contains("hidden"),
+        "no secret value leaks: {failure}"
+    );
+    assert_echo_works(&host);
+}
+
+#[test]
+fn a_50_mb_output_is_refused() {
+    // Enough memory to build the payload, so it is the output cap that refuses it.
+    let grant = Grant {
+        memory_mib: Some(256),
+        ..Grant::default()
+    };
+    let host = host(grants("hostile", grant));
+    let failure = expect_failure(host.invoke_blocking(hostile(json!({"mode": "flood"}))));
+    assert_eq!(failure.kind, FailureKind::OutputTooLarge, "{failure}");
+    assert!(failure.message.contains("1048576 bytes"), "{failure}");
+    assert_echo_works(&host);
+}
+
+#[test]
+fn a_socket_import_is_refused_at_load() {
+    let host = host(Grants::default());
+    let err = host.load(&wasm("sockets")).err();
+    let Some(LoadError::ForbiddenImport { import, hint }) = &err else {
+        panic!("expected a forbidden import, got {err:?}");
+    };
+    assert!(import.starts_with("wasi:sockets/"), "{import}");
+    assert!(hint.contains("csmp:plugin/http"), "{hint}");
+    assert!(host.index().versions("sockets").is_empty());
+    assert_echo_works(&host);
+}
+
+#[test]
+fn garbage_is_refused_at_load() {
+    let host = host(Grants::default());
+    let err = host.load(b"not wasm at all").err();
+    assert!(matches!(err, Some(LoadError::Compile(_))), "{err:?}");
+}
+
+#[test]
+fn inputs_are_checked_against_the_schema() {
+    let host = host(Grants::default());
+    let failure = expect_failure(host.invoke_blocking(call("echo", "1.0.0", json!([1, 2]))));
+    assert_eq!(failure.kind, FailureKind::InvalidInput, "{failure}");
+    let failure = expect_failure(host.invoke_blocking(hostile(json!({"mode": "dance"}))));
+    assert_eq!(failure.kind, FailureKind::InvalidInput, "{failure}");
+    assert!(failure.message.contains("hostile@0.1.0"), "{failure}");
+}
+
+#[test]
+fn unknown_plugins_and_versions_are_reported() {
+    let host = host(Grants::default());
+    let failure = expect_failure(host.invoke_blocking(call("nope", "1.0.0", json!({}))));
+    assert_eq!(failure.kind, FailureKind::UnknownPlugin);
+    let failure = expect_failure(host.invoke_blocking(call("echo", "9.9.9", json!({}))));
+    assert_eq!(failure.kind, FailureKind::UnknownPlugin);
+    assert!(failure.message.contains("loaded: 1.0.0"), "{failure}");
+}
+
+#[test]
+fn the_http_builtin_classifies_statuses() {
+    let ok = serve(201, r#"{"id":"i-1"}"#);
+    let down = serve(503, "busy");
+    let bad = serve(404, "no such thing");
+    let grant = Grant {
+        http_hosts: vec!["127.0.0.1".into()],
+        ..Grant::default()
+    };
+    let host = host(grants("http", grant));
+    let post = |addr: SocketAddr| {
+        call(
+            "http",
+            "1.0.0",
+            json!({"method": "POST", "url": format!("http://{addr}/instances"), "body": {"size": "small"}}),
+        )
+    };
+
+    let out = host.invoke_blocking(post(ok.addr)).expect("201 is success");
+    assert_eq!(out.output["status"], 201);
+    assert_eq!(out.output["body"], json!({"id": "i-1"}));
+
+    let failure = expect_failure(host.invoke_blocking(post(down.addr)));
+    assert_eq!(failure.kind, FailureKind::Retryable, "{failure}");
+    let failure = expect_failure(host.invoke_blocking(post(bad.addr)));
+    assert_eq!(failure.kind, FailureKind::Permanent, "{failure}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_running_step_can_be_cancelled() {
+    let host = host(Grants::default());
+    let cancel = CancellationToken::new();
+    let mut spin = hostile(json!({"mode": "spin"}));
+    spin.cancel = cancel.clone();
+    let running = tokio::spawn({
+        let host = host.clone();
+        async move { host.invoke(spin).await }
+    });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    cancel.cancel();
+    let result = tokio::time::timeout(HANG_GUARD, running)
+        .await
+        .expect("cancellation stops the plugin")
+        .expect("task joins");
+    assert_eq!(expect_failure(result).kind, FailureKind::Cancelled);
+    assert_echo_works(&host);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_steps_do_not_disturb_concurrent_steps() {
+    let server = serve(200, "{}");
+    let host = host(Grants::default());
+
+    let mut spin = hostile(json!({"mode": "spin"}));
+    spin.timeout = Duration::from_millis(500);
+    let url = format!("http://{}/x", server.addr);
+    let hostile_calls = vec![
+        spin,
+        hostile(json!({"mode": "hoard"})),
+        hostile(json!({"mode": "panic"})),
+        hostile(json!({"mode": "fetch", "url": url})),
+    ];
+    let mut hostile_tasks = Vec::new();
+    for c in hostile_calls {
+        let host = host.clone();
+        hostile_tasks.push(tokio::spawn(async move { host.invoke(c).await }));
+    }
+    let mut normal_tasks = Vec::new();
+    for n in 0..40 {
+        let host = host.clone();
+        normal_tasks.push(tokio::spawn(async move {
+            (n, host.invoke(call("echo", "1.0.0", echo_input(n))).await)
+        }));
+    }
+
+    let all = async {
+        let mut kinds = Vec::new();
+        for t in hostile_tasks {
+            kinds.push(expect_failure(t.await.expect("joins")).kind);
+        }
+        for t in normal_tasks {
+            let (n, result) = t.await.expect("joins");
+            let out = result.unwrap_or_else(|f| panic!("echo {n} was disturbed: {f}"));
+            assert_eq!(out.output, echo_input(n));
+        }
+        kinds
+    };
+    let kinds = tokio::time::timeout(HANG_GUARD, all)
+        .await
+        .expect("no hang");
+    assert_eq!(
+        kinds,
+        vec![
+            FailureKind::Timeout,
+            FailureKind::MemoryLimit,
+            FailureKind::Trap,
+            FailureKind::Denied
+        ]
+    );
+    assert_eq!(server.hits.load(Ordering::SeqCst), 0);
+}

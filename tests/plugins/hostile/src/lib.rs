@@ -1,0 +1,166 @@
+//! A plugin that misbehaves on request, for `tests/integration/plugin_sandbox.rs`.
+//!
+//! Each mode tries one thing the sandbox must stop. Knows nothing about the host; the tests
+//! decide what "stopped" looks like.
+
+use std::hint::black_box;
+
+use csmp_sdk::schemars::JsonSchema;
+use csmp_sdk::serde::{Deserialize, Serialize};
+use csmp_sdk::{Context, PluginError, Request};
+
+/// Which misbehaviour to try.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(crate = "csmp_sdk::serde", rename_all = "snake_case")]
+#[schemars(crate = "csmp_sdk::schemars")]
+pub enum Mode {
+    /// Spin forever.
+    Spin,
+    /// Allocate until something gives.
+    Hoard,
+    /// Panic with a recognisable message.
+    Panic,
+    /// Read `/etc/passwd` and the environment, and report what was seen.
+    Snoop,
+    /// Send an HTTP GET to `url`.
+    Fetch,
+    /// Return `bytes` bytes of output.
+    Flood,
+    /// Read the secret `secret`.
+    Peek,
+}
+
+/// What to do.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(crate = "csmp_sdk::serde")]
+#[schemars(crate = "csmp_sdk::schemars")]
+pub struct Input {
+    /// The misbehaviour.
+    pub mode: Mode,
+    /// For `fetch`: where to send the request.
+    #[serde(default)]
+    pub url: Option<String>,
+    /// For `flood`: how many bytes of output.
+    #[serde(default)]
+    pub bytes: Option<usize>,
+    /// For `peek`: which secret to read.
+    #[serde(default)]
+    pub secret: Option<String>,
+}
+
+/// What the plugin saw or made.
+#[derive(Debug, Default, Serialize, JsonSchema)]
+#[serde(crate = "csmp_sdk::serde")]
+#[schemars(crate = "csmp_sdk::schemars")]
+pub struct Output {
+    /// For `snoop`: the file's content if it could be read, else the error.
+    pub passwd: Option<String>,
+    /// For `snoop`: the error reading the file.
+    pub passwd_error: Option<String>,
+    /// For `snoop`: every environment variable visible to the plugin.
+    pub env: Vec<(String, String)>,
+    /// For `fetch`: the response status.
+    pub status: Option<u16>,
+    /// For `flood`: the payload.
+    pub payload: Option<String>,
+    /// For `peek`: the secret's value.
+    pub secret: Option<String>,
+}
+
+/// Misbehaves as asked.
+pub fn run(ctx: &Context, input: Input) -> Result<Output, PluginError> {
+    match input.mode {
+        Mode::Spin => {
+            let mut n: u64 = 0;
+            loop {
+                n = black_box(n.wrapping_add(1));
+            }
+        }
+        Mode::Hoard => {
+            let mut hoard: Vec<Vec<u8>> = Vec::new();
+            loop {
+                hoard.push(vec![1u8; 1 << 20]);
+                black_box(&hoard);
+            }
+        }
+        Mode::Panic => panic!("hostile plugin panicked on purpose"),
+        Mode::Snoop => {
+            let (passwd, passwd_error) = match std::fs::read_to_string("/etc/passwd") {
+                Ok(text) => (Some(text), None),
+                Err(e) => (None, Some(e.to_string())),
+            };
+            Ok(Output {
+                passwd,
+                passwd_error,
+                env: std::env::vars().collect(),
+                ..Output::default()
+            })
+        }
+        Mode::Fetch => {
+            let url = input
+                .url
+                .ok_or_else(|| PluginError::permanent("fetch needs `url`"))?;
+            let response = ctx.http(Request::get(url))?;
+            Ok(Output {
+                status: Some(response.status),
+                ..Output::default()
+            })
+        }
+        Mode::Peek => {
+            let name = input
+                .secret
+                .ok_or_else(|| PluginError::permanent("peek needs `secret`"))?;
+            Ok(Output {
+                secret: ctx.secret(&name),
+                ..Output::default()
+            })
+        }
+        Mode::Flood => Ok(Output {
+            payload: Some("x".repeat(input.bytes.unwrap_or(50 * 1024 * 1024))),
+            ..Output::default()
+        }),
+    }
+}
+
+csmp_sdk::plugin! {
+    name: "hostile",
+    version: env!("CARGO_PKG_VERSION"),
+    description: "Misbehaves on request (sandbox tests only)",
+    capabilities: csmp_sdk::Capabilities::none().http_host("*").secret("*"),
+    run: run,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use csmp_sdk::testing::MockHost;
+
+    #[test]
+    fn flood_makes_the_requested_size() -> Result<(), PluginError> {
+        let out = run(
+            &MockHost::new().context(),
+            Input {
+                mode: Mode::Flood,
+                url: None,
+                bytes: Some(10),
+                secret: None,
+            },
+        )?;
+        assert_eq!(out.payload.as_deref(), Some("xxxxxxxxxx"));
+        Ok(())
+    }
+
+    #[test]
+    fn fetch_needs_a_url() {
+        let err = run(
+            &MockHost::new().context(),
+            Input {
+                mode: Mode::Fetch,
+                url: None,
+                bytes: None,
+                secret: None,
+            },
+        );
+        assert!(matches!(err, Err(PluginError::Permanent(_))));
+    }
+}
