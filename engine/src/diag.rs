@@ -116,15 +116,15 @@ impl FileReport {
         let lines: Vec<&str> = source.map(|s| s.lines().collect()).unwrap_or_default();
         for d in &self.diagnostics {
             out.push_str(&format!("error[{}]: {}\n", d.code, d.message));
+            // The gutter is as wide as the line number, like rustc's.
+            let pad = " ".repeat(d.span.line.max(1).to_string().len());
             if d.span.line == 0 {
-                out.push_str(&format!("  --> {}\n", self.file));
+                out.push_str(&format!("{pad}--> {}\n", self.file));
             } else {
-                out.push_str(&format!("  --> {}:{}\n", self.file, d.span));
+                out.push_str(&format!("{pad}--> {}:{}\n", self.file, d.span));
                 if let Some(text) = lines.get(d.span.line - 1) {
-                    let gutter = d.span.line.to_string();
-                    let pad = " ".repeat(gutter.len());
                     let shown: String = text.chars().take(200).collect();
-                    out.push_str(&format!("{pad} |\n{gutter} | {shown}\n"));
+                    out.push_str(&format!("{pad} |\n{} | {shown}\n", d.span.line));
                     if d.span.column > 0 {
                         let caret = " ".repeat(d.span.column.saturating_sub(1).min(200));
                         out.push_str(&format!("{pad} | {caret}^\n"));
@@ -132,7 +132,7 @@ impl FileReport {
                 }
             }
             if let Some(help) = &d.help {
-                out.push_str(&format!("  = help: {help}\n"));
+                out.push_str(&format!("{pad} = help: {help}\n"));
             }
             out.push('\n');
         }
@@ -175,7 +175,7 @@ mod tests {
         let text = report.render(Some("steps:\n  neds: [a]\n"));
         assert_eq!(
             text,
-            "error[unknown-key]: unknown key `neds`\n  --> w.yaml:2:3\n  |\n2 |   neds: [a]\n  |   ^\n  = help: did you mean `needs`?\n\n"
+            "error[unknown-key]: unknown key `neds`\n --> w.yaml:2:3\n  |\n2 |   neds: [a]\n  |   ^\n  = help: did you mean `needs`?\n\n"
         );
     }
 }

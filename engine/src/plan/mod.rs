@@ -672,7 +672,18 @@ fn check_with_schema(
                     v.message
                 ),
             )
-            .help(schema::describe_properties(&desc.input_schema)),
+            .help(
+                v.key
+                    .as_deref()
+                    .and_then(|k| {
+                        let props = desc.input_schema.get("properties")?.as_object()?;
+                        nearest(k, props.keys().map(String::as_str))
+                    })
+                    .map_or_else(
+                        || schema::describe_properties(&desc.input_schema),
+                        |n| format!("did you mean `{n}`?"),
+                    ),
+            ),
         );
     }
 }

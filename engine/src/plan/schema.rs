@@ -170,17 +170,35 @@ pub(crate) fn describe_properties(schema: &serde_json::Value) -> String {
     let parts: Vec<String> = props
         .iter()
         .map(|(k, v)| {
-            let ty = v.get("type").map_or("any".to_string(), |t| match t {
-                serde_json::Value::String(s) => s.clone(),
-                other => other.to_string(),
-            });
             let req = if required.contains(&k.as_str()) {
                 " (required)"
             } else {
                 ""
             };
-            format!("{k}: {ty}{req}")
+            format!("{k}: {}{req}", type_name(v))
         })
         .collect();
     format!("the plugin takes {}", parts.join(", "))
+}
+
+/// A short name for the type a schema accepts: `string`, `integer|null`, `GET|POST`, `Method`.
+fn type_name(schema: &serde_json::Value) -> String {
+    let join = |items: &Vec<serde_json::Value>| {
+        items
+            .iter()
+            .map(|i| i.as_str().map_or_else(|| i.to_string(), str::to_string))
+            .collect::<Vec<_>>()
+            .join("|")
+    };
+    if let Some(values) = schema.get("enum").and_then(|e| e.as_array()) {
+        return join(values);
+    }
+    match schema.get("type") {
+        Some(serde_json::Value::String(t)) => t.clone(),
+        Some(serde_json::Value::Array(types)) => join(types),
+        _ => match schema.get("$ref").and_then(|r| r.as_str()) {
+            Some(r) => r.rsplit('/').next().unwrap_or(r).to_string(),
+            None => "any".to_string(),
+        },
+    }
 }
