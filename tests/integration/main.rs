@@ -4,4 +4,5 @@
 mod examples;
 mod helpers;
 mod plugin_sandbox;
+mod scaffold;
 mod validate_cli;

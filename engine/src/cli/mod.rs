@@ -3,6 +3,7 @@
 //! Each subcommand lives in its own file and calls into the library; only this module knows
 //! clap.
 
+pub mod plugin_new;
 pub mod validate;
 
 use std::path::PathBuf;
@@ -24,6 +25,12 @@ pub struct Cli {
 pub enum Command {
     /// Run the service (not available yet: the executor and REST API are still to come).
     Serve,
+    /// Plugin development.
+    Plugin {
+        /// What to do with plugins.
+        #[command(subcommand)]
+        command: PluginCommand,
+    },
     /// Check workflow and catalog files; print every problem with file:line:column.
     Validate {
         /// Files or directories (searched for *.yaml and *.yml).
@@ -32,6 +39,22 @@ pub enum Command {
         /// Output format.
         #[arg(long, value_enum, default_value_t = Format::Text)]
         format: Format,
+    },
+}
+
+/// `csmp plugin …` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum PluginCommand {
+    /// Create a plugin crate that builds and whose test passes out of the box.
+    New {
+        /// The plugin's name: lowercase letters, digits and `-`.
+        name: String,
+        /// Directory to create the crate in (the crate goes in DIR/NAME).
+        #[arg(long, default_value = ".")]
+        dir: PathBuf,
+        /// Path of the csmp SDK crate the new plugin depends on.
+        #[arg(long)]
+        sdk_path: Option<PathBuf>,
     },
 }
 
@@ -49,6 +72,29 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Validate { paths, format } => run_validate(&paths, format),
+        Command::Plugin {
+            command:
+                PluginCommand::New {
+                    name,
+                    dir,
+                    sdk_path,
+                },
+        } => {
+            let sdk = sdk_path.unwrap_or_else(plugin_new::default_sdk_path);
+            let dest = dir.join(&name);
+            match plugin_new::scaffold(&name, &dest, &sdk) {
+                Ok(()) => {
+                    println!("created plugin `{name}` in {}", dest.display());
+                    println!("next: cd {} && cargo test", dest.display());
+                    println!("build it: cargo build --release --target wasm32-wasip2");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("error: {e:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Command::Serve => {
             eprintln!(
                 "csmp serve: not yet — the durable executor and the REST API are not built yet.\n\

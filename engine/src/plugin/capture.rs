@@ -151,7 +151,7 @@ mod tests {
         sink.line("info", "hi");
         sink.append(b"0123456789");
         let text = sink.text();
-        assert!(text.starts_with("out\n[info] hi\n0123"), "{text}");
+        assert!(text.starts_with("out\n[info] hi\n01\n[csmp]"), "{text}");
         assert!(text.contains("8 more bytes of log dropped"), "{text}");
         assert!(text.contains("16 bytes"), "{text}");
     }
