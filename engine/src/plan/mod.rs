@@ -344,7 +344,7 @@ pub fn build(wf: &Workflow, env: Env<'_>, mut diags: Diagnostics) -> Result<Plan
         .iter()
         .map(|(k, v)| {
             let tv = compile_value(v, &mut diags);
-            ctx.check_value(&tv, v, &refs::Site::outputs(), &mut diags);
+            ctx.check_value(v, &refs::Site::outputs(), &mut diags);
             (k.value.clone(), tv)
         })
         .collect();
@@ -409,7 +409,7 @@ fn plan_steps(
                     fan_out: false,
                     ..site.clone()
                 };
-                ctx.check_value(&tv, v, &outer, diags);
+                ctx.check_value(v, &outer, diags);
                 if let Some(lit) = tv.as_literal()
                     && !lit.is_array()
                 {
@@ -436,7 +436,7 @@ fn plan_steps(
                         compensate: true,
                         ..site.clone()
                     };
-                    ctx.check_value(&with, w, &comp_site, diags);
+                    ctx.check_value(w, &comp_site, diags);
                 }
                 check_with_schema(&with, c.with.as_ref(), c.span, desc, diags);
                 Some(PlanCompensation {
@@ -494,7 +494,7 @@ fn plan_kind(
                 .map(|w| compile_value(w, diags))
                 .unwrap_or(TValue::Literal(serde_json::json!({})));
             if let Some(w) = with {
-                ctx.check_value(&tv, w, site, diags);
+                ctx.check_value(w, site, diags);
             }
             let desc = resolve_plugin(plugin, req, env.plugins, diags)?;
             check_with_schema(&tv, with.as_ref(), s.span, desc, diags);
@@ -565,7 +565,7 @@ fn plan_kind(
                 .map(|w| compile_value(w, diags))
                 .unwrap_or(TValue::Literal(serde_json::json!({})));
             if let Some(w) = with {
-                ctx.check_value(&tv, w, site, diags);
+                ctx.check_value(w, site, diags);
             }
             Some(PlanKind::Workflow {
                 name: target.value.name.clone(),

@@ -4,7 +4,7 @@
 
 use crate::diag::{Diagnostic, Diagnostics, Span, nearest};
 use crate::dsl::Value;
-use crate::template::{TValue, Template};
+use crate::template::Template;
 
 use super::graph::Dag;
 use super::{ROOTS, RUN_FIELDS, STEP_FIELDS};
@@ -65,14 +65,9 @@ pub(crate) struct Ctx<'a> {
 }
 
 impl Ctx<'_> {
-    /// Checks every template inside `value` (compiled as `_tv`), each located at its string.
-    pub(crate) fn check_value(
-        &self,
-        _tv: &TValue,
-        value: &Value,
-        site: &Site,
-        diags: &mut Diagnostics,
-    ) {
+    /// Checks every template inside `value`, each located at its string (recompiled here:
+    /// the compiled tree keeps no positions, and this runs only at validation).
+    pub(crate) fn check_value(&self, value: &Value, site: &Site, diags: &mut Diagnostics) {
         value.for_each_str(&mut |s, span| {
             if s.contains("{{")
                 && let Ok(t) = Template::compile(s)
