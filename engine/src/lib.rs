@@ -15,4 +15,6 @@ pub mod diag;
 pub mod dsl;
 pub mod plan;
 pub mod plugin;
+pub mod runtime;
+pub mod store;
 pub mod template;

@@ -4,5 +4,6 @@
 mod examples;
 mod helpers;
 mod plugin_sandbox;
+mod runtime;
 mod scaffold;
 mod validate_cli;

@@ -84,7 +84,7 @@ fn missing(p: &PathAndJson<'_>) -> RenderError {
 }
 
 /// The truthiness rule of templates: false, null, 0, "" and empty lists and maps are false.
-pub(crate) fn truthy(v: &Json) -> bool {
+pub fn truthy(v: &Json) -> bool {
     match v {
         Json::Null => false,
         Json::Bool(b) => *b,

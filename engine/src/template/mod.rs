@@ -10,6 +10,8 @@
 
 mod helpers;
 
+pub use helpers::truthy;
+
 use std::sync::LazyLock;
 
 use handlebars::template::{Parameter, TemplateElement};

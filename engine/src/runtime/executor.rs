@@ -1,0 +1,1556 @@
+//! The executor loop: the single owner of every active run's state.
+//!
+//! Keys of the units it tracks per run: `id` (a step), `id#N` (fan-out item N of a step),
+//! `~KEY` (the compensation of unit KEY), `!id` (an `on_failure` step).
+
+use std::collections::hash_map::RandomState;
+use std::collections::{BTreeSet, HashMap};
+use std::hash::{BuildHasher, Hasher};
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::{Value as Json, json};
+use tokio::sync::{broadcast, mpsc, oneshot};
+
+use super::scope::{self, Extra};
+use super::workers::{self, Done, Job};
+use super::{Clock, Command, Definitions, EngineConfig, EngineError, NewRun, RunEvent};
+use crate::dsl::IncidentAction;
+use crate::dsl::parse_duration;
+use crate::plan::{Plan, PlanKind, PlanStep, WaitPlan};
+use crate::plugin::{CancellationToken, FailureKind, Invocation, PluginHost};
+use crate::store::{IncidentRow, RunRow, RunStatus, SignalRow, StepRow, StepStatus, Store, Write};
+
+/// Which list of the plan a unit's step is in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Section {
+    Main,
+    OnFailure,
+}
+
+/// One active run.
+#[derive(Debug)]
+struct RunState {
+    /// The stored row, kept current.
+    row: RunRow,
+    /// Its plan.
+    plan: Arc<Plan>,
+    /// Every unit by key.
+    units: HashMap<String, StepRow>,
+    /// Signals delivered and not yet taken.
+    signals: Vec<SignalRow>,
+    /// Cancellation handles of attempts in flight.
+    cancels: HashMap<String, CancellationToken>,
+}
+
+pub(super) struct Executor {
+    store: Store,
+    defs: Arc<Definitions>,
+    clock: Arc<dyn Clock>,
+    config: EngineConfig,
+    events: broadcast::Sender<RunEvent>,
+    runs: HashMap<String, RunState>,
+    /// (wake time ms, run id, unit key).
+    timers: BTreeSet<(i64, String, String)>,
+    jobs: std::sync::mpsc::Sender<Job>,
+    done_rx: mpsc::UnboundedReceiver<Done>,
+    next_signal_id: i64,
+    /// This turn: runs to advance.
+    dirty: BTreeSet<String>,
+    /// This turn: units and runs changed (to write and announce).
+    touched_units: BTreeSet<(String, String)>,
+    touched_runs: BTreeSet<String>,
+    /// This turn: attempts to dispatch after the commit.
+    dispatch: Vec<Job>,
+    /// This turn: callers to answer after the commit.
+    replies: Vec<Reply>,
+    /// Incidents changed this turn.
+    incidents: Vec<IncidentRow>,
+    /// Signals delivered or taken this turn.
+    signal_writes: Vec<Write>,
+    /// Incidents not yet resolved, so `update`/`resolve` steps find them without a read.
+    open_incidents: HashMap<String, IncidentRow>,
+}
+
+enum Reply {
+    Submitted(oneshot::Sender<Result<String, EngineError>>, String),
+    Done(oneshot::Sender<Result<(), EngineError>>),
+}
+
+fn random_u64() -> u64 {
+    let mut h = RandomState::new().build_hasher();
+    h.write_u64(0);
+    h.finish()
+}
+
+fn new_id(prefix: &str) -> String {
+    format!("{prefix}-{:016x}", random_u64())
+}
+
+impl Executor {
+    pub(super) async fn recover(
+        store: Store,
+        host: PluginHost,
+        defs: Arc<Definitions>,
+        clock: Arc<dyn Clock>,
+        config: EngineConfig,
+        events: broadcast::Sender<RunEvent>,
+    ) -> Result<Self, EngineError> {
+        let (done_tx, done_rx) = mpsc::unbounded_channel();
+        let jobs = workers::start(config.workers, host, done_tx);
+        let next_signal_id = store.next_signal_id().await?;
+        let mut exec = Self {
+            store,
+            defs,
+            clock,
+            config,
+            events,
+            runs: HashMap::new(),
+            timers: BTreeSet::new(),
+            jobs,
+            done_rx,
+            next_signal_id,
+            dirty: BTreeSet::new(),
+            touched_units: BTreeSet::new(),
+            touched_runs: BTreeSet::new(),
+            dispatch: Vec::new(),
+            replies: Vec::new(),
+            incidents: Vec::new(),
+            signal_writes: Vec::new(),
+            open_incidents: HashMap::new(),
+        };
+        for inc in exec.store.incidents().await? {
+            if inc.status != "resolved" {
+                exec.open_incidents.insert(inc.id.clone(), inc);
+            }
+        }
+        let now = exec.clock.now_ms();
+        let lease = i64::try_from(exec.config.lease.as_millis()).unwrap_or(i64::MAX);
+        let claimed = exec
+            .store
+            .claim_unfinished(&exec.config.owner, now, lease)
+            .await?;
+        for mut row in claimed {
+            let Some(plan) = exec.defs.get(&row.workflow, Some(row.version)).cloned() else {
+                row.status = RunStatus::Failed;
+                row.error = Some(format!(
+                    "workflow `{}` version {} is not loaded; load it and start a new run",
+                    row.workflow, row.version
+                ));
+                row.finished_at = Some(now);
+                exec.store.commit(&[Write::Run(row)]).await?;
+                continue;
+            };
+            let units: HashMap<String, StepRow> = exec
+                .store
+                .steps(&row.id)
+                .await?
+                .into_iter()
+                .map(|s| (s.key.clone(), s))
+                .collect();
+            let signals = exec.store.pending_signals(&row.id).await?;
+            let id = row.id.clone();
+            exec.runs.insert(
+                id.clone(),
+                RunState {
+                    row,
+                    plan,
+                    units,
+                    signals,
+                    cancels: HashMap::new(),
+                },
+            );
+            exec.rearm(&id);
+            exec.dirty.insert(id);
+        }
+        Ok(exec)
+    }
+
+    /// After recovery: re-dispatch attempts that were in flight, re-arm timers.
+    fn rearm(&mut self, run_id: &str) {
+        let Some(run) = self.runs.get(run_id) else {
+            return;
+        };
+        let keys: Vec<(String, StepStatus, Option<i64>)> = run
+            .units
+            .values()
+            .map(|u| (u.key.clone(), u.status, u.wake_at))
+            .collect();
+        for (key, status, wake) in keys {
+            match status {
+                StepStatus::Running => self.redispatch(run_id, &key),
+                StepStatus::Waiting | StepStatus::Retrying => {
+                    if let Some(t) = wake {
+                        self.timers.insert((t, run_id.to_string(), key));
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+
+    pub(super) async fn run(mut self, mut commands: mpsc::UnboundedReceiver<Command>) {
+        let renew_every = (self.config.lease / 3).max(Duration::from_millis(100));
+        let mut renew = tokio::time::interval(renew_every);
+        renew.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut stop: Option<oneshot::Sender<()>> = None;
+        // The first turn advances everything recovered.
+        self.turn().await;
+        loop {
+            let wait = self.timers.first().map(|(t, ..)| {
+                Duration::from_millis(u64::try_from(t - self.clock.now_ms()).unwrap_or(0))
+            });
+            tokio::select! {
+                c = commands.recv() => match c {
+                    Some(Command::Shutdown(tx)) => stop = Some(tx),
+                    Some(c) => self.command(c).await,
+                    None => return,
+                },
+                Some(d) = self.done_rx.recv() => self.done(d),
+                () = sleep_opt(wait) => {}
+                _ = renew.tick() => {
+                    let until = self.clock.now_ms() + i64::try_from(self.config.lease.as_millis()).unwrap_or(i64::MAX);
+                    if let Err(e) = self.store.renew_leases(&self.config.owner, until).await {
+                        tracing::warn!("cannot renew leases: {e}");
+                    }
+                }
+            }
+            // Take everything else that is already waiting: one commit for all of it.
+            while let Ok(d) = self.done_rx.try_recv() {
+                self.done(d);
+            }
+            while stop.is_none() {
+                match commands.try_recv() {
+                    Ok(Command::Shutdown(tx)) => stop = Some(tx),
+                    Ok(c) => self.command(c).await,
+                    Err(_) => break,
+                }
+            }
+            self.turn().await;
+            if let Some(tx) = stop.take() {
+                let _ = tx.send(());
+                return;
+            }
+        }
+    }
+
+    /// Fires due timers, advances changed runs, commits, then acts on the commit.
+    async fn turn(&mut self) {
+        self.fire_timers();
+        while let Some(id) = self.dirty.pop_first() {
+            self.advance(&id);
+        }
+        self.flush().await;
+    }
+
+    async fn flush(&mut self) {
+        let mut writes = Vec::new();
+        for id in &self.touched_runs {
+            if let Some(r) = self.runs.get(id) {
+                writes.push(Write::Run(r.row.clone()));
+            }
+        }
+        for (run, key) in &self.touched_units {
+            if let Some(u) = self.runs.get(run).and_then(|r| r.units.get(key)) {
+                writes.push(Write::Step(u.clone()));
+            }
+        }
+        writes.append(&mut self.signal_writes);
+        writes.extend(self.incidents.drain(..).map(Write::Incident));
+        let mut delay = Duration::from_millis(50);
+        while let Err(e) = self.store.commit(&writes).await {
+            tracing::error!("cannot commit {} transitions, retrying: {e}", writes.len());
+            tokio::time::sleep(delay).await;
+            delay = (delay * 2).min(Duration::from_secs(5));
+        }
+        // Committed: now it is safe to act and to tell.
+        for job in self.dispatch.drain(..) {
+            if self.jobs.send(job).is_err() {
+                tracing::error!("step workers are gone");
+            }
+        }
+        for reply in self.replies.drain(..) {
+            match reply {
+                Reply::Submitted(tx, id) => drop(tx.send(Ok(id))),
+                Reply::Done(tx) => drop(tx.send(Ok(()))),
+            }
+        }
+        for (run, key) in std::mem::take(&mut self.touched_units) {
+            if let Some(u) = self.runs.get(&run).and_then(|r| r.units.get(&key)) {
+                let _ = self.events.send(RunEvent {
+                    run_id: run.clone(),
+                    step: Some(key.clone()),
+                    status: u.status.as_str().into(),
+                    error: u.error.clone(),
+                });
+            }
+        }
+        let finished: Vec<String> = std::mem::take(&mut self.touched_runs)
+            .into_iter()
+            .filter(|id| {
+                let Some(r) = self.runs.get(id) else {
+                    return false;
+                };
+                let _ = self.events.send(RunEvent {
+                    run_id: id.clone(),
+                    step: None,
+                    status: r.row.status.as_str().into(),
+                    error: r.row.error.clone(),
+                });
+                r.row.status.is_final()
+            })
+            .collect();
+        for id in finished {
+            self.runs.remove(&id);
+        }
+    }
+
+    // ----- inputs to the loop -----
+
+    async fn command(&mut self, c: Command) {
+        match c {
+            Command::Submit(new, reply) => match self.create_run(new, None) {
+                Ok(id) => self.replies.push(Reply::Submitted(reply, id)),
+                Err(e) => drop(reply.send(Err(e))),
+            },
+            Command::Signal {
+                run_id,
+                name,
+                payload,
+                reply,
+            } => match self.ensure_loaded(&run_id).await {
+                Ok(()) => {
+                    let signal = SignalRow {
+                        id: self.next_signal_id,
+                        run_id: run_id.clone(),
+                        name,
+                        payload,
+                        created_at: self.clock.now_ms(),
+                    };
+                    self.next_signal_id += 1;
+                    self.signal_writes.push(Write::Signal(signal.clone()));
+                    if let Some(run) = self.runs.get_mut(&run_id) {
+                        run.signals.push(signal);
+                    }
+                    self.dirty.insert(run_id);
+                    self.replies.push(Reply::Done(reply));
+                }
+                Err(e) => drop(reply.send(Err(e))),
+            },
+            Command::Approve {
+                run_id,
+                step,
+                approved,
+                by,
+                reply,
+            } => {
+                if let Err(e) = self.ensure_loaded(&run_id).await {
+                    drop(reply.send(Err(e)));
+                    return;
+                }
+                match self.decide(&run_id, &step, approved, &by) {
+                    Ok(()) => self.replies.push(Reply::Done(reply)),
+                    Err(e) => drop(reply.send(Err(e))),
+                }
+            }
+            Command::Cancel { run_id, reply } => {
+                if let Err(e) = self.ensure_loaded(&run_id).await {
+                    drop(reply.send(Err(e)));
+                    return;
+                }
+                self.cancel_run(&run_id);
+                self.replies.push(Reply::Done(reply));
+            }
+            Command::Shutdown(_) => {}
+        }
+    }
+
+    /// Whether the run is active here; a finished or unknown run is an error.
+    async fn ensure_loaded(&mut self, run_id: &str) -> Result<(), EngineError> {
+        if self.runs.contains_key(run_id) {
+            return Ok(());
+        }
+        match self.store.run(run_id).await? {
+            Some(r) if r.status.is_final() => Err(EngineError::Conflict(format!(
+                "run `{run_id}` is already {}",
+                r.status.as_str()
+            ))),
+            Some(_) => Err(EngineError::Conflict(format!(
+                "run `{run_id}` is executed by another process"
+            ))),
+            None => Err(EngineError::UnknownRun(run_id.into())),
+        }
+    }
+
+    fn create_run(
+        &mut self,
+        new: NewRun,
+        parent: Option<(String, String)>,
+    ) -> Result<String, EngineError> {
+        let plan = self
+            .defs
+            .get(&new.workflow, new.version)
+            .cloned()
+            .ok_or_else(|| {
+                EngineError::UnknownWorkflow(match new.version {
+                    Some(v) => format!("{}@{v}", new.workflow),
+                    None => new.workflow.clone(),
+                })
+            })?;
+        if let Some(schema) = &plan.inputs {
+            let violations = schema.violations(&new.inputs);
+            if !violations.is_empty() {
+                return Err(EngineError::InvalidInputs(
+                    violations
+                        .into_iter()
+                        .map(|v| {
+                            format!(
+                                "{}: {}",
+                                if v.pointer.is_empty() {
+                                    "/"
+                                } else {
+                                    &v.pointer
+                                },
+                                v.message
+                            )
+                        })
+                        .collect(),
+                ));
+            }
+        }
+        let now = self.clock.now_ms();
+        let id = new_id("run");
+        let lease = i64::try_from(self.config.lease.as_millis()).unwrap_or(i64::MAX);
+        let row = RunRow {
+            id: id.clone(),
+            workflow: plan.name.clone(),
+            version: plan.version,
+            tenant: new.tenant,
+            requester: new.requester,
+            inputs: new.inputs,
+            status: RunStatus::Running,
+            outputs: None,
+            error: None,
+            parent_run: parent.as_ref().map(|p| p.0.clone()),
+            parent_step: parent.map(|p| p.1),
+            created_at: now,
+            updated_at: now,
+            finished_at: None,
+            lease_owner: Some(self.config.owner.clone()),
+            lease_until: Some(now + lease),
+        };
+        self.runs.insert(
+            id.clone(),
+            RunState {
+                row,
+                plan,
+                units: HashMap::new(),
+                signals: Vec::new(),
+                cancels: HashMap::new(),
+            },
+        );
+        self.touched_runs.insert(id.clone());
+        self.dirty.insert(id.clone());
+        Ok(id)
+    }
+
+    fn decide(
+        &mut self,
+        run_id: &str,
+        step: &str,
+        approved: bool,
+        by: &str,
+    ) -> Result<(), EngineError> {
+        let now = self.clock.now_ms();
+        let run = self
+            .runs
+            .get_mut(run_id)
+            .ok_or_else(|| EngineError::UnknownRun(run_id.into()))?;
+        let is_approval = run.plan.steps.iter().chain(&run.plan.on_failure).any(|s| {
+            s.id == step.trim_start_matches('!') && matches!(s.kind, PlanKind::Approval { .. })
+        });
+        let unit = run
+            .units
+            .get_mut(step)
+            .filter(|u| u.status == StepStatus::Waiting && is_approval);
+        let Some(unit) = unit else {
+            return Err(EngineError::Conflict(format!(
+                "step `{step}` of run `{run_id}` is not waiting for an approval"
+            )));
+        };
+        unit.wake_at = None;
+        unit.finished_at = Some(now);
+        if approved {
+            unit.status = StepStatus::Succeeded;
+            unit.output = Some(json!({ "approved": true, "by": by, "at": now }));
+        } else {
+            unit.status = StepStatus::Failed;
+            unit.error = Some(format!("rejected by {by}"));
+        }
+        self.touched_units.insert((run_id.into(), step.into()));
+        self.dirty.insert(run_id.into());
+        Ok(())
+    }
+
+    fn done(&mut self, d: Done) {
+        let now = self.clock.now_ms();
+        let Some(run) = self.runs.get_mut(&d.run_id) else {
+            return;
+        };
+        run.cancels.remove(&d.key);
+        let Some(unit) = run.units.get_mut(&d.key) else {
+            return;
+        };
+        if unit.status != StepStatus::Running || unit.attempt != d.attempt {
+            return; // a late answer to an abandoned attempt
+        }
+        let retry = policy_of(&run.plan, &d.key);
+        match d.result {
+            Ok(out) => {
+                unit.status = StepStatus::Succeeded;
+                unit.output = Some(out.output);
+                unit.error = None;
+                unit.finished_at = Some(now);
+            }
+            Err(f) if f.kind == FailureKind::Cancelled => {
+                unit.status = StepStatus::Cancelled;
+                unit.error = Some(f.message);
+                unit.finished_at = Some(now);
+            }
+            Err(f) if f.kind.is_retryable() && unit.attempt < retry.max_attempts => {
+                let base = retry.delay_before(unit.attempt + 1);
+                // Jitter: 80% to 120% of the delay, so retries of many runs spread out.
+                let factor = 0.8 + (random_u64() % 401) as f64 / 1000.0;
+                let delay = i64::try_from(base.mul_f64(factor).as_millis()).unwrap_or(i64::MAX);
+                unit.status = StepStatus::Retrying;
+                unit.error = Some(f.message);
+                unit.wake_at = Some(now + delay);
+                self.timers
+                    .insert((now + delay, d.run_id.clone(), d.key.clone()));
+            }
+            Err(f) => {
+                unit.status = StepStatus::Failed;
+                unit.error = Some(if unit.attempt > 1 {
+                    format!("{} (after {} attempts)", f.message, unit.attempt)
+                } else {
+                    f.message
+                });
+                unit.finished_at = Some(now);
+            }
+        }
+        self.touched_units.insert((d.run_id.clone(), d.key));
+        self.dirty.insert(d.run_id);
+    }
+
+    fn fire_timers(&mut self) {
+        let now = self.clock.now_ms();
+        while let Some((t, run_id, key)) = self.timers.first().cloned() {
+            if t > now {
+                break;
+            }
+            self.timers.pop_first();
+            let Some(run) = self.runs.get_mut(&run_id) else {
+                continue;
+            };
+            let Some(unit) = run.units.get_mut(&key) else {
+                continue;
+            };
+            if unit.wake_at != Some(t) {
+                continue; // the unit moved on; this timer is stale
+            }
+            unit.wake_at = None;
+            match unit.status {
+                StepStatus::Retrying => {
+                    self.redispatch(&run_id, &key);
+                    continue;
+                }
+                StepStatus::Waiting => {
+                    let kind = step_of(&run.plan, &key).map(|s| &s.kind);
+                    unit.finished_at = Some(now);
+                    match kind {
+                        Some(PlanKind::Wait(_)) => {
+                            unit.status = StepStatus::Succeeded;
+                            unit.output =
+                                Some(json!({ "waited_ms": now - unit.started_at.unwrap_or(now) }));
+                        }
+                        Some(PlanKind::Approval { .. }) => {
+                            unit.status = StepStatus::Failed;
+                            unit.error = Some("no decision before the approval's timeout".into());
+                        }
+                        Some(PlanKind::Signal { name, .. }) => {
+                            unit.status = StepStatus::Failed;
+                            unit.error =
+                                Some(format!("signal `{name}` did not arrive before the timeout"));
+                        }
+                        _ => continue,
+                    }
+                }
+                _ => continue,
+            }
+            self.touched_units.insert((run_id.clone(), key));
+            self.dirty.insert(run_id);
+        }
+    }
+
+    // ----- advancing a run -----
+
+    fn advance(&mut self, run_id: &str) {
+        let Some(status) = self.runs.get(run_id).map(|r| r.row.status) else {
+            return;
+        };
+        match status {
+            RunStatus::Running => self.advance_running(run_id),
+            RunStatus::Failing => self.advance_failing(run_id),
+            RunStatus::Cancelling => self.advance_cancelling(run_id),
+            _ => {}
+        }
+    }
+
+    fn advance_running(&mut self, run_id: &str) {
+        loop {
+            let Some(run) = self.runs.get(run_id) else {
+                return;
+            };
+            let plan = Arc::clone(&run.plan);
+            let mut progressed = false;
+            for (i, step) in plan.steps.iter().enumerate() {
+                let status = self
+                    .runs
+                    .get(run_id)
+                    .and_then(|r| r.units.get(&step.id))
+                    .map(|u| u.status);
+                match status {
+                    None => {
+                        if let Some(start) = self.readiness(run_id, &plan.steps, i, Section::Main) {
+                            self.start_step(run_id, step, Section::Main, start);
+                            progressed = true;
+                        }
+                    }
+                    Some(StepStatus::Waiting) if step.for_each.is_some() => {
+                        progressed |= self.progress_fan_out(run_id, step);
+                    }
+                    Some(StepStatus::Failed) if !step.continue_on_error => {
+                        let error = self
+                            .runs
+                            .get(run_id)
+                            .and_then(|r| r.units.get(&step.id))
+                            .and_then(|u| u.error.clone())
+                            .unwrap_or_default();
+                        self.begin_failing(run_id, format!("step `{}` failed: {error}", step.id));
+                        return;
+                    }
+                    _ => {}
+                }
+            }
+            if !progressed {
+                break;
+            }
+        }
+        let Some(run) = self.runs.get(run_id) else {
+            return;
+        };
+        let all_final = run
+            .plan
+            .steps
+            .iter()
+            .all(|s| run.units.get(&s.id).is_some_and(|u| u.status.is_final()));
+        if all_final {
+            self.finish_success(run_id);
+        }
+    }
+
+    /// Whether step `i` of `steps` can start now: `Some(true)` to run it, `Some(false)` to
+    /// skip it (every step it needs was skipped), `None` to keep waiting.
+    fn readiness(
+        &self,
+        run_id: &str,
+        steps: &[PlanStep],
+        i: usize,
+        section: Section,
+    ) -> Option<bool> {
+        let run = self.runs.get(run_id)?;
+        let key = |id: &str| match section {
+            Section::Main => id.to_string(),
+            Section::OnFailure => format!("!{id}"),
+        };
+        let mut all_skipped = !steps[i].needs.is_empty();
+        for &n in &steps[i].needs {
+            let u = run.units.get(&key(&steps[n].id))?;
+            if !u.status.is_final() {
+                return None;
+            }
+            all_skipped &= u.status == StepStatus::Skipped;
+        }
+        Some(!all_skipped)
+    }
+
+    fn start_step(&mut self, run_id: &str, step: &PlanStep, section: Section, run_it: bool) {
+        let key = match section {
+            Section::Main => step.id.clone(),
+            Section::OnFailure => format!("!{}", step.id),
+        };
+        let now = self.clock.now_ms();
+        let mut row = self.blank(run_id, &key, &step.id, now);
+        if !run_it {
+            row.status = StepStatus::Skipped;
+            row.finished_at = Some(now);
+            self.put(run_id, row);
+            return;
+        }
+        let Some(run) = self.runs.get(run_id) else {
+            return;
+        };
+        let scope = scope::build(
+            &run.row,
+            &run.plan,
+            &run.units,
+            &self.config.secrets,
+            &Extra::default(),
+        );
+        if let Some(when) = &step.when {
+            match when.render(&scope) {
+                Ok(v) if !crate::template::truthy(&v) => {
+                    row.status = StepStatus::Skipped;
+                    row.finished_at = Some(now);
+                    self.put(run_id, row);
+                    return;
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    self.put(run_id, failed(row, format!("`when`: {e}"), now));
+                    return;
+                }
+            }
+        }
+        if let Some(fe) = &step.for_each {
+            let items = match fe.render(&scope) {
+                Ok(Json::Array(items)) => items,
+                Ok(other) => {
+                    self.put(
+                        run_id,
+                        failed(row, format!("`for_each` gave {other}, not a list"), now),
+                    );
+                    return;
+                }
+                Err(e) => {
+                    self.put(run_id, failed(row, format!("`for_each`: {e}"), now));
+                    return;
+                }
+            };
+            row.status = StepStatus::Waiting;
+            row.state = Some(json!({ "items": items }));
+            self.put(run_id, row);
+            self.progress_fan_out(run_id, step);
+            return;
+        }
+        self.start_unit(run_id, step, row, Extra::default());
+    }
+
+    /// Starts items of a fan-out up to `max_parallel`; completes the step when all are done.
+    /// Returns whether anything changed.
+    fn progress_fan_out(&mut self, run_id: &str, step: &PlanStep) -> bool {
+        let now = self.clock.now_ms();
+        let Some(run) = self.runs.get(run_id) else {
+            return false;
+        };
+        let Some(parent) = run.units.get(&step.id) else {
+            return false;
+        };
+        let items: Vec<Json> = parent
+            .state
+            .as_ref()
+            .and_then(|s| s.get("items"))
+            .and_then(Json::as_array)
+            .cloned()
+            .unwrap_or_default();
+        let limit = step.max_parallel.map_or(usize::MAX, |m| m as usize);
+        let mut active = 0;
+        let mut to_start = Vec::new();
+        let mut outputs = Vec::with_capacity(items.len());
+        let mut first_error: Option<String> = None;
+        let mut all_final = true;
+        for (i, item) in items.iter().enumerate() {
+            match run.units.get(&format!("{}#{i}", step.id)) {
+                None => {
+                    all_final = false;
+                    if active < limit {
+                        active += 1;
+                        to_start.push((i, item.clone()));
+                    }
+                }
+                Some(u) if !u.status.is_final() => {
+                    all_final = false;
+                    active += 1;
+                }
+                Some(u) => {
+                    if u.status == StepStatus::Failed && first_error.is_none() {
+                        first_error =
+                            Some(format!("item {i}: {}", u.error.clone().unwrap_or_default()));
+                    }
+                    outputs.push(u.output.clone().unwrap_or(Json::Null));
+                }
+            }
+        }
+        let changed = !to_start.is_empty() || all_final;
+        for (i, item) in to_start {
+            let row = self.blank(run_id, &format!("{}#{i}", step.id), &step.id, now);
+            self.start_unit(
+                run_id,
+                step,
+                row,
+                Extra {
+                    item: Some((i, item)),
+                    output: None,
+                },
+            );
+        }
+        if all_final {
+            let Some(parent) = self
+                .runs
+                .get_mut(run_id)
+                .and_then(|r| r.units.get_mut(&step.id))
+            else {
+                return true;
+            };
+            parent.finished_at = Some(now);
+            match first_error {
+                Some(e) if !step.continue_on_error => {
+                    parent.status = StepStatus::Failed;
+                    parent.error = Some(e);
+                }
+                _ => {
+                    parent.status = StepStatus::Succeeded;
+                    parent.output = Some(Json::Array(outputs));
+                }
+            }
+            self.touched_units.insert((run_id.into(), step.id.clone()));
+        }
+        changed
+    }
+
+    /// Starts one unit (a step, or one fan-out item) according to its kind.
+    fn start_unit(&mut self, run_id: &str, step: &PlanStep, mut row: StepRow, extra: Extra) {
+        let now = self.clock.now_ms();
+        let Some(run) = self.runs.get(run_id) else {
+            return;
+        };
+        let scope = scope::build(
+            &run.row,
+            &run.plan,
+            &run.units,
+            &self.config.secrets,
+            &extra,
+        );
+        match &step.kind {
+            PlanKind::Uses { with, .. } => match with.render(&scope) {
+                Ok(input) => {
+                    row.status = StepStatus::Running;
+                    row.attempt = 1;
+                    row.state = Some(
+                        json!({ "input_hash": crate::store::hex_sha256(input.to_string().as_bytes()) }),
+                    );
+                    let key = row.key.clone();
+                    self.put(run_id, row);
+                    self.send_attempt(run_id, &key, step, input, 1);
+                }
+                Err(e) => self.put(run_id, failed(row, format!("`with`: {e}"), now)),
+            },
+            PlanKind::Wait(w) => {
+                let d = match w {
+                    WaitPlan::Fixed(d) => Ok(*d),
+                    WaitPlan::Template(t) => {
+                        t.render(&scope)
+                            .map_err(|e| e.message)
+                            .and_then(|v| match v {
+                                Json::String(s) => parse_duration(&s),
+                                other => {
+                                    Err(format!("`wait` gave {other}, not a duration like `30s`"))
+                                }
+                            })
+                    }
+                };
+                match d {
+                    Ok(d) => {
+                        let at = now + i64::try_from(d.as_millis()).unwrap_or(i64::MAX);
+                        row.status = StepStatus::Waiting;
+                        row.wake_at = Some(at);
+                        self.timers.insert((at, run_id.into(), row.key.clone()));
+                        self.put(run_id, row);
+                    }
+                    Err(e) => self.put(run_id, failed(row, format!("`wait`: {e}"), now)),
+                }
+            }
+            PlanKind::Approval {
+                timeout, message, ..
+            } => {
+                let message = message.as_ref().and_then(|m| m.render(&scope).ok());
+                row.status = StepStatus::Waiting;
+                row.state = Some(json!({ "approval": message }));
+                if let Some(t) = timeout {
+                    let at = now + i64::try_from(t.as_millis()).unwrap_or(i64::MAX);
+                    row.wake_at = Some(at);
+                    self.timers.insert((at, run_id.into(), row.key.clone()));
+                }
+                self.put(run_id, row);
+            }
+            PlanKind::Signal { name, timeout } => {
+                row.status = StepStatus::Waiting;
+                if let Some(t) = timeout {
+                    let at = now + i64::try_from(t.as_millis()).unwrap_or(i64::MAX);
+                    row.wake_at = Some(at);
+                    self.timers.insert((at, run_id.into(), row.key.clone()));
+                }
+                row.state = Some(json!({ "signal": name }));
+                self.put(run_id, row);
+                self.take_signals(run_id);
+            }
+            PlanKind::Workflow {
+                name,
+                version,
+                with,
+            } => match with.render(&scope) {
+                Ok(inputs) => {
+                    let tenant = run.row.tenant.clone();
+                    let requester = run.row.requester.clone();
+                    let new = NewRun {
+                        workflow: name.clone(),
+                        version: *version,
+                        inputs,
+                        tenant,
+                        requester,
+                    };
+                    match self.create_run(new, Some((run_id.into(), row.key.clone()))) {
+                        Ok(child) => {
+                            row.status = StepStatus::Waiting;
+                            row.state = Some(json!({ "child": child }));
+                            self.put(run_id, row);
+                        }
+                        Err(e) => self.put(
+                            run_id,
+                            failed(row, format!("cannot start `{name}`: {e}"), now),
+                        ),
+                    }
+                }
+                Err(e) => self.put(run_id, failed(row, format!("`with`: {e}"), now)),
+            },
+            PlanKind::Incident(spec) => {
+                let result = self.incident(run_id, spec, &scope, now);
+                match result {
+                    Ok(out) => {
+                        row.status = StepStatus::Succeeded;
+                        row.output = Some(out);
+                        row.finished_at = Some(now);
+                        self.put(run_id, row);
+                    }
+                    Err(e) => self.put(run_id, failed(row, e, now)),
+                }
+            }
+        }
+    }
+
+    /// Hands a buffered signal to each waiting `signal:` unit of the run that wants it.
+    fn take_signals(&mut self, run_id: &str) {
+        let now = self.clock.now_ms();
+        let Some(run) = self.runs.get_mut(run_id) else {
+            return;
+        };
+        let mut waiting: Vec<(String, String)> = run
+            .units
+            .values()
+            .filter(|u| u.status == StepStatus::Waiting)
+            .filter_map(|u| {
+                let name = u.state.as_ref()?.get("signal")?.as_str()?;
+                Some((u.key.clone(), name.to_string()))
+            })
+            .collect();
+        waiting.sort();
+        for (key, name) in waiting {
+            let Some(pos) = run.signals.iter().position(|s| s.name == name) else {
+                continue;
+            };
+            let signal = run.signals.remove(pos);
+            if let Some(u) = run.units.get_mut(&key) {
+                u.status = StepStatus::Succeeded;
+                u.output = Some(signal.payload.clone());
+                u.wake_at = None;
+                u.finished_at = Some(now);
+            }
+            self.signal_writes.push(Write::ConsumeSignal {
+                id: signal.id,
+                by: key.clone(),
+            });
+            self.touched_units.insert((run_id.into(), key));
+            self.dirty.insert(run_id.into());
+        }
+    }
+
+    fn incident(
+        &mut self,
+        run_id: &str,
+        spec: &crate::plan::IncidentPlan,
+        scope: &handlebars::Context,
+        now: i64,
+    ) -> Result<Json, String> {
+        let text = |t: &Option<crate::template::Template>| -> Result<Option<String>, String> {
+            match t {
+                None => Ok(None),
+                Some(t) => match t.render(scope).map_err(|e| e.message)? {
+                    Json::String(s) => Ok(Some(s)),
+                    Json::Null => Ok(None),
+                    other => Ok(Some(other.to_string())),
+                },
+            }
+        };
+        let note = text(&spec.note)?;
+        let severity = text(&spec.severity)?;
+        if let Some(s) = &severity
+            && !crate::dsl::workflow::SEVERITIES.contains(&s.as_str())
+        {
+            return Err(format!(
+                "severity `{s}` is not one of sev1, sev2, sev3, sev4"
+            ));
+        }
+        let tenant = self
+            .runs
+            .get(run_id)
+            .map(|r| r.row.tenant.clone())
+            .unwrap_or_default();
+        let entry = |what: &str| json!({ "at": now, "by": format!("run {run_id}"), "note": note.clone().unwrap_or_else(|| what.to_string()) });
+        let row = match spec.action {
+            IncidentAction::Open => IncidentRow {
+                id: new_id("inc"),
+                run_id: Some(run_id.into()),
+                tenant,
+                title: text(&spec.title)?.unwrap_or_default(),
+                severity: severity.unwrap_or_else(|| "sev3".into()),
+                service: text(&spec.service)?,
+                status: "open".into(),
+                timeline: json!([entry("opened")]),
+                created_at: now,
+                updated_at: now,
+            },
+            action => {
+                let id = text(&spec.id)?.ok_or("no incident id")?;
+                let mut row = self.open_incidents.get(&id).cloned().ok_or_else(|| {
+                    format!("incident `{id}` does not exist or is already resolved")
+                })?;
+                if let Some(s) = severity {
+                    row.severity = s;
+                }
+                if action == IncidentAction::Resolve {
+                    row.status = "resolved".into();
+                }
+                if let Some(t) = text(&spec.title)? {
+                    row.title = t;
+                }
+                if let Json::Array(items) = &mut row.timeline {
+                    items.push(entry(if action == IncidentAction::Resolve {
+                        "resolved"
+                    } else {
+                        "updated"
+                    }));
+                }
+                row.updated_at = now;
+                row
+            }
+        };
+        let out = json!({ "id": row.id, "title": row.title, "severity": row.severity, "status": row.status, "service": row.service });
+        if row.status == "resolved" {
+            self.open_incidents.remove(&row.id);
+        } else {
+            self.open_incidents.insert(row.id.clone(), row.clone());
+        }
+        self.incidents.push(row);
+        Ok(out)
+    }
+
+    fn send_attempt(
+        &mut self,
+        run_id: &str,
+        key: &str,
+        step: &PlanStep,
+        input: Json,
+        attempt: u32,
+    ) {
+        let (plugin, version) = match (&step.kind, key.starts_with('~')) {
+            (_, true) => match &step.compensate {
+                Some(c) => (c.plugin.clone(), c.version.clone()),
+                None => return,
+            },
+            (
+                PlanKind::Uses {
+                    plugin, version, ..
+                },
+                false,
+            ) => (plugin.clone(), version.clone()),
+            _ => return,
+        };
+        let timeout = if key.starts_with('~') {
+            step.compensate.as_ref().map_or(step.timeout, |c| c.timeout)
+        } else {
+            step.timeout
+        };
+        let cancel = CancellationToken::new();
+        if let Some(run) = self.runs.get_mut(run_id) {
+            run.cancels.insert(key.to_string(), cancel.clone());
+        }
+        self.dispatch.push(Job {
+            run_id: run_id.into(),
+            key: key.into(),
+            attempt,
+            call: Invocation {
+                plugin,
+                version,
+                input,
+                idempotency_key: format!("{run_id}/{key}"),
+                secrets: self.config.secrets.clone(),
+                timeout,
+                cancel,
+            },
+        });
+    }
+
+    /// Starts the next attempt of a plugin unit (a retry, or after recovery).
+    fn redispatch(&mut self, run_id: &str, key: &str) {
+        let Some(run) = self.runs.get(run_id) else {
+            return;
+        };
+        let Some(step) = step_of(&run.plan, key).cloned() else {
+            return;
+        };
+        let Some(unit) = run.units.get(key) else {
+            return;
+        };
+        let extra = self.extra_of(run_id, key);
+        let Some(run) = self.runs.get(run_id) else {
+            return;
+        };
+        let scope = scope::build(
+            &run.row,
+            &run.plan,
+            &run.units,
+            &self.config.secrets,
+            &extra,
+        );
+        let with = if key.starts_with('~') {
+            step.compensate.as_ref().map(|c| c.with.clone())
+        } else if let PlanKind::Uses { with, .. } = &step.kind {
+            Some(with.clone())
+        } else {
+            None
+        };
+        let Some(with) = with else { return };
+        let attempt = unit.attempt + 1;
+        let now = self.clock.now_ms();
+        match with.render(&scope) {
+            Ok(input) => {
+                if let Some(u) = self.runs.get_mut(run_id).and_then(|r| r.units.get_mut(key)) {
+                    u.status = StepStatus::Running;
+                    u.attempt = attempt;
+                    u.wake_at = None;
+                }
+                self.touched_units.insert((run_id.into(), key.into()));
+                self.send_attempt(run_id, key, &step, input, attempt);
+            }
+            Err(e) => {
+                if let Some(u) = self.runs.get_mut(run_id).and_then(|r| r.units.get_mut(key)) {
+                    u.status = StepStatus::Failed;
+                    u.error = Some(format!("`with`: {e}"));
+                    u.finished_at = Some(now);
+                }
+                self.touched_units.insert((run_id.into(), key.into()));
+                self.dirty.insert(run_id.into());
+            }
+        }
+    }
+
+    /// The item (and, for a compensation, the output) a unit's templates see.
+    fn extra_of(&self, run_id: &str, key: &str) -> Extra {
+        let Some(run) = self.runs.get(run_id) else {
+            return Extra::default();
+        };
+        let target = key.trim_start_matches('~');
+        let item = target.split_once('#').and_then(|(id, n)| {
+            let n: usize = n.parse().ok()?;
+            let items = run
+                .units
+                .get(id)?
+                .state
+                .as_ref()?
+                .get("items")?
+                .as_array()?;
+            Some((n, items.get(n)?.clone()))
+        });
+        let output = key.starts_with('~').then(|| {
+            run.units
+                .get(target)
+                .and_then(|u| u.output.clone())
+                .unwrap_or(Json::Null)
+        });
+        Extra { item, output }
+    }
+
+    // ----- failing, compensating, cancelling, finishing -----
+
+    fn begin_failing(&mut self, run_id: &str, error: String) {
+        let now = self.clock.now_ms();
+        let Some(run) = self.runs.get_mut(run_id) else {
+            return;
+        };
+        run.row.status = RunStatus::Failing;
+        run.row.error = Some(error);
+        run.row.updated_at = now;
+        self.touched_runs.insert(run_id.into());
+        self.stop_open_units(run_id, "the run failed");
+        self.dirty.insert(run_id.into());
+    }
+
+    /// Interrupts attempts in flight and ends waiting units of the main steps.
+    fn stop_open_units(&mut self, run_id: &str, why: &str) {
+        let now = self.clock.now_ms();
+        let Some(run) = self.runs.get_mut(run_id) else {
+            return;
+        };
+        for token in run.cancels.values() {
+            token.cancel();
+        }
+        let mut children = Vec::new();
+        for u in run.units.values_mut() {
+            let main = !u.key.starts_with('~') && !u.key.starts_with('!');
+            if main && matches!(u.status, StepStatus::Waiting | StepStatus::Retrying) {
+                if let Some(child) = u
+                    .state
+                    .as_ref()
+                    .and_then(|s| s.get("child"))
+                    .and_then(Json::as_str)
+                {
+                    children.push(child.to_string());
+                }
+                u.status = StepStatus::Cancelled;
+                u.error = Some(why.to_string());
+                u.wake_at = None;
+                u.finished_at = Some(now);
+                self.touched_units.insert((run_id.into(), u.key.clone()));
+            }
+        }
+        for child in children {
+            self.cancel_run(&child);
+        }
+    }
+
+    fn advance_failing(&mut self, run_id: &str) {
+        let now = self.clock.now_ms();
+        let Some(run) = self.runs.get(run_id) else {
+            return;
+        };
+        if run.units.values().any(|u| {
+            u.status == StepStatus::Running && !u.key.starts_with('~') && !u.key.starts_with('!')
+        }) {
+            return; // wait for interrupted attempts to report
+        }
+        // Compensations, one at a time, newest completion first.
+        let plan = Arc::clone(&run.plan);
+        let mut done_units: Vec<&StepRow> = run
+            .units
+            .values()
+            .filter(|u| {
+                u.status == StepStatus::Succeeded
+                    && !u.key.starts_with('~')
+                    && !u.key.starts_with('!')
+            })
+            .filter(|u| step_of(&plan, &u.key).is_some_and(|s| s.compensate.is_some()))
+            .filter(|u| {
+                !(u.key == u.step_id
+                    && plan
+                        .steps
+                        .iter()
+                        .any(|s| s.id == u.step_id && s.for_each.is_some()))
+            })
+            .collect();
+        done_units.sort_by(|a, b| {
+            b.finished_at
+                .cmp(&a.finished_at)
+                .then_with(|| b.key.cmp(&a.key))
+        });
+        let queue: Vec<String> = done_units.iter().map(|u| u.key.clone()).collect();
+        for key in queue {
+            let comp_key = format!("~{key}");
+            match self
+                .runs
+                .get(run_id)
+                .and_then(|r| r.units.get(&comp_key))
+                .map(|u| u.status)
+            {
+                Some(s) if s.is_final() => continue,
+                Some(_) => return, // in progress
+                None => {
+                    let Some(step) = step_of(&plan, &key).cloned() else {
+                        continue;
+                    };
+                    let Some(c) = &step.compensate else { continue };
+                    let extra = self.extra_of(run_id, &comp_key);
+                    let Some(run) = self.runs.get(run_id) else {
+                        return;
+                    };
+                    let scope = scope::build(
+                        &run.row,
+                        &run.plan,
+                        &run.units,
+                        &self.config.secrets,
+                        &extra,
+                    );
+                    let mut row = self.blank(run_id, &comp_key, &step.id, now);
+                    match c.with.render(&scope) {
+                        Ok(input) => {
+                            row.status = StepStatus::Running;
+                            row.attempt = 1;
+                            self.put(run_id, row);
+                            self.send_attempt(run_id, &comp_key, &step, input, 1);
+                            return;
+                        }
+                        Err(e) => {
+                            self.put(run_id, failed(row, format!("`compensate.with`: {e}"), now));
+                            continue;
+                        }
+                    }
+                }
+            }
+        }
+        // Then the on_failure steps, as a DAG of their own.
+        loop {
+            let mut progressed = false;
+            for (i, step) in plan.on_failure.iter().enumerate() {
+                let key = format!("!{}", step.id);
+                let exists = self
+                    .runs
+                    .get(run_id)
+                    .is_some_and(|r| r.units.contains_key(&key));
+                if !exists
+                    && let Some(start) =
+                        self.readiness(run_id, &plan.on_failure, i, Section::OnFailure)
+                {
+                    self.start_step(run_id, step, Section::OnFailure, start);
+                    progressed = true;
+                } else if exists && step.for_each.is_some() {
+                    let waiting = self
+                        .runs
+                        .get(run_id)
+                        .and_then(|r| r.units.get(&key))
+                        .is_some_and(|u| u.status == StepStatus::Waiting);
+                    if waiting {
+                        progressed |= self.progress_fan_out_on_failure(run_id, step);
+                    }
+                }
+            }
+            if !progressed {
+                break;
+            }
+        }
+        let Some(run) = self.runs.get_mut(run_id) else {
+            return;
+        };
+        let settled = run.units.values().all(|u| u.status.is_final())
+            && plan
+                .on_failure
+                .iter()
+                .all(|s| run.units.contains_key(&format!("!{}", s.id)));
+        if settled {
+            run.row.status = RunStatus::Failed;
+            run.row.finished_at = Some(now);
+            run.row.updated_at = now;
+            self.touched_runs.insert(run_id.into());
+            self.notify_parent(run_id);
+        }
+    }
+
+    /// `on_failure` steps do not fan out in this version: their items would share keys with
+    /// main steps' items. A `for_each` there is refused at run time with a clear error.
+    fn progress_fan_out_on_failure(&mut self, run_id: &str, step: &PlanStep) -> bool {
+        let now = self.clock.now_ms();
+        let key = format!("!{}", step.id);
+        if let Some(u) = self
+            .runs
+            .get_mut(run_id)
+            .and_then(|r| r.units.get_mut(&key))
+        {
+            u.status = StepStatus::Failed;
+            u.error = Some("`for_each` is not supported in `on_failure` steps".into());
+            u.finished_at = Some(now);
+        }
+        self.touched_units.insert((run_id.into(), key));
+        true
+    }
+
+    fn cancel_run(&mut self, run_id: &str) {
+        let now = self.clock.now_ms();
+        let Some(run) = self.runs.get_mut(run_id) else {
+            return;
+        };
+        if run.row.status.is_final() || run.row.status == RunStatus::Cancelling {
+            return;
+        }
+        run.row.status = RunStatus::Cancelling;
+        run.row.error = Some("cancelled".into());
+        run.row.updated_at = now;
+        self.touched_runs.insert(run_id.into());
+        self.stop_open_units(run_id, "the run was cancelled");
+        self.dirty.insert(run_id.into());
+    }
+
+    fn advance_cancelling(&mut self, run_id: &str) {
+        let now = self.clock.now_ms();
+        let Some(run) = self.runs.get_mut(run_id) else {
+            return;
+        };
+        if run.units.values().any(|u| u.status == StepStatus::Running) {
+            return;
+        }
+        run.row.status = RunStatus::Cancelled;
+        run.row.finished_at = Some(now);
+        run.row.updated_at = now;
+        self.touched_runs.insert(run_id.into());
+        self.notify_parent(run_id);
+    }
+
+    fn finish_success(&mut self, run_id: &str) {
+        let now = self.clock.now_ms();
+        let Some(run) = self.runs.get(run_id) else {
+            return;
+        };
+        let scope = scope::build(
+            &run.row,
+            &run.plan,
+            &run.units,
+            &self.config.secrets,
+            &Extra::default(),
+        );
+        let mut outputs = serde_json::Map::new();
+        let mut error = None;
+        for (name, tv) in &run.plan.outputs {
+            match tv.render(&scope) {
+                Ok(v) => {
+                    outputs.insert(name.clone(), v);
+                }
+                Err(e) => {
+                    error = Some(format!("output `{name}`: {e}"));
+                    break;
+                }
+            }
+        }
+        if let Some(e) = error {
+            self.begin_failing(run_id, e);
+            return;
+        }
+        let Some(run) = self.runs.get_mut(run_id) else {
+            return;
+        };
+        run.row.status = RunStatus::Succeeded;
+        run.row.outputs = Some(Json::Object(outputs));
+        run.row.finished_at = Some(now);
+        run.row.updated_at = now;
+        self.touched_runs.insert(run_id.into());
+        self.notify_parent(run_id);
+    }
+
+    /// Completes the parent's `workflow:` step when a child run ends.
+    fn notify_parent(&mut self, child_id: &str) {
+        let now = self.clock.now_ms();
+        let Some(child) = self.runs.get(child_id) else {
+            return;
+        };
+        let (Some(parent), Some(key)) =
+            (child.row.parent_run.clone(), child.row.parent_step.clone())
+        else {
+            return;
+        };
+        let status = child.row.status;
+        let outputs = child.row.outputs.clone();
+        let error = child.row.error.clone();
+        let Some(unit) = self
+            .runs
+            .get_mut(&parent)
+            .and_then(|r| r.units.get_mut(&key))
+        else {
+            return;
+        };
+        if unit.status != StepStatus::Waiting {
+            return;
+        }
+        unit.finished_at = Some(now);
+        if status == RunStatus::Succeeded {
+            unit.status = StepStatus::Succeeded;
+            unit.output = outputs;
+        } else {
+            unit.status = StepStatus::Failed;
+            unit.error = Some(format!(
+                "child run {child_id} {}: {}",
+                status.as_str(),
+                error.unwrap_or_default()
+            ));
+        }
+        self.touched_units.insert((parent.clone(), key));
+        self.dirty.insert(parent);
+    }
+
+    // ----- small helpers -----
+
+    fn blank(&self, run_id: &str, key: &str, step_id: &str, now: i64) -> StepRow {
+        StepRow {
+            run_id: run_id.into(),
+            key: key.into(),
+            step_id: step_id.into(),
+            status: StepStatus::Running,
+            attempt: 0,
+            output: None,
+            error: None,
+            state: None,
+            wake_at: None,
+            started_at: Some(now),
+            finished_at: None,
+        }
+    }
+
+    fn put(&mut self, run_id: &str, row: StepRow) {
+        let key = row.key.clone();
+        if row.status.is_final() {
+            self.dirty.insert(run_id.into());
+        }
+        if let Some(run) = self.runs.get_mut(run_id) {
+            run.units.insert(key.clone(), row);
+        }
+        self.touched_units.insert((run_id.into(), key));
+    }
+}
+
+fn failed(mut row: StepRow, error: String, now: i64) -> StepRow {
+    row.status = StepStatus::Failed;
+    row.error = Some(error);
+    row.finished_at = Some(now);
+    row
+}
+
+/// The plan step a unit key belongs to.
+fn step_of<'a>(plan: &'a Plan, key: &str) -> Option<&'a PlanStep> {
+    let base = key.trim_start_matches('~');
+    if let Some(id) = base.strip_prefix('!') {
+        return plan.on_failure.iter().find(|s| s.id == id);
+    }
+    let id = base.split_once('#').map_or(base, |(id, _)| id);
+    plan.steps.iter().find(|s| s.id == id)
+}
+
+/// The retry policy that applies to a unit.
+fn policy_of(plan: &Plan, key: &str) -> crate::plan::RetryPolicy {
+    match step_of(plan, key) {
+        Some(s) if key.starts_with('~') => s.compensate.as_ref().map_or(s.retry, |c| c.retry),
+        Some(s) => s.retry,
+        None => crate::plan::RetryPolicy::NONE,
+    }
+}
+
+async fn sleep_opt(d: Option<Duration>) {
+    match d {
+        Some(d) => tokio::time::sleep(d).await,
+        None => std::future::pending().await,
+    }
+}

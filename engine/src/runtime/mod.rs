@@ -1,0 +1,306 @@
+//! Executing validated plans durably.
+//!
+//! One task (the executor loop, `executor.rs`) owns every active run's state. Each turn it
+//! takes everything that happened — plugin results, commands, due timers — advances the runs,
+//! writes all resulting transitions in **one** transaction (group commit), and only then
+//! dispatches new plugin attempts and answers callers. So: a caller told "accepted" finds the
+//! run on disk; a step's recorded completion is never re-run; a crash at any instant loses at
+//! most attempts in flight, which recovery runs again (at least once, same idempotency key).
+//!
+//! Knows plans, the store's methods and the plugin host's call; knows no SQL and no HTTP.
+
+mod clock;
+mod executor;
+mod scope;
+mod workers;
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::Value as Json;
+use tokio::sync::{broadcast, mpsc, oneshot};
+
+pub use clock::{Clock, TokioClock};
+
+use crate::plan::Plan;
+use crate::plugin::PluginHost;
+use crate::store::{RunStatus, Store, StoreError};
+
+/// Every workflow version the executor can run, by name and version.
+#[derive(Debug, Clone, Default)]
+pub struct Definitions {
+    /// (name, version) → plan.
+    plans: HashMap<(String, u32), Arc<Plan>>,
+    /// name → newest version.
+    latest: HashMap<String, u32>,
+}
+
+impl Definitions {
+    /// Adds a validated plan.
+    pub fn insert(&mut self, plan: Plan) {
+        let latest = self.latest.entry(plan.name.clone()).or_insert(plan.version);
+        *latest = (*latest).max(plan.version);
+        self.plans
+            .insert((plan.name.clone(), plan.version), Arc::new(plan));
+    }
+
+    /// A plan by name and version (the newest when `version` is `None`).
+    pub fn get(&self, name: &str, version: Option<u32>) -> Option<&Arc<Plan>> {
+        let v = version.or_else(|| self.latest.get(name).copied())?;
+        self.plans.get(&(name.to_string(), v))
+    }
+
+    /// Every plan.
+    pub fn plans(&self) -> impl Iterator<Item = &Arc<Plan>> {
+        self.plans.values()
+    }
+}
+
+/// How the executor runs.
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    /// This process's name in leases.
+    pub owner: String,
+    /// Plugin attempts running at once.
+    pub workers: usize,
+    /// How long a lease lasts without renewal.
+    pub lease: Duration,
+    /// Secret values by name, handed to templates and plugins at dispatch; never stored.
+    pub secrets: BTreeMap<String, String>,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        Self {
+            owner: format!("csmp-{}", std::process::id()),
+            workers: std::thread::available_parallelism().map_or(2, |n| n.get() * 2),
+            lease: Duration::from_secs(30),
+            secrets: BTreeMap::new(),
+        }
+    }
+}
+
+/// A run to start.
+#[derive(Debug, Clone)]
+pub struct NewRun {
+    /// Workflow name.
+    pub workflow: String,
+    /// Pinned version, or the newest.
+    pub version: Option<u32>,
+    /// The run's inputs (checked against the workflow's schema).
+    pub inputs: Json,
+    /// The tenant it runs for.
+    pub tenant: String,
+    /// Who asked.
+    pub requester: Option<String>,
+}
+
+/// What went wrong, by what the caller does next.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    /// No such workflow (or version).
+    #[error("workflow `{0}` is not loaded")]
+    UnknownWorkflow(String),
+    /// No such run.
+    #[error("run `{0}` does not exist")]
+    UnknownRun(String),
+    /// The request does not fit the run's state (approving a step that is not waiting, …).
+    #[error("{0}")]
+    Conflict(String),
+    /// Inputs violate the workflow's schema; each entry is `pointer: message`.
+    #[error("inputs do not match the workflow's schema: {}", .0.join("; "))]
+    InvalidInputs(Vec<String>),
+    /// Storage failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The executor has stopped.
+    #[error("the executor has stopped")]
+    Stopped,
+}
+
+/// Something that happened to a run, for progress displays and event streams.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct RunEvent {
+    /// The run.
+    pub run_id: String,
+    /// The step key, or `None` for the run itself.
+    pub step: Option<String>,
+    /// The new status (`running`, `succeeded`, …).
+    pub status: String,
+    /// Error text, when failed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+pub(crate) enum Command {
+    Submit(NewRun, oneshot::Sender<Result<String, EngineError>>),
+    Signal {
+        run_id: String,
+        name: String,
+        payload: Json,
+        reply: oneshot::Sender<Result<(), EngineError>>,
+    },
+    Approve {
+        run_id: String,
+        step: String,
+        approved: bool,
+        by: String,
+        reply: oneshot::Sender<Result<(), EngineError>>,
+    },
+    Cancel {
+        run_id: String,
+        reply: oneshot::Sender<Result<(), EngineError>>,
+    },
+    Shutdown(oneshot::Sender<()>),
+}
+
+impl std::fmt::Debug for Command {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Command::Submit(..) => "Submit",
+            Command::Signal { .. } => "Signal",
+            Command::Approve { .. } => "Approve",
+            Command::Cancel { .. } => "Cancel",
+            Command::Shutdown(_) => "Shutdown",
+        })
+    }
+}
+
+/// A handle on the running executor. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Engine {
+    /// Commands to the loop.
+    commands: mpsc::UnboundedSender<Command>,
+    /// Run and step transitions, after they are committed.
+    events: broadcast::Sender<RunEvent>,
+    /// The store, for reads.
+    store: Store,
+}
+
+impl Engine {
+    /// Starts the executor: recovers every unfinished run, then serves commands.
+    pub async fn start(
+        store: Store,
+        host: PluginHost,
+        definitions: Definitions,
+        clock: Arc<dyn Clock>,
+        config: EngineConfig,
+    ) -> Result<Self, EngineError> {
+        let (commands, rx) = mpsc::unbounded_channel();
+        let (events, _) = broadcast::channel(4096);
+        let exec = executor::Executor::recover(
+            store.clone(),
+            host,
+            Arc::new(definitions),
+            clock,
+            config,
+            events.clone(),
+        )
+        .await?;
+        tokio::spawn(exec.run(rx));
+        Ok(Self {
+            commands,
+            events,
+            store,
+        })
+    }
+
+    async fn ask<T>(
+        &self,
+        make: impl FnOnce(oneshot::Sender<Result<T, EngineError>>) -> Command,
+    ) -> Result<T, EngineError> {
+        let (tx, rx) = oneshot::channel();
+        self.commands
+            .send(make(tx))
+            .map_err(|_| EngineError::Stopped)?;
+        rx.await.map_err(|_| EngineError::Stopped)?
+    }
+
+    /// Starts a run. When this returns `Ok`, the run is on disk.
+    pub async fn submit(&self, run: NewRun) -> Result<String, EngineError> {
+        self.ask(|reply| Command::Submit(run, reply)).await
+    }
+
+    /// Delivers a named signal to a run; a `signal:` step waiting for it (now or later) takes it.
+    pub async fn signal(&self, run_id: &str, name: &str, payload: Json) -> Result<(), EngineError> {
+        self.ask(|reply| Command::Signal {
+            run_id: run_id.into(),
+            name: name.into(),
+            payload,
+            reply,
+        })
+        .await
+    }
+
+    /// Decides an `approval:` step that is waiting.
+    pub async fn approve(
+        &self,
+        run_id: &str,
+        step: &str,
+        approved: bool,
+        by: &str,
+    ) -> Result<(), EngineError> {
+        self.ask(|reply| Command::Approve {
+            run_id: run_id.into(),
+            step: step.into(),
+            approved,
+            by: by.into(),
+            reply,
+        })
+        .await
+    }
+
+    /// Cancels a run: running plugin attempts are interrupted, nothing new starts.
+    pub async fn cancel(&self, run_id: &str) -> Result<(), EngineError> {
+        self.ask(|reply| Command::Cancel {
+            run_id: run_id.into(),
+            reply,
+        })
+        .await
+    }
+
+    /// Committed transitions from now on.
+    pub fn subscribe(&self) -> broadcast::Receiver<RunEvent> {
+        self.events.subscribe()
+    }
+
+    /// The store, for reading runs and steps.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// Waits until the run is over and returns its final status.
+    pub async fn wait(&self, run_id: &str) -> Result<RunStatus, EngineError> {
+        let mut events = self.subscribe();
+        loop {
+            let row = self
+                .store
+                .run(run_id)
+                .await?
+                .ok_or_else(|| EngineError::UnknownRun(run_id.into()))?;
+            if row.status.is_final() {
+                return Ok(row.status);
+            }
+            loop {
+                match events.recv().await {
+                    Ok(e) if e.run_id == run_id && e.step.is_none() => break,
+                    Ok(_) => {}
+                    Err(broadcast::error::RecvError::Lagged(_)) => break,
+                    Err(broadcast::error::RecvError::Closed) => return Err(EngineError::Stopped),
+                }
+            }
+        }
+    }
+
+    /// Stops the loop after its current turn (everything acknowledged stays on disk).
+    pub async fn shutdown(&self) {
+        let (tx, rx) = oneshot::channel();
+        if self.commands.send(Command::Shutdown(tx)).is_ok() {
+            let _ = rx.await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

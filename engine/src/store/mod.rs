@@ -1,0 +1,342 @@
+//! Durable storage: workflow definitions, runs, steps, signals and incidents.
+//!
+//! The only module that knows SQL. The executor hands it batches of [`Write`]s, and each batch
+//! is one transaction: one fsync however many transitions it carries (group commit). Today the
+//! store is SQLite (WAL; `synchronous=FULL` unless configured otherwise); a PostgreSQL twin
+//! goes behind the same methods, with the schema in `migrations/postgres/`.
+
+mod rows;
+
+use std::path::Path;
+use std::str::FromStr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use sha2::{Digest, Sha256};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{AssertSqlSafe, Row, SqlitePool};
+
+pub use rows::{IncidentRow, RunRow, RunStatus, SignalRow, StepRow, StepStatus, WorkflowRow};
+
+/// What went wrong, grouped by what the caller does next.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database could not be reached or written; retrying later may work.
+    #[error("the database is unavailable: {0}")]
+    Unavailable(String),
+    /// The write contradicts what is stored (e.g. a workflow version with other content).
+    #[error("{0}")]
+    Conflict(String),
+    /// Stored data could not be read back (a bug or a hand-edited database).
+    #[error("stored data is corrupt: {0}")]
+    Corrupt(String),
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(e: sqlx::Error) -> Self {
+        StoreError::Unavailable(e.to_string())
+    }
+}
+
+impl From<sqlx::migrate::MigrateError> for StoreError {
+    fn from(e: sqlx::migrate::MigrateError) -> Self {
+        StoreError::Unavailable(format!("cannot apply the schema: {e}"))
+    }
+}
+
+/// How hard SQLite works to make a commit durable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Durability {
+    /// fsync on every commit (`synchronous=FULL`): a power cut loses nothing acknowledged.
+    #[default]
+    Full,
+    /// fsync at checkpoints (`synchronous=NORMAL`): survives a crash of the process, not of
+    /// the machine.
+    Normal,
+}
+
+/// One state change, written as part of a batch.
+#[derive(Debug, Clone)]
+pub enum Write {
+    /// Insert or replace a run.
+    Run(RunRow),
+    /// Insert or replace a step.
+    Step(StepRow),
+    /// Buffer a signal for a run.
+    Signal(SignalRow),
+    /// Mark a buffered signal as taken by a step.
+    ConsumeSignal {
+        /// The signal's id.
+        id: i64,
+        /// The step key that took it.
+        by: String,
+    },
+    /// Insert or replace an incident.
+    Incident(IncidentRow),
+}
+
+/// The outcome of storing a workflow definition.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PutWorkflow {
+    /// A new version was stored.
+    Inserted,
+    /// The same content was already stored under this name and version.
+    Unchanged,
+}
+
+/// The database handle. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Store {
+    /// The connection pool (one writer at a time, as SQLite requires).
+    pool: SqlitePool,
+    /// Transactions committed, for the benchmark's steps-per-commit figure.
+    commits: Arc<AtomicU64>,
+}
+
+impl Store {
+    /// Opens (creating if needed) the database at `path` and applies the schema.
+    pub async fn open(path: &Path, durability: Durability) -> Result<Self, StoreError> {
+        if let Some(dir) = path.parent()
+            && !dir.as_os_str().is_empty()
+        {
+            std::fs::create_dir_all(dir).map_err(|e| {
+                StoreError::Unavailable(format!("cannot create {}: {e}", dir.display()))
+            })?;
+        }
+        let options = SqliteConnectOptions::from_str(&format!("sqlite://{}", path.display()))?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(match durability {
+                Durability::Full => SqliteSynchronous::Full,
+                Durability::Normal => SqliteSynchronous::Normal,
+            })
+            .busy_timeout(std::time::Duration::from_secs(10))
+            .foreign_keys(true);
+        let pool = SqlitePoolOptions::new()
+            .max_connections(4)
+            .connect_with(options)
+            .await?;
+        sqlx::migrate!("../migrations/sqlite").run(&pool).await?;
+        Ok(Self {
+            pool,
+            commits: Arc::new(AtomicU64::new(0)),
+        })
+    }
+
+    /// Transactions committed since this handle was opened.
+    pub fn commits(&self) -> u64 {
+        self.commits.load(Ordering::Relaxed)
+    }
+
+    /// Stores a workflow definition under its name and version. The same content twice is a
+    /// no-op; other content under an existing version is a conflict (bump the version).
+    pub async fn put_workflow(
+        &self,
+        name: &str,
+        version: u32,
+        source: &str,
+        now_ms: i64,
+    ) -> Result<PutWorkflow, StoreError> {
+        let hash = hex_sha256(source.as_bytes());
+        let existing: Option<String> =
+            sqlx::query_scalar("SELECT hash FROM workflows WHERE name = ? AND version = ?")
+                .bind(name)
+                .bind(i64::from(version))
+                .fetch_optional(&self.pool)
+                .await?;
+        match existing {
+            Some(h) if h == hash => Ok(PutWorkflow::Unchanged),
+            Some(_) => Err(StoreError::Conflict(format!(
+                "workflow `{name}` version {version} is already stored with other content; bump `version` to change it"
+            ))),
+            None => {
+                sqlx::query(
+                    "INSERT INTO workflows (name, version, hash, source, created_at) VALUES (?, ?, ?, ?, ?)",
+                )
+                .bind(name)
+                .bind(i64::from(version))
+                .bind(&hash)
+                .bind(source)
+                .bind(now_ms)
+                .execute(&self.pool)
+                .await?;
+                self.commits.fetch_add(1, Ordering::Relaxed);
+                Ok(PutWorkflow::Inserted)
+            }
+        }
+    }
+
+    /// Every stored workflow version.
+    pub async fn workflows(&self) -> Result<Vec<WorkflowRow>, StoreError> {
+        let rows =
+            sqlx::query("SELECT name, version, hash, source FROM workflows ORDER BY name, version")
+                .fetch_all(&self.pool)
+                .await?;
+        rows.iter().map(WorkflowRow::from_row).collect()
+    }
+
+    /// Writes a batch in one transaction: all of it is durable when this returns, or none.
+    pub async fn commit(&self, batch: &[Write]) -> Result<(), StoreError> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.pool.begin().await?;
+        for w in batch {
+            match w {
+                Write::Run(r) => r.upsert(&mut tx).await?,
+                Write::Step(s) => s.upsert(&mut tx).await?,
+                Write::Signal(s) => s.insert(&mut tx).await?,
+                Write::ConsumeSignal { id, by } => {
+                    sqlx::query("UPDATE signals SET consumed_by = ? WHERE id = ?")
+                        .bind(by)
+                        .bind(id)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                Write::Incident(i) => i.upsert(&mut tx).await?,
+            }
+        }
+        tx.commit().await?;
+        self.commits.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Takes the lease of every unfinished run that no live process holds, and returns them.
+    pub async fn claim_unfinished(
+        &self,
+        owner: &str,
+        now_ms: i64,
+        lease_ms: i64,
+    ) -> Result<Vec<RunRow>, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "UPDATE runs SET lease_owner = ?, lease_until = ? \
+             WHERE status IN ('running', 'failing', 'cancelling') \
+               AND (lease_owner IS NULL OR lease_owner = ? OR lease_until < ?)",
+        )
+        .bind(owner)
+        .bind(now_ms + lease_ms)
+        .bind(owner)
+        .bind(now_ms)
+        .execute(&mut *tx)
+        .await?;
+        let rows = sqlx::query(AssertSqlSafe(format!(
+            "SELECT {} FROM runs WHERE lease_owner = ? AND status IN ('running', 'failing', 'cancelling') ORDER BY created_at, id",
+            RunRow::COLUMNS
+        )))
+        .bind(owner)
+        .fetch_all(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        rows.iter().map(RunRow::from_row).collect()
+    }
+
+    /// Extends the lease of every run `owner` holds.
+    pub async fn renew_leases(&self, owner: &str, until_ms: i64) -> Result<(), StoreError> {
+        sqlx::query("UPDATE runs SET lease_until = ? WHERE lease_owner = ? AND status IN ('running', 'failing', 'cancelling')")
+            .bind(until_ms)
+            .bind(owner)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// One run.
+    pub async fn run(&self, id: &str) -> Result<Option<RunRow>, StoreError> {
+        let row = sqlx::query(AssertSqlSafe(format!(
+            "SELECT {} FROM runs WHERE id = ?",
+            RunRow::COLUMNS
+        )))
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(RunRow::from_row).transpose()
+    }
+
+    /// Every run, newest first (at most `limit`).
+    pub async fn runs(&self, limit: i64) -> Result<Vec<RunRow>, StoreError> {
+        let rows = sqlx::query(AssertSqlSafe(format!(
+            "SELECT {} FROM runs ORDER BY created_at DESC, id DESC LIMIT ?",
+            RunRow::COLUMNS
+        )))
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(RunRow::from_row).collect()
+    }
+
+    /// The steps of a run, in key order.
+    pub async fn steps(&self, run_id: &str) -> Result<Vec<StepRow>, StoreError> {
+        let rows = sqlx::query(AssertSqlSafe(format!(
+            "SELECT {} FROM steps WHERE run_id = ? ORDER BY key",
+            StepRow::COLUMNS
+        )))
+        .bind(run_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(StepRow::from_row).collect()
+    }
+
+    /// Signals delivered to a run and not yet taken by a step, oldest first.
+    pub async fn pending_signals(&self, run_id: &str) -> Result<Vec<SignalRow>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id, run_id, name, payload, created_at FROM signals \
+             WHERE run_id = ? AND consumed_by IS NULL ORDER BY id",
+        )
+        .bind(run_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(SignalRow::from_row).collect()
+    }
+
+    /// The id the next buffered signal will get (signals are numbered by the store).
+    pub async fn next_signal_id(&self) -> Result<i64, StoreError> {
+        let max: Option<i64> = sqlx::query_scalar("SELECT MAX(id) FROM signals")
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(max.unwrap_or(0) + 1)
+    }
+
+    /// One incident.
+    pub async fn incident(&self, id: &str) -> Result<Option<IncidentRow>, StoreError> {
+        let row = sqlx::query(AssertSqlSafe(format!(
+            "SELECT {} FROM incidents WHERE id = ?",
+            IncidentRow::COLUMNS
+        )))
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(IncidentRow::from_row).transpose()
+    }
+
+    /// Every incident, newest first.
+    pub async fn incidents(&self) -> Result<Vec<IncidentRow>, StoreError> {
+        let rows = sqlx::query(AssertSqlSafe(format!(
+            "SELECT {} FROM incidents ORDER BY created_at DESC, id",
+            IncidentRow::COLUMNS
+        )))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(IncidentRow::from_row).collect()
+    }
+}
+
+/// Hex sha256 of `bytes`.
+pub fn hex_sha256(bytes: &[u8]) -> String {
+    Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// Reads one column of one row, mapping a decoding failure to [`StoreError::Corrupt`].
+pub(crate) fn col<'r, T>(row: &'r sqlx::sqlite::SqliteRow, name: &str) -> Result<T, StoreError>
+where
+    T: sqlx::Decode<'r, sqlx::Sqlite> + sqlx::Type<sqlx::Sqlite>,
+{
+    row.try_get(name)
+        .map_err(|e| StoreError::Corrupt(format!("column `{name}`: {e}")))
+}
+
+#[cfg(test)]
+mod tests;

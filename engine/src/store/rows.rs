@@ -1,0 +1,436 @@
+//! The stored records and their SQL mapping.
+
+use serde_json::Value as Json;
+use sqlx::sqlite::SqliteRow;
+use sqlx::{AssertSqlSafe, Sqlite, Transaction};
+
+use super::{StoreError, col};
+
+/// Where a run is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunStatus {
+    /// Steps are being executed.
+    Running,
+    /// A step failed: compensations and `on_failure` steps are running.
+    Failing,
+    /// Cancellation was asked: running steps are being interrupted.
+    Cancelling,
+    /// Every step finished without failing the run.
+    Succeeded,
+    /// A step failed the run.
+    Failed,
+    /// The run was cancelled.
+    Cancelled,
+}
+
+impl RunStatus {
+    /// The stored spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunStatus::Running => "running",
+            RunStatus::Failing => "failing",
+            RunStatus::Cancelling => "cancelling",
+            RunStatus::Succeeded => "succeeded",
+            RunStatus::Failed => "failed",
+            RunStatus::Cancelled => "cancelled",
+        }
+    }
+
+    /// Whether the run is over.
+    pub fn is_final(self) -> bool {
+        matches!(
+            self,
+            RunStatus::Succeeded | RunStatus::Failed | RunStatus::Cancelled
+        )
+    }
+
+    fn parse(s: &str) -> Result<Self, StoreError> {
+        Ok(match s {
+            "running" => RunStatus::Running,
+            "failing" => RunStatus::Failing,
+            "cancelling" => RunStatus::Cancelling,
+            "succeeded" => RunStatus::Succeeded,
+            "failed" => RunStatus::Failed,
+            "cancelled" => RunStatus::Cancelled,
+            other => return Err(StoreError::Corrupt(format!("unknown run status `{other}`"))),
+        })
+    }
+}
+
+/// Where a step is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StepStatus {
+    /// Dispatched to a plugin worker (or being acted on).
+    Running,
+    /// Parked: a timer, an approval, a signal, a child run or fan-out items.
+    Waiting,
+    /// Failed an attempt; the next one starts at `wake_at`.
+    Retrying,
+    /// Finished with an output.
+    Succeeded,
+    /// Finished with an error.
+    Failed,
+    /// Not run: its `when` was false, or everything it needs was skipped.
+    Skipped,
+    /// Interrupted by cancellation.
+    Cancelled,
+}
+
+impl StepStatus {
+    /// The stored spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StepStatus::Running => "running",
+            StepStatus::Waiting => "waiting",
+            StepStatus::Retrying => "retrying",
+            StepStatus::Succeeded => "succeeded",
+            StepStatus::Failed => "failed",
+            StepStatus::Skipped => "skipped",
+            StepStatus::Cancelled => "cancelled",
+        }
+    }
+
+    /// Whether the step is over.
+    pub fn is_final(self) -> bool {
+        matches!(
+            self,
+            StepStatus::Succeeded
+                | StepStatus::Failed
+                | StepStatus::Skipped
+                | StepStatus::Cancelled
+        )
+    }
+
+    fn parse(s: &str) -> Result<Self, StoreError> {
+        Ok(match s {
+            "running" => StepStatus::Running,
+            "waiting" => StepStatus::Waiting,
+            "retrying" => StepStatus::Retrying,
+            "succeeded" => StepStatus::Succeeded,
+            "failed" => StepStatus::Failed,
+            "skipped" => StepStatus::Skipped,
+            "cancelled" => StepStatus::Cancelled,
+            other => {
+                return Err(StoreError::Corrupt(format!(
+                    "unknown step status `{other}`"
+                )));
+            }
+        })
+    }
+}
+
+fn json_col(row: &SqliteRow, name: &str) -> Result<Option<Json>, StoreError> {
+    let text: Option<String> = col(row, name)?;
+    text.map(|t| {
+        serde_json::from_str(&t).map_err(|e| StoreError::Corrupt(format!("column `{name}`: {e}")))
+    })
+    .transpose()
+}
+
+fn json_text(v: &Option<Json>) -> Option<String> {
+    v.as_ref().map(Json::to_string)
+}
+
+/// A stored workflow definition.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WorkflowRow {
+    /// Its name.
+    pub name: String,
+    /// Its version.
+    pub version: u32,
+    /// sha256 of the source.
+    pub hash: String,
+    /// The YAML as uploaded.
+    pub source: String,
+}
+
+impl WorkflowRow {
+    pub(super) fn from_row(row: &SqliteRow) -> Result<Self, StoreError> {
+        let version: i64 = col(row, "version")?;
+        Ok(Self {
+            name: col(row, "name")?,
+            version: u32::try_from(version)
+                .map_err(|_| StoreError::Corrupt(format!("workflow version {version}")))?,
+            hash: col(row, "hash")?,
+            source: col(row, "source")?,
+        })
+    }
+}
+
+/// A run as stored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunRow {
+    /// The run's id.
+    pub id: String,
+    /// Workflow name.
+    pub workflow: String,
+    /// Workflow version it started on.
+    pub version: u32,
+    /// The tenant it runs for.
+    pub tenant: String,
+    /// Who started it.
+    pub requester: Option<String>,
+    /// Its validated inputs.
+    pub inputs: Json,
+    /// Where it is.
+    pub status: RunStatus,
+    /// Rendered outputs once succeeded.
+    pub outputs: Option<Json>,
+    /// Why it failed.
+    pub error: Option<String>,
+    /// The parent run, for a sub-workflow.
+    pub parent_run: Option<String>,
+    /// The parent's step key waiting on this run.
+    pub parent_step: Option<String>,
+    /// Creation time (ms).
+    pub created_at: i64,
+    /// Last change (ms).
+    pub updated_at: i64,
+    /// End time (ms).
+    pub finished_at: Option<i64>,
+    /// The process executing it.
+    pub lease_owner: Option<String>,
+    /// Lease expiry (ms).
+    pub lease_until: Option<i64>,
+}
+
+impl RunRow {
+    pub(super) const COLUMNS: &'static str = "id, workflow, version, tenant, requester, inputs, status, outputs, error, parent_run, parent_step, created_at, updated_at, finished_at, lease_owner, lease_until";
+
+    pub(super) fn from_row(row: &SqliteRow) -> Result<Self, StoreError> {
+        let version: i64 = col(row, "version")?;
+        let status: String = col(row, "status")?;
+        Ok(Self {
+            id: col(row, "id")?,
+            workflow: col(row, "workflow")?,
+            version: u32::try_from(version)
+                .map_err(|_| StoreError::Corrupt(format!("run version {version}")))?,
+            tenant: col(row, "tenant")?,
+            requester: col(row, "requester")?,
+            inputs: json_col(row, "inputs")?.unwrap_or(Json::Null),
+            status: RunStatus::parse(&status)?,
+            outputs: json_col(row, "outputs")?,
+            error: col(row, "error")?,
+            parent_run: col(row, "parent_run")?,
+            parent_step: col(row, "parent_step")?,
+            created_at: col(row, "created_at")?,
+            updated_at: col(row, "updated_at")?,
+            finished_at: col(row, "finished_at")?,
+            lease_owner: col(row, "lease_owner")?,
+            lease_until: col(row, "lease_until")?,
+        })
+    }
+
+    pub(super) async fn upsert(&self, tx: &mut Transaction<'_, Sqlite>) -> Result<(), StoreError> {
+        sqlx::query(AssertSqlSafe(format!(
+            "INSERT INTO runs ({}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
+             ON CONFLICT (id) DO UPDATE SET status = excluded.status, outputs = excluded.outputs, \
+             error = excluded.error, updated_at = excluded.updated_at, finished_at = excluded.finished_at, \
+             lease_owner = excluded.lease_owner, lease_until = excluded.lease_until",
+            Self::COLUMNS
+        )))
+        .bind(&self.id)
+        .bind(&self.workflow)
+        .bind(i64::from(self.version))
+        .bind(&self.tenant)
+        .bind(&self.requester)
+        .bind(self.inputs.to_string())
+        .bind(self.status.as_str())
+        .bind(json_text(&self.outputs))
+        .bind(&self.error)
+        .bind(&self.parent_run)
+        .bind(&self.parent_step)
+        .bind(self.created_at)
+        .bind(self.updated_at)
+        .bind(self.finished_at)
+        .bind(&self.lease_owner)
+        .bind(self.lease_until)
+        .execute(&mut **tx)
+        .await?;
+        Ok(())
+    }
+}
+
+/// A step (or fan-out item, or compensation) as stored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StepRow {
+    /// The run.
+    pub run_id: String,
+    /// `id`, `id#N` for a fan-out item, `~id` / `~id#N` for a compensation.
+    pub key: String,
+    /// The step's id in the workflow.
+    pub step_id: String,
+    /// Where it is.
+    pub status: StepStatus,
+    /// Attempts started so far.
+    pub attempt: u32,
+    /// Its output once succeeded.
+    pub output: Option<Json>,
+    /// Its error once failed.
+    pub error: Option<String>,
+    /// Kind-specific state (fan-out items, child run id, approval decision).
+    pub state: Option<Json>,
+    /// Durable timer (ms): wait end, retry time, approval or signal timeout.
+    pub wake_at: Option<i64>,
+    /// First start (ms).
+    pub started_at: Option<i64>,
+    /// End (ms).
+    pub finished_at: Option<i64>,
+}
+
+impl StepRow {
+    pub(super) const COLUMNS: &'static str = "run_id, key, step_id, status, attempt, output, error, state, wake_at, started_at, finished_at";
+
+    pub(super) fn from_row(row: &SqliteRow) -> Result<Self, StoreError> {
+        let status: String = col(row, "status")?;
+        let attempt: i64 = col(row, "attempt")?;
+        Ok(Self {
+            run_id: col(row, "run_id")?,
+            key: col(row, "key")?,
+            step_id: col(row, "step_id")?,
+            status: StepStatus::parse(&status)?,
+            attempt: u32::try_from(attempt).unwrap_or(u32::MAX),
+            output: json_col(row, "output")?,
+            error: col(row, "error")?,
+            state: json_col(row, "state")?,
+            wake_at: col(row, "wake_at")?,
+            started_at: col(row, "started_at")?,
+            finished_at: col(row, "finished_at")?,
+        })
+    }
+
+    pub(super) async fn upsert(&self, tx: &mut Transaction<'_, Sqlite>) -> Result<(), StoreError> {
+        sqlx::query(AssertSqlSafe(format!(
+            "INSERT INTO steps ({}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
+             ON CONFLICT (run_id, key) DO UPDATE SET status = excluded.status, attempt = excluded.attempt, \
+             output = excluded.output, error = excluded.error, state = excluded.state, \
+             wake_at = excluded.wake_at, started_at = excluded.started_at, finished_at = excluded.finished_at",
+            Self::COLUMNS
+        )))
+        .bind(&self.run_id)
+        .bind(&self.key)
+        .bind(&self.step_id)
+        .bind(self.status.as_str())
+        .bind(i64::from(self.attempt))
+        .bind(json_text(&self.output))
+        .bind(&self.error)
+        .bind(json_text(&self.state))
+        .bind(self.wake_at)
+        .bind(self.started_at)
+        .bind(self.finished_at)
+        .execute(&mut **tx)
+        .await?;
+        Ok(())
+    }
+}
+
+/// A signal delivered to a run.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SignalRow {
+    /// Its id (assigned by the store's sequence).
+    pub id: i64,
+    /// The run it is for.
+    pub run_id: String,
+    /// Its name (`ack`, `approval:STEP`, …).
+    pub name: String,
+    /// What came with it.
+    pub payload: Json,
+    /// Arrival (ms).
+    pub created_at: i64,
+}
+
+impl SignalRow {
+    pub(super) fn from_row(row: &SqliteRow) -> Result<Self, StoreError> {
+        Ok(Self {
+            id: col(row, "id")?,
+            run_id: col(row, "run_id")?,
+            name: col(row, "name")?,
+            payload: json_col(row, "payload")?.unwrap_or(Json::Null),
+            created_at: col(row, "created_at")?,
+        })
+    }
+
+    pub(super) async fn insert(&self, tx: &mut Transaction<'_, Sqlite>) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO signals (id, run_id, name, payload, created_at) VALUES (?, ?, ?, ?, ?)",
+        )
+        .bind(self.id)
+        .bind(&self.run_id)
+        .bind(&self.name)
+        .bind(self.payload.to_string())
+        .bind(self.created_at)
+        .execute(&mut **tx)
+        .await?;
+        Ok(())
+    }
+}
+
+/// An incident.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct IncidentRow {
+    /// Its id.
+    pub id: String,
+    /// The run that opened it.
+    pub run_id: Option<String>,
+    /// The tenant it concerns.
+    pub tenant: String,
+    /// Title.
+    pub title: String,
+    /// `sev1`..`sev4`.
+    pub severity: String,
+    /// Affected service.
+    pub service: Option<String>,
+    /// `open`, `acknowledged` or `resolved`.
+    pub status: String,
+    /// `[{at, by, note}]`.
+    pub timeline: Json,
+    /// Creation (ms).
+    pub created_at: i64,
+    /// Last change (ms).
+    pub updated_at: i64,
+}
+
+impl IncidentRow {
+    pub(super) const COLUMNS: &'static str =
+        "id, run_id, tenant, title, severity, service, status, timeline, created_at, updated_at";
+
+    pub(super) fn from_row(row: &SqliteRow) -> Result<Self, StoreError> {
+        Ok(Self {
+            id: col(row, "id")?,
+            run_id: col(row, "run_id")?,
+            tenant: col(row, "tenant")?,
+            title: col(row, "title")?,
+            severity: col(row, "severity")?,
+            service: col(row, "service")?,
+            status: col(row, "status")?,
+            timeline: json_col(row, "timeline")?.unwrap_or(Json::Array(Vec::new())),
+            created_at: col(row, "created_at")?,
+            updated_at: col(row, "updated_at")?,
+        })
+    }
+
+    pub(super) async fn upsert(&self, tx: &mut Transaction<'_, Sqlite>) -> Result<(), StoreError> {
+        sqlx::query(AssertSqlSafe(format!(
+            "INSERT INTO incidents ({}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
+             ON CONFLICT (id) DO UPDATE SET title = excluded.title, severity = excluded.severity, \
+             service = excluded.service, status = excluded.status, timeline = excluded.timeline, \
+             updated_at = excluded.updated_at",
+            Self::COLUMNS
+        )))
+        .bind(&self.id)
+        .bind(&self.run_id)
+        .bind(&self.tenant)
+        .bind(&self.title)
+        .bind(&self.severity)
+        .bind(&self.service)
+        .bind(&self.status)
+        .bind(self.timeline.to_string())
+        .bind(self.created_at)
+        .bind(self.updated_at)
+        .execute(&mut **tx)
+        .await?;
+        Ok(())
+    }
+}

@@ -1,0 +1,207 @@
+//! The store against a real SQLite file.
+
+use serde_json::json;
+
+use super::*;
+
+async fn fresh() -> (tempfile::TempDir, Store) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = Store::open(&dir.path().join("csmp.db"), Durability::Full)
+        .await
+        .expect("opens");
+    (dir, store)
+}
+
+fn run(id: &str, status: RunStatus) -> RunRow {
+    RunRow {
+        id: id.into(),
+        workflow: "demo".into(),
+        version: 1,
+        tenant: "acme".into(),
+        requester: Some("alice".into()),
+        inputs: json!({"n": 2}),
+        status,
+        outputs: None,
+        error: None,
+        parent_run: None,
+        parent_step: None,
+        created_at: 1,
+        updated_at: 1,
+        finished_at: None,
+        lease_owner: None,
+        lease_until: None,
+    }
+}
+
+fn step(run_id: &str, key: &str, status: StepStatus) -> StepRow {
+    StepRow {
+        run_id: run_id.into(),
+        key: key.into(),
+        step_id: key.split('#').next().unwrap_or(key).into(),
+        status,
+        attempt: 1,
+        output: Some(json!({"ok": true})),
+        error: None,
+        state: None,
+        wake_at: None,
+        started_at: Some(5),
+        finished_at: None,
+    }
+}
+
+#[tokio::test]
+async fn workflow_versions_are_immutable() -> Result<(), StoreError> {
+    let (_dir, store) = fresh().await;
+    assert_eq!(
+        store.put_workflow("demo", 1, "name: demo\n", 1).await?,
+        PutWorkflow::Inserted
+    );
+    assert_eq!(
+        store.put_workflow("demo", 1, "name: demo\n", 2).await?,
+        PutWorkflow::Unchanged
+    );
+    let err = store
+        .put_workflow("demo", 1, "name: demo\n# changed\n", 3)
+        .await
+        .expect_err("conflict");
+    assert!(
+        matches!(err, StoreError::Conflict(ref m) if m.contains("bump `version`")),
+        "{err}"
+    );
+    assert_eq!(
+        store
+            .put_workflow("demo", 2, "name: demo\n# changed\n", 3)
+            .await?,
+        PutWorkflow::Inserted
+    );
+    let all = store.workflows().await?;
+    assert_eq!(all.iter().map(|w| w.version).collect::<Vec<_>>(), [1, 2]);
+    assert_eq!(all[0].hash, hex_sha256(b"name: demo\n"));
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_batch_is_one_transaction_and_survives_reopening() -> Result<(), StoreError> {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("csmp.db");
+    {
+        let store = Store::open(&path, Durability::Full).await?;
+        let before = store.commits();
+        store
+            .commit(&[
+                Write::Run(run("r1", RunStatus::Running)),
+                Write::Step(step("r1", "a", StepStatus::Succeeded)),
+                Write::Step(step("r1", "b#0", StepStatus::Running)),
+                Write::Step(step("r1", "b#1", StepStatus::Running)),
+            ])
+            .await?;
+        assert_eq!(store.commits() - before, 1, "four writes, one commit");
+        let mut updated = step("r1", "b#0", StepStatus::Succeeded);
+        updated.attempt = 2;
+        store.commit(&[Write::Step(updated)]).await?;
+    }
+    let store = Store::open(&path, Durability::Full).await?;
+    assert_eq!(store.run("r1").await?, Some(run("r1", RunStatus::Running)));
+    let steps = store.steps("r1").await?;
+    assert_eq!(
+        steps
+            .iter()
+            .map(|s| (s.key.as_str(), s.status, s.attempt))
+            .collect::<Vec<_>>(),
+        [
+            ("a", StepStatus::Succeeded, 1),
+            ("b#0", StepStatus::Succeeded, 2),
+            ("b#1", StepStatus::Running, 1)
+        ]
+    );
+    assert_eq!(steps[0].output, Some(json!({"ok": true})));
+    assert_eq!(store.run("nope").await?, None);
+    Ok(())
+}
+
+#[tokio::test]
+async fn leases_keep_runs_to_one_owner_until_they_expire() -> Result<(), StoreError> {
+    let (_dir, store) = fresh().await;
+    store
+        .commit(&[
+            Write::Run(run("r1", RunStatus::Running)),
+            Write::Run(run("r2", RunStatus::Failing)),
+            Write::Run(run("done", RunStatus::Succeeded)),
+        ])
+        .await?;
+    let mine = store.claim_unfinished("p1", 1_000, 10_000).await?;
+    assert_eq!(
+        mine.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(),
+        ["r1", "r2"]
+    );
+    assert!(
+        store
+            .claim_unfinished("p2", 5_000, 10_000)
+            .await?
+            .is_empty(),
+        "p1's lease holds"
+    );
+    store.renew_leases("p1", 20_000).await?;
+    assert!(
+        store
+            .claim_unfinished("p2", 15_000, 10_000)
+            .await?
+            .is_empty(),
+        "renewed"
+    );
+    let taken = store.claim_unfinished("p2", 25_000, 10_000).await?;
+    assert_eq!(taken.len(), 2, "an expired lease is taken over");
+    assert_eq!(taken[0].lease_owner.as_deref(), Some("p2"));
+    Ok(())
+}
+
+#[tokio::test]
+async fn signals_wait_until_a_step_takes_them() -> Result<(), StoreError> {
+    let (_dir, store) = fresh().await;
+    let id = store.next_signal_id().await?;
+    store
+        .commit(&[Write::Signal(SignalRow {
+            id,
+            run_id: "r1".into(),
+            name: "ack".into(),
+            payload: json!({"by": "bob"}),
+            created_at: 3,
+        })])
+        .await?;
+    let pending = store.pending_signals("r1").await?;
+    assert_eq!(pending.len(), 1);
+    assert_eq!(pending[0].payload, json!({"by": "bob"}));
+    store
+        .commit(&[Write::ConsumeSignal {
+            id,
+            by: "ack-1".into(),
+        }])
+        .await?;
+    assert!(store.pending_signals("r1").await?.is_empty());
+    assert_eq!(store.next_signal_id().await?, id + 1);
+    Ok(())
+}
+
+#[tokio::test]
+async fn incidents_round_trip() -> Result<(), StoreError> {
+    let (_dir, store) = fresh().await;
+    let mut inc = IncidentRow {
+        id: "inc-1".into(),
+        run_id: Some("r1".into()),
+        tenant: "acme".into(),
+        title: "High CPU".into(),
+        severity: "sev3".into(),
+        service: Some("web".into()),
+        status: "open".into(),
+        timeline: json!([{"at": 1, "note": "opened"}]),
+        created_at: 1,
+        updated_at: 1,
+    };
+    store.commit(&[Write::Incident(inc.clone())]).await?;
+    inc.status = "resolved".into();
+    inc.updated_at = 9;
+    store.commit(&[Write::Incident(inc.clone())]).await?;
+    assert_eq!(store.incident("inc-1").await?, Some(inc));
+    assert_eq!(store.incidents().await?.len(), 1);
+    Ok(())
+}
