@@ -4,6 +4,7 @@
 mod examples;
 mod helpers;
 mod plugin_sandbox;
+mod run_cli;
 mod runtime;
 mod scaffold;
 mod validate_cli;

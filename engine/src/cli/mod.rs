@@ -4,6 +4,7 @@
 //! clap.
 
 pub mod plugin_new;
+pub mod run;
 pub mod validate;
 
 use std::path::PathBuf;
@@ -23,8 +24,35 @@ pub struct Cli {
 /// The subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Run the service (not available yet: the executor and REST API are still to come).
-    Serve,
+    /// Run the service: the durable executor on the embedded store, with workflows loaded.
+    Serve {
+        /// The database file (created if missing).
+        #[arg(long, env = "CSMP_DATABASE", default_value = "data/csmp.db")]
+        database: PathBuf,
+        /// Workflow definitions to load at start.
+        #[arg(long, env = "CSMP_WORKFLOWS", default_value = "workflows")]
+        workflows: PathBuf,
+        /// Operator grants for plugins (HTTP hosts, secrets, limits), YAML.
+        #[arg(long, env = "CSMP_GRANTS")]
+        grants: Option<PathBuf>,
+    },
+    /// Run one workflow locally with live progress; the exit code is the outcome.
+    Run {
+        /// The workflow file.
+        file: PathBuf,
+        /// An input, `KEY=VALUE` (VALUE read as JSON when it parses); repeatable.
+        #[arg(long = "input", value_name = "KEY=VALUE")]
+        input: Vec<String>,
+        /// A YAML or JSON file of inputs.
+        #[arg(long)]
+        inputs: Option<PathBuf>,
+        /// The database file (created if missing).
+        #[arg(long, env = "CSMP_DATABASE", default_value = "data/csmp.db")]
+        database: PathBuf,
+        /// Operator grants for plugins (HTTP hosts, secrets, limits), YAML.
+        #[arg(long, env = "CSMP_GRANTS")]
+        grants: Option<PathBuf>,
+    },
     /// Plugin development.
     Plugin {
         /// What to do with plugins.
@@ -95,14 +123,56 @@ pub fn main() -> ExitCode {
                 }
             }
         }
-        Command::Serve => {
-            eprintln!(
-                "csmp serve: not yet — the durable executor and the REST API are not built yet.\n\
-                 What works today: `csmp validate workflows/ catalog/` and `csmp plugin new NAME`."
-            );
-            ExitCode::from(2)
+        Command::Serve {
+            database,
+            workflows,
+            grants,
+        } => {
+            let opts = run::ServeOptions {
+                database,
+                workflows,
+                grants,
+            };
+            match runtime().and_then(|rt| rt.block_on(run::serve(opts))) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("error: {e:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::Run {
+            file,
+            input,
+            inputs,
+            database,
+            grants,
+        } => {
+            let result = run::inputs(&input, inputs.as_deref()).and_then(|inputs| {
+                let opts = run::RunOptions {
+                    file,
+                    inputs,
+                    database,
+                    grants,
+                };
+                runtime()?.block_on(run::run(opts))
+            });
+            match result {
+                Ok(crate::store::RunStatus::Succeeded) => ExitCode::SUCCESS,
+                Ok(_) => ExitCode::FAILURE,
+                Err(e) => {
+                    eprintln!("error: {e:#}");
+                    ExitCode::from(2)
+                }
+            }
         }
     }
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?)
 }
 
 fn run_validate(paths: &[PathBuf], format: Format) -> ExitCode {

@@ -1,0 +1,312 @@
+//! `csmp run FILE` and `csmp serve`: start the executor on the embedded store.
+//!
+//! Reads files and the environment, prints progress; the work is `runtime`.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::{Context as _, bail};
+use serde_json::Value as Json;
+
+use crate::cli::validate;
+use crate::plan::{Env, validate_workflow};
+use crate::plugin::{Grants, HostConfig, PluginHost};
+use crate::runtime::{Definitions, Engine, EngineConfig, NewRun, TokioClock};
+use crate::store::{Durability, RunStatus, Store};
+
+/// Secrets come from the environment: `CSMP_SECRET_CLOUD_API=…` is `secrets.cloud_api`.
+pub fn secrets_from_env() -> BTreeMap<String, String> {
+    std::env::vars()
+        .filter_map(|(k, v)| {
+            k.strip_prefix("CSMP_SECRET_")
+                .map(|name| (name.to_lowercase(), v))
+        })
+        .collect()
+}
+
+/// A plugin host with the built-ins loaded, under the operator's grants (if a file is given).
+pub fn host(data: &Path, grants: Option<&Path>) -> anyhow::Result<PluginHost> {
+    let grants = match grants {
+        Some(path) => Grants::load(path)?,
+        None => Grants::default(),
+    };
+    let data =
+        std::path::absolute(data).with_context(|| format!("resolving {}", data.display()))?;
+    std::fs::create_dir_all(&data).with_context(|| format!("creating {}", data.display()))?;
+    let host = PluginHost::new(HostConfig::new(data.join("plugin-cache"), grants))?;
+    host.load_builtins()?;
+    Ok(host)
+}
+
+/// Stores every workflow file of `dir` (new versions only) and plans every stored version.
+pub async fn load_definitions(
+    store: &Store,
+    host: &PluginHost,
+    dir: Option<&Path>,
+) -> anyhow::Result<Definitions> {
+    let index = host.index();
+    let now = TokioClock::new();
+    let now = crate::runtime::Clock::now_ms(&now);
+    if let Some(dir) = dir {
+        let files = validate::collect_files(&[dir.to_path_buf()]).map_err(anyhow::Error::msg)?;
+        let outcome = validate::validate_files(&files, &index);
+        if outcome.errors() > 0 {
+            eprint!("{}", validate::render_text(&outcome));
+            bail!(
+                "fix the workflows in {} (or run `csmp validate {}`)",
+                dir.display(),
+                dir.display()
+            );
+        }
+        for file in &files {
+            let source = std::fs::read_to_string(file)
+                .with_context(|| format!("reading {}", file.display()))?;
+            let mut ignored = crate::diag::Diagnostics::default();
+            if let Some(crate::dsl::Definition::Workflow(wf)) =
+                crate::dsl::decode_any(source.as_bytes(), &mut ignored)
+            {
+                store
+                    .put_workflow(&wf.name.value, wf.version.value, &source, now)
+                    .await
+                    .with_context(|| format!("storing {}", file.display()))?;
+            }
+        }
+    }
+    let mut defs = Definitions::default();
+    for row in store.workflows().await? {
+        match validate_workflow(
+            row.source.as_bytes(),
+            Env {
+                plugins: &index,
+                workflows: None,
+            },
+        ) {
+            Ok(plan) => defs.insert(plan),
+            Err(d) => eprintln!(
+                "warning: stored workflow {}@{} no longer validates ({} problems); its runs cannot continue",
+                row.name,
+                row.version,
+                d.len()
+            ),
+        }
+    }
+    Ok(defs)
+}
+
+/// Parses `--input k=v` pairs (values read as JSON when they parse, else as text) over the
+/// contents of `--inputs FILE` (YAML or JSON).
+pub fn inputs(pairs: &[String], file: Option<&Path>) -> anyhow::Result<Json> {
+    let mut map = match file {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading {}", path.display()))?;
+            match serde_norway::from_str::<Json>(&text)
+                .with_context(|| format!("{} is not YAML or JSON", path.display()))?
+            {
+                Json::Object(m) => m,
+                _ => bail!(
+                    "{} must hold a mapping of input names to values",
+                    path.display()
+                ),
+            }
+        }
+        None => serde_json::Map::new(),
+    };
+    for pair in pairs {
+        let Some((k, v)) = pair.split_once('=') else {
+            bail!("`--input {pair}` is not KEY=VALUE");
+        };
+        let value = serde_json::from_str(v).unwrap_or_else(|_| Json::String(v.to_string()));
+        map.insert(k.to_string(), value);
+    }
+    Ok(Json::Object(map))
+}
+
+/// Options of `csmp run`.
+#[derive(Debug)]
+pub struct RunOptions {
+    /// The workflow file.
+    pub file: PathBuf,
+    /// Its inputs.
+    pub inputs: Json,
+    /// The database file.
+    pub database: PathBuf,
+    /// The operator's plugin grants.
+    pub grants: Option<PathBuf>,
+}
+
+/// Runs one workflow to its end, printing each step as it starts and finishes. Returns the
+/// run's final status.
+pub async fn run(opts: RunOptions) -> anyhow::Result<RunStatus> {
+    let data = opts
+        .database
+        .parent()
+        .map_or_else(|| PathBuf::from("."), Path::to_path_buf);
+    let host = host(&data, opts.grants.as_deref())?;
+    let bytes =
+        std::fs::read(&opts.file).with_context(|| format!("reading {}", opts.file.display()))?;
+    let plan = match validate_workflow(
+        &bytes,
+        Env {
+            plugins: &host.index(),
+            workflows: None,
+        },
+    ) {
+        Ok(plan) => plan,
+        Err(diagnostics) => {
+            let report = crate::diag::FileReport {
+                file: opts.file.display().to_string(),
+                diagnostics,
+            };
+            eprint!("{}", report.render(std::str::from_utf8(&bytes).ok()));
+            bail!("{} is not valid", opts.file.display());
+        }
+    };
+    let store = Store::open(&opts.database, Durability::Full).await?;
+    let source = String::from_utf8_lossy(&bytes).into_owned();
+    store
+        .put_workflow(
+            &plan.name,
+            plan.version,
+            &source,
+            crate::runtime::Clock::now_ms(&TokioClock::new()),
+        )
+        .await?;
+    let mut defs = load_definitions(&store, &host, None).await?;
+    let (name, version) = (plan.name.clone(), plan.version);
+    defs.insert(plan);
+    let config = EngineConfig {
+        secrets: secrets_from_env(),
+        ..EngineConfig::default()
+    };
+    let engine = Engine::start(store, host, defs, Arc::new(TokioClock::new()), config).await?;
+    let mut events = engine.subscribe();
+    let started = Instant::now();
+    let id = engine
+        .submit(NewRun {
+            workflow: name.clone(),
+            version: Some(version),
+            inputs: opts.inputs,
+            tenant: "local".into(),
+            requester: None,
+        })
+        .await?;
+    println!("run {id} of {name}@{version} started");
+    loop {
+        match events.recv().await {
+            Ok(e) if e.run_id == id => match (&e.step, e.status.as_str()) {
+                (Some(step), status) => {
+                    let mark = match status {
+                        "succeeded" => "✓",
+                        "failed" => "✗",
+                        "skipped" => "-",
+                        "running" => "▶",
+                        "waiting" => "…",
+                        "retrying" => "↻",
+                        _ => "·",
+                    };
+                    match &e.error {
+                        Some(err) if status == "failed" || status == "retrying" => {
+                            println!("  {mark} {step:<24} {status}: {err}")
+                        }
+                        _ => println!("  {mark} {step:<24} {status}"),
+                    }
+                }
+                (None, status) if RunStatus::is_final(parse_status(status)) => break,
+                (None, _) => {}
+            },
+            Ok(_) => {}
+            Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+            Err(tokio::sync::broadcast::error::RecvError::Closed) => bail!("the executor stopped"),
+        }
+    }
+    let row = engine.store().run(&id).await?.context("the run vanished")?;
+    engine.shutdown().await;
+    let took = started.elapsed();
+    match row.status {
+        RunStatus::Succeeded => {
+            println!("run {id} succeeded in {took:.1?}");
+            if let Some(out) = &row.outputs {
+                println!("{}", serde_json::to_string_pretty(out).unwrap_or_default());
+            }
+        }
+        other => println!(
+            "run {id} {} after {took:.1?}: {}",
+            other.as_str(),
+            row.error.unwrap_or_default()
+        ),
+    }
+    Ok(row.status)
+}
+
+fn parse_status(s: &str) -> RunStatus {
+    match s {
+        "succeeded" => RunStatus::Succeeded,
+        "failed" => RunStatus::Failed,
+        "cancelled" => RunStatus::Cancelled,
+        _ => RunStatus::Running,
+    }
+}
+
+/// Options of `csmp serve`.
+#[derive(Debug)]
+pub struct ServeOptions {
+    /// The database file.
+    pub database: PathBuf,
+    /// Workflow definitions to load at start.
+    pub workflows: PathBuf,
+    /// The operator's plugin grants.
+    pub grants: Option<PathBuf>,
+}
+
+/// Runs the executor until interrupted (Ctrl-C or SIGTERM).
+pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
+    let data = opts
+        .database
+        .parent()
+        .map_or_else(|| PathBuf::from("."), Path::to_path_buf);
+    let host = host(&data, opts.grants.as_deref())?;
+    let store = Store::open(&opts.database, Durability::Full).await?;
+    let dir = opts.workflows.is_dir().then_some(opts.workflows.as_path());
+    let defs = load_definitions(&store, &host, dir).await?;
+    let count = defs.plans().count();
+    let config = EngineConfig {
+        secrets: secrets_from_env(),
+        ..EngineConfig::default()
+    };
+    let engine = Engine::start(store, host, defs, Arc::new(TokioClock::new()), config).await?;
+    println!(
+        "csmp: executor running on {} with {count} workflow versions loaded; unfinished runs resumed",
+        opts.database.display()
+    );
+    println!("csmp: the REST API is not available yet; stop with Ctrl-C");
+    shutdown_signal().await;
+    engine.shutdown().await;
+    println!("csmp: stopped; every acknowledged transition is on disk");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let term = async {
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(mut s) => {
+                    s.recv().await;
+                }
+                Err(_) => std::future::pending::<()>().await,
+            }
+        };
+        tokio::select! {
+            _ = ctrl_c => {}
+            () = term => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+}
