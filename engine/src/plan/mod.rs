@@ -299,6 +299,18 @@ pub fn build(wf: &Workflow, env: Env<'_>, mut diags: Diagnostics) -> Result<Plan
         }
     }
 
+    for s in &wf.on_failure {
+        if let Some(fe) = &s.for_each {
+            diags.push(
+                Diagnostic::new(
+                    "misplaced-key",
+                    fe.span,
+                    "`for_each` is not supported in `on_failure` steps",
+                )
+                .help("fan out in a main step, or send one message listing everything"),
+            );
+        }
+    }
     let main = graph::Dag::build(&wf.steps, &[], &mut diags);
     let on_failure = graph::Dag::build(&wf.on_failure, &wf.steps, &mut diags);
 

@@ -339,6 +339,9 @@ fn cases() -> Vec<Case> {
         ("on_failure step needs a main step", format!("{HEAD}steps:\n  - id: a\n    wait: 1s\non_failure:\n  - id: page\n    needs: [a]\n    uses: notify@^1\n"), &[
             "8:13 unknown-need: step `page` needs `a`, which is not a step here",
         ]),
+        ("for_each in an on_failure step", format!("{HEAD}steps:\n  - id: a\n    wait: 1s\non_failure:\n  - id: page\n    for_each: [1, 2]\n    uses: notify@^1\n"), &[
+            "8:15 misplaced-key: `for_each` is not supported in `on_failure` steps",
+        ]),
         ("compensate on a wait step", s("  - id: a\n    wait: 1s\n    compensate: { uses: echo@^1 }\n"), &[
             "6:19 misplaced-key: `compensate` only applies to `uses` and `workflow` steps",
         ]),
