@@ -35,6 +35,10 @@ pub enum Command {
         /// Operator grants for plugins (HTTP hosts, secrets, limits), YAML.
         #[arg(long, env = "CSMP_GRANTS")]
         grants: Option<PathBuf>,
+        /// This process's name in run leases. A restarted process with the same name takes its
+        /// runs back at once; give processes sharing one database distinct names.
+        #[arg(long, env = "CSMP_OWNER", default_value = "local")]
+        owner: String,
     },
     /// Run one workflow locally with live progress; the exit code is the outcome.
     Run {
@@ -52,6 +56,10 @@ pub enum Command {
         /// Operator grants for plugins (HTTP hosts, secrets, limits), YAML.
         #[arg(long, env = "CSMP_GRANTS")]
         grants: Option<PathBuf>,
+        /// This process's name in run leases. A restarted process with the same name takes its
+        /// runs back at once; give processes sharing one database distinct names.
+        #[arg(long, env = "CSMP_OWNER", default_value = "local")]
+        owner: String,
     },
     /// Plugin development.
     Plugin {
@@ -127,11 +135,13 @@ pub fn main() -> ExitCode {
             database,
             workflows,
             grants,
+            owner,
         } => {
             let opts = run::ServeOptions {
                 database,
                 workflows,
                 grants,
+                owner,
             };
             match runtime().and_then(|rt| rt.block_on(run::serve(opts))) {
                 Ok(()) => ExitCode::SUCCESS,
@@ -147,6 +157,7 @@ pub fn main() -> ExitCode {
             inputs,
             database,
             grants,
+            owner,
         } => {
             let result = run::inputs(&input, inputs.as_deref()).and_then(|inputs| {
                 let opts = run::RunOptions {
@@ -154,6 +165,7 @@ pub fn main() -> ExitCode {
                     inputs,
                     database,
                     grants,
+                    owner,
                 };
                 runtime()?.block_on(run::run(opts))
             });

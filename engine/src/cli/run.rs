@@ -135,6 +135,8 @@ pub struct RunOptions {
     pub database: PathBuf,
     /// The operator's plugin grants.
     pub grants: Option<PathBuf>,
+    /// This process's name in run leases.
+    pub owner: String,
 }
 
 /// Runs one workflow to its end, printing each step as it starts and finishes. Returns the
@@ -179,6 +181,7 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<RunStatus> {
     defs.insert(plan);
     let config = EngineConfig {
         secrets: secrets_from_env(),
+        owner: opts.owner.clone(),
         ..EngineConfig::default()
     };
     let engine = Engine::start(store, host, defs, Arc::new(TokioClock::new()), config).await?;
@@ -259,6 +262,8 @@ pub struct ServeOptions {
     pub workflows: PathBuf,
     /// The operator's plugin grants.
     pub grants: Option<PathBuf>,
+    /// This process's name in run leases.
+    pub owner: String,
 }
 
 /// Runs the executor until interrupted (Ctrl-C or SIGTERM).
@@ -274,6 +279,7 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
     let count = defs.plans().count();
     let config = EngineConfig {
         secrets: secrets_from_env(),
+        owner: opts.owner.clone(),
         ..EngineConfig::default()
     };
     let engine = Engine::start(store, host, defs, Arc::new(TokioClock::new()), config).await?;
