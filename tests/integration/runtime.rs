@@ -698,3 +698,40 @@ async fn a_restarted_engine_finishes_the_runs_of_the_previous_one() {
         Some(json!({"last": {"prev": 1}}))
     );
 }
+
+const BLOCKED: &str = r#"
+name: blocked
+version: 1
+steps:
+  - id: bad
+    uses: echo@^1
+    with: { x: "{{ secrets.missing }}" }
+  - id: after
+    needs: [bad]
+    uses: echo@^1
+  - id: tolerant
+    uses: echo@^1
+    with: { x: "{{ secrets.missing }}" }
+    continue_on_error: true
+  - id: after-tolerant
+    needs: [tolerant]
+    uses: echo@^1
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_step_blocks_its_dependants_unless_it_may_fail() {
+    let h = start(&[BLOCKED]).await;
+    let (id, status) = h.run("blocked", json!({})).await;
+    assert_eq!(status, RunStatus::Failed);
+    let steps = h.steps(&id).await;
+    assert!(
+        !steps.contains_key("after"),
+        "a dependant of a failed step never starts"
+    );
+    let error = steps["bad"].error.clone().unwrap_or_default();
+    assert!(error.ends_with("the secret `missing` is not set; set the environment variable CSMP_SECRET_MISSING for csmp"), "{error}");
+    assert_eq!(
+        h.error(&id).await.split(':').next(),
+        Some("step `bad` failed")
+    );
+}

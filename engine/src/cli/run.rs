@@ -2,7 +2,7 @@
 //!
 //! Reads files and the environment, prints progress; the work is `runtime`.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
@@ -197,32 +197,61 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<RunStatus> {
         })
         .await?;
     println!("run {id} of {name}@{version} started");
+    // Fan-out steps get a progress bar instead of a line per item.
+    let mut fan_total: HashMap<String, usize> = HashMap::new();
+    let mut fan_done: HashMap<String, usize> = HashMap::new();
     loop {
-        match events.recv().await {
-            Ok(e) if e.run_id == id => match (&e.step, e.status.as_str()) {
-                (Some(step), status) => {
-                    let mark = match status {
-                        "succeeded" => "✓",
-                        "failed" => "✗",
-                        "skipped" => "-",
-                        "running" => "▶",
-                        "waiting" => "…",
-                        "retrying" => "↻",
-                        _ => "·",
-                    };
-                    match &e.error {
-                        Some(err) if status == "failed" || status == "retrying" => {
-                            println!("  {mark} {step:<24} {status}: {err}")
-                        }
-                        _ => println!("  {mark} {step:<24} {status}"),
-                    }
-                }
-                (None, status) if RunStatus::is_final(parse_status(status)) => break,
-                (None, _) => {}
-            },
-            Ok(_) => {}
-            Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+        let e = match events.recv().await {
+            Ok(e) if e.run_id == id => e,
+            Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
             Err(tokio::sync::broadcast::error::RecvError::Closed) => bail!("the executor stopped"),
+        };
+        let Some(step) = &e.step else {
+            if parse_status(&e.status).is_final() {
+                break;
+            }
+            continue;
+        };
+        let status = e.status.as_str();
+        if let Some((parent, _)) = step.split_once('#').filter(|_| !step.starts_with('~')) {
+            let finished = matches!(status, "succeeded" | "failed" | "skipped" | "cancelled");
+            if finished {
+                let done = fan_done.entry(parent.to_string()).or_default();
+                *done += 1;
+                let total = fan_total.get(parent).copied().unwrap_or(*done).max(*done);
+                println!("  ⇉ {parent:<24} {} {done}/{total}", bar(*done, total));
+            }
+            if let (Some(err), "failed" | "retrying") = (&e.error, status) {
+                println!("  ✗ {step:<24} {status}: {err}");
+            }
+            continue;
+        }
+        if status == "waiting" && !fan_total.contains_key(step.as_str()) {
+            let units = engine.store().steps(&id).await?;
+            let items = units
+                .iter()
+                .find(|u| &u.key == step)
+                .and_then(|u| u.state.as_ref()?.get("items")?.as_array().map(Vec::len));
+            if let Some(n) = items {
+                fan_total.insert(step.clone(), n);
+                println!("  ⇉ {step:<24} {} 0/{n}", bar(0, n));
+                continue;
+            }
+        }
+        let mark = match status {
+            "succeeded" => "✓",
+            "failed" => "✗",
+            "skipped" => "-",
+            "running" => "▶",
+            "waiting" => "…",
+            "retrying" => "↻",
+            _ => "·",
+        };
+        match &e.error {
+            Some(err) if status == "failed" || status == "retrying" => {
+                println!("  {mark} {step:<24} {status}: {err}")
+            }
+            _ => println!("  {mark} {step:<24} {status}"),
         }
     }
     let row = engine.store().run(&id).await?.context("the run vanished")?;
@@ -242,6 +271,17 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<RunStatus> {
         ),
     }
     Ok(row.status)
+}
+
+/// A text progress bar: `[######----]`.
+fn bar(done: usize, total: usize) -> String {
+    const WIDTH: usize = 20;
+    let filled = if total == 0 {
+        WIDTH
+    } else {
+        done.min(total) * WIDTH / total
+    };
+    format!("[{}{}]", "#".repeat(filled), "-".repeat(WIDTH - filled))
 }
 
 fn parse_status(s: &str) -> RunStatus {

@@ -679,6 +679,12 @@ impl Executor {
             if !u.status.is_final() {
                 return None;
             }
+            // A failed need fails the run (unless it may fail); its dependants never start.
+            if matches!(u.status, StepStatus::Failed | StepStatus::Cancelled)
+                && !steps[n].continue_on_error
+            {
+                return None;
+            }
             all_skipped &= u.status == StepStatus::Skipped;
         }
         Some(!all_skipped)
@@ -1524,7 +1530,7 @@ impl Executor {
 
 fn failed(mut row: StepRow, error: String, now: i64) -> StepRow {
     row.status = StepStatus::Failed;
-    row.error = Some(error);
+    row.error = Some(explain(error));
     row.finished_at = Some(now);
     row
 }
@@ -1553,4 +1559,16 @@ async fn sleep_opt(d: Option<Duration>) {
         Some(d) => tokio::time::sleep(d).await,
         None => std::future::pending().await,
     }
+}
+
+/// Adds the fix to errors whose cause is configuration: a secret that is not set.
+fn explain(error: String) -> String {
+    let Some(rest) = error.split("unknown variable `secrets.").nth(1) else {
+        return error;
+    };
+    let name = rest.split(['`', '.']).next().unwrap_or_default();
+    format!(
+        "{error}: the secret `{name}` is not set; set the environment variable CSMP_SECRET_{} for csmp",
+        name.to_uppercase()
+    )
 }
