@@ -24,7 +24,10 @@ fn csmp_run_executes_a_workflow_to_its_end() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(text.contains("✓ greet"), "{text}");
-    assert!(text.contains("⇉ repeat                   [####################] 3/3"), "{text}");
+    assert!(
+        text.contains("⇉ repeat                   [####################] 3/3"),
+        "{text}"
+    );
     assert!(text.contains("\"greeting\": \"hello, martin\""), "{text}");
     assert!(text.contains("\"repeated\": 3"), "{text}");
 }

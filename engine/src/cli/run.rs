@@ -276,11 +276,9 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<RunStatus> {
 /// A text progress bar: `[######----]`.
 fn bar(done: usize, total: usize) -> String {
     const WIDTH: usize = 20;
-    let filled = if total == 0 {
-        WIDTH
-    } else {
-        done.min(total) * WIDTH / total
-    };
+    let filled = (done.min(total) * WIDTH)
+        .checked_div(total)
+        .unwrap_or(WIDTH);
     format!("[{}{}]", "#".repeat(filled), "-".repeat(WIDTH - filled))
 }
 
