@@ -1361,11 +1361,7 @@ impl Executor {
                 .iter()
                 .all(|s| run.units.contains_key(&format!("!{}", s.id)));
         if settled {
-            run.row.status = RunStatus::Failed;
-            run.row.finished_at = Some(now);
-            run.row.updated_at = now;
-            self.touched_runs.insert(run_id.into());
-            self.notify_parent(run_id);
+            self.end_run(run_id, RunStatus::Failed, None);
         }
     }
 
@@ -1404,14 +1400,23 @@ impl Executor {
     }
 
     fn advance_cancelling(&mut self, run_id: &str) {
-        let now = self.clock.now_ms();
-        let Some(run) = self.runs.get_mut(run_id) else {
+        let Some(run) = self.runs.get(run_id) else {
             return;
         };
         if run.units.values().any(|u| u.status == StepStatus::Running) {
             return;
         }
-        run.row.status = RunStatus::Cancelled;
+        self.end_run(run_id, RunStatus::Cancelled, None);
+    }
+
+    /// Records the run's final status (and outputs) and completes a waiting parent step.
+    fn end_run(&mut self, run_id: &str, status: RunStatus, outputs: Option<Json>) {
+        let now = self.clock.now_ms();
+        let Some(run) = self.runs.get_mut(run_id) else {
+            return;
+        };
+        run.row.status = status;
+        run.row.outputs = outputs;
         run.row.finished_at = Some(now);
         run.row.updated_at = now;
         self.touched_runs.insert(run_id.into());
@@ -1419,7 +1424,6 @@ impl Executor {
     }
 
     fn finish_success(&mut self, run_id: &str) {
-        let now = self.clock.now_ms();
         let Some(run) = self.runs.get(run_id) else {
             return;
         };
@@ -1447,15 +1451,7 @@ impl Executor {
             self.begin_failing(run_id, e);
             return;
         }
-        let Some(run) = self.runs.get_mut(run_id) else {
-            return;
-        };
-        run.row.status = RunStatus::Succeeded;
-        run.row.outputs = Some(Json::Object(outputs));
-        run.row.finished_at = Some(now);
-        run.row.updated_at = now;
-        self.touched_runs.insert(run_id.into());
-        self.notify_parent(run_id);
+        self.end_run(run_id, RunStatus::Succeeded, Some(Json::Object(outputs)));
     }
 
     /// Completes the parent's `workflow:` step when a child run ends.
