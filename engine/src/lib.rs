@@ -7,6 +7,9 @@
 //! - `plan` — validated definitions: the DAG built, templates compiled, references checked.
 //!   A `Plan` exists only if validation passed (pure).
 //! - `template` — strict, type-preserving handlebars (pure).
+//! - `runtime` — the durable executor: one loop owning every active run, group commits.
+//! - `store` — runs, steps, signals, incidents and definitions on SQLite; the only module
+//!   that knows SQL.
 //! - `plugin` — plugin descriptors and the wasmtime host; the only module that knows wasmtime.
 //! - `diag` — located diagnostics and their rendering.
 

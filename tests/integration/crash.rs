@@ -14,7 +14,6 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use csmp::plan::{Env, validate_workflow};
-use csmp::plugin::{Grant, Grants, HostConfig, PluginHost};
 use csmp::runtime::{Definitions, Engine, EngineConfig, NewRun, TokioClock};
 use csmp::store::{Durability, RunStatus, Store};
 use serde_json::{Value, json};
@@ -145,23 +144,8 @@ fn next(seed: &mut u64) -> u64 {
     *seed >> 33
 }
 
-fn host() -> PluginHost {
-    let cache = format!("{}/plugin-cache", env!("CARGO_TARGET_TMPDIR"));
-    let mut grants = Grants::default();
-    grants.plugins.insert(
-        "http".into(),
-        Grant {
-            http_hosts: vec!["127.0.0.1".into()],
-            ..Grant::default()
-        },
-    );
-    let host = PluginHost::new(HostConfig::new(cache, grants)).expect("host");
-    host.load_builtins().expect("built-ins");
-    host
-}
-
 async fn engine(db: &Path, owner: &str) -> Engine {
-    let host = host();
+    let host = crate::helpers::loopback_host();
     let plan = validate_workflow(
         WORKFLOW.as_bytes(),
         Env {

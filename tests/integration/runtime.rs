@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use csmp::plan::{Env, validate_workflow};
-use csmp::plugin::{Grant, Grants, HostConfig, PluginHost};
+use csmp::plugin::PluginHost;
 use csmp::runtime::{Definitions, Engine, EngineConfig, EngineError, NewRun, TokioClock};
 use csmp::store::{Durability, RunStatus, StepRow, StepStatus, Store};
 use serde_json::{Value, json};
@@ -18,17 +18,7 @@ use serde_json::{Value, json};
 const GUARD: Duration = Duration::from_secs(60);
 
 fn host() -> PluginHost {
-    let cache = format!("{}/plugin-cache", env!("CARGO_TARGET_TMPDIR"));
-    let mut grants = Grants::default();
-    grants.plugins.insert(
-        "http".into(),
-        Grant {
-            http_hosts: vec!["127.0.0.1".into()],
-            ..Grant::default()
-        },
-    );
-    let host = PluginHost::new(HostConfig::new(cache, grants)).expect("host starts");
-    host.load_builtins().expect("built-ins load");
+    let host = crate::helpers::loopback_host();
     let hostile = std::fs::read(format!("{}/hostile.wasm", env!("CSMP_PLUGIN_WASM_DIR")))
         .expect("hostile wasm");
     host.load(&hostile).expect("hostile loads");

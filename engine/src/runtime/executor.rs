@@ -703,16 +703,9 @@ impl Executor {
             self.put(run_id, row);
             return;
         }
-        let Some(run) = self.runs.get(run_id) else {
+        let Some(scope) = self.scope(run_id, &Extra::default()) else {
             return;
         };
-        let scope = scope::build(
-            &run.row,
-            &run.plan,
-            &run.units,
-            &self.config.secrets,
-            &Extra::default(),
-        );
         if let Some(when) = &step.when {
             match when.render(&scope) {
                 Ok(v) if !crate::template::truthy(&v) => {
@@ -837,24 +830,14 @@ impl Executor {
     /// Starts one unit (a step, or one fan-out item) according to its kind.
     fn start_unit(&mut self, run_id: &str, step: &PlanStep, mut row: StepRow, extra: Extra) {
         let now = self.clock.now_ms();
-        let Some(run) = self.runs.get(run_id) else {
+        let Some(scope) = self.scope(run_id, &extra) else {
             return;
         };
-        let scope = scope::build(
-            &run.row,
-            &run.plan,
-            &run.units,
-            &self.config.secrets,
-            &extra,
-        );
         match &step.kind {
             PlanKind::Uses { with, .. } => match with.render(&scope) {
                 Ok(input) => {
                     row.status = StepStatus::Running;
                     row.attempt = 1;
-                    row.state = Some(
-                        json!({ "input_hash": crate::store::hex_sha256(input.to_string().as_bytes()) }),
-                    );
                     let key = row.key.clone();
                     self.put(run_id, row);
                     self.send_attempt(run_id, &key, step, input, 1);
@@ -916,6 +899,9 @@ impl Executor {
                 with,
             } => match with.render(&scope) {
                 Ok(inputs) => {
+                    let Some(run) = self.runs.get(run_id) else {
+                        return;
+                    };
                     let tenant = run.row.tenant.clone();
                     let requester = run.row.requester.clone();
                     let new = NewRun {
@@ -1128,16 +1114,9 @@ impl Executor {
             return;
         };
         let extra = self.extra_of(run_id, key);
-        let Some(run) = self.runs.get(run_id) else {
+        let Some(scope) = self.scope(run_id, &extra) else {
             return;
         };
-        let scope = scope::build(
-            &run.row,
-            &run.plan,
-            &run.units,
-            &self.config.secrets,
-            &extra,
-        );
         let with = if key.starts_with('~') {
             step.compensate.as_ref().map(|c| c.with.clone())
         } else if let PlanKind::Uses { with, .. } = &step.kind {
@@ -1295,16 +1274,9 @@ impl Executor {
                     };
                     let Some(c) = &step.compensate else { continue };
                     let extra = self.extra_of(run_id, &comp_key);
-                    let Some(run) = self.runs.get(run_id) else {
+                    let Some(scope) = self.scope(run_id, &extra) else {
                         return;
                     };
-                    let scope = scope::build(
-                        &run.row,
-                        &run.plan,
-                        &run.units,
-                        &self.config.secrets,
-                        &extra,
-                    );
                     let mut row = self.blank(run_id, &comp_key, &step.id, now);
                     match c.with.render(&scope) {
                         Ok(input) => {
@@ -1337,15 +1309,6 @@ impl Executor {
                 {
                     self.start_step(run_id, step, Section::OnFailure, start);
                     progressed = true;
-                } else if exists && step.for_each.is_some() {
-                    let waiting = self
-                        .runs
-                        .get(run_id)
-                        .and_then(|r| r.units.get(&key))
-                        .is_some_and(|u| u.status == StepStatus::Waiting);
-                    if waiting {
-                        progressed |= self.progress_fan_out_on_failure(run_id, step);
-                    }
                 }
             }
             if !progressed {
@@ -1363,24 +1326,6 @@ impl Executor {
         if settled {
             self.end_run(run_id, RunStatus::Failed, None);
         }
-    }
-
-    /// `on_failure` steps do not fan out in this version: their items would share keys with
-    /// main steps' items. A `for_each` there is refused at run time with a clear error.
-    fn progress_fan_out_on_failure(&mut self, run_id: &str, step: &PlanStep) -> bool {
-        let now = self.clock.now_ms();
-        let key = format!("!{}", step.id);
-        if let Some(u) = self
-            .runs
-            .get_mut(run_id)
-            .and_then(|r| r.units.get_mut(&key))
-        {
-            u.status = StepStatus::Failed;
-            u.error = Some("`for_each` is not supported in `on_failure` steps".into());
-            u.finished_at = Some(now);
-        }
-        self.touched_units.insert((run_id.into(), key));
-        true
     }
 
     fn cancel_run(&mut self, run_id: &str) {
@@ -1424,16 +1369,11 @@ impl Executor {
     }
 
     fn finish_success(&mut self, run_id: &str) {
-        let Some(run) = self.runs.get(run_id) else {
+        let (Some(scope), Some(run)) =
+            (self.scope(run_id, &Extra::default()), self.runs.get(run_id))
+        else {
             return;
         };
-        let scope = scope::build(
-            &run.row,
-            &run.plan,
-            &run.units,
-            &self.config.secrets,
-            &Extra::default(),
-        );
         let mut outputs = serde_json::Map::new();
         let mut error = None;
         for (name, tv) in &run.plan.outputs {
@@ -1495,6 +1435,18 @@ impl Executor {
     }
 
     // ----- small helpers -----
+
+    /// The template scope of a unit of `run_id`.
+    fn scope(&self, run_id: &str, extra: &Extra) -> Option<handlebars::Context> {
+        let run = self.runs.get(run_id)?;
+        Some(scope::build(
+            &run.row,
+            &run.plan,
+            &run.units,
+            &self.config.secrets,
+            extra,
+        ))
+    }
 
     fn blank(&self, run_id: &str, key: &str, step_id: &str, now: i64) -> StepRow {
         StepRow {
