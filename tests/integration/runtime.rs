@@ -1,5 +1,8 @@
 //! Run-time semantics of every step kind and field, on a real SQLite file and the real plugin
-//! host. Durations are short real times; nothing asserts on how long anything took.
+//! host. Time is a [`ManualClock`]: waits, retry back-offs and timeouts are long (hours,
+//! seconds) and happen when a test moves the clock, never by sleeping. Tests check that
+//! nothing fires a millisecond before its time and that it does fire at it; nothing asserts on
+//! how long anything took.
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write as _};
@@ -10,7 +13,7 @@ use std::time::Duration;
 
 use csmp::plan::{Env, validate_workflow};
 use csmp::plugin::PluginHost;
-use csmp::runtime::{Definitions, Engine, EngineConfig, EngineError, NewRun, TokioClock};
+use csmp::runtime::{Clock, Definitions, Engine, EngineConfig, EngineError, ManualClock, NewRun};
 use csmp::store::{Durability, RunStatus, StepRow, StepStatus, Store};
 use serde_json::{Value, json};
 
@@ -31,6 +34,8 @@ struct Harness {
     engine: Engine,
     host: PluginHost,
     defs: Definitions,
+    /// The engine's time; moves only when a test says so.
+    clock: ManualClock,
 }
 
 fn definitions(host: &PluginHost, workflows: &[&str]) -> Definitions {
@@ -55,17 +60,24 @@ async fn start(workflows: &[&str]) -> Harness {
     let path = dir.path().join("csmp.db");
     let host = host();
     let defs = definitions(&host, workflows);
-    let engine = engine_on(&path, &host, &defs).await;
+    let clock = ManualClock::at("2030-01-01T00:00:00Z").expect("valid time");
+    let engine = engine_on(&path, &host, &defs, &clock).await;
     Harness {
         _dir: dir,
         path,
         engine,
         host,
         defs,
+        clock,
     }
 }
 
-async fn engine_on(path: &std::path::Path, host: &PluginHost, defs: &Definitions) -> Engine {
+async fn engine_on(
+    path: &std::path::Path,
+    host: &PluginHost,
+    defs: &Definitions,
+    clock: &ManualClock,
+) -> Engine {
     let store = Store::open(path, Durability::Full)
         .await
         .expect("store opens");
@@ -78,7 +90,7 @@ async fn engine_on(path: &std::path::Path, host: &PluginHost, defs: &Definitions
         store,
         host.clone(),
         defs.clone(),
-        Arc::new(TokioClock::new()),
+        Arc::new(clock.clone()),
         config,
     )
     .await
@@ -141,24 +153,70 @@ impl Harness {
             .unwrap_or_default()
     }
 
-    async fn wait_for_status(&self, run: &str, key: &str, status: StepStatus) {
+    async fn wait_for_status(&self, run: &str, key: &str, status: StepStatus) -> StepRow {
+        self.wait_for(run, key, &format!("{status:?}"), |s| s.status == status)
+            .await
+    }
+
+    /// Polls until unit `key` of `run` exists and satisfies `what`; returns it.
+    async fn wait_for(
+        &self,
+        run: &str,
+        key: &str,
+        described: &str,
+        what: impl Fn(&StepRow) -> bool,
+    ) -> StepRow {
         tokio::time::timeout(GUARD, async {
             loop {
-                if self
-                    .steps(run)
-                    .await
-                    .get(key)
-                    .is_some_and(|s| s.status == status)
-                {
-                    return;
+                if let Some(s) = self.steps(run).await.remove(key).filter(|s| what(s)) {
+                    return s;
                 }
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
         })
         .await
-        .unwrap_or_else(|_| panic!("{key} never became {status:?}"));
+        .unwrap_or_else(|_| panic!("{key} never became {described}"))
+    }
+
+    /// The current row of unit `key` of `run`.
+    async fn step(&self, run: &str, key: &str) -> StepRow {
+        self.steps(run)
+            .await
+            .remove(key)
+            .unwrap_or_else(|| panic!("no unit {key}"))
+    }
+
+    /// Moves the clock to just before `at`, lets the executor finish a turn, then moves it to
+    /// `at`: what is due at `at` must not have happened in between.
+    async fn advance_to_just_before(&self, at: i64) {
+        let now = self.clock.now_ms();
+        assert!(at > now, "{at} is not in the future of {now}");
+        self.clock.advance(Duration::from_millis(
+            u64::try_from(at - now - 1).expect("ahead"),
+        ));
+        self.engine.sync().await.expect("executor turn");
+    }
+
+    async fn status(&self, run: &str) -> RunStatus {
+        self.engine
+            .store()
+            .run(run)
+            .await
+            .expect("run")
+            .expect("exists")
+            .status
+    }
+
+    async fn finish(&self, run: &str) -> RunStatus {
+        tokio::time::timeout(GUARD, self.engine.wait(run))
+            .await
+            .expect("run ends")
+            .expect("wait")
     }
 }
+
+const HOUR: Duration = Duration::from_secs(3600);
+const MS: Duration = Duration::from_millis(1);
 
 fn statuses(steps: &BTreeMap<String, StepRow>) -> Vec<(String, &'static str)> {
     steps
@@ -315,7 +373,7 @@ name: waits
 version: 1
 steps:
   - id: pause
-    wait: 200ms
+    wait: 1h
   - id: gate
     needs: [pause]
     approval: { roles: [operator], message: "ok for {{ run.tenant }}?" }
@@ -324,7 +382,7 @@ steps:
     signal: ack
   - id: late
     needs: [gate]
-    signal: { name: never, timeout: 200ms }
+    signal: { name: never, timeout: 30m }
     continue_on_error: true
   - id: done
     needs: [ack, late]
@@ -349,16 +407,31 @@ async fn timers_approvals_and_signals() {
         .await
         .expect_err("not waiting yet");
     assert!(matches!(early, EngineError::Conflict(_)), "{early}");
+    // The durable timer: an hour of clock time, not a millisecond less.
+    let pause = h.wait_for_status(&id, "pause", StepStatus::Waiting).await;
+    let started = h.clock.now_ms();
+    assert_eq!(pause.wake_at, Some(started + 3_600_000));
+    h.advance_to_just_before(started + 3_600_000).await;
+    assert_eq!(h.step(&id, "pause").await.status, StepStatus::Waiting);
+    assert!(!h.steps(&id).await.contains_key("gate"));
+    h.clock.advance(MS);
     h.wait_for_status(&id, "gate", StepStatus::Waiting).await;
-    assert_eq!(h.steps(&id).await["pause"].status, StepStatus::Succeeded);
+    let pause = h.step(&id, "pause").await;
+    assert_eq!(pause.status, StepStatus::Succeeded);
+    assert_eq!(pause.output, Some(json!({"waited_ms": 3_600_000})));
     h.engine
         .approve(&id, "gate", true, "carol")
         .await
         .expect("approved");
-    let status = tokio::time::timeout(GUARD, h.engine.wait(&id))
-        .await
-        .expect("ends")
-        .expect("wait");
+    // `ack` takes the buffered signal; `late` waits for one that never comes, for 30 minutes.
+    let late = h.wait_for_status(&id, "late", StepStatus::Waiting).await;
+    let deadline = late.wake_at.expect("a signal timeout is a timer");
+    assert_eq!(deadline, h.clock.now_ms() + 30 * 60_000);
+    h.advance_to_just_before(deadline).await;
+    assert_eq!(h.step(&id, "late").await.status, StepStatus::Waiting);
+    assert_eq!(h.status(&id).await, RunStatus::Running);
+    h.clock.advance(MS);
+    let status = h.finish(&id).await;
     assert_eq!(status, RunStatus::Succeeded, "{}", h.error(&id).await);
     let steps = h.steps(&id).await;
     assert_eq!(
@@ -380,17 +453,51 @@ async fn timers_approvals_and_signals() {
 async fn a_rejected_approval_fails_the_run() {
     let h = start(&[WAITS]).await;
     let id = h.submit("waits", json!({})).await;
+    h.wait_for_status(&id, "pause", StepStatus::Waiting).await;
+    h.clock.advance(HOUR);
     h.wait_for_status(&id, "gate", StepStatus::Waiting).await;
     h.engine
         .approve(&id, "gate", false, "dave")
         .await
         .expect("decided");
-    let status = tokio::time::timeout(GUARD, h.engine.wait(&id))
-        .await
-        .expect("ends")
-        .expect("wait");
-    assert_eq!(status, RunStatus::Failed);
+    assert_eq!(h.finish(&id).await, RunStatus::Failed);
     assert_eq!(h.error(&id).await, "step `gate` failed: rejected by dave");
+}
+
+const GATED: &str = r#"
+name: gated
+version: 1
+steps:
+  - id: gate
+    approval: { roles: [operator], timeout: 24h }
+  - id: after
+    needs: [gate]
+    uses: echo@^1
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_approval_without_a_decision_times_out() {
+    let h = start(&[GATED]).await;
+    let id = h.submit("gated", json!({})).await;
+    let gate = h.wait_for_status(&id, "gate", StepStatus::Waiting).await;
+    let deadline = gate.wake_at.expect("an approval timeout is a timer");
+    assert_eq!(deadline, h.clock.now_ms() + 24 * 3_600_000);
+    h.advance_to_just_before(deadline).await;
+    assert_eq!(h.step(&id, "gate").await.status, StepStatus::Waiting);
+    assert_eq!(h.status(&id).await, RunStatus::Running);
+    h.clock.advance(MS);
+    assert_eq!(h.finish(&id).await, RunStatus::Failed);
+    assert_eq!(
+        h.error(&id).await,
+        "step `gate` failed: no decision before the approval's timeout"
+    );
+    assert!(!h.steps(&id).await.contains_key("after"));
+    let late = h
+        .engine
+        .approve(&id, "gate", true, "erin")
+        .await
+        .expect_err("too late");
+    assert!(matches!(late, EngineError::Conflict(_)), "{late}");
 }
 
 const PARENT: &str = r#"
@@ -488,15 +595,61 @@ inputs: { type: object, properties: { url: { type: string } } }
 steps:
   - id: call
     uses: http@^1
-    retry: { max_attempts: 3, backoff: exponential, initial_delay: 50ms, max_delay: 200ms }
+    retry: { max_attempts: 3, backoff: exponential, initial_delay: 10s, max_delay: 1m }
     with: { url: "{{ inputs.url }}" }
 "#;
+
+impl Harness {
+    /// Waits for attempt `attempt` of `key` to fail and be scheduled for a retry; checks the
+    /// back-off is `base` ± 20% jitter of clock time; checks nothing happens a millisecond
+    /// before it ends, then moves the clock to its end.
+    async fn retry_after(
+        &self,
+        run: &str,
+        key: &str,
+        attempt: u32,
+        base: Duration,
+        hits: &AtomicUsize,
+    ) {
+        let failed_at = self.clock.now_ms();
+        let row = self
+            .wait_for(
+                run,
+                key,
+                &format!("retrying after attempt {attempt}"),
+                |s| s.status == StepStatus::Retrying && s.attempt == attempt,
+            )
+            .await;
+        let wake = row.wake_at.expect("a retry is a timer");
+        let base = i64::try_from(base.as_millis()).expect("small");
+        let delay = wake - failed_at;
+        assert!(
+            (base * 8 / 10..=base * 12 / 10).contains(&delay),
+            "back-off {delay} ms is not {base} ms ± 20%"
+        );
+        assert_eq!(hits.load(Ordering::SeqCst), attempt as usize);
+        self.advance_to_just_before(wake).await;
+        let row = self.step(run, key).await;
+        assert_eq!((row.status, row.attempt), (StepStatus::Retrying, attempt));
+        assert_eq!(
+            hits.load(Ordering::SeqCst),
+            attempt as usize,
+            "no retry before its back-off ends"
+        );
+        self.clock.advance(MS);
+    }
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn retryable_failures_are_retried_until_attempts_run_out() {
     let h = start(&[RETRIES]).await;
     let (url, hits) = flaky(2);
-    let (id, status) = h.run("retries", json!({"url": url})).await;
+    let id = h.submit("retries", json!({"url": url})).await;
+    h.retry_after(&id, "call", 1, Duration::from_secs(10), &hits)
+        .await;
+    h.retry_after(&id, "call", 2, Duration::from_secs(20), &hits)
+        .await;
+    let status = h.finish(&id).await;
     assert_eq!(status, RunStatus::Succeeded, "{}", h.error(&id).await);
     let steps = h.steps(&id).await;
     assert_eq!(steps["call"].attempt, 3);
@@ -507,8 +660,12 @@ async fn retryable_failures_are_retried_until_attempts_run_out() {
     assert_eq!(hits.load(Ordering::SeqCst), 3);
 
     let (url, hits) = flaky(10);
-    let (id, status) = h.run("retries", json!({"url": url})).await;
-    assert_eq!(status, RunStatus::Failed);
+    let id = h.submit("retries", json!({"url": url})).await;
+    h.retry_after(&id, "call", 1, Duration::from_secs(10), &hits)
+        .await;
+    h.retry_after(&id, "call", 2, Duration::from_secs(20), &hits)
+        .await;
+    assert_eq!(h.finish(&id).await, RunStatus::Failed);
     let steps = h.steps(&id).await;
     assert_eq!(steps["call"].attempt, 3);
     assert!(
@@ -532,6 +689,7 @@ steps:
     with: { mode: spin }
 "#;
 
+/// The plugin host's own deadline: real time, whatever the engine's clock says.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_step_timeout_stops_the_plugin() {
     let h = start(&[TIMEOUT]).await;
@@ -542,6 +700,39 @@ async fn a_step_timeout_stops_the_plugin() {
         error.contains("timeout") || error.contains("time"),
         "{error}"
     );
+}
+
+const SPIN_LONG: &str = r#"
+name: spin-long
+version: 1
+steps:
+  - id: spin
+    uses: hostile@0.1
+    timeout: 1h
+    with: { mode: spin }
+"#;
+
+/// With a clock that does not follow real time, the executor enforces the step timeout in
+/// clock time and cancels the attempt.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_step_timeout_in_clock_time_cancels_the_attempt() {
+    let h = start(&[SPIN_LONG]).await;
+    let id = h.submit("spin-long", json!({})).await;
+    let spin = h.wait_for_status(&id, "spin", StepStatus::Running).await;
+    let deadline = spin.wake_at.expect("the attempt's deadline is a timer");
+    assert_eq!(deadline, h.clock.now_ms() + 3_600_000);
+    h.advance_to_just_before(deadline).await;
+    assert_eq!(h.step(&id, "spin").await.status, StepStatus::Running);
+    h.clock.advance(MS);
+    assert_eq!(h.finish(&id).await, RunStatus::Failed);
+    let spin = h.step(&id, "spin").await;
+    assert_eq!(
+        spin.error.as_deref(),
+        Some(
+            "step exceeded its timeout of 3600s and was stopped; raise the step's `timeout` if it needs longer"
+        )
+    );
+    assert_eq!(spin.wake_at, None);
 }
 
 const SAGA: &str = r#"
@@ -576,24 +767,31 @@ on_failure:
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failed_run_compensates_in_reverse_order_then_runs_on_failure() {
     let h = start(&[SAGA]).await;
+    // The clock stands still, so the order compensations ran in comes from the committed
+    // transitions, not from timestamps.
+    let mut events = h.engine.subscribe();
     let (id, status) = h.run("saga", json!({})).await;
     assert_eq!(status, RunStatus::Failed);
     let steps = h.steps(&id).await;
-    let mut comps: Vec<(&StepRow, String)> = steps
-        .values()
-        .filter(|s| s.key.starts_with('~'))
-        .map(|s| {
-            (
-                s,
-                s.output
-                    .as_ref()
-                    .map(|o| o["undo"].as_str().unwrap_or("").to_string())
-                    .unwrap_or_default(),
-            )
+    let mut started = Vec::new();
+    while let Ok(e) = events.try_recv() {
+        if let Some(key) = e
+            .step
+            .filter(|k| k.starts_with('~') && e.status == "running")
+        {
+            started.push(key);
+        }
+    }
+    let undone: Vec<&str> = started
+        .iter()
+        .map(|k| {
+            steps[k]
+                .output
+                .as_ref()
+                .and_then(|o| o["undo"].as_str())
+                .unwrap_or("")
         })
         .collect();
-    comps.sort_by_key(|(s, _)| (s.started_at, s.finished_at));
-    let undone: Vec<&str> = comps.iter().map(|(_, u)| u.as_str()).collect();
     assert_eq!(
         undone,
         ["two-b", "two-a", "one"],
@@ -652,7 +850,7 @@ steps:
     with: { n: 1 }
   - id: pause
     needs: [first]
-    wait: 400ms
+    wait: 1h
   - id: last
     needs: [pause]
     uses: echo@^1
@@ -665,10 +863,24 @@ outputs:
 async fn a_restarted_engine_finishes_the_runs_of_the_previous_one() {
     let h = start(&[RECOVER]).await;
     let id = h.submit("recover", json!({})).await;
-    h.wait_for_status(&id, "pause", StepStatus::Waiting).await;
+    let pause = h.wait_for_status(&id, "pause", StepStatus::Waiting).await;
     h.engine.shutdown().await;
     // A new engine on the same database; the old lease belongs to this same owner name.
-    let engine = engine_on(&h.path, &h.host, &h.defs).await;
+    let engine = engine_on(&h.path, &h.host, &h.defs, &h.clock).await;
+    // The timer was re-armed from the store: still waiting a millisecond before it ends.
+    let wake = pause.wake_at.expect("timer");
+    h.clock.advance(Duration::from_millis(
+        u64::try_from(wake - h.clock.now_ms() - 1).expect("ahead"),
+    ));
+    engine.sync().await.expect("turn");
+    let steps = engine.store().steps(&id).await.expect("steps");
+    assert!(
+        steps
+            .iter()
+            .any(|s| s.key == "pause" && s.status == StepStatus::Waiting),
+        "{steps:?}"
+    );
+    h.clock.advance(MS);
     let status = tokio::time::timeout(GUARD, engine.wait(&id))
         .await
         .expect("ends")

@@ -18,7 +18,7 @@ use super::{Clock, Command, Definitions, EngineConfig, EngineError, NewRun, RunE
 use crate::dsl::IncidentAction;
 use crate::dsl::parse_duration;
 use crate::plan::{Plan, PlanKind, PlanStep, WaitPlan};
-use crate::plugin::{CancellationToken, FailureKind, Invocation, PluginHost};
+use crate::plugin::{CancellationToken, FailureKind, Invocation, PluginHost, StepFailure};
 use crate::store::{IncidentRow, RunRow, RunStatus, SignalRow, StepRow, StepStatus, Store, Write};
 
 /// Which list of the plan a unit's step is in.
@@ -197,9 +197,10 @@ impl Executor {
         // The first turn advances everything recovered.
         self.turn().await;
         loop {
-            let wait = self.timers.first().map(|(t, ..)| {
-                Duration::from_millis(u64::try_from(t - self.clock.now_ms()).unwrap_or(0))
-            });
+            let wait = self
+                .timers
+                .first()
+                .map(|(t, ..)| self.clock.sleep_until(*t));
             tokio::select! {
                 c = commands.recv() => match c {
                     Some(Command::Shutdown(tx)) => stop = Some(tx),
@@ -361,6 +362,7 @@ impl Executor {
                 self.cancel_run(&run_id);
                 self.replies.push(Reply::Done(reply));
             }
+            Command::Sync(reply) => self.replies.push(Reply::Done(reply)),
             Command::Shutdown(_) => {}
         }
     }
@@ -504,6 +506,7 @@ impl Executor {
         if unit.status != StepStatus::Running || unit.attempt != d.attempt {
             return; // a late answer to an abandoned attempt
         }
+        unit.wake_at = None; // the attempt's deadline, when the executor enforces it
         let retry = policy_of(&run.plan, &d.key);
         match d.result {
             Ok(out) => {
@@ -562,6 +565,36 @@ impl Executor {
             match unit.status {
                 StepStatus::Retrying => {
                     self.redispatch(&run_id, &key);
+                    continue;
+                }
+                StepStatus::Running => {
+                    // The attempt's deadline in clock time: stop it and count a timeout
+                    // (or a cancellation, when the run already interrupted it).
+                    let timeout = step_of(&run.plan, &key).map(|s| timeout_of(s, &key));
+                    let failure = match run.cancels.get(&key) {
+                        Some(token) if token.is_cancelled() => {
+                            StepFailure::new(FailureKind::Cancelled, "step was cancelled")
+                        }
+                        token => {
+                            if let Some(token) = token {
+                                token.cancel();
+                            }
+                            StepFailure::new(
+                                FailureKind::Timeout,
+                                format!(
+                                    "step exceeded its timeout of {:?} and was stopped; raise the step's `timeout` if it needs longer",
+                                    timeout.unwrap_or_default()
+                                ),
+                            )
+                        }
+                    };
+                    let attempt = unit.attempt;
+                    self.done(Done {
+                        run_id,
+                        key,
+                        attempt,
+                        result: Err(failure),
+                    });
                     continue;
                 }
                 StepStatus::Waiting => {
@@ -1077,14 +1110,20 @@ impl Executor {
             ) => (plugin.clone(), version.clone()),
             _ => return,
         };
-        let timeout = if key.starts_with('~') {
-            step.compensate.as_ref().map_or(step.timeout, |c| c.timeout)
-        } else {
-            step.timeout
-        };
+        let timeout = timeout_of(step, key);
         let cancel = CancellationToken::new();
         if let Some(run) = self.runs.get_mut(run_id) {
             run.cancels.insert(key.to_string(), cancel.clone());
+            // The host's deadline is real time; a clock that does not follow real time gets
+            // the step timeout enforced here, in clock time (`fire_timers`).
+            if !self.clock.follows_real_time()
+                && let Some(unit) = run.units.get_mut(key)
+            {
+                let ms = i64::try_from(timeout.as_millis()).unwrap_or(i64::MAX);
+                let at = self.clock.now_ms().saturating_add(ms);
+                unit.wake_at = Some(at);
+                self.timers.insert((at, run_id.into(), key.into()));
+            }
         }
         self.dispatch.push(Job {
             run_id: run_id.into(),
@@ -1252,11 +1291,17 @@ impl Executor {
                         .any(|s| s.id == u.step_id && s.for_each.is_some()))
             })
             .collect();
-        done_units.sort_by(|a, b| {
-            b.finished_at
-                .cmp(&a.finished_at)
-                .then_with(|| b.key.cmp(&a.key))
-        });
+        // Newest completion first; completions in the same millisecond (or under a clock that
+        // stands still) by plan order, which puts a step after what it needs, then by item.
+        let order = |u: &StepRow| {
+            let position = plan.steps.iter().position(|s| s.id == u.step_id);
+            let item = u
+                .key
+                .split_once('#')
+                .and_then(|(_, n)| n.parse::<usize>().ok());
+            (u.finished_at, position, item)
+        };
+        done_units.sort_by_key(|u| std::cmp::Reverse(order(u)));
         let queue: Vec<String> = done_units.iter().map(|u| u.key.clone()).collect();
         for key in queue {
             let comp_key = format!("~{key}");
@@ -1493,6 +1538,15 @@ fn step_of<'a>(plan: &'a Plan, key: &str) -> Option<&'a PlanStep> {
     plan.steps.iter().find(|s| s.id == id)
 }
 
+/// The time budget of one attempt of a plugin unit (a step, or its compensation).
+fn timeout_of(step: &PlanStep, key: &str) -> Duration {
+    if key.starts_with('~') {
+        step.compensate.as_ref().map_or(step.timeout, |c| c.timeout)
+    } else {
+        step.timeout
+    }
+}
+
 /// The retry policy that applies to a unit.
 fn policy_of(plan: &Plan, key: &str) -> crate::plan::RetryPolicy {
     match step_of(plan, key) {
@@ -1502,9 +1556,9 @@ fn policy_of(plan: &Plan, key: &str) -> crate::plan::RetryPolicy {
     }
 }
 
-async fn sleep_opt(d: Option<Duration>) {
-    match d {
-        Some(d) => tokio::time::sleep(d).await,
+async fn sleep_opt(sleep: Option<super::clock::Sleep>) {
+    match sleep {
+        Some(sleep) => sleep.await,
         None => std::future::pending().await,
     }
 }

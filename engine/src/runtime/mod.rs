@@ -21,7 +21,7 @@ use std::time::Duration;
 use serde_json::Value as Json;
 use tokio::sync::{broadcast, mpsc, oneshot};
 
-pub use clock::{Clock, TokioClock};
+pub use clock::{Clock, ManualClock, Sleep, TokioClock};
 
 use crate::plan::Plan;
 use crate::plugin::PluginHost;
@@ -152,6 +152,8 @@ pub(crate) enum Command {
         run_id: String,
         reply: oneshot::Sender<Result<(), EngineError>>,
     },
+    /// Answered after the next turn has committed.
+    Sync(oneshot::Sender<Result<(), EngineError>>),
     Shutdown(oneshot::Sender<()>),
 }
 
@@ -162,6 +164,7 @@ impl std::fmt::Debug for Command {
             Command::Signal { .. } => "Signal",
             Command::Approve { .. } => "Approve",
             Command::Cancel { .. } => "Cancel",
+            Command::Sync(_) => "Sync",
             Command::Shutdown(_) => "Shutdown",
         })
     }
@@ -258,6 +261,14 @@ impl Engine {
             reply,
         })
         .await
+    }
+
+    /// Waits for a whole executor turn that starts after this call: every timer due at the
+    /// clock's time of the call has fired, and what that changed is on disk (plugin attempts
+    /// it started may still be running). Lets a test that moved a [`ManualClock`] check what
+    /// did, and what did not, happen.
+    pub async fn sync(&self) -> Result<(), EngineError> {
+        self.ask(Command::Sync).await
     }
 
     /// Committed transitions from now on.
