@@ -2,6 +2,7 @@
 //! host, real files), no mocks.
 
 mod crash;
+mod cron;
 mod examples;
 mod helpers;
 mod plugin_sandbox;

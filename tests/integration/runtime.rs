@@ -18,7 +18,7 @@ use csmp::store::{Durability, RunStatus, StepRow, StepStatus, Store};
 use serde_json::{Value, json};
 
 /// Bounds a test that would otherwise hang on a bug.
-const GUARD: Duration = Duration::from_secs(60);
+pub(crate) const GUARD: Duration = Duration::from_secs(60);
 
 fn host() -> PluginHost {
     let host = crate::helpers::loopback_host();
@@ -28,14 +28,14 @@ fn host() -> PluginHost {
     host
 }
 
-struct Harness {
+pub(crate) struct Harness {
     _dir: tempfile::TempDir,
-    path: std::path::PathBuf,
-    engine: Engine,
-    host: PluginHost,
-    defs: Definitions,
+    pub(crate) path: std::path::PathBuf,
+    pub(crate) engine: Engine,
+    pub(crate) host: PluginHost,
+    pub(crate) defs: Definitions,
     /// The engine's time; moves only when a test says so.
-    clock: ManualClock,
+    pub(crate) clock: ManualClock,
 }
 
 fn definitions(host: &PluginHost, workflows: &[&str]) -> Definitions {
@@ -55,7 +55,7 @@ fn definitions(host: &PluginHost, workflows: &[&str]) -> Definitions {
     defs
 }
 
-async fn start(workflows: &[&str]) -> Harness {
+pub(crate) async fn start(workflows: &[&str]) -> Harness {
     let dir = tempfile::tempdir().expect("temp dir");
     let path = dir.path().join("csmp.db");
     let host = host();
@@ -72,7 +72,7 @@ async fn start(workflows: &[&str]) -> Harness {
     }
 }
 
-async fn engine_on(
+pub(crate) async fn engine_on(
     path: &std::path::Path,
     host: &PluginHost,
     defs: &Definitions,
@@ -98,7 +98,7 @@ async fn engine_on(
 }
 
 impl Harness {
-    async fn run(&self, workflow: &str, inputs: Value) -> (String, RunStatus) {
+    pub(crate) async fn run(&self, workflow: &str, inputs: Value) -> (String, RunStatus) {
         let id = self.submit(workflow, inputs).await;
         let status = tokio::time::timeout(GUARD, self.engine.wait(&id))
             .await
@@ -107,7 +107,7 @@ impl Harness {
         (id, status)
     }
 
-    async fn submit(&self, workflow: &str, inputs: Value) -> String {
+    pub(crate) async fn submit(&self, workflow: &str, inputs: Value) -> String {
         self.engine
             .submit(NewRun {
                 workflow: workflow.into(),
@@ -120,7 +120,7 @@ impl Harness {
             .expect("submitted")
     }
 
-    async fn steps(&self, run: &str) -> BTreeMap<String, StepRow> {
+    pub(crate) async fn steps(&self, run: &str) -> BTreeMap<String, StepRow> {
         self.engine
             .store()
             .steps(run)
@@ -131,7 +131,7 @@ impl Harness {
             .collect()
     }
 
-    async fn outputs(&self, run: &str) -> Value {
+    pub(crate) async fn outputs(&self, run: &str) -> Value {
         self.engine
             .store()
             .run(run)
@@ -142,7 +142,7 @@ impl Harness {
             .unwrap_or(Value::Null)
     }
 
-    async fn error(&self, run: &str) -> String {
+    pub(crate) async fn error(&self, run: &str) -> String {
         self.engine
             .store()
             .run(run)
@@ -153,13 +153,18 @@ impl Harness {
             .unwrap_or_default()
     }
 
-    async fn wait_for_status(&self, run: &str, key: &str, status: StepStatus) -> StepRow {
+    pub(crate) async fn wait_for_status(
+        &self,
+        run: &str,
+        key: &str,
+        status: StepStatus,
+    ) -> StepRow {
         self.wait_for(run, key, &format!("{status:?}"), |s| s.status == status)
             .await
     }
 
     /// Polls until unit `key` of `run` exists and satisfies `what`; returns it.
-    async fn wait_for(
+    pub(crate) async fn wait_for(
         &self,
         run: &str,
         key: &str,
@@ -179,7 +184,7 @@ impl Harness {
     }
 
     /// The current row of unit `key` of `run`.
-    async fn step(&self, run: &str, key: &str) -> StepRow {
+    pub(crate) async fn step(&self, run: &str, key: &str) -> StepRow {
         self.steps(run)
             .await
             .remove(key)
@@ -188,7 +193,7 @@ impl Harness {
 
     /// Moves the clock to just before `at`, lets the executor finish a turn, then moves it to
     /// `at`: what is due at `at` must not have happened in between.
-    async fn advance_to_just_before(&self, at: i64) {
+    pub(crate) async fn advance_to_just_before(&self, at: i64) {
         let now = self.clock.now_ms();
         assert!(at > now, "{at} is not in the future of {now}");
         self.clock.advance(Duration::from_millis(
@@ -197,7 +202,7 @@ impl Harness {
         self.engine.sync().await.expect("executor turn");
     }
 
-    async fn status(&self, run: &str) -> RunStatus {
+    pub(crate) async fn status(&self, run: &str) -> RunStatus {
         self.engine
             .store()
             .run(run)
@@ -207,7 +212,7 @@ impl Harness {
             .status
     }
 
-    async fn finish(&self, run: &str) -> RunStatus {
+    pub(crate) async fn finish(&self, run: &str) -> RunStatus {
         tokio::time::timeout(GUARD, self.engine.wait(run))
             .await
             .expect("run ends")
@@ -215,8 +220,8 @@ impl Harness {
     }
 }
 
-const HOUR: Duration = Duration::from_secs(3600);
-const MS: Duration = Duration::from_millis(1);
+pub(crate) const HOUR: Duration = Duration::from_secs(3600);
+pub(crate) const MS: Duration = Duration::from_millis(1);
 
 fn statuses(steps: &BTreeMap<String, StepRow>) -> Vec<(String, &'static str)> {
     steps

@@ -182,6 +182,8 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<RunStatus> {
     let config = EngineConfig {
         secrets: secrets_from_env(),
         owner: opts.owner.clone(),
+        // One workflow, run now: the triggers of the stored workflows are `csmp serve`'s job.
+        cron: false,
         ..EngineConfig::default()
     };
     let engine = Engine::start(store, host, defs, Arc::new(TokioClock::new()), config).await?;

@@ -12,14 +12,17 @@ use std::time::Duration;
 use serde_json::{Value as Json, json};
 use tokio::sync::{broadcast, mpsc, oneshot};
 
+use super::cron::{self, CronTrigger};
 use super::scope::{self, Extra};
 use super::workers::{self, Done, Job};
 use super::{Clock, Command, Definitions, EngineConfig, EngineError, NewRun, RunEvent};
-use crate::dsl::IncidentAction;
 use crate::dsl::parse_duration;
+use crate::dsl::{IncidentAction, Overlap};
 use crate::plan::{Plan, PlanKind, PlanStep, WaitPlan};
 use crate::plugin::{CancellationToken, FailureKind, Invocation, PluginHost, StepFailure};
-use crate::store::{IncidentRow, RunRow, RunStatus, SignalRow, StepRow, StepStatus, Store, Write};
+use crate::store::{
+    CronFire, IncidentRow, RunRow, RunStatus, SignalRow, StepRow, StepStatus, Store, Write,
+};
 
 /// Which list of the plan a unit's step is in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -52,6 +55,8 @@ pub(super) struct Executor {
     runs: HashMap<String, RunState>,
     /// (wake time ms, run id, unit key).
     timers: BTreeSet<(i64, String, String)>,
+    /// Cron triggers of the newest workflow versions (empty when `config.cron` is off).
+    crons: Vec<CronTrigger>,
     jobs: std::sync::mpsc::Sender<Job>,
     done_rx: mpsc::UnboundedReceiver<Done>,
     next_signal_id: i64,
@@ -107,6 +112,7 @@ impl Executor {
             events,
             runs: HashMap::new(),
             timers: BTreeSet::new(),
+            crons: Vec::new(),
             jobs,
             done_rx,
             next_signal_id,
@@ -163,6 +169,10 @@ impl Executor {
             exec.rearm(&id);
             exec.dirty.insert(id);
         }
+        if exec.config.cron {
+            let last = exec.store.last_cron_fires().await?;
+            exec.crons = cron::arm(&exec.defs, &last, now);
+        }
         Ok(exec)
     }
 
@@ -197,10 +207,10 @@ impl Executor {
         // The first turn advances everything recovered.
         self.turn().await;
         loop {
-            let wait = self
-                .timers
-                .first()
-                .map(|(t, ..)| self.clock.sleep_until(*t));
+            let next_timer = self.timers.first().map(|(t, ..)| *t);
+            let next_cron = self.crons.iter().filter_map(CronTrigger::wake_at).min();
+            let wait = next_timer.into_iter().chain(next_cron).min();
+            let wait = wait.map(|t| self.clock.sleep_until(t));
             tokio::select! {
                 c = commands.recv() => match c {
                     Some(Command::Shutdown(tx)) => stop = Some(tx),
@@ -237,6 +247,7 @@ impl Executor {
 
     /// Fires due timers, advances changed runs, commits, then acts on the commit.
     async fn turn(&mut self) {
+        self.fire_crons().await;
         self.fire_timers();
         while let Some(id) = self.dirty.pop_first() {
             self.advance(&id);
@@ -623,6 +634,120 @@ impl Executor {
             self.touched_units.insert((run_id.clone(), key));
             self.dirty.insert(run_id);
         }
+    }
+
+    /// Fires every cron trigger whose instant has come.
+    async fn fire_crons(&mut self) {
+        let now = self.clock.now_ms();
+        for i in 0..self.crons.len() {
+            if self.crons[i].wake_at().is_some_and(|t| t <= now) {
+                self.fire_cron(i, now).await;
+            }
+        }
+    }
+
+    /// Handles the most recent due instant of trigger `i` (earlier ones it passed are not
+    /// fired: no catch-up storm) under its overlap policy. The fire is recorded in the same
+    /// transaction as the run it starts, and only once per instant.
+    async fn fire_cron(&mut self, i: usize, now: i64) {
+        let plan = Arc::clone(&self.crons[i].plan);
+        let (Some(spec), Some(next)) = (self.crons[i].spec().cloned(), self.crons[i].next) else {
+            return;
+        };
+        let scheduled = cron::latest_in(&spec, next - 1, now).unwrap_or(next);
+        let previous = match self.crons[i].last_run.clone() {
+            Some(id) if self.run_is_active(&id).await => Some(id),
+            _ => None,
+        };
+        let mut fire = CronFire {
+            workflow: plan.name.clone(),
+            trigger: self.crons[i].index,
+            scheduled_at: scheduled,
+            fired_at: now,
+            run_id: None,
+        };
+        if previous.is_none() || spec.overlap != Overlap::Skip {
+            let new = NewRun {
+                workflow: plan.name.clone(),
+                version: Some(plan.version),
+                inputs: spec.inputs.clone(),
+                tenant: cron::CRON_TENANT.into(),
+                requester: Some(cron::CRON_REQUESTER.into()),
+            };
+            match self.create_run(new, None) {
+                Ok(id) => fire.run_id = Some(id),
+                Err(e) => {
+                    // Not expected: the trigger's inputs were checked when the plan was built.
+                    tracing::error!(
+                        "cron trigger `{}` of {}@{} cannot start a run: {e}",
+                        spec.expression,
+                        plan.name,
+                        plan.version
+                    );
+                    self.crons[i].next = cron::next_after(&spec, now);
+                    return;
+                }
+            }
+        }
+        let row = fire
+            .run_id
+            .as_ref()
+            .and_then(|id| self.runs.get(id))
+            .map(|r| r.row.clone());
+        match self.store.claim_cron_fire(&fire, row.as_ref()).await {
+            Ok(true) => {
+                if let Some(id) = &fire.run_id {
+                    if let (Overlap::CancelPrevious, Some(prev)) = (spec.overlap, &previous) {
+                        if self.runs.contains_key(prev) {
+                            self.cancel_run(prev);
+                        } else {
+                            tracing::warn!(
+                                "cron: run {prev} of {} is executed by another process; not cancelled",
+                                plan.name
+                            );
+                        }
+                    }
+                    self.crons[i].last_run = Some(id.clone());
+                }
+            }
+            Ok(false) => {
+                // Another process (or this one before a restart) already handled the instant.
+                if let Some(id) = &fire.run_id {
+                    self.forget_run(id);
+                }
+            }
+            Err(e) => {
+                tracing::warn!("cannot record a cron fire of {}, retrying: {e}", plan.name);
+                if let Some(id) = &fire.run_id {
+                    self.forget_run(id);
+                }
+                self.crons[i].retry_at = Some(now + 1_000);
+                return;
+            }
+        }
+        self.crons[i].next = cron::next_after(&spec, now);
+        self.crons[i].retry_at = None;
+    }
+
+    /// Whether a run is unfinished (here, or in another process sharing the database).
+    async fn run_is_active(&self, id: &str) -> bool {
+        if let Some(r) = self.runs.get(id) {
+            return !r.row.status.is_final();
+        }
+        match self.store.run(id).await {
+            Ok(row) => row.is_some_and(|r| !r.status.is_final()),
+            Err(e) => {
+                tracing::warn!("cannot read run {id}: {e}");
+                false
+            }
+        }
+    }
+
+    /// Drops a run created this turn that must not exist after all.
+    fn forget_run(&mut self, id: &str) {
+        self.runs.remove(id);
+        self.touched_runs.remove(id);
+        self.dirty.remove(id);
     }
 
     // ----- advancing a run -----

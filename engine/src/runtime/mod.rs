@@ -10,6 +10,7 @@
 //! Knows plans, the store's methods and the plugin host's call; knows no SQL and no HTTP.
 
 mod clock;
+mod cron;
 mod executor;
 mod scope;
 mod workers;
@@ -68,6 +69,9 @@ pub struct EngineConfig {
     pub lease: Duration,
     /// Secret values by name, handed to templates and plugins at dispatch; never stored.
     pub secrets: BTreeMap<String, String>,
+    /// Whether the cron triggers of the loaded workflows fire (`csmp run`, which runs one
+    /// workflow, turns them off).
+    pub cron: bool,
 }
 
 impl Default for EngineConfig {
@@ -77,6 +81,7 @@ impl Default for EngineConfig {
             workers: std::thread::available_parallelism().map_or(2, |n| n.get() * 2),
             lease: Duration::from_secs(30),
             secrets: BTreeMap::new(),
+            cron: true,
         }
     }
 }

@@ -5,6 +5,7 @@
 //! store is SQLite (WAL; `synchronous=FULL` unless configured otherwise); a PostgreSQL twin
 //! goes behind the same methods, with the schema in `migrations/postgres/`.
 
+mod cron;
 mod rows;
 
 use std::path::Path;
@@ -16,6 +17,7 @@ use sha2::{Digest, Sha256};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{AssertSqlSafe, Row, SqlitePool};
 
+pub use cron::CronFire;
 pub use rows::{IncidentRow, RunRow, RunStatus, SignalRow, StepRow, StepStatus, WorkflowRow};
 
 /// What went wrong, grouped by what the caller does next.

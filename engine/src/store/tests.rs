@@ -205,3 +205,37 @@ async fn incidents_round_trip() -> Result<(), StoreError> {
     assert_eq!(store.incidents().await?.len(), 1);
     Ok(())
 }
+
+#[tokio::test]
+async fn a_cron_instant_is_claimed_once_with_its_run() -> Result<(), StoreError> {
+    let (_dir, store) = fresh().await;
+    let fire = |at: i64, run_id: Option<&str>| CronFire {
+        workflow: "demo".into(),
+        trigger: 0,
+        scheduled_at: at,
+        fired_at: at + 7,
+        run_id: run_id.map(Into::into),
+    };
+    let first = run("r1", RunStatus::Running);
+    assert!(
+        store
+            .claim_cron_fire(&fire(1000, Some("r1")), Some(&first))
+            .await?
+    );
+    assert!(
+        store.run("r1").await?.is_some(),
+        "the run is written with its fire"
+    );
+    // The same instant again, from a restart or another process: refused, nothing written.
+    let again = run("r2", RunStatus::Running);
+    assert!(
+        !store
+            .claim_cron_fire(&fire(1000, Some("r2")), Some(&again))
+            .await?
+    );
+    assert!(store.run("r2").await?.is_none());
+    // A skipped instant is recorded without a run; the last run started is still r1.
+    assert!(store.claim_cron_fire(&fire(2000, None), None).await?);
+    assert_eq!(store.last_cron_fires().await?, [fire(2000, Some("r1"))]);
+    Ok(())
+}
