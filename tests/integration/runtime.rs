@@ -469,6 +469,31 @@ async fn a_rejected_approval_fails_the_run() {
     assert_eq!(h.error(&id).await, "step `gate` failed: rejected by dave");
 }
 
+const LISTEN: &str = r#"
+name: listen
+version: 1
+steps:
+  - id: ack
+    signal: { name: ack, timeout: 1h }
+outputs:
+  by: "{{ steps.ack.output.by }}"
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_signal_sent_while_its_step_waits_is_taken_at_once() {
+    let h = start(&[LISTEN]).await;
+    let id = h.submit("listen", json!({})).await;
+    h.wait_for_status(&id, "ack", StepStatus::Waiting).await;
+    h.engine
+        .signal(&id, "ack", json!({"by": "lee"}))
+        .await
+        .expect("delivered");
+    // The clock never moves: only the signal can end the step.
+    assert_eq!(h.finish(&id).await, RunStatus::Succeeded);
+    assert_eq!(h.outputs(&id).await, json!({"by": "lee"}));
+    assert_eq!(h.step(&id, "ack").await.wake_at, None);
+}
+
 const GATED: &str = r#"
 name: gated
 version: 1

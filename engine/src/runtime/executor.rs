@@ -344,6 +344,8 @@ impl Executor {
                     if let Some(run) = self.runs.get_mut(&run_id) {
                         run.signals.push(signal);
                     }
+                    // A `signal:` step already waiting for it takes it now.
+                    self.take_signals(&run_id);
                     self.dirty.insert(run_id);
                     self.replies.push(Reply::Done(reply));
                 }
