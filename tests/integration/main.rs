@@ -1,9 +1,11 @@
 //! csmp's integration tests: one binary, real components (the `csmp` executable, the wasmtime
 //! host, real files), no mocks.
 
+mod cloud_api;
 mod crash;
 mod cron;
 mod examples;
+mod examples_run;
 mod helpers;
 mod plugin_sandbox;
 mod run_cli;
