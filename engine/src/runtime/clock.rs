@@ -24,7 +24,12 @@ pub trait Clock: Send + Sync + Debug {
     fn now_ms(&self) -> i64;
 
     /// Resolves once [`now_ms`](Clock::now_ms) has reached `ms` (at once if it already has).
-    fn sleep_until(&self, ms: i64) -> Sleep;
+    /// By default a real-time sleep for the difference, right for any clock that follows real
+    /// time; a clock that does not must override it.
+    fn sleep_until(&self, ms: i64) -> Sleep {
+        let ahead = u64::try_from(ms.saturating_sub(self.now_ms())).unwrap_or(0);
+        Box::pin(tokio::time::sleep(Duration::from_millis(ahead)))
+    }
 
     /// Whether this clock moves with real time. The plugin host stops an attempt at its step
     /// timeout in real time (the epoch deadline); a clock that does not follow real time gets

@@ -245,7 +245,8 @@ impl Executor {
         }
     }
 
-    /// Fires due timers, advances changed runs, commits, then acts on the commit.
+    /// Fires due cron triggers and timers, advances changed runs, commits, then acts on the
+    /// commit.
     async fn turn(&mut self) {
         self.fire_crons().await;
         self.fire_timers();
