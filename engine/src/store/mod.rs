@@ -5,6 +5,7 @@
 //! store is SQLite (WAL; `synchronous=FULL` unless configured otherwise); a PostgreSQL twin
 //! goes behind the same methods, with the schema in `migrations/postgres/`.
 
+mod api;
 mod rows;
 
 use std::path::Path;
@@ -16,6 +17,10 @@ use sha2::{Digest, Sha256};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{AssertSqlSafe, Row, SqlitePool};
 
+pub use api::{
+    AuditRow, Counts, Cursor, EventRow, NewRequest, PluginRow, RUN_SECONDS_BUCKETS, RequestRow,
+    RequestView, TenantRow, TokenRow,
+};
 pub use rows::{IncidentRow, RunRow, RunStatus, SignalRow, StepRow, StepStatus, WorkflowRow};
 
 /// What went wrong, grouped by what the caller does next.
@@ -73,6 +78,15 @@ pub enum Write {
     },
     /// Insert or replace an incident.
     Incident(IncidentRow),
+    /// A request's run was created (in the same transaction as the run itself).
+    StartRequest {
+        /// The request.
+        request_id: String,
+        /// Its run.
+        run_id: String,
+        /// When (ms).
+        at: i64,
+    },
 }
 
 /// The outcome of storing a workflow definition.
@@ -194,6 +208,21 @@ impl Store {
                         .await?;
                 }
                 Write::Incident(i) => i.upsert(&mut tx).await?,
+                Write::StartRequest {
+                    request_id,
+                    run_id,
+                    at,
+                } => {
+                    sqlx::query(
+                        "UPDATE requests SET status = 'started', run_id = ?, updated_at = ? \
+                         WHERE id = ? AND status = 'submitted'",
+                    )
+                    .bind(run_id)
+                    .bind(at)
+                    .bind(request_id)
+                    .execute(&mut *tx)
+                    .await?;
+                }
             }
         }
         tx.commit().await?;
