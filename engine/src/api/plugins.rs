@@ -55,7 +55,7 @@ pub(super) async fn get_one(
 /// the path. A stored name and version is immutable.
 #[utoipa::path(put, path = "/v1/plugins/{name}/{version}", tag = "plugins",
     params(("name" = String, Path, description = "Plugin name"), ("version" = String, Path, description = "Exact semver version")),
-    request_body(content = Vec<u8>, description = "The wasm component", content_type = "application/wasm"),
+    request_body(content = Vec<u8>, description = "The wasm component (sent as `application/wasm` or `application/octet-stream`)", content_type = "application/octet-stream"),
     responses(
         (status = 200, description = "The same binary was already stored", body = PluginUploaded),
         (status = 201, description = "Stored and loaded", body = PluginUploaded),
