@@ -130,7 +130,7 @@ async fn steer(
 /// the signal `ack`.
 #[utoipa::path(post, path = "/v1/incidents/{id}/acknowledge", tag = "incidents",
     params(("id" = String, Path, description = "Incident id")),
-    request_body(content = Note, description = "Optional note", content_type = "application/json"),
+    request_body(content = Option<Note>, description = "Optional note", content_type = "application/json"),
     responses(
         (status = 200, description = "Acknowledged", body = IncidentView),
         (status = 400, description = "Malformed body", body = Problem, content_type = "application/problem+json"),
@@ -156,7 +156,7 @@ pub(super) async fn acknowledge(
 /// Resolve an incident.
 #[utoipa::path(post, path = "/v1/incidents/{id}/resolve", tag = "incidents",
     params(("id" = String, Path, description = "Incident id")),
-    request_body(content = Note, description = "Optional note", content_type = "application/json"),
+    request_body(content = Option<Note>, description = "Optional note", content_type = "application/json"),
     responses(
         (status = 200, description = "Resolved", body = IncidentView),
         (status = 400, description = "Malformed body", body = Problem, content_type = "application/problem+json"),

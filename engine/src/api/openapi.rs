@@ -51,7 +51,7 @@ impl Modify for Bearer {
         problem::Problem, problem::Violation, problem::Located,
         views::CatalogEntryView, views::CatalogList, views::RequestBody, views::RequestList,
         views::RequestStatus, views::ApprovalView, views::SlaView, views::RunSummary,
-        views::RunDetail, views::RunList, views::RunStatusView, views::StepView,
+        views::RunDetail, views::RunList, views::RunStreamEvent, views::RunStatusView, views::StepView,
         views::IncidentView, views::IncidentList, views::TimelineEntry, views::Timeline,
         views::EventView, views::EventList, views::AuditView, views::AuditList,
         views::TokenView, views::TokenList, views::CreatedToken, views::TenantView,

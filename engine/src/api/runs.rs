@@ -16,7 +16,7 @@ use utoipa::ToSchema;
 
 use super::auth::{Principal, Role};
 use super::problem::{Body, Problem, optional_json};
-use super::views::{RunDetail, RunList, RunSummary, StepView};
+use super::views::{RunDetail, RunList, RunStreamEvent, RunSummary, StepView};
 use super::{AppState, Page, PathParams, Query};
 use crate::plan::PlanKind;
 use crate::runtime::RunEvent;
@@ -38,7 +38,7 @@ async fn detail(state: &AppState, run: &RunRow) -> Result<RunDetail, Problem> {
     Ok(RunDetail {
         run: RunSummary::of(run),
         inputs: run.inputs.clone(),
-        outputs: run.outputs.clone(),
+        outputs: run.outputs.clone().unwrap_or(Json_::Null),
         steps: steps.iter().map(StepView::of).collect(),
     })
 }
@@ -221,7 +221,7 @@ pub(super) async fn signal(
 #[utoipa::path(get, path = "/v1/runs/{id}/events", tag = "runs",
     params(("id" = String, Path, description = "Run id")),
     responses(
-        (status = 200, description = "An event stream", content_type = "text/event-stream", body = String),
+        (status = 200, description = "An event stream", content_type = "text/event-stream", body = RunStreamEvent),
         (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "Role may not read runs", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such run (for this tenant)", body = Problem, content_type = "application/problem+json"),

@@ -277,8 +277,8 @@ pub(super) struct StepView {
     pub status: String,
     /// Attempts started.
     pub attempts: u32,
-    /// Output once succeeded.
-    pub output: Option<Json>,
+    /// Output once succeeded (`null` before).
+    pub output: Json,
     /// Error once failed (or of the last attempt, while retrying).
     pub error: Option<String>,
     /// First start.
@@ -296,7 +296,7 @@ impl StepView {
             step: s.step_id.clone(),
             status: s.status.as_str().into(),
             attempts: s.attempt,
-            output: s.output.clone(),
+            output: s.output.clone().unwrap_or(Json::Null),
             error: s.error.clone(),
             started_at: opt_time(s.started_at),
             finished_at: opt_time(s.finished_at),
@@ -314,10 +314,20 @@ pub(super) struct RunDetail {
     /// Its inputs.
     #[schema(value_type = Object)]
     pub inputs: Json,
-    /// Its outputs once succeeded.
-    pub outputs: Option<Json>,
+    /// Its outputs once succeeded (`null` before).
+    pub outputs: Json,
     /// Every step, in key order.
     pub steps: Vec<StepView>,
+}
+
+/// One server-sent event of `GET /v1/runs/{id}/events`.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub(super) struct RunStreamEvent {
+    /// `snapshot` (data: the run with its steps, as `GET /v1/runs/{id}`), `step` or `run`
+    /// (data: `{run_id, step, status, error}`).
+    pub event: String,
+    /// The event's JSON, as text.
+    pub data: String,
 }
 
 /// A page of runs.
