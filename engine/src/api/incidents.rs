@@ -1,7 +1,6 @@
 //! Incidents: list, get, timeline; acknowledge, resolve and annotate (operators).
 
 use axum::Extension;
-use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::Json;
@@ -9,7 +8,7 @@ use serde::Deserialize;
 use utoipa::ToSchema;
 
 use super::auth::{Principal, Role};
-use super::problem::{Body, Problem, optional_json};
+use super::problem::{Body, Problem, RawBody, optional_json};
 use super::views::{IncidentList, IncidentView, Timeline, timeline};
 use super::{AppState, Page, PathParams, Query};
 use crate::runtime::IncidentSteer;
@@ -147,7 +146,7 @@ pub(super) async fn acknowledge(
     Extension(who): Extension<Principal>,
     PathParams(id): PathParams<String>,
     headers: HeaderMap,
-    body: Bytes,
+    RawBody(body): RawBody,
 ) -> Result<Json<IncidentView>, Problem> {
     let note = optional_json::<Note>(&headers, &body)?.and_then(|n| n.note);
     steer(&state, &who, &id, IncidentSteer::Acknowledge, note).await
@@ -173,7 +172,7 @@ pub(super) async fn resolve(
     Extension(who): Extension<Principal>,
     PathParams(id): PathParams<String>,
     headers: HeaderMap,
-    body: Bytes,
+    RawBody(body): RawBody,
 ) -> Result<Json<IncidentView>, Problem> {
     let note = optional_json::<Note>(&headers, &body)?.and_then(|n| n.note);
     steer(&state, &who, &id, IncidentSteer::Resolve, note).await

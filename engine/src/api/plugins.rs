@@ -1,13 +1,12 @@
 //! Plugins: upload a component (validated by loading it into the sandbox), list, get.
 
 use axum::Extension;
-use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Json, Response};
 
 use super::auth::{Principal, Role};
-use super::problem::Problem;
+use super::problem::{Problem, RawBody};
 use super::views::{PluginList, PluginUploaded, PluginView};
 use super::{AppState, PathParams};
 use crate::plugin::LoadError;
@@ -72,7 +71,7 @@ pub(super) async fn upload(
     Extension(who): Extension<Principal>,
     PathParams((name, version)): PathParams<(String, String)>,
     headers: HeaderMap,
-    body: Bytes,
+    RawBody(body): RawBody,
 ) -> Result<Response, Problem> {
     who.require(&[Role::Admin])?;
     let media = headers

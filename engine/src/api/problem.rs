@@ -224,6 +224,22 @@ where
     }
 }
 
+/// A raw body (YAML, wasm, optional JSON); too large answers 413 as a problem.
+#[derive(Debug, Clone, Default)]
+pub struct RawBody(pub axum::body::Bytes);
+
+impl<S: Send + Sync> FromRequest<S> for RawBody {
+    type Rejection = Problem;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        match axum::body::Bytes::from_request(req, state).await {
+            Ok(b) => Ok(RawBody(b)),
+            Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => Err(too_large()),
+            Err(e) => Err(Problem::bad_request("unreadable-body", e.body_text())),
+        }
+    }
+}
+
 /// Maps axum's JSON rejection to a problem.
 pub fn json_rejection(rejection: &JsonRejection) -> Problem {
     match rejection {

@@ -4,7 +4,6 @@ use std::collections::VecDeque;
 use std::convert::Infallible;
 
 use axum::Extension;
-use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::sse::{Event, KeepAlive, Sse};
@@ -15,7 +14,7 @@ use tokio::sync::broadcast;
 use utoipa::ToSchema;
 
 use super::auth::{Principal, Role};
-use super::problem::{Body, Problem, optional_json};
+use super::problem::{Body, Problem, RawBody, optional_json};
 use super::views::{RunDetail, RunList, RunStreamEvent, RunSummary, StepView};
 use super::{AppState, Page, PathParams, Query};
 use crate::plan::PlanKind;
@@ -203,7 +202,7 @@ pub(super) async fn signal(
     Extension(who): Extension<Principal>,
     PathParams((id, name)): PathParams<(String, String)>,
     headers: HeaderMap,
-    body: Bytes,
+    RawBody(body): RawBody,
 ) -> Result<Response, Problem> {
     who.require(&[Role::Operator, Role::Admin])?;
     let payload = optional_json::<Json_>(&headers, &body)?.unwrap_or(Json_::Null);

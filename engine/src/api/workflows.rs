@@ -1,13 +1,12 @@
 //! Workflows: upload YAML (validated like `csmp validate`), list, versions.
 
 use axum::Extension;
-use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Json, Response};
 
 use super::auth::{Principal, Role};
-use super::problem::{Located, Problem};
+use super::problem::{Located, Problem, RawBody};
 use super::views::{
     WorkflowList, WorkflowSummary, WorkflowUploaded, WorkflowVersion, WorkflowVersions,
 };
@@ -139,7 +138,7 @@ pub(super) async fn upload(
     Extension(who): Extension<Principal>,
     PathParams(name): PathParams<String>,
     headers: HeaderMap,
-    body: Bytes,
+    RawBody(body): RawBody,
 ) -> Result<Response, Problem> {
     who.require(&[Role::Operator, Role::Admin])?;
     let media = headers
