@@ -2,6 +2,7 @@
 //!
 //! Layout, from the outside in:
 //!
+//! - `api` — the REST API (axum): thin handlers over the store and the engine.
 //! - `cli` — the `csmp` command line (thin: parses arguments, calls the layers below).
 //! - `dsl` — workflow and catalog YAML as authored, decoded with positions (pure).
 //! - `plan` — validated definitions: the DAG built, templates compiled, references checked.
@@ -13,6 +14,7 @@
 //! - `plugin` — plugin descriptors and the wasmtime host; the only module that knows wasmtime.
 //! - `diag` — located diagnostics and their rendering.
 
+pub mod api;
 pub mod cli;
 pub mod diag;
 pub mod dsl;

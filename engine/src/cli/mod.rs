@@ -32,6 +32,9 @@ pub enum Command {
         /// Workflow definitions to load at start.
         #[arg(long, env = "CSMP_WORKFLOWS", default_value = "workflows")]
         workflows: PathBuf,
+        /// Catalog entries to load at start.
+        #[arg(long, env = "CSMP_CATALOG", default_value = "catalog")]
+        catalog: PathBuf,
         /// Operator grants for plugins (HTTP hosts, secrets, limits), YAML.
         #[arg(long, env = "CSMP_GRANTS")]
         grants: Option<PathBuf>,
@@ -39,6 +42,15 @@ pub enum Command {
         /// runs back at once; give processes sharing one database distinct names.
         #[arg(long, env = "CSMP_OWNER", default_value = "local")]
         owner: String,
+        /// Address of the REST API (`127.0.0.1:0` picks a free port).
+        #[arg(long, env = "CSMP_LISTEN", default_value = "127.0.0.1:8080")]
+        listen: String,
+    },
+    /// API tokens.
+    Token {
+        /// What to do with tokens.
+        #[command(subcommand)]
+        command: TokenCommand,
     },
     /// Run one workflow locally with live progress; the exit code is the outcome.
     Run {
@@ -94,6 +106,40 @@ pub enum PluginCommand {
     },
 }
 
+/// `csmp token …` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Create a bearer token and print it (once; only its hash is stored). Works while
+    /// `csmp serve` runs on the same database; the first admin token is made this way.
+    Create {
+        /// What the token may do.
+        #[arg(long, value_enum)]
+        role: RoleArg,
+        /// The tenant a client token is bound to (created when new).
+        #[arg(long)]
+        tenant: Option<String>,
+        /// A label for people.
+        #[arg(long)]
+        name: Option<String>,
+        /// The database file of the service.
+        #[arg(long, env = "CSMP_DATABASE", default_value = "data/csmp.db")]
+        database: PathBuf,
+    },
+}
+
+/// Token roles on the command line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum RoleArg {
+    /// Everything: tokens, tenants, plugins, the audit log.
+    Admin,
+    /// Runs, approvals, signals, workflows, incidents, for every tenant.
+    Operator,
+    /// One tenant's catalog, requests, runs and incidents (needs --tenant).
+    Client,
+    /// Sends alerts to /v1/events/{source}.
+    Integration,
+}
+
 /// How `validate` prints its findings.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Format {
@@ -131,17 +177,63 @@ pub fn main() -> ExitCode {
                 }
             }
         }
+        Command::Token {
+            command:
+                TokenCommand::Create {
+                    role,
+                    tenant,
+                    name,
+                    database,
+                },
+        } => {
+            use crate::api::auth::Role;
+            let role = match role {
+                RoleArg::Admin => Role::Admin,
+                RoleArg::Operator => Role::Operator,
+                RoleArg::Client => Role::Client,
+                RoleArg::Integration => Role::Integration,
+            };
+            let opts = run::TokenOptions {
+                database,
+                role,
+                tenant,
+                name,
+            };
+            match runtime().and_then(|rt| rt.block_on(run::create_token(opts))) {
+                Ok(secret) => {
+                    let article = if role == Role::Admin || role == Role::Integration {
+                        "an"
+                    } else {
+                        "a"
+                    };
+                    eprintln!(
+                        "created {article} {} token; it is shown once, only its hash is stored:",
+                        role.as_str()
+                    );
+                    println!("{secret}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("error: {e:#}");
+                    ExitCode::from(2)
+                }
+            }
+        }
         Command::Serve {
             database,
             workflows,
+            catalog,
             grants,
             owner,
+            listen,
         } => {
             let opts = run::ServeOptions {
                 database,
                 workflows,
+                catalog,
                 grants,
                 owner,
+                listen,
             };
             match runtime().and_then(|rt| rt.block_on(run::serve(opts))) {
                 Ok(()) => ExitCode::SUCCESS,

@@ -300,38 +300,161 @@ pub struct ServeOptions {
     pub database: PathBuf,
     /// Workflow definitions to load at start.
     pub workflows: PathBuf,
+    /// Catalog entries to load at start.
+    pub catalog: PathBuf,
     /// The operator's plugin grants.
     pub grants: Option<PathBuf>,
     /// This process's name in run leases.
     pub owner: String,
+    /// Address to listen on.
+    pub listen: String,
 }
 
-/// Runs the executor until interrupted (Ctrl-C or SIGTERM).
+/// Validates every catalog entry in `dir` against the loaded workflows.
+pub fn load_catalog(
+    dir: &Path,
+    defs: &Definitions,
+) -> anyhow::Result<BTreeMap<String, crate::plan::CatalogPlan>> {
+    let mut names = crate::plan::WorkflowNames::new();
+    for p in defs.plans() {
+        names.entry(p.name.clone()).or_default().push(p.version);
+    }
+    let mut entries = BTreeMap::new();
+    if !dir.is_dir() {
+        return Ok(entries);
+    }
+    let files = validate::collect_files(&[dir.to_path_buf()]).map_err(anyhow::Error::msg)?;
+    let mut failed = 0;
+    for file in files {
+        let bytes = std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
+        match crate::plan::validate_catalog(&bytes, Some(&names)) {
+            Ok(entry) => {
+                if let Some(old) = entries.insert(entry.id.clone(), entry) {
+                    bail!(
+                        "catalog id `{}` is used twice (again in {})",
+                        old.id,
+                        file.display()
+                    );
+                }
+            }
+            Err(diagnostics) => {
+                failed += 1;
+                let report = crate::diag::FileReport {
+                    file: file.display().to_string(),
+                    diagnostics,
+                };
+                eprint!("{}", report.render(std::str::from_utf8(&bytes).ok()));
+            }
+        }
+    }
+    if failed > 0 {
+        bail!(
+            "fix the catalog entries in {} (or run `csmp validate {} {}`)",
+            dir.display(),
+            dir.display(),
+            "workflows/"
+        );
+    }
+    Ok(entries)
+}
+
+/// Runs the executor and the REST API until interrupted (Ctrl-C or SIGTERM); then stops
+/// taking calls, lets calls in flight finish, and stops the executor after its current turn.
 pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
     let data = opts
         .database
         .parent()
         .map_or_else(|| PathBuf::from("."), Path::to_path_buf);
-    let host = host(&data, opts.grants.as_deref())?;
     let store = Store::open(&opts.database, Durability::Full).await?;
+    let host = host(&data, opts.grants.as_deref())?;
+    for p in store.plugins().await? {
+        if let Err(e) = host.load(&p.wasm) {
+            eprintln!(
+                "warning: uploaded plugin {}@{} no longer loads: {e}",
+                p.name, p.version
+            );
+        }
+    }
     let dir = opts.workflows.is_dir().then_some(opts.workflows.as_path());
     let defs = load_definitions(&store, &host, dir).await?;
+    let catalog = load_catalog(&opts.catalog, &defs)?;
     let count = defs.plans().count();
     let config = EngineConfig {
         secrets: secrets_from_env(),
         owner: opts.owner.clone(),
         ..EngineConfig::default()
     };
-    let engine = Engine::start(store, host, defs, Arc::new(TokioClock::new()), config).await?;
-    println!(
-        "csmp: executor running on {} with {count} workflow versions loaded; unfinished runs resumed",
-        opts.database.display()
+    let clock: Arc<dyn crate::runtime::Clock> = Arc::new(TokioClock::new());
+    let engine = Engine::start(
+        store.clone(),
+        host.clone(),
+        defs.clone(),
+        clock.clone(),
+        config,
+    )
+    .await?;
+    let state = crate::api::AppState::new(
+        engine.clone(),
+        host,
+        clock,
+        catalog,
+        defs,
+        crate::api::ApiConfig::default(),
     );
-    println!("csmp: the REST API is not available yet; stop with Ctrl-C");
-    shutdown_signal().await;
+    let restarted = crate::api::start_pending(&state).await?;
+    let listener = tokio::net::TcpListener::bind(&opts.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", opts.listen))?;
+    let addr = listener.local_addr()?;
+    println!(
+        "csmp: executor running on {} with {count} workflow versions and {} catalog entries; unfinished runs resumed",
+        opts.database.display(),
+        state.catalog.len()
+    );
+    if restarted > 0 {
+        println!("csmp: started the runs of {restarted} accepted requests");
+    }
+    if store.tokens().await?.is_empty() {
+        println!(
+            "csmp: no API tokens yet; create the first admin token with `csmp token create --role admin --database {}`",
+            opts.database.display()
+        );
+    }
+    println!(
+        "csmp: listening on http://{addr} (API description at /openapi.json); stop with Ctrl-C"
+    );
+    crate::api::serve(listener, state, shutdown_signal()).await?;
     engine.shutdown().await;
     println!("csmp: stopped; every acknowledged transition is on disk");
     Ok(())
+}
+
+/// Options of `csmp token create`.
+#[derive(Debug)]
+pub struct TokenOptions {
+    /// The database file.
+    pub database: PathBuf,
+    /// The role.
+    pub role: crate::api::auth::Role,
+    /// The tenant, for clients.
+    pub tenant: Option<String>,
+    /// A label.
+    pub name: Option<String>,
+}
+
+/// Creates a token in the database and returns its secret (shown once).
+pub async fn create_token(opts: TokenOptions) -> anyhow::Result<String> {
+    crate::api::check_token_request(opts.role, opts.tenant.as_deref())
+        .map_err(anyhow::Error::msg)?;
+    let store = Store::open(&opts.database, Durability::Full).await?;
+    let now = crate::runtime::Clock::now_ms(&TokioClock::new());
+    if let Some(t) = &opts.tenant {
+        store.ensure_tenant(t, now).await?;
+    }
+    let token = crate::api::auth::mint(opts.role, opts.tenant, opts.name, now)
+        .map_err(|e| anyhow::anyhow!("no randomness available: {e}"))?;
+    store.insert_token(&token.row).await?;
+    Ok(token.secret)
 }
 
 async fn shutdown_signal() {

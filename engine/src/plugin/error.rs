@@ -56,6 +56,14 @@ pub enum LoadError {
         /// The schema compiler's message.
         message: String,
     },
+    /// The plugin describes itself as another name or version than the uploader said.
+    #[error("the plugin describes itself as {found}, not {expected}")]
+    Mismatch {
+        /// `name@version` the uploader gave.
+        expected: String,
+        /// `name@version` the plugin declares.
+        found: String,
+    },
     /// The same name and version is already loaded from different wasm.
     #[error("plugin {plugin} is already loaded from different wasm; bump the plugin's version")]
     Conflict {

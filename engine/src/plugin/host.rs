@@ -172,8 +172,37 @@ impl PluginHost {
     /// Compiles `wasm` (or loads it from the cache), checks its imports, asks it to describe
     /// itself and registers it. Loading the same bytes again returns the same descriptor.
     pub fn load(&self, wasm: &[u8]) -> Result<PluginDescriptor, LoadError> {
+        self.load_expecting(wasm, None)
+    }
+
+    /// Like [`PluginHost::load`], but registers nothing unless the plugin describes itself
+    /// as `name` at `version` (for uploads addressed to a name and version).
+    pub fn load_as(
+        &self,
+        wasm: &[u8],
+        name: &str,
+        version: &semver::Version,
+    ) -> Result<PluginDescriptor, LoadError> {
+        self.load_expecting(wasm, Some((name, version)))
+    }
+
+    fn load_expecting(
+        &self,
+        wasm: &[u8],
+        expect: Option<(&str, &semver::Version)>,
+    ) -> Result<PluginDescriptor, LoadError> {
+        let check = |d: &PluginDescriptor| match expect {
+            Some((name, version)) if d.name != name || &d.version != version => {
+                Err(LoadError::Mismatch {
+                    expected: format!("{name}@{version}"),
+                    found: format!("{}@{}", d.name, d.version),
+                })
+            }
+            _ => Ok(()),
+        };
         let sha = hex(&Sha256::digest(wasm));
         if let Some(d) = self.read_registry().by_sha.get(&sha) {
+            check(d)?;
             return Ok(d.clone());
         }
         let inner = &self.inner;
@@ -190,6 +219,7 @@ impl PluginHost {
         let pre = abi::PluginPre::new(pre).map_err(|e| LoadError::Link(format!("{e:#}")))?;
 
         let descriptor = self.describe(&pre)?;
+        check(&descriptor)?;
         let id = format!("{}@{}", descriptor.name, descriptor.version);
         let compile = |which: &'static str, schema: &serde_json::Value| {
             jsonschema::validator_for(schema).map_err(|e| LoadError::InvalidSchema {

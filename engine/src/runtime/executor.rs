@@ -15,7 +15,9 @@ use tokio::sync::{broadcast, mpsc, oneshot};
 use super::cron::{self, CronTrigger};
 use super::scope::{self, Extra};
 use super::workers::{self, Done, Job};
-use super::{Clock, Command, Definitions, EngineConfig, EngineError, NewRun, RunEvent};
+use super::{
+    Clock, Command, Definitions, EngineConfig, EngineError, IncidentSteer, NewRun, RunEvent,
+};
 use crate::dsl::parse_duration;
 use crate::dsl::{IncidentAction, Overlap};
 use crate::plan::{Plan, PlanKind, PlanStep, WaitPlan};
@@ -73,6 +75,8 @@ pub(super) struct Executor {
     incidents: Vec<IncidentRow>,
     /// Signals delivered or taken this turn.
     signal_writes: Vec<Write>,
+    /// Requests whose runs were created this turn.
+    request_writes: Vec<Write>,
     /// Incidents not yet resolved, so `update`/`resolve` steps find them without a read.
     open_incidents: HashMap<String, IncidentRow>,
 }
@@ -80,6 +84,10 @@ pub(super) struct Executor {
 enum Reply {
     Submitted(oneshot::Sender<Result<String, EngineError>>, String),
     Done(oneshot::Sender<Result<(), EngineError>>),
+    Incident(
+        oneshot::Sender<Result<IncidentRow, EngineError>>,
+        Box<IncidentRow>,
+    ),
 }
 
 fn random_u64() -> u64 {
@@ -123,6 +131,7 @@ impl Executor {
             replies: Vec::new(),
             incidents: Vec::new(),
             signal_writes: Vec::new(),
+            request_writes: Vec::new(),
             open_incidents: HashMap::new(),
         };
         for inc in exec.store.incidents().await? {
@@ -269,6 +278,7 @@ impl Executor {
             }
         }
         writes.append(&mut self.signal_writes);
+        writes.append(&mut self.request_writes);
         writes.extend(self.incidents.drain(..).map(Write::Incident));
         let mut delay = Duration::from_millis(50);
         while let Err(e) = self.store.commit(&writes).await {
@@ -286,6 +296,7 @@ impl Executor {
             match reply {
                 Reply::Submitted(tx, id) => drop(tx.send(Ok(id))),
                 Reply::Done(tx) => drop(tx.send(Ok(()))),
+                Reply::Incident(tx, row) => drop(tx.send(Ok(*row))),
             }
         }
         for (run, key) in std::mem::take(&mut self.touched_units) {
@@ -322,8 +333,31 @@ impl Executor {
 
     async fn command(&mut self, c: Command) {
         match c {
-            Command::Submit(new, reply) => match self.create_run(new, None) {
-                Ok(id) => self.replies.push(Reply::Submitted(reply, id)),
+            Command::Submit(new, request, reply) => match self.create_run(new, None) {
+                Ok(id) => {
+                    if let Some(request_id) = request {
+                        self.request_writes.push(Write::StartRequest {
+                            request_id,
+                            run_id: id.clone(),
+                            at: self.clock.now_ms(),
+                        });
+                    }
+                    self.replies.push(Reply::Submitted(reply, id));
+                }
+                Err(e) => drop(reply.send(Err(e))),
+            },
+            Command::Define(plan, reply) => {
+                Arc::make_mut(&mut self.defs).insert(*plan);
+                drop(reply.send(Ok(())));
+            }
+            Command::Incident {
+                id,
+                action,
+                by,
+                note,
+                reply,
+            } => match self.steer_incident(&id, action, &by, note).await {
+                Ok(row) => self.replies.push(Reply::Incident(reply, Box::new(row))),
                 Err(e) => drop(reply.send(Err(e))),
             },
             Command::Signal {
@@ -333,21 +367,7 @@ impl Executor {
                 reply,
             } => match self.ensure_loaded(&run_id).await {
                 Ok(()) => {
-                    let signal = SignalRow {
-                        id: self.next_signal_id,
-                        run_id: run_id.clone(),
-                        name,
-                        payload,
-                        created_at: self.clock.now_ms(),
-                    };
-                    self.next_signal_id += 1;
-                    self.signal_writes.push(Write::Signal(signal.clone()));
-                    if let Some(run) = self.runs.get_mut(&run_id) {
-                        run.signals.push(signal);
-                    }
-                    // A `signal:` step already waiting for it takes it now.
-                    self.take_signals(&run_id);
-                    self.dirty.insert(run_id);
+                    self.deliver_signal(run_id, name, payload);
                     self.replies.push(Reply::Done(reply));
                 }
                 Err(e) => drop(reply.send(Err(e))),
@@ -379,6 +399,81 @@ impl Executor {
             Command::Sync(reply) => self.replies.push(Reply::Done(reply)),
             Command::Shutdown(_) => {}
         }
+    }
+
+    /// Buffers a signal for a run active here; a `signal:` step waiting for it takes it.
+    fn deliver_signal(&mut self, run_id: String, name: String, payload: Json) {
+        let signal = SignalRow {
+            id: self.next_signal_id,
+            run_id: run_id.clone(),
+            name,
+            payload,
+            created_at: self.clock.now_ms(),
+        };
+        self.next_signal_id += 1;
+        self.signal_writes.push(Write::Signal(signal.clone()));
+        if let Some(run) = self.runs.get_mut(&run_id) {
+            run.signals.push(signal);
+        }
+        // A `signal:` step already waiting for it takes it now.
+        self.take_signals(&run_id);
+        self.dirty.insert(run_id);
+    }
+
+    /// Acknowledges, resolves or annotates an incident on behalf of a person. Acknowledging
+    /// an incident whose opening run is active here also sends that run the signal `ack`.
+    async fn steer_incident(
+        &mut self,
+        id: &str,
+        action: IncidentSteer,
+        by: &str,
+        note: Option<String>,
+    ) -> Result<IncidentRow, EngineError> {
+        let Some(mut row) = self.open_incidents.get(id).cloned() else {
+            return Err(match self.store.incident(id).await? {
+                Some(_) => EngineError::Conflict(format!("incident `{id}` is already resolved")),
+                None => EngineError::UnknownIncident(id.into()),
+            });
+        };
+        let now = self.clock.now_ms();
+        let what = match action {
+            IncidentSteer::Acknowledge => {
+                if row.status == "acknowledged" {
+                    return Err(EngineError::Conflict(format!(
+                        "incident `{id}` is already acknowledged"
+                    )));
+                }
+                row.status = "acknowledged".into();
+                "acknowledged"
+            }
+            IncidentSteer::Resolve => {
+                row.status = "resolved".into();
+                "resolved"
+            }
+            IncidentSteer::Note => "note",
+        };
+        if let Json::Array(items) = &mut row.timeline {
+            items.push(
+                json!({ "at": now, "by": by, "note": note.unwrap_or_else(|| what.to_string()) }),
+            );
+        }
+        row.updated_at = now;
+        if row.status == "resolved" {
+            self.open_incidents.remove(id);
+        } else {
+            self.open_incidents.insert(id.to_string(), row.clone());
+        }
+        self.incidents.push(row.clone());
+        if action == IncidentSteer::Acknowledge
+            && let Some(run_id) = row.run_id.clone()
+            && self
+                .runs
+                .get(&run_id)
+                .is_some_and(|r| !r.row.status.is_final())
+        {
+            self.deliver_signal(run_id, "ack".into(), json!({ "incident": id, "by": by }));
+        }
+        Ok(row)
     }
 
     /// Whether the run is active here; a finished or unknown run is an error.

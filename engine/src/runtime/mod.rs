@@ -26,7 +26,7 @@ pub use clock::{Clock, ManualClock, Sleep, TokioClock};
 
 use crate::plan::Plan;
 use crate::plugin::PluginHost;
-use crate::store::{RunStatus, Store, StoreError};
+use crate::store::{IncidentRow, RunStatus, Store, StoreError};
 
 /// Every workflow version the executor can run, by name and version.
 #[derive(Debug, Clone, Default)]
@@ -110,6 +110,9 @@ pub enum EngineError {
     /// No such run.
     #[error("run `{0}` does not exist")]
     UnknownRun(String),
+    /// No such incident.
+    #[error("incident `{0}` does not exist")]
+    UnknownIncident(String),
     /// The request does not fit the run's state (approving a step that is not waiting, …).
     #[error("{0}")]
     Conflict(String),
@@ -138,8 +141,33 @@ pub struct RunEvent {
     pub error: Option<String>,
 }
 
+/// What a person does to an incident through the API.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IncidentSteer {
+    /// Someone is on it (an opening run waiting for the signal `ack` gets it).
+    Acknowledge,
+    /// It is over.
+    Resolve,
+    /// A timeline entry, nothing else.
+    Note,
+}
+
 pub(crate) enum Command {
-    Submit(NewRun, oneshot::Sender<Result<String, EngineError>>),
+    /// A run to start, and the request it fulfils (marked started in the same commit).
+    Submit(
+        NewRun,
+        Option<String>,
+        oneshot::Sender<Result<String, EngineError>>,
+    ),
+    /// A workflow version to make runnable.
+    Define(Box<Plan>, oneshot::Sender<Result<(), EngineError>>),
+    Incident {
+        id: String,
+        action: IncidentSteer,
+        by: String,
+        note: Option<String>,
+        reply: oneshot::Sender<Result<IncidentRow, EngineError>>,
+    },
     Signal {
         run_id: String,
         name: String,
@@ -166,6 +194,8 @@ impl std::fmt::Debug for Command {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {
             Command::Submit(..) => "Submit",
+            Command::Define(..) => "Define",
+            Command::Incident { .. } => "Incident",
             Command::Signal { .. } => "Signal",
             Command::Approve { .. } => "Approve",
             Command::Cancel { .. } => "Cancel",
@@ -227,7 +257,42 @@ impl Engine {
 
     /// Starts a run. When this returns `Ok`, the run is on disk.
     pub async fn submit(&self, run: NewRun) -> Result<String, EngineError> {
-        self.ask(|reply| Command::Submit(run, reply)).await
+        self.ask(|reply| Command::Submit(run, None, reply)).await
+    }
+
+    /// Starts the run fulfilling a stored request; the request is marked started in the same
+    /// commit that creates the run, so a request never gets two runs.
+    pub async fn submit_for_request(
+        &self,
+        run: NewRun,
+        request_id: &str,
+    ) -> Result<String, EngineError> {
+        self.ask(|reply| Command::Submit(run, Some(request_id.into()), reply))
+            .await
+    }
+
+    /// Makes a validated workflow version runnable from now on (store it first).
+    pub async fn define(&self, plan: Plan) -> Result<(), EngineError> {
+        self.ask(|reply| Command::Define(Box::new(plan), reply))
+            .await
+    }
+
+    /// Acknowledges, resolves or annotates an incident; returns it as committed.
+    pub async fn steer_incident(
+        &self,
+        id: &str,
+        action: IncidentSteer,
+        by: &str,
+        note: Option<String>,
+    ) -> Result<IncidentRow, EngineError> {
+        self.ask(|reply| Command::Incident {
+            id: id.into(),
+            action,
+            by: by.into(),
+            note,
+            reply,
+        })
+        .await
     }
 
     /// Delivers a named signal to a run; a `signal:` step waiting for it (now or later) takes it.
@@ -274,6 +339,11 @@ impl Engine {
     /// did, and what did not, happen.
     pub async fn sync(&self) -> Result<(), EngineError> {
         self.ask(Command::Sync).await
+    }
+
+    /// Whether the executor loop is still taking commands.
+    pub fn is_running(&self) -> bool {
+        !self.commands.is_closed()
     }
 
     /// Committed transitions from now on.

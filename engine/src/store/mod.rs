@@ -6,6 +6,7 @@
 //! goes behind the same methods, with the schema in `migrations/postgres/`.
 
 mod cron;
+mod api;
 mod rows;
 
 use std::path::Path;
@@ -18,6 +19,10 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{AssertSqlSafe, Row, SqlitePool};
 
 pub use cron::CronFire;
+pub use api::{
+    AuditRow, Counts, Cursor, EventRow, NewRequest, PluginRow, RUN_SECONDS_BUCKETS, RequestRow,
+    RequestView, TenantRow, TokenRow,
+};
 pub use rows::{IncidentRow, RunRow, RunStatus, SignalRow, StepRow, StepStatus, WorkflowRow};
 
 /// What went wrong, grouped by what the caller does next.
@@ -75,6 +80,15 @@ pub enum Write {
     },
     /// Insert or replace an incident.
     Incident(IncidentRow),
+    /// A request's run was created (in the same transaction as the run itself).
+    StartRequest {
+        /// The request.
+        request_id: String,
+        /// Its run.
+        run_id: String,
+        /// When (ms).
+        at: i64,
+    },
 }
 
 /// The outcome of storing a workflow definition.
@@ -196,6 +210,21 @@ impl Store {
                         .await?;
                 }
                 Write::Incident(i) => i.upsert(&mut tx).await?,
+                Write::StartRequest {
+                    request_id,
+                    run_id,
+                    at,
+                } => {
+                    sqlx::query(
+                        "UPDATE requests SET status = 'started', run_id = ?, updated_at = ? \
+                         WHERE id = ? AND status = 'submitted'",
+                    )
+                    .bind(run_id)
+                    .bind(at)
+                    .bind(request_id)
+                    .execute(&mut *tx)
+                    .await?;
+                }
             }
         }
         tx.commit().await?;

@@ -45,7 +45,7 @@ impl RunStatus {
         )
     }
 
-    fn parse(s: &str) -> Result<Self, StoreError> {
+    pub(super) fn parse(s: &str) -> Result<Self, StoreError> {
         Ok(match s {
             "running" => RunStatus::Running,
             "failing" => RunStatus::Failing,
@@ -103,7 +103,7 @@ impl StepStatus {
         )
     }
 
-    fn parse(s: &str) -> Result<Self, StoreError> {
+    pub(super) fn parse(s: &str) -> Result<Self, StoreError> {
         Ok(match s {
             "running" => StepStatus::Running,
             "waiting" => StepStatus::Waiting,
@@ -121,7 +121,7 @@ impl StepStatus {
     }
 }
 
-fn json_col(row: &SqliteRow, name: &str) -> Result<Option<Json>, StoreError> {
+pub(super) fn json_col(row: &SqliteRow, name: &str) -> Result<Option<Json>, StoreError> {
     let text: Option<String> = col(row, name)?;
     text.map(|t| {
         serde_json::from_str(&t).map_err(|e| StoreError::Corrupt(format!("column `{name}`: {e}")))

@@ -1,0 +1,261 @@
+//! Bearer tokens, roles, tenant allowlists and the audit log.
+//!
+//! A token is `csmp_<id>_<secret>`: the id is public (it names the caller in the audit log),
+//! the database keeps only the sha256 of the whole token. Every `/v1` call is authenticated
+//! here before any handler runs; every state-changing call is written to the audit log with
+//! its outcome, whoever made it.
+
+use std::net::{IpAddr, SocketAddr};
+
+use axum::extract::{ConnectInfo, Request, State};
+use axum::http::{Method, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use super::AppState;
+use super::problem::Problem;
+use crate::store::{AuditRow, Store, StoreError, TokenRow, hex_sha256};
+
+/// What a token may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// Everything, including tokens, tenants, plugins and the audit log.
+    Admin,
+    /// Runs, approvals, signals, workflows, incidents; every tenant.
+    Operator,
+    /// One tenant's catalog, requests, runs and incidents.
+    Client,
+    /// Sends alerts to `/v1/events/{source}`; nothing else.
+    Integration,
+}
+
+impl Role {
+    /// The stored spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Admin => "admin",
+            Role::Operator => "operator",
+            Role::Client => "client",
+            Role::Integration => "integration",
+        }
+    }
+
+    /// Reads a stored or typed role.
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "admin" => Role::Admin,
+            "operator" => Role::Operator,
+            "client" => Role::Client,
+            "integration" => Role::Integration,
+            _ => return None,
+        })
+    }
+}
+
+/// The authenticated caller.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Principal {
+    /// The token's public id.
+    pub token_id: String,
+    /// Its role.
+    pub role: Role,
+    /// The tenant a client is bound to.
+    pub tenant: Option<String>,
+}
+
+impl Principal {
+    /// `Some(tenant)` when the caller sees only one tenant's data.
+    pub fn scope(&self) -> Option<&str> {
+        match self.role {
+            Role::Client => Some(self.tenant.as_deref().unwrap_or("")),
+            _ => None,
+        }
+    }
+
+    /// 403 unless the caller has one of `roles`.
+    pub fn require(&self, roles: &[Role]) -> Result<(), Problem> {
+        if roles.contains(&self.role) {
+            Ok(())
+        } else {
+            Err(Problem::forbidden(format!(
+                "a {} token may not do this; it needs one of: {}",
+                self.role.as_str(),
+                roles
+                    .iter()
+                    .map(|r| r.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )))
+        }
+    }
+
+    /// Whether the caller may see data of `tenant`.
+    pub fn sees(&self, tenant: &str) -> bool {
+        self.scope().is_none_or(|t| t == tenant)
+    }
+}
+
+/// A freshly minted token: the secret is shown once, the row is what gets stored.
+#[derive(Debug, Clone)]
+pub struct NewToken {
+    /// The whole bearer token, to hand to its user.
+    pub secret: String,
+    /// What the database keeps.
+    pub row: TokenRow,
+}
+
+/// Mints a token. Fails only when the OS has no randomness to give.
+pub fn mint(
+    role: Role,
+    tenant: Option<String>,
+    name: Option<String>,
+    now_ms: i64,
+) -> Result<NewToken, getrandom::Error> {
+    let mut id = [0u8; 6];
+    let mut secret = [0u8; 32];
+    getrandom::fill(&mut id)?;
+    getrandom::fill(&mut secret)?;
+    let id = hex(&id);
+    let token = format!("csmp_{id}_{}", hex(&secret));
+    Ok(NewToken {
+        row: TokenRow {
+            id,
+            hash: hex_sha256(token.as_bytes()),
+            role: role.as_str().into(),
+            tenant,
+            name,
+            created_at: now_ms,
+            revoked_at: None,
+        },
+        secret: token,
+    })
+}
+
+/// A random id `<prefix>-<16 hex>` for requests, events and the like.
+pub fn random_id(prefix: &str) -> String {
+    let mut bytes = [0u8; 8];
+    if getrandom::fill(&mut bytes).is_err() {
+        // Without OS randomness, fall back to the hasher's per-process random keys.
+        use std::hash::{BuildHasher, Hasher};
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        h.write_u128(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos()),
+        );
+        bytes = h.finish().to_be_bytes();
+    }
+    format!("{prefix}-{}", hex(&bytes))
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Whether `ip` is inside one of `cidrs` (an empty list allows every address).
+pub fn allowed(ip: IpAddr, cidrs: &[String]) -> bool {
+    if cidrs.is_empty() {
+        return true;
+    }
+    let ip = match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+        v4 => v4,
+    };
+    cidrs.iter().any(|c| {
+        c.parse::<ipnet::IpNet>()
+            .map(|net| net.contains(&ip))
+            .or_else(|_| c.parse::<IpAddr>().map(|one| one == ip))
+            .unwrap_or(false)
+    })
+}
+
+/// Looks up the caller of a request; `Err` is the 401/403 to answer.
+async fn authenticate(
+    store: &Store,
+    authorization: Option<String>,
+    peer: IpAddr,
+) -> Result<Principal, Problem> {
+    let Some(value) = authorization else {
+        return Err(Problem::unauthorized(
+            "send `Authorization: Bearer <token>`; an admin creates tokens with `csmp token create`",
+        ));
+    };
+    let token = Some(value.as_str())
+        .and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+        })
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .ok_or_else(|| {
+            Problem::unauthorized("the Authorization header must be `Bearer <token>`")
+        })?;
+    let row = store
+        .token_by_hash(&hex_sha256(token.as_bytes()))
+        .await?
+        .ok_or_else(|| Problem::unauthorized("the token is unknown or revoked"))?;
+    let role = Role::parse(&row.role)
+        .ok_or_else(|| Problem::from(StoreError::Corrupt(format!("token role `{}`", row.role))))?;
+    if role == Role::Client {
+        let tenant = row.tenant.as_deref().unwrap_or("");
+        let allowlist = store
+            .tenant(tenant)
+            .await?
+            .map(|t| t.allowlist)
+            .unwrap_or_default();
+        if !allowed(peer, &allowlist) {
+            return Err(Problem::forbidden(format!(
+                "tenant `{tenant}` does not allow calls from {peer}; an admin can change its allowlist"
+            )));
+        }
+    }
+    Ok(Principal {
+        token_id: row.id,
+        role,
+        tenant: row.tenant,
+    })
+}
+
+/// Middleware on `/v1`: authenticates, then writes state-changing calls to the audit log.
+pub async fn guard(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    mut req: Request,
+    next: Next,
+) -> Response {
+    let changes_state = !matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);
+    let method = req.method().to_string();
+    let path = req.uri().path().to_string();
+    let authorization = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
+    let principal = authenticate(&state.store, authorization, peer.ip()).await;
+    let (response, who) = match principal {
+        Ok(p) => {
+            req.extensions_mut().insert(p.clone());
+            (next.run(req).await, Some(p))
+        }
+        Err(problem) => (problem.into_response(), None),
+    };
+    if changes_state {
+        let entry = AuditRow {
+            id: 0,
+            at: state.now_ms(),
+            actor: who.as_ref().map(|p| p.token_id.clone()),
+            role: who.as_ref().map(|p| p.role.as_str().to_string()),
+            tenant: who.and_then(|p| p.tenant),
+            method,
+            path,
+            status: response.status().as_u16(),
+            remote: peer.to_string(),
+        };
+        if let Err(e) = state.store.audit(&entry).await {
+            tracing::error!("cannot write the audit log: {e}");
+        }
+    }
+    response
+}

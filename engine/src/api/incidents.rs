@@ -1,0 +1,210 @@
+//! Incidents: list, get, timeline; acknowledge, resolve and annotate (operators).
+
+use axum::Extension;
+use axum::extract::State;
+use axum::http::HeaderMap;
+use axum::response::Json;
+use serde::Deserialize;
+use utoipa::ToSchema;
+
+use super::auth::{Principal, Role};
+use super::problem::{Body, Problem, RawBody, optional_json};
+use super::views::{IncidentList, IncidentView, Timeline, timeline};
+use super::{AppState, Page, PathParams, Query};
+use crate::runtime::IncidentSteer;
+use crate::store::{Cursor, IncidentRow};
+
+/// A note for an incident's timeline.
+#[derive(Debug, Clone, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(super) struct Note {
+    /// The text (optional for acknowledge and resolve).
+    #[serde(default)]
+    pub note: Option<String>,
+}
+
+async fn visible(state: &AppState, who: &Principal, id: &str) -> Result<IncidentRow, Problem> {
+    who.require(&[Role::Client, Role::Operator, Role::Admin])?;
+    state
+        .store
+        .incident(id)
+        .await?
+        .filter(|i| who.sees(&i.tenant))
+        .ok_or_else(|| Problem::not_found("incident", id))
+}
+
+/// Incidents, newest first: a client's tenant's, or all for operators.
+#[utoipa::path(get, path = "/v1/incidents", tag = "incidents",
+    params(Page),
+    responses(
+        (status = 200, description = "A page of incidents", body = IncidentList),
+        (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Role may not read incidents", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Bad limit or cursor", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = [])))]
+pub(super) async fn list(
+    State(state): State<AppState>,
+    Extension(who): Extension<Principal>,
+    Query(page): Query<Page>,
+) -> Result<Json<IncidentList>, Problem> {
+    who.require(&[Role::Client, Role::Operator, Role::Admin])?;
+    let (limit, cursor) = page.read()?;
+    let rows = state
+        .store
+        .incidents_page(who.scope(), cursor.as_ref(), limit)
+        .await?;
+    let next_cursor = (rows.len() == limit as usize)
+        .then(|| rows.last())
+        .flatten()
+        .map(|i| {
+            Cursor {
+                created_at: i.created_at,
+                id: i.id.clone(),
+            }
+            .encode()
+        });
+    Ok(Json(IncidentList {
+        items: rows.iter().map(IncidentView::of).collect(),
+        next_cursor,
+    }))
+}
+
+/// One incident with its timeline.
+#[utoipa::path(get, path = "/v1/incidents/{id}", tag = "incidents",
+    params(("id" = String, Path, description = "Incident id")),
+    responses(
+        (status = 200, description = "The incident", body = IncidentView),
+        (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Role may not read incidents", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such incident (for this tenant)", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = [])))]
+pub(super) async fn get_one(
+    State(state): State<AppState>,
+    Extension(who): Extension<Principal>,
+    PathParams(id): PathParams<String>,
+) -> Result<Json<IncidentView>, Problem> {
+    Ok(Json(IncidentView::of(&visible(&state, &who, &id).await?)))
+}
+
+/// An incident's timeline, oldest first.
+#[utoipa::path(get, path = "/v1/incidents/{id}/timeline", tag = "incidents",
+    params(("id" = String, Path, description = "Incident id")),
+    responses(
+        (status = 200, description = "The timeline", body = Timeline),
+        (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Role may not read incidents", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such incident (for this tenant)", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = [])))]
+pub(super) async fn timeline_of(
+    State(state): State<AppState>,
+    Extension(who): Extension<Principal>,
+    PathParams(id): PathParams<String>,
+) -> Result<Json<Timeline>, Problem> {
+    let row = visible(&state, &who, &id).await?;
+    Ok(Json(Timeline {
+        items: timeline(&row.timeline),
+    }))
+}
+
+async fn steer(
+    state: &AppState,
+    who: &Principal,
+    id: &str,
+    action: IncidentSteer,
+    note: Option<String>,
+) -> Result<Json<IncidentView>, Problem> {
+    who.require(&[Role::Operator, Role::Admin])?;
+    visible(state, who, id).await?;
+    let row = state
+        .engine
+        .steer_incident(id, action, &who.token_id, note)
+        .await?;
+    Ok(Json(IncidentView::of(&row)))
+}
+
+/// Acknowledge an open incident; the run that opened it (escalating, for example) receives
+/// the signal `ack`.
+#[utoipa::path(post, path = "/v1/incidents/{id}/acknowledge", tag = "incidents",
+    params(("id" = String, Path, description = "Incident id")),
+    request_body(content = Option<Note>, description = "Optional note", content_type = "application/json"),
+    responses(
+        (status = 200, description = "Acknowledged", body = IncidentView),
+        (status = 400, description = "Malformed body", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Only operators steer incidents", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such incident", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Already acknowledged or resolved", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Not JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Wrong shape", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = [])))]
+pub(super) async fn acknowledge(
+    State(state): State<AppState>,
+    Extension(who): Extension<Principal>,
+    PathParams(id): PathParams<String>,
+    headers: HeaderMap,
+    RawBody(body): RawBody,
+) -> Result<Json<IncidentView>, Problem> {
+    let note = optional_json::<Note>(&headers, &body)?.and_then(|n| n.note);
+    steer(&state, &who, &id, IncidentSteer::Acknowledge, note).await
+}
+
+/// Resolve an incident.
+#[utoipa::path(post, path = "/v1/incidents/{id}/resolve", tag = "incidents",
+    params(("id" = String, Path, description = "Incident id")),
+    request_body(content = Option<Note>, description = "Optional note", content_type = "application/json"),
+    responses(
+        (status = 200, description = "Resolved", body = IncidentView),
+        (status = 400, description = "Malformed body", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Only operators steer incidents", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such incident", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Already resolved", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Not JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Wrong shape", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = [])))]
+pub(super) async fn resolve(
+    State(state): State<AppState>,
+    Extension(who): Extension<Principal>,
+    PathParams(id): PathParams<String>,
+    headers: HeaderMap,
+    RawBody(body): RawBody,
+) -> Result<Json<IncidentView>, Problem> {
+    let note = optional_json::<Note>(&headers, &body)?.and_then(|n| n.note);
+    steer(&state, &who, &id, IncidentSteer::Resolve, note).await
+}
+
+/// Add a note to an open incident's timeline.
+#[utoipa::path(post, path = "/v1/incidents/{id}/notes", tag = "incidents",
+    params(("id" = String, Path, description = "Incident id")),
+    request_body = Note,
+    responses(
+        (status = 200, description = "Noted", body = IncidentView),
+        (status = 400, description = "Malformed body", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Only operators steer incidents", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such incident", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Already resolved", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Not JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "No note, or wrong shape", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = [])))]
+pub(super) async fn note(
+    State(state): State<AppState>,
+    Extension(who): Extension<Principal>,
+    PathParams(id): PathParams<String>,
+    Body(body): Body<Note>,
+) -> Result<Json<IncidentView>, Problem> {
+    let Some(text) = body.note.filter(|n| !n.trim().is_empty()) else {
+        return Err(Problem::invalid_at(
+            "/note",
+            "is required and must not be empty",
+        ));
+    };
+    steer(&state, &who, &id, IncidentSteer::Note, Some(text)).await
+}

@@ -1,0 +1,378 @@
+//! The REST API (v1): catalog, requests, runs, workflows, plugins, events, incidents, admin.
+//!
+//! Handlers are thin: they check who is calling and what was sent, then call the store (reads,
+//! requests, tokens) or the engine (anything that changes a run or an incident). Every error is
+//! an RFC 9457 problem. The OpenAPI document is generated from the handlers' annotations
+//! (`openapi.rs`), so it cannot drift from the code.
+
+mod admin;
+pub mod auth;
+mod catalog;
+mod events;
+mod health;
+mod incidents;
+mod openapi;
+mod plugins;
+pub mod problem;
+mod requests;
+mod runs;
+mod views;
+mod workflows;
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, PoisonError, RwLock};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
+use axum::http::StatusCode;
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post, put};
+use tokio_util::sync::CancellationToken;
+
+pub use admin::check_token_request;
+pub use openapi::document as openapi_document;
+use problem::Problem;
+pub use requests::start_pending;
+
+use crate::plan::{CatalogPlan, Plan, WorkflowNames};
+use crate::plugin::PluginHost;
+use crate::runtime::{Clock, Definitions, Engine};
+use crate::store::Store;
+
+/// Largest JSON or YAML body accepted.
+pub const BODY_LIMIT: usize = 1024 * 1024;
+/// Largest plugin binary accepted.
+pub const PLUGIN_LIMIT: usize = 64 * 1024 * 1024;
+
+/// How the API behaves.
+#[derive(Debug, Clone)]
+pub struct ApiConfig {
+    /// Longest time a call may take before it is answered 503 (event streams excepted).
+    pub request_timeout: Duration,
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        Self {
+            request_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Everything a handler may use. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct AppState {
+    /// The executor.
+    pub engine: Engine,
+    /// The database.
+    pub store: Store,
+    /// The plugin host (uploads are loaded here).
+    pub host: PluginHost,
+    /// Time.
+    pub clock: Arc<dyn Clock>,
+    /// Orderable entries by id.
+    pub catalog: Arc<BTreeMap<String, CatalogPlan>>,
+    /// Runnable workflow versions, as the engine has them.
+    pub defs: Arc<RwLock<Definitions>>,
+    /// Serialises definition uploads (check-then-store must not interleave).
+    pub uploads: Arc<tokio::sync::Mutex<()>>,
+    /// Per-route call counts and latencies, for `/metrics`.
+    pub http: Arc<health::HttpMetrics>,
+    /// Cancelled at shutdown, so event streams end and the server can drain.
+    pub shutdown: CancellationToken,
+    /// Behaviour.
+    pub config: ApiConfig,
+}
+
+impl AppState {
+    /// A state over a started engine.
+    pub fn new(
+        engine: Engine,
+        host: PluginHost,
+        clock: Arc<dyn Clock>,
+        catalog: BTreeMap<String, CatalogPlan>,
+        defs: Definitions,
+        config: ApiConfig,
+    ) -> Self {
+        Self {
+            store: engine.store().clone(),
+            engine,
+            host,
+            clock,
+            catalog: Arc::new(catalog),
+            defs: Arc::new(RwLock::new(defs)),
+            uploads: Arc::new(tokio::sync::Mutex::new(())),
+            http: Arc::new(health::HttpMetrics::default()),
+            shutdown: CancellationToken::new(),
+            config,
+        }
+    }
+
+    /// Now, in ms since the epoch.
+    pub fn now_ms(&self) -> i64 {
+        self.clock.now_ms()
+    }
+
+    /// A workflow plan by name and version (the newest when `None`).
+    pub fn plan(&self, name: &str, version: Option<u32>) -> Option<Arc<Plan>> {
+        self.defs
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(name, version)
+            .cloned()
+    }
+
+    /// Every runnable workflow name with its versions.
+    pub fn workflow_names(&self) -> WorkflowNames {
+        let defs = self.defs.read().unwrap_or_else(PoisonError::into_inner);
+        let mut names = WorkflowNames::new();
+        for p in defs.plans() {
+            names.entry(p.name.clone()).or_default().push(p.version);
+        }
+        for versions in names.values_mut() {
+            versions.sort_unstable();
+        }
+        names
+    }
+}
+
+/// The whole HTTP surface.
+pub fn router(state: AppState) -> Router {
+    let timed = Router::new()
+        .route("/v1/catalog", get(catalog::list))
+        .route("/v1/catalog/{id}", get(catalog::get_one))
+        .route("/v1/requests", post(requests::create).get(requests::list))
+        .route("/v1/requests/{id}", get(requests::get_one))
+        .route("/v1/requests/{id}/approval", post(requests::decide))
+        .route("/v1/runs", get(runs::list))
+        .route("/v1/runs/{id}", get(runs::get_one))
+        .route("/v1/runs/{id}/cancel", post(runs::cancel))
+        .route("/v1/runs/{id}/approvals/{step}", post(runs::approve))
+        .route("/v1/runs/{id}/signals/{name}", post(runs::signal))
+        .route("/v1/workflows", get(workflows::list))
+        .route(
+            "/v1/workflows/{name}",
+            put(workflows::upload).get(workflows::versions),
+        )
+        .route(
+            "/v1/workflows/{name}/{version}",
+            get(workflows::get_version),
+        )
+        .route("/v1/plugins", get(plugins::list))
+        .route(
+            "/v1/plugins/{name}/{version}",
+            put(plugins::upload)
+                .layer(DefaultBodyLimit::max(PLUGIN_LIMIT))
+                .get(plugins::get_one),
+        )
+        .route("/v1/events", get(events::list))
+        .route("/v1/events/{source}", post(events::receive))
+        .route("/v1/incidents", get(incidents::list))
+        .route("/v1/incidents/{id}", get(incidents::get_one))
+        .route("/v1/incidents/{id}/timeline", get(incidents::timeline_of))
+        .route(
+            "/v1/incidents/{id}/acknowledge",
+            post(incidents::acknowledge),
+        )
+        .route("/v1/incidents/{id}/resolve", post(incidents::resolve))
+        .route("/v1/incidents/{id}/notes", post(incidents::note))
+        .route(
+            "/v1/tokens",
+            post(admin::create_token).get(admin::list_tokens),
+        )
+        .route(
+            "/v1/tokens/{id}",
+            axum::routing::delete(admin::revoke_token),
+        )
+        .route("/v1/tenants", get(admin::list_tenants))
+        .route(
+            "/v1/tenants/{id}",
+            put(admin::put_tenant).get(admin::get_tenant),
+        )
+        .route("/v1/audit", get(admin::audit))
+        .layer(middleware::from_fn_with_state(state.clone(), time_limit));
+    let streaming = Router::new().route("/v1/runs/{id}/events", get(runs::events));
+    let v1 = timed
+        .merge(streaming)
+        .route_layer(middleware::from_fn_with_state(state.clone(), auth::guard));
+    Router::new()
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz))
+        .route("/metrics", get(health::metrics))
+        .route("/openapi.json", get(openapi::serve))
+        .merge(v1)
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .layer(middleware::from_fn_with_state(state.clone(), observe))
+        .with_state(state)
+}
+
+async fn not_found(req: Request) -> Problem {
+    Problem::new(
+        StatusCode::NOT_FOUND,
+        "no-such-route",
+        format!(
+            "there is no route {} {}; the API is described at /openapi.json",
+            req.method(),
+            req.uri().path()
+        ),
+    )
+}
+
+async fn method_not_allowed(req: Request) -> Problem {
+    Problem::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method-not-allowed",
+        format!(
+            "{} is not allowed on {}; the API is described at /openapi.json",
+            req.method(),
+            req.uri().path()
+        ),
+    )
+}
+
+/// Answers 503 when a call takes longer than the configured limit.
+async fn time_limit(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    match tokio::time::timeout(state.config.request_timeout, next.run(req)).await {
+        Ok(response) => response,
+        Err(_) => Problem::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "timeout",
+            format!(
+                "the call took longer than {:?}; it may still complete, check before retrying",
+                state.config.request_timeout
+            ),
+        )
+        .into_response(),
+    }
+}
+
+/// Counts calls and their latency per route, for `/metrics`.
+async fn observe(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_string(), |p| p.as_str().to_string());
+    let method = req.method().to_string();
+    let started = Instant::now();
+    let response = next.run(req).await;
+    state.http.record(
+        &method,
+        &route,
+        response.status().as_u16(),
+        started.elapsed(),
+    );
+    response
+}
+
+/// Serves until `shutdown` resolves, then drains calls in flight and ends event streams.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    state: AppState,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let token = state.shutdown.clone();
+    let app = router(state);
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(async move {
+        shutdown.await;
+        token.cancel();
+    })
+    .await
+}
+
+/// Pagination query: `?limit=N&cursor=C`.
+#[derive(Debug, Clone, Default, serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct Page {
+    /// Items per page, 1–200 (default 50).
+    #[param(minimum = 1, maximum = 200)]
+    pub limit: Option<u32>,
+    /// `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+}
+
+impl Page {
+    /// The limit to use, and the decoded cursor; 422 when either is out of bounds.
+    pub fn read(&self) -> Result<(u32, Option<crate::store::Cursor>), Problem> {
+        let limit = self.limit.unwrap_or(50);
+        if !(1..=200).contains(&limit) {
+            return Err(Problem::invalid_at("/limit", "must be between 1 and 200"));
+        }
+        let cursor = match &self.cursor {
+            None => None,
+            Some(c) => Some(crate::store::Cursor::decode(c).ok_or_else(|| {
+                Problem::invalid_at("/cursor", "is not a cursor this API handed out")
+            })?),
+        };
+        Ok((limit, cursor))
+    }
+}
+
+/// Reads a query string into `T`; a malformed one answers 422.
+pub struct Query<T>(pub T);
+
+impl<S, T> axum::extract::FromRequestParts<S> for Query<T>
+where
+    T: serde::de::DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = Problem;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &S,
+    ) -> Result<Self, Self::Rejection> {
+        match axum::extract::Query::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Query(v)) => Ok(Query(v)),
+            Err(e) => Err(Problem::invalid_at(
+                "",
+                format!("bad query string: {}", e.body_text()),
+            )),
+        }
+    }
+}
+
+impl<T> std::fmt::Debug for Query<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Query")
+    }
+}
+
+/// Path parameters; a malformed one answers 404 (it names nothing that exists).
+pub struct PathParams<T>(pub T);
+
+impl<S, T> axum::extract::FromRequestParts<S> for PathParams<T>
+where
+    T: serde::de::DeserializeOwned + Send,
+    S: Send + Sync,
+{
+    type Rejection = Problem;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &S,
+    ) -> Result<Self, Self::Rejection> {
+        match axum::extract::Path::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Path(v)) => Ok(PathParams(v)),
+            Err(e) => Err(Problem::new(
+                StatusCode::NOT_FOUND,
+                "not-found",
+                format!("nothing is at {}: {}", parts.uri.path(), e.body_text()),
+            )),
+        }
+    }
+}
+
+impl<T> std::fmt::Debug for PathParams<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PathParams")
+    }
+}

@@ -1,0 +1,90 @@
+//! The OpenAPI 3.1 document, generated from the handlers' annotations.
+
+use axum::response::{IntoResponse, Response};
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+
+use super::{
+    admin, catalog, events, health, incidents, plugins, problem, requests, runs, views, workflows,
+};
+
+struct Bearer;
+
+impl Modify for Bearer {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some(
+                        "A token from `csmp token create` or `POST /v1/tokens`",
+                    ))
+                    .build(),
+            ),
+        );
+    }
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "csmp",
+        description = "Durable workflows for cloud operations: the service catalog, requests, runs, workflows, plugins, events, incidents and administration. Errors are RFC 9457 problem documents.",
+        license(name = "Apache-2.0"),
+    ),
+    paths(
+        catalog::list, catalog::get_one,
+        requests::create, requests::list, requests::get_one, requests::decide,
+        runs::list, runs::get_one, runs::cancel, runs::approve, runs::signal, runs::events,
+        workflows::list, workflows::versions, workflows::get_version, workflows::upload,
+        plugins::list, plugins::get_one, plugins::upload,
+        events::receive, events::list,
+        incidents::list, incidents::get_one, incidents::timeline_of, incidents::acknowledge,
+        incidents::resolve, incidents::note,
+        admin::create_token, admin::list_tokens, admin::revoke_token, admin::list_tenants,
+        admin::get_tenant, admin::put_tenant, admin::audit,
+        health::healthz, health::readyz, health::metrics,
+    ),
+    components(schemas(
+        problem::Problem, problem::Violation, problem::Located,
+        views::CatalogEntryView, views::CatalogList, views::RequestBody, views::RequestList,
+        views::RequestStatus, views::ApprovalView, views::SlaView, views::RunSummary,
+        views::RunDetail, views::RunList, views::RunStreamEvent, views::RunStatusView, views::StepView,
+        views::IncidentView, views::IncidentList, views::TimelineEntry, views::Timeline,
+        views::EventView, views::EventList, views::AuditView, views::AuditList,
+        views::TokenView, views::TokenList, views::CreatedToken, views::TenantView,
+        views::TenantList, views::PluginView, views::PluginList, views::PluginUploaded,
+        views::CapabilitiesView, views::WorkflowSummary, views::WorkflowList,
+        views::WorkflowVersion, views::WorkflowVersions, views::WorkflowUploaded,
+        requests::Order, requests::Decision, runs::StepDecision, incidents::Note,
+        admin::NewTokenBody, admin::TenantBody, events::Received,
+    )),
+    modifiers(&Bearer),
+    tags(
+        (name = "catalog", description = "What clients may order"),
+        (name = "requests", description = "Orders of catalog entries"),
+        (name = "runs", description = "Workflow runs"),
+        (name = "workflows", description = "Workflow definitions"),
+        (name = "plugins", description = "Step plugins"),
+        (name = "events", description = "Alerts in"),
+        (name = "incidents", description = "Incidents"),
+        (name = "admin", description = "Tokens, tenants, audit log"),
+        (name = "health", description = "Liveness, readiness, metrics"),
+    ),
+)]
+struct ApiDoc;
+
+/// The OpenAPI document.
+pub fn document() -> utoipa::openapi::OpenApi {
+    let mut doc = ApiDoc::openapi();
+    doc.info.version = env!("CARGO_PKG_VERSION").to_string();
+    doc
+}
+
+/// `GET /openapi.json`.
+#[allow(clippy::unused_async)]
+pub(super) async fn serve() -> Response {
+    axum::Json(document()).into_response()
+}

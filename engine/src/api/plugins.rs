@@ -1,0 +1,146 @@
+//! Plugins: upload a component (validated by loading it into the sandbox), list, get.
+
+use axum::Extension;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Json, Response};
+
+use super::auth::{Principal, Role};
+use super::problem::{Problem, RawBody};
+use super::views::{PluginList, PluginUploaded, PluginView};
+use super::{AppState, PathParams};
+use crate::plugin::LoadError;
+use crate::store::{PluginRow, PutWorkflow, hex_sha256};
+
+/// Every loaded plugin version (built-in and uploaded).
+#[utoipa::path(get, path = "/v1/plugins", tag = "plugins",
+    responses(
+        (status = 200, description = "Every plugin version", body = PluginList),
+        (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Address not allowed", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = [])))]
+pub(super) async fn list(State(state): State<AppState>) -> Json<PluginList> {
+    Json(PluginList {
+        items: state.host.index().all().map(PluginView::of).collect(),
+    })
+}
+
+/// One plugin version, with its schemas and the capabilities it asks for.
+#[utoipa::path(get, path = "/v1/plugins/{name}/{version}", tag = "plugins",
+    params(("name" = String, Path, description = "Plugin name"), ("version" = String, Path, description = "Exact semver version")),
+    responses(
+        (status = 200, description = "The plugin", body = PluginView),
+        (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Address not allowed", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such plugin version", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = [])))]
+pub(super) async fn get_one(
+    State(state): State<AppState>,
+    PathParams((name, version)): PathParams<(String, String)>,
+) -> Result<Json<PluginView>, Problem> {
+    let index = state.host.index();
+    index
+        .versions(&name)
+        .iter()
+        .find(|d| d.version.to_string() == version)
+        .map(|d| Json(PluginView::of(d)))
+        .ok_or_else(|| Problem::not_found("plugin", &format!("{name}@{version}")))
+}
+
+/// Upload a plugin component (`application/wasm`). It is compiled, its imports checked
+/// against the sandbox, and asked to describe itself; it must declare the name and version of
+/// the path. A stored name and version is immutable.
+#[utoipa::path(put, path = "/v1/plugins/{name}/{version}", tag = "plugins",
+    params(("name" = String, Path, description = "Plugin name"), ("version" = String, Path, description = "Exact semver version")),
+    request_body(content = Vec<u8>, description = "The wasm component (sent as `application/wasm` or `application/octet-stream`)", content_type = "application/octet-stream"),
+    responses(
+        (status = 200, description = "The same binary was already stored", body = PluginUploaded),
+        (status = 201, description = "Stored and loaded", body = PluginUploaded),
+        (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Only admins upload plugins", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "This version exists with another binary", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Binary too large", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Not application/wasm", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Not a valid plugin (compile, imports, describe, or name/version mismatch)", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = [])))]
+pub(super) async fn upload(
+    State(state): State<AppState>,
+    Extension(who): Extension<Principal>,
+    PathParams((name, version)): PathParams<(String, String)>,
+    headers: HeaderMap,
+    RawBody(body): RawBody,
+) -> Result<Response, Problem> {
+    who.require(&[Role::Admin])?;
+    let media = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .map(|v| v.trim().to_ascii_lowercase());
+    if !media.is_some_and(|m| m == "application/wasm" || m == "application/octet-stream") {
+        return Err(Problem::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported-media-type",
+            "send the component with `Content-Type: application/wasm`",
+        ));
+    }
+    if !crate::dsl::is_valid_name(&name) {
+        return Err(Problem::invalid_at(
+            "/name",
+            "plugin names are lowercase letters, digits and `-`",
+        ));
+    }
+    let semver = semver::Version::parse(&version).map_err(|e| {
+        Problem::invalid_at(
+            "/version",
+            format!("`{version}` is not a semver version: {e}"),
+        )
+    })?;
+    if !body.starts_with(b"\0asm") {
+        return Err(Problem::invalid_at(
+            "",
+            "the body is not WebAssembly; build the plugin with `cargo build --release --target wasm32-wasip2`",
+        ));
+    }
+    let host = state.host.clone();
+    let wasm = body.clone();
+    let (n, v) = (name.clone(), semver.clone());
+    let loaded = tokio::task::spawn_blocking(move || host.load_as(&wasm, &n, &v))
+        .await
+        .map_err(|e| Problem::unavailable(format!("the plugin loader stopped: {e}")))?;
+    let descriptor = loaded.map_err(|e| match e {
+        LoadError::Conflict { .. } => {
+            Problem::conflict(format!("{e}; a published version is immutable"))
+        }
+        other => Problem::invalid_at("", other.to_string()),
+    })?;
+    let sha256 = hex_sha256(&body);
+    let outcome = state
+        .store
+        .put_plugin(&PluginRow {
+            name: descriptor.name.clone(),
+            version: descriptor.version.to_string(),
+            hash: sha256.clone(),
+            wasm: body.to_vec(),
+            uploaded_by: who.token_id.clone(),
+            created_at: state.now_ms(),
+        })
+        .await?;
+    let created = outcome == PutWorkflow::Inserted;
+    let status = if created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok((
+        status,
+        Json(PluginUploaded {
+            plugin: PluginView::of(&descriptor),
+            sha256,
+            created,
+        }),
+    )
+        .into_response())
+}

@@ -1,0 +1,312 @@
+//! Errors as RFC 9457 `application/problem+json`, and the JSON body extractor that reports
+//! every malformed body as one.
+
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{FromRequest, Request};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use crate::runtime::EngineError;
+use crate::store::StoreError;
+
+fn urn<S: serde::Serializer>(slug: &&'static str, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&format!("urn:csmp:problem:{slug}"))
+}
+
+/// The media type of every error body.
+pub const PROBLEM_JSON: &str = "application/problem+json";
+
+/// One thing wrong with a submitted value.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+pub struct Violation {
+    /// JSON pointer of the offending value (`""` = the whole document).
+    pub pointer: String,
+    /// What is wrong with it.
+    pub message: String,
+}
+
+/// A located problem in an uploaded definition.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+pub struct Located {
+    /// 1-based line.
+    pub line: usize,
+    /// 1-based column.
+    pub column: usize,
+    /// Machine-readable code (`unknown-key`, `cycle`, …).
+    pub code: String,
+    /// What is wrong.
+    pub message: String,
+    /// What to do about it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub help: Option<String>,
+}
+
+/// An RFC 9457 problem document.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+pub struct Problem {
+    /// Machine-readable kind, a URN: `urn:csmp:problem:<slug>`.
+    #[serde(rename = "type", serialize_with = "urn")]
+    #[schema(value_type = String, example = "urn:csmp:problem:not-found")]
+    pub kind: &'static str,
+    /// Short summary of the kind.
+    pub title: &'static str,
+    /// The HTTP status.
+    pub status: u16,
+    /// What happened in this case, and what to do next.
+    pub detail: String,
+    /// Every violation, for invalid inputs.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub errors: Option<Vec<Violation>>,
+    /// Every located problem, for invalid definitions.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub problems: Option<Vec<Located>>,
+}
+
+impl Problem {
+    /// A problem of kind `slug` with `status`.
+    pub fn new(status: StatusCode, slug: &'static str, detail: impl Into<String>) -> Self {
+        Self {
+            kind: slug,
+            title: status.canonical_reason().unwrap_or("Error"),
+            status: status.as_u16(),
+            detail: detail.into(),
+            errors: None,
+            problems: None,
+        }
+    }
+
+    /// 404: what was asked for does not exist (or belongs to another tenant).
+    pub fn not_found(what: &str, id: &str) -> Self {
+        Self::new(
+            StatusCode::NOT_FOUND,
+            "not-found",
+            format!("{what} `{id}` does not exist"),
+        )
+    }
+
+    /// 403: the caller's role may not do this.
+    pub fn forbidden(detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::FORBIDDEN, "forbidden", detail)
+    }
+
+    /// 401: no valid token.
+    pub fn unauthorized(detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::UNAUTHORIZED, "unauthorized", detail)
+    }
+
+    /// 409: the request does not fit the current state.
+    pub fn conflict(detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::CONFLICT, "conflict", detail)
+    }
+
+    /// 400: the request is malformed.
+    pub fn bad_request(slug: &'static str, detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, slug, detail)
+    }
+
+    /// 422 listing every violation.
+    pub fn invalid(detail: impl Into<String>, errors: Vec<Violation>) -> Self {
+        Self {
+            errors: Some(errors),
+            ..Self::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid-input", detail)
+        }
+    }
+
+    /// 422 with one violation at `pointer`.
+    pub fn invalid_at(pointer: &str, message: impl Into<String>) -> Self {
+        let message = message.into();
+        Self::invalid(
+            format!("{pointer}: {message}"),
+            vec![Violation {
+                pointer: pointer.into(),
+                message,
+            }],
+        )
+    }
+
+    /// 503: a dependency is down; retrying later may work.
+    pub fn unavailable(detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", detail)
+    }
+
+    fn status_code(&self) -> StatusCode {
+        StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
+    }
+}
+
+impl IntoResponse for Problem {
+    fn into_response(self) -> Response {
+        let status = self.status_code();
+        let body = serde_json::to_vec(&self).unwrap_or_default();
+        let mut response = (status, body).into_response();
+        let headers = response.headers_mut();
+        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
+        if status == StatusCode::UNAUTHORIZED {
+            headers.insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"csmp\""),
+            );
+        }
+        response
+    }
+}
+
+impl From<StoreError> for Problem {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Conflict(m) => Problem::conflict(m),
+            StoreError::Unavailable(m) => {
+                tracing::error!("store unavailable: {m}");
+                Problem::unavailable("the database is unavailable; retry shortly")
+            }
+            StoreError::Corrupt(m) => {
+                tracing::error!("stored data is corrupt: {m}");
+                Problem::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal",
+                    "stored data could not be read; the operator has to look at the logs",
+                )
+            }
+        }
+    }
+}
+
+impl From<EngineError> for Problem {
+    fn from(e: EngineError) -> Self {
+        match e {
+            EngineError::UnknownWorkflow(w) => Problem::invalid_at(
+                "/catalog_id",
+                format!("the workflow `{w}` behind this entry is not loaded"),
+            ),
+            EngineError::UnknownRun(id) => Problem::not_found("run", &id),
+            EngineError::UnknownIncident(id) => Problem::not_found("incident", &id),
+            EngineError::Conflict(m) => Problem::conflict(m),
+            EngineError::InvalidInputs(list) => Problem::invalid(
+                "the inputs do not match the workflow's schema",
+                list.into_iter()
+                    .map(|v| match v.split_once(": ") {
+                        Some((p, m)) => Violation {
+                            pointer: format!("/inputs{}", p.trim_end_matches('/')),
+                            message: m.into(),
+                        },
+                        None => Violation {
+                            pointer: "/inputs".into(),
+                            message: v,
+                        },
+                    })
+                    .collect(),
+            ),
+            EngineError::Store(s) => s.into(),
+            EngineError::Stopped => Problem::unavailable("the executor is stopping"),
+        }
+    }
+}
+
+/// A JSON body; every way it can be wrong answers as a problem: 413 too large, 415 not
+/// `application/json`, 400 not JSON (with line and column), 422 the wrong shape.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Body<T>(pub T);
+
+impl<S, T> FromRequest<S> for Body<T>
+where
+    axum::Json<T>: FromRequest<S, Rejection = JsonRejection>,
+    S: Send + Sync,
+{
+    type Rejection = Problem;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        match axum::Json::<T>::from_request(req, state).await {
+            Ok(axum::Json(v)) => Ok(Body(v)),
+            Err(rejection) => Err(json_rejection(&rejection)),
+        }
+    }
+}
+
+/// A raw body (YAML, wasm, optional JSON); too large answers 413 as a problem.
+#[derive(Debug, Clone, Default)]
+pub struct RawBody(pub axum::body::Bytes);
+
+impl<S: Send + Sync> FromRequest<S> for RawBody {
+    type Rejection = Problem;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        match axum::body::Bytes::from_request(req, state).await {
+            Ok(b) => Ok(RawBody(b)),
+            Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => Err(too_large()),
+            Err(e) => Err(Problem::bad_request("unreadable-body", e.body_text())),
+        }
+    }
+}
+
+/// Maps axum's JSON rejection to a problem.
+pub fn json_rejection(rejection: &JsonRejection) -> Problem {
+    match rejection {
+        JsonRejection::MissingJsonContentType(_) => Problem::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported-media-type",
+            "send the body as JSON with `Content-Type: application/json`",
+        ),
+        JsonRejection::JsonSyntaxError(e) => Problem::bad_request(
+            "malformed-json",
+            format!("the body is not valid JSON: {}", source_text(e)),
+        ),
+        JsonRejection::JsonDataError(e) => {
+            let text = source_text(e);
+            Problem::invalid_at("", format!("the body has the wrong shape: {text}"))
+        }
+        other if other.status() == StatusCode::PAYLOAD_TOO_LARGE => too_large(),
+        other => Problem::bad_request("unreadable-body", other.body_text()),
+    }
+}
+
+/// An optional JSON body: empty means `None`; otherwise it must be JSON of shape `T`.
+pub fn optional_json<T: serde::de::DeserializeOwned>(
+    headers: &axum::http::HeaderMap,
+    body: &[u8],
+) -> Result<Option<T>, Problem> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(None);
+    }
+    let json_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|m| {
+            let m = m.trim();
+            m == "application/json" || (m.starts_with("application/") && m.ends_with("+json"))
+        });
+    if !json_type {
+        return Err(Problem::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported-media-type",
+            "send the body as JSON with `Content-Type: application/json`",
+        ));
+    }
+    let value: serde_json::Value = serde_json::from_slice(body).map_err(|e| {
+        Problem::bad_request("malformed-json", format!("the body is not valid JSON: {e}"))
+    })?;
+    serde_json::from_value(value)
+        .map(Some)
+        .map_err(|e| Problem::invalid_at("", format!("the body has the wrong shape: {e}")))
+}
+
+/// 413.
+pub fn too_large() -> Problem {
+    Problem::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "payload-too-large",
+        "the body is larger than this endpoint accepts",
+    )
+}
+
+fn source_text(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text = s.to_string();
+        source = s.source();
+    }
+    text
+}

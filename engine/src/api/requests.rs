@@ -1,0 +1,422 @@
+//! Requests: a client orders a catalog entry; an optional approval gate; the run that
+//! fulfils it; the SLA.
+//!
+//! A request is stored (status `submitted` or `awaiting_approval`) before its run exists; the
+//! commit that creates the run marks it `started`. A crash in between leaves it `submitted`,
+//! and [`start_pending`] starts it on the next start-up, so a request gets exactly one run.
+
+use axum::Extension;
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Json, Response};
+use serde::Deserialize;
+use serde_json::{Map, Value as Json_};
+use utoipa::ToSchema;
+
+use super::auth::{Principal, Role, random_id};
+use super::problem::{Body, Problem, Violation};
+use super::views::{RequestBody, RequestList};
+use super::{AppState, Page, PathParams, Query};
+use crate::runtime::NewRun;
+use crate::store::{Cursor, NewRequest, RequestRow, RequestView, hex_sha256};
+
+/// An order.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(super) struct Order {
+    /// The catalog entry to order.
+    pub catalog_id: String,
+    /// Inputs, checked against the entry's schema after its defaults are applied.
+    #[serde(default)]
+    #[schema(value_type = Object)]
+    pub inputs: Map<String, Json_>,
+    /// The tenant ordered for: a client's own (may be left out); required from operators.
+    #[serde(default)]
+    pub tenant: Option<String>,
+}
+
+/// An approver's decision.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(super) struct Decision {
+    /// `true` starts the run, `false` rejects the request.
+    pub approved: bool,
+    /// Why; kept with the request.
+    #[serde(default)]
+    pub comment: Option<String>,
+}
+
+fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, Problem> {
+    let Some(v) = headers.get("idempotency-key") else {
+        return Ok(None);
+    };
+    let key = v
+        .to_str()
+        .ok()
+        .map(|s| s.trim().trim_matches('"').to_string())
+        .filter(|s| !s.is_empty() && s.len() <= 255 && s.bytes().all(|b| b.is_ascii_graphic()))
+        .ok_or_else(|| {
+            Problem::bad_request(
+                "invalid-idempotency-key",
+                "Idempotency-Key must be 1–255 visible ASCII characters",
+            )
+        })?;
+    Ok(Some(key))
+}
+
+/// Order a catalog entry.
+///
+/// Answers 202 with the request; its run starts at once, or after approval when the entry has
+/// an approval gate. With an `Idempotency-Key` header, repeating the call returns the
+/// original request instead of ordering again.
+#[utoipa::path(post, path = "/v1/requests", tag = "requests",
+    request_body = Order,
+    params(("Idempotency-Key" = Option<String>, Header, description = "Makes retries safe: the same key returns the original request")),
+    responses(
+        (status = 202, description = "Accepted (stored)", body = RequestBody),
+        (status = 400, description = "Malformed body or header", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Role may not order", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Not JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Every schema violation, with its JSON pointer", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Storage unavailable", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = [])))]
+pub(super) async fn create(
+    State(state): State<AppState>,
+    Extension(who): Extension<Principal>,
+    headers: HeaderMap,
+    Body(order): Body<Order>,
+) -> Result<Response, Problem> {
+    who.require(&[Role::Client, Role::Operator, Role::Admin])?;
+    let key = idempotency_key(&headers)?;
+    let tenant = match (who.scope(), &order.tenant) {
+        (Some(own), None) => own.to_string(),
+        (Some(own), Some(t)) if t == own => own.to_string(),
+        (Some(_), Some(_)) => {
+            return Err(Problem::invalid_at(
+                "/tenant",
+                "a client orders for its own tenant only; leave `tenant` out",
+            ));
+        }
+        (None, None) => {
+            return Err(Problem::invalid_at(
+                "/tenant",
+                "an operator must say which tenant the order is for",
+            ));
+        }
+        (None, Some(t)) => {
+            if state.store.tenant(t).await?.is_none() {
+                return Err(Problem::invalid_at(
+                    "/tenant",
+                    format!("tenant `{t}` does not exist"),
+                ));
+            }
+            t.clone()
+        }
+    };
+    let entry = state
+        .catalog
+        .get(&order.catalog_id)
+        .filter(|e| e.allows_tenant(&tenant))
+        .ok_or_else(|| {
+            Problem::invalid_at(
+                "/catalog_id",
+                format!("catalog entry `{}` does not exist", order.catalog_id),
+            )
+        })?
+        .clone();
+    let body_hash = hex_sha256(
+        serde_json::json!({
+            "catalog_id": order.catalog_id,
+            "inputs": order.inputs,
+            "tenant": tenant,
+        })
+        .to_string()
+        .as_bytes(),
+    );
+
+    // Defaults where the client gave none: the entry's, then the schema's own `default`s.
+    let mut inputs = order.inputs.clone();
+    if let Json_::Object(defaults) = &entry.defaults {
+        for (k, v) in defaults {
+            inputs.entry(k.clone()).or_insert_with(|| v.clone());
+        }
+    }
+    if let Some(Json_::Object(props)) = entry
+        .inputs
+        .as_ref()
+        .and_then(|s| s.json.get("properties").cloned())
+    {
+        for (k, schema) in props {
+            if let Some(d) = schema.get("default") {
+                inputs.entry(k).or_insert_with(|| d.clone());
+            }
+        }
+    }
+    let inputs = Json_::Object(inputs);
+    if let Some(schema) = &entry.inputs {
+        let errors: Vec<Violation> = schema
+            .violations(&inputs)
+            .into_iter()
+            .map(|v| Violation {
+                pointer: format!("/inputs{}", v.pointer),
+                message: v.message,
+            })
+            .collect();
+        if !errors.is_empty() {
+            return Err(Problem::invalid(
+                format!(
+                    "the inputs do not match the schema of `{}` ({} problems)",
+                    entry.id,
+                    errors.len()
+                ),
+                errors,
+            ));
+        }
+    }
+    let plan = state
+        .plan(&entry.workflow, entry.workflow_version)
+        .ok_or_else(|| {
+            Problem::unavailable(format!(
+                "the workflow `{}` behind `{}` is not loaded; an operator must upload it",
+                entry.workflow, entry.id
+            ))
+        })?;
+    if let Some(schema) = &plan.inputs {
+        let errors: Vec<Violation> = schema
+            .violations(&inputs)
+            .into_iter()
+            .map(|v| Violation {
+                pointer: format!("/inputs{}", v.pointer),
+                message: v.message,
+            })
+            .collect();
+        if !errors.is_empty() {
+            return Err(Problem::invalid(
+                format!(
+                    "the inputs do not match workflow `{}`@{} ({} problems)",
+                    plan.name,
+                    plan.version,
+                    errors.len()
+                ),
+                errors,
+            ));
+        }
+    }
+
+    let now = state.now_ms();
+    let gated = !entry.approval_roles.is_empty();
+    let row = RequestRow {
+        id: random_id("req"),
+        catalog_id: entry.id.clone(),
+        workflow: entry.workflow.clone(),
+        workflow_version: entry.workflow_version,
+        tenant,
+        requester: who.token_id.clone(),
+        inputs,
+        status: if gated {
+            "awaiting_approval"
+        } else {
+            "submitted"
+        }
+        .into(),
+        run_id: None,
+        approval_roles: entry.approval_roles.clone(),
+        decided_by: None,
+        decided_at: None,
+        decision_note: None,
+        sla_deadline: entry
+            .fulfil_within
+            .map(|d| now.saturating_add(i64::try_from(d.as_millis()).unwrap_or(i64::MAX))),
+        idempotency_key: key,
+        body_hash: body_hash.clone(),
+        created_at: now,
+        updated_at: now,
+    };
+    match state.store.insert_request(&row).await? {
+        NewRequest::Existing(earlier) => {
+            if earlier.request.body_hash != body_hash {
+                return Err(Problem::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "idempotency-key-reused",
+                    "this Idempotency-Key was already used for a different order; use a new key",
+                ));
+            }
+            let mut response = accepted(&earlier, state.now_ms());
+            response
+                .headers_mut()
+                .insert("idempotent-replayed", HeaderValue::from_static("true"));
+            return Ok(response);
+        }
+        NewRequest::Inserted => {}
+    }
+    if !gated {
+        start(&state, &row).await;
+    }
+    let view = state
+        .store
+        .request(&row.id, None)
+        .await?
+        .ok_or_else(|| Problem::unavailable("the request vanished; retry with the same key"))?;
+    Ok(accepted(&view, state.now_ms()))
+}
+
+fn accepted(view: &RequestView, now: i64) -> Response {
+    let mut response = (StatusCode::ACCEPTED, Json(RequestBody::of(view, now))).into_response();
+    if let Ok(v) = HeaderValue::from_str(&format!("/v1/requests/{}", view.request.id)) {
+        response.headers_mut().insert(header::LOCATION, v);
+    }
+    response
+}
+
+/// Starts the run of a stored request. A failure leaves the request `submitted`; it is
+/// started again at the next start-up.
+async fn start(state: &AppState, r: &RequestRow) {
+    let run = NewRun {
+        workflow: r.workflow.clone(),
+        version: r.workflow_version,
+        inputs: r.inputs.clone(),
+        tenant: r.tenant.clone(),
+        requester: Some(r.requester.clone()),
+    };
+    if let Err(e) = state.engine.submit_for_request(run, &r.id).await {
+        tracing::error!(request = %r.id, "cannot start the run of a request: {e}");
+    }
+}
+
+/// Starts the runs of requests accepted (or approved) before a crash that came before their
+/// run was created.
+pub async fn start_pending(state: &AppState) -> Result<usize, crate::store::StoreError> {
+    let pending = state.store.unstarted_requests().await?;
+    for r in &pending {
+        start(state, r).await;
+    }
+    Ok(pending.len())
+}
+
+/// Requests, newest first: a client's tenant's, or everyone's for operators.
+#[utoipa::path(get, path = "/v1/requests", tag = "requests",
+    params(Page),
+    responses(
+        (status = 200, description = "A page of requests", body = RequestList),
+        (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Role may not read requests", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Bad limit or cursor", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = [])))]
+pub(super) async fn list(
+    State(state): State<AppState>,
+    Extension(who): Extension<Principal>,
+    Query(page): Query<Page>,
+) -> Result<Json<RequestList>, Problem> {
+    who.require(&[Role::Client, Role::Operator, Role::Admin])?;
+    let (limit, cursor) = page.read()?;
+    let rows = state
+        .store
+        .requests(who.scope(), cursor.as_ref(), limit)
+        .await?;
+    let next_cursor = (rows.len() == limit as usize)
+        .then(|| rows.last())
+        .flatten()
+        .map(|v| {
+            Cursor {
+                created_at: v.request.created_at,
+                id: v.request.id.clone(),
+            }
+            .encode()
+        });
+    let now = state.now_ms();
+    Ok(Json(RequestList {
+        items: rows.iter().map(|v| RequestBody::of(v, now)).collect(),
+        next_cursor,
+    }))
+}
+
+/// One request: status, run link, approval and SLA.
+#[utoipa::path(get, path = "/v1/requests/{id}", tag = "requests",
+    params(("id" = String, Path, description = "Request id")),
+    responses(
+        (status = 200, description = "The request", body = RequestBody),
+        (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Role may not read requests", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such request (for this tenant)", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = [])))]
+pub(super) async fn get_one(
+    State(state): State<AppState>,
+    Extension(who): Extension<Principal>,
+    PathParams(id): PathParams<String>,
+) -> Result<Json<RequestBody>, Problem> {
+    who.require(&[Role::Client, Role::Operator, Role::Admin])?;
+    let view = state
+        .store
+        .request(&id, who.scope())
+        .await?
+        .ok_or_else(|| Problem::not_found("request", &id))?;
+    Ok(Json(RequestBody::of(&view, state.now_ms())))
+}
+
+/// Approve or reject a request waiting at its entry's approval gate (the roles the entry
+/// names, or an admin). Approval starts the run.
+#[utoipa::path(post, path = "/v1/requests/{id}/approval", tag = "requests",
+    params(("id" = String, Path, description = "Request id")),
+    request_body = Decision,
+    responses(
+        (status = 200, description = "Decided", body = RequestBody),
+        (status = 400, description = "Malformed body", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Role may not approve this request", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such request (for this tenant)", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Not awaiting approval", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Not JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Wrong shape", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = [])))]
+pub(super) async fn decide(
+    State(state): State<AppState>,
+    Extension(who): Extension<Principal>,
+    PathParams(id): PathParams<String>,
+    Body(decision): Body<Decision>,
+) -> Result<Json<RequestBody>, Problem> {
+    let view = state
+        .store
+        .request(&id, who.scope())
+        .await?
+        .ok_or_else(|| Problem::not_found("request", &id))?;
+    let roles = &view.request.approval_roles;
+    if who.role != Role::Admin && !roles.iter().any(|r| r == who.role.as_str()) {
+        return Err(Problem::forbidden(if roles.is_empty() {
+            "this request has no approval gate".to_string()
+        } else {
+            format!("approving this request needs one of: {}", roles.join(", "))
+        }));
+    }
+    let decided = state
+        .store
+        .decide_request(
+            &id,
+            decision.approved,
+            &who.token_id,
+            decision.comment.as_deref(),
+            state.now_ms(),
+        )
+        .await?;
+    if !decided {
+        return Err(Problem::conflict(format!(
+            "request `{id}` is {}, not awaiting approval",
+            view.status()
+        )));
+    }
+    if decision.approved {
+        start(&state, &view.request).await;
+    }
+    let view = state
+        .store
+        .request(&id, None)
+        .await?
+        .ok_or_else(|| Problem::not_found("request", &id))?;
+    Ok(Json(RequestBody::of(&view, state.now_ms())))
+}

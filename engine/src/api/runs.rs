@@ -1,0 +1,307 @@
+//! Runs: list, inspect, follow (server-sent events), cancel, approve steps, send signals.
+
+use std::collections::VecDeque;
+use std::convert::Infallible;
+
+use axum::Extension;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Json, Response};
+use serde::Deserialize;
+use serde_json::Value as Json_;
+use tokio::sync::broadcast;
+use utoipa::ToSchema;
+
+use super::auth::{Principal, Role};
+use super::problem::{Body, Problem, RawBody, optional_json};
+use super::views::{RunDetail, RunList, RunStreamEvent, RunSummary, StepView};
+use super::{AppState, Page, PathParams, Query};
+use crate::plan::PlanKind;
+use crate::runtime::RunEvent;
+use crate::store::{Cursor, RunRow};
+
+/// The run `id` if the caller may see it; otherwise 404, as for a run that does not exist.
+async fn visible_run(state: &AppState, who: &Principal, id: &str) -> Result<RunRow, Problem> {
+    who.require(&[Role::Client, Role::Operator, Role::Admin])?;
+    state
+        .store
+        .run(id)
+        .await?
+        .filter(|r| who.sees(&r.tenant))
+        .ok_or_else(|| Problem::not_found("run", id))
+}
+
+async fn detail(state: &AppState, run: &RunRow) -> Result<RunDetail, Problem> {
+    let steps = state.store.steps(&run.id).await?;
+    Ok(RunDetail {
+        run: RunSummary::of(run),
+        inputs: run.inputs.clone(),
+        outputs: run.outputs.clone().unwrap_or(Json_::Null),
+        steps: steps.iter().map(StepView::of).collect(),
+    })
+}
+
+/// Runs, newest first: a client's tenant's, or every run for operators.
+#[utoipa::path(get, path = "/v1/runs", tag = "runs",
+    params(Page),
+    responses(
+        (status = 200, description = "A page of runs", body = RunList),
+        (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Role may not read runs", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Bad limit or cursor", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = [])))]
+pub(super) async fn list(
+    State(state): State<AppState>,
+    Extension(who): Extension<Principal>,
+    Query(page): Query<Page>,
+) -> Result<Json<RunList>, Problem> {
+    who.require(&[Role::Client, Role::Operator, Role::Admin])?;
+    let (limit, cursor) = page.read()?;
+    let rows = state
+        .store
+        .runs_page(who.scope(), cursor.as_ref(), limit)
+        .await?;
+    let next_cursor = (rows.len() == limit as usize)
+        .then(|| rows.last())
+        .flatten()
+        .map(|r| {
+            Cursor {
+                created_at: r.created_at,
+                id: r.id.clone(),
+            }
+            .encode()
+        });
+    Ok(Json(RunList {
+        items: rows.iter().map(RunSummary::of).collect(),
+        next_cursor,
+    }))
+}
+
+/// One run with each step's status, attempts, output, error and timings.
+#[utoipa::path(get, path = "/v1/runs/{id}", tag = "runs",
+    params(("id" = String, Path, description = "Run id")),
+    responses(
+        (status = 200, description = "The run", body = RunDetail),
+        (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Role may not read runs", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such run (for this tenant)", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = [])))]
+pub(super) async fn get_one(
+    State(state): State<AppState>,
+    Extension(who): Extension<Principal>,
+    PathParams(id): PathParams<String>,
+) -> Result<Json<RunDetail>, Problem> {
+    let run = visible_run(&state, &who, &id).await?;
+    Ok(Json(detail(&state, &run).await?))
+}
+
+/// Cancel a run: running plugin steps are interrupted, compensations run.
+#[utoipa::path(post, path = "/v1/runs/{id}/cancel", tag = "runs",
+    params(("id" = String, Path, description = "Run id")),
+    responses(
+        (status = 202, description = "Cancellation recorded", body = RunSummary),
+        (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Only operators cancel runs", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such run", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The run is already over", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = [])))]
+pub(super) async fn cancel(
+    State(state): State<AppState>,
+    Extension(who): Extension<Principal>,
+    PathParams(id): PathParams<String>,
+) -> Result<Response, Problem> {
+    who.require(&[Role::Operator, Role::Admin])?;
+    visible_run(&state, &who, &id).await?;
+    state.engine.cancel(&id).await?;
+    let run = visible_run(&state, &who, &id).await?;
+    Ok((StatusCode::ACCEPTED, Json(RunSummary::of(&run))).into_response())
+}
+
+/// A decision on a waiting `approval:` step.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(super) struct StepDecision {
+    /// `true` lets the run go on; `false` fails the step.
+    pub approved: bool,
+}
+
+/// Approve or reject a waiting `approval:` step (the roles the step names, or an admin).
+#[utoipa::path(post, path = "/v1/runs/{id}/approvals/{step}", tag = "runs",
+    params(("id" = String, Path, description = "Run id"), ("step" = String, Path, description = "Step key")),
+    request_body = StepDecision,
+    responses(
+        (status = 200, description = "Decided", body = RunSummary),
+        (status = 400, description = "Malformed body", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Role not named by the step", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such run or step", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The step is not waiting for an approval", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Not JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Wrong shape", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = [])))]
+pub(super) async fn approve(
+    State(state): State<AppState>,
+    Extension(who): Extension<Principal>,
+    PathParams((id, step)): PathParams<(String, String)>,
+    Body(decision): Body<StepDecision>,
+) -> Result<Json<RunSummary>, Problem> {
+    let run = visible_run(&state, &who, &id).await?;
+    let plan = state
+        .plan(&run.workflow, Some(run.version))
+        .ok_or_else(|| Problem::unavailable("the run's workflow version is not loaded"))?;
+    let step_id = step.trim_start_matches('!');
+    let step_id = step_id.split_once('#').map_or(step_id, |(s, _)| s);
+    let roles = plan
+        .steps
+        .iter()
+        .chain(&plan.on_failure)
+        .find(|s| s.id == step_id)
+        .and_then(|s| match &s.kind {
+            PlanKind::Approval { roles, .. } => Some(roles.clone()),
+            _ => None,
+        })
+        .ok_or_else(|| Problem::not_found("approval step", &step))?;
+    if who.role != Role::Admin && !roles.iter().any(|r| r == who.role.as_str()) {
+        return Err(Problem::forbidden(format!(
+            "approving `{step}` needs one of: {}",
+            roles.join(", ")
+        )));
+    }
+    state
+        .engine
+        .approve(&id, &step, decision.approved, &who.token_id)
+        .await?;
+    let run = visible_run(&state, &who, &id).await?;
+    Ok(Json(RunSummary::of(&run)))
+}
+
+/// Send a named signal to a run; a `signal:` step waiting for it (now or later) takes it. The
+/// body (any JSON, or empty) becomes the step's output.
+#[utoipa::path(post, path = "/v1/runs/{id}/signals/{name}", tag = "runs",
+    params(("id" = String, Path, description = "Run id"), ("name" = String, Path, description = "Signal name")),
+    request_body(content = Object, description = "Payload (optional)", content_type = "application/json"),
+    responses(
+        (status = 202, description = "Signal stored", body = RunSummary),
+        (status = 400, description = "Malformed body", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Only operators send signals", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such run", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The run is over", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Not JSON", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = [])))]
+pub(super) async fn signal(
+    State(state): State<AppState>,
+    Extension(who): Extension<Principal>,
+    PathParams((id, name)): PathParams<(String, String)>,
+    headers: HeaderMap,
+    RawBody(body): RawBody,
+) -> Result<Response, Problem> {
+    who.require(&[Role::Operator, Role::Admin])?;
+    let payload = optional_json::<Json_>(&headers, &body)?.unwrap_or(Json_::Null);
+    if name.is_empty() || name.len() > 128 {
+        return Err(Problem::not_found("signal", &name));
+    }
+    visible_run(&state, &who, &id).await?;
+    state.engine.signal(&id, &name, payload).await?;
+    let run = visible_run(&state, &who, &id).await?;
+    Ok((StatusCode::ACCEPTED, Json(RunSummary::of(&run))).into_response())
+}
+
+/// Follow a run as server-sent events: first `snapshot` (the run with its steps), then `step`
+/// and `run` events as transitions are committed; the stream ends when the run does.
+#[utoipa::path(get, path = "/v1/runs/{id}/events", tag = "runs",
+    params(("id" = String, Path, description = "Run id")),
+    responses(
+        (status = 200, description = "An event stream", content_type = "text/event-stream", body = RunStreamEvent),
+        (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Role may not read runs", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such run (for this tenant)", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = [])))]
+pub(super) async fn events(
+    State(state): State<AppState>,
+    Extension(who): Extension<Principal>,
+    PathParams(id): PathParams<String>,
+) -> Result<Response, Problem> {
+    // Subscribe before the snapshot, so nothing committed in between is missed.
+    let rx = state.engine.subscribe();
+    let run = visible_run(&state, &who, &id).await?;
+    let snapshot = detail(&state, &run).await?;
+    let mut pending = VecDeque::new();
+    pending.push_back(snapshot_event(&snapshot));
+    let follow = Follow {
+        rx,
+        state,
+        id,
+        pending,
+        done: run.status.is_final(),
+    };
+    let stream = futures_util::stream::unfold(follow, next_event);
+    Ok(Sse::new(stream)
+        .keep_alive(KeepAlive::default())
+        .into_response())
+}
+
+struct Follow {
+    rx: broadcast::Receiver<RunEvent>,
+    state: AppState,
+    id: String,
+    pending: VecDeque<Event>,
+    done: bool,
+}
+
+fn snapshot_event(run: &RunDetail) -> Event {
+    Event::default()
+        .event("snapshot")
+        .json_data(run)
+        .unwrap_or_else(|_| Event::default().event("snapshot"))
+}
+
+async fn next_event(mut f: Follow) -> Option<(Result<Event, Infallible>, Follow)> {
+    loop {
+        if let Some(e) = f.pending.pop_front() {
+            return Some((Ok(e), f));
+        }
+        if f.done {
+            return None;
+        }
+        tokio::select! {
+            () = f.state.shutdown.cancelled() => return None,
+            received = f.rx.recv() => match received {
+                Ok(e) if e.run_id == f.id => {
+                    let is_run = e.step.is_none();
+                    if is_run && matches!(e.status.as_str(), "succeeded" | "failed" | "cancelled") {
+                        f.done = true;
+                    }
+                    let event = Event::default()
+                        .event(if is_run { "run" } else { "step" })
+                        .json_data(&e)
+                        .unwrap_or_else(|_| Event::default());
+                    f.pending.push_back(event);
+                }
+                Ok(_) => {}
+                Err(broadcast::error::RecvError::Lagged(_)) => {
+                    // Too far behind: send a fresh snapshot instead of the missed events.
+                    match f.state.store.run(&f.id).await {
+                        Ok(Some(run)) => {
+                            if let Ok(d) = detail(&f.state, &run).await {
+                                f.pending.push_back(snapshot_event(&d));
+                            }
+                            f.done = run.status.is_final();
+                        }
+                        _ => f.done = true,
+                    }
+                }
+                Err(broadcast::error::RecvError::Closed) => f.done = true,
+            }
+        }
+    }
+}

@@ -1,0 +1,875 @@
+//! What the REST API stores beside runs: tenants, tokens, requests, the audit log, inbound
+//! events and uploaded plugins. Schema: `migrations/sqlite/0003_api.sql`.
+
+use serde_json::Value as Json;
+use sqlx::sqlite::SqliteRow;
+use sqlx::{AssertSqlSafe, Row};
+
+use super::rows::json_col;
+use super::{RunRow, RunStatus, Store, StoreError, col};
+
+/// A page position: rows strictly after `(created_at, id)` in newest-first order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cursor {
+    /// Creation time (ms) of the last row seen.
+    pub created_at: i64,
+    /// Id of the last row seen.
+    pub id: String,
+}
+
+impl Cursor {
+    /// The opaque text handed to clients.
+    pub fn encode(&self) -> String {
+        format!("{}.{}", self.created_at, self.id)
+    }
+
+    /// Reads a cursor a client sent back; `None` when it is not one of ours.
+    pub fn decode(text: &str) -> Option<Self> {
+        let (at, id) = text.split_once('.')?;
+        let created_at = at.parse().ok()?;
+        (!id.is_empty() && id.len() <= 64).then(|| Self {
+            created_at,
+            id: id.to_string(),
+        })
+    }
+}
+
+/// A tenant: a client organisation of the provider.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TenantRow {
+    /// Its id (`[a-z0-9-]+`).
+    pub id: String,
+    /// CIDRs its clients' tokens may be used from; empty = anywhere.
+    pub allowlist: Vec<String>,
+    /// Creation (ms).
+    pub created_at: i64,
+    /// Last change (ms).
+    pub updated_at: i64,
+}
+
+impl TenantRow {
+    fn from_row(row: &SqliteRow) -> Result<Self, StoreError> {
+        let allowlist = json_col(row, "allowlist")?
+            .and_then(|v| serde_json::from_value(v).ok())
+            .unwrap_or_default();
+        Ok(Self {
+            id: col(row, "id")?,
+            allowlist,
+            created_at: col(row, "created_at")?,
+            updated_at: col(row, "updated_at")?,
+        })
+    }
+}
+
+/// A bearer token, as stored: only the hash of its secret.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenRow {
+    /// Public id (the prefix of the token), shown in audit entries.
+    pub id: String,
+    /// sha256 (hex) of the whole token.
+    pub hash: String,
+    /// `admin`, `operator`, `client` or `integration`.
+    pub role: String,
+    /// The tenant a client token is bound to.
+    pub tenant: Option<String>,
+    /// A label for people.
+    pub name: Option<String>,
+    /// Creation (ms).
+    pub created_at: i64,
+    /// When it was revoked.
+    pub revoked_at: Option<i64>,
+}
+
+impl TokenRow {
+    const COLUMNS: &'static str = "id, hash, role, tenant, name, created_at, revoked_at";
+
+    fn from_row(row: &SqliteRow) -> Result<Self, StoreError> {
+        Ok(Self {
+            id: col(row, "id")?,
+            hash: col(row, "hash")?,
+            role: col(row, "role")?,
+            tenant: col(row, "tenant")?,
+            name: col(row, "name")?,
+            created_at: col(row, "created_at")?,
+            revoked_at: col(row, "revoked_at")?,
+        })
+    }
+}
+
+/// A client's order of a catalog entry, as stored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RequestRow {
+    /// Its id.
+    pub id: String,
+    /// The catalog entry ordered.
+    pub catalog_id: String,
+    /// The workflow that delivers it.
+    pub workflow: String,
+    /// Its pinned version, or the newest at start.
+    pub workflow_version: Option<u32>,
+    /// The tenant it is for.
+    pub tenant: String,
+    /// The token that submitted it.
+    pub requester: String,
+    /// The inputs, defaults applied.
+    pub inputs: Json,
+    /// `submitted`, `awaiting_approval`, `rejected` or `started` (then the run tells the rest).
+    pub status: String,
+    /// The run delivering it, once started.
+    pub run_id: Option<String>,
+    /// Roles that may approve it (empty = no gate).
+    pub approval_roles: Vec<String>,
+    /// Who approved or rejected it.
+    pub decided_by: Option<String>,
+    /// When.
+    pub decided_at: Option<i64>,
+    /// Why, as given.
+    pub decision_note: Option<String>,
+    /// SLA deadline (ms).
+    pub sla_deadline: Option<i64>,
+    /// The client's `Idempotency-Key`.
+    pub idempotency_key: Option<String>,
+    /// sha256 of the submitted body, to tell a replay from a reuse of the key.
+    pub body_hash: String,
+    /// Submission (ms).
+    pub created_at: i64,
+    /// Last change (ms).
+    pub updated_at: i64,
+}
+
+const REQUEST_COLUMNS: &str = "id, catalog_id, workflow, workflow_version, tenant, requester, inputs, status, run_id, approval_roles, decided_by, decided_at, decision_note, sla_deadline, idempotency_key, body_hash, created_at, updated_at";
+
+impl RequestRow {
+    fn from_row(row: &SqliteRow) -> Result<Self, StoreError> {
+        let version: Option<i64> = col(row, "workflow_version")?;
+        Ok(Self {
+            id: col(row, "id")?,
+            catalog_id: col(row, "catalog_id")?,
+            workflow: col(row, "workflow")?,
+            workflow_version: version.and_then(|v| u32::try_from(v).ok()),
+            tenant: col(row, "tenant")?,
+            requester: col(row, "requester")?,
+            inputs: json_col(row, "inputs")?.unwrap_or(Json::Null),
+            status: col(row, "status")?,
+            run_id: col(row, "run_id")?,
+            approval_roles: json_col(row, "approval_roles")?
+                .and_then(|v| serde_json::from_value(v).ok())
+                .unwrap_or_default(),
+            decided_by: col(row, "decided_by")?,
+            decided_at: col(row, "decided_at")?,
+            decision_note: col(row, "decision_note")?,
+            sla_deadline: col(row, "sla_deadline")?,
+            idempotency_key: col(row, "idempotency_key")?,
+            body_hash: col(row, "body_hash")?,
+            created_at: col(row, "created_at")?,
+            updated_at: col(row, "updated_at")?,
+        })
+    }
+}
+
+/// A request with what its run says about it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RequestView {
+    /// The stored request.
+    pub request: RequestRow,
+    /// Its run's status, once started.
+    pub run_status: Option<RunStatus>,
+    /// When its run ended.
+    pub run_finished_at: Option<i64>,
+}
+
+impl RequestView {
+    /// `submitted` → (`awaiting_approval`) → `running` → `fulfilled` | `failed` | `cancelled`;
+    /// or `rejected` at the gate.
+    pub fn status(&self) -> &'static str {
+        match self.request.status.as_str() {
+            "awaiting_approval" => "awaiting_approval",
+            "rejected" => "rejected",
+            "started" => match self.run_status {
+                Some(RunStatus::Succeeded) => "fulfilled",
+                Some(RunStatus::Failed) => "failed",
+                Some(RunStatus::Cancelled) => "cancelled",
+                _ => "running",
+            },
+            _ => "submitted",
+        }
+    }
+
+    /// When the request reached a final state.
+    pub fn finished_at(&self) -> Option<i64> {
+        match self.request.status.as_str() {
+            "rejected" => self.request.decided_at,
+            _ => self.run_finished_at,
+        }
+    }
+
+    /// Whether the SLA deadline passed before fulfilment (or has passed, still unfulfilled).
+    /// A rejected request does not breach.
+    pub fn sla_breached(&self, now_ms: i64) -> bool {
+        match self.request.sla_deadline {
+            Some(deadline) if self.request.status != "rejected" => {
+                self.finished_at().unwrap_or(now_ms) > deadline
+            }
+            _ => false,
+        }
+    }
+
+    fn from_row(row: &SqliteRow) -> Result<Self, StoreError> {
+        let run_status: Option<String> = col(row, "run_status")?;
+        Ok(Self {
+            request: RequestRow::from_row(row)?,
+            run_status: run_status.as_deref().map(RunStatus::parse).transpose()?,
+            run_finished_at: col(row, "run_finished_at")?,
+        })
+    }
+}
+
+/// The outcome of storing a new request.
+#[derive(Debug, Clone, PartialEq)]
+pub enum NewRequest {
+    /// Stored now.
+    Inserted,
+    /// The same requester already used this `Idempotency-Key`: here is that request.
+    Existing(Box<RequestView>),
+}
+
+/// One entry of the audit log.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct AuditRow {
+    /// Sequence number.
+    pub id: i64,
+    /// When (ms).
+    pub at: i64,
+    /// The token id, when the caller presented a valid one.
+    pub actor: Option<String>,
+    /// Its role.
+    pub role: Option<String>,
+    /// Its tenant.
+    pub tenant: Option<String>,
+    /// HTTP method.
+    pub method: String,
+    /// Path (without the query).
+    pub path: String,
+    /// Response status.
+    pub status: u16,
+    /// The peer address.
+    pub remote: String,
+}
+
+/// An inbound event (an alert notification), as received.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EventRow {
+    /// Its id.
+    pub id: String,
+    /// `alertmanager` or `grafana`.
+    pub source: String,
+    /// Arrival (ms).
+    pub received_at: i64,
+    /// The token that sent it.
+    pub received_by: String,
+    /// The notification's status as sent (`firing`, `resolved`).
+    pub status: Option<String>,
+    /// How many alerts it carried.
+    pub alerts: u32,
+    /// The payload.
+    pub payload: Json,
+}
+
+impl EventRow {
+    fn from_row(row: &SqliteRow) -> Result<Self, StoreError> {
+        let alerts: i64 = col(row, "alerts")?;
+        Ok(Self {
+            id: col(row, "id")?,
+            source: col(row, "source")?,
+            received_at: col(row, "received_at")?,
+            received_by: col(row, "received_by")?,
+            status: col(row, "status")?,
+            alerts: u32::try_from(alerts).unwrap_or(u32::MAX),
+            payload: json_col(row, "payload")?.unwrap_or(Json::Null),
+        })
+    }
+}
+
+/// An uploaded plugin binary.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PluginRow {
+    /// Declared name.
+    pub name: String,
+    /// Declared version.
+    pub version: String,
+    /// sha256 of the binary.
+    pub hash: String,
+    /// The component.
+    pub wasm: Vec<u8>,
+    /// Token id of the uploader.
+    pub uploaded_by: String,
+    /// Upload time (ms).
+    pub created_at: i64,
+}
+
+/// Counts for `/metrics`.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Counts {
+    /// Runs by status.
+    pub runs: Vec<(String, i64)>,
+    /// Steps by status.
+    pub steps: Vec<(String, i64)>,
+    /// Steps of unfinished runs ready or waiting to retry, not yet running.
+    pub queue_depth: i64,
+    /// Requests by stored status (`started` is split by the run's status).
+    pub requests: Vec<(String, i64)>,
+    /// Requests whose SLA deadline passed before fulfilment.
+    pub sla_breaches: i64,
+    /// Finished runs' durations: `(upper bound s, cumulative count)`, then the sum (s) and count.
+    pub run_seconds: (Vec<(f64, i64)>, f64, i64),
+}
+
+/// Upper bounds (s) of the run-duration histogram.
+pub const RUN_SECONDS_BUCKETS: &[f64] = &[0.1, 0.5, 1.0, 5.0, 30.0, 60.0, 300.0, 900.0, 3600.0];
+
+fn page_clause(cursor: Option<&Cursor>, alias: &str) -> String {
+    match cursor {
+        Some(_) => {
+            format!("({alias}.created_at < ? OR ({alias}.created_at = ? AND {alias}.id < ?))")
+        }
+        None => "1 = 1".into(),
+    }
+}
+
+impl Store {
+    // ----- tenants -----
+
+    /// Creates a tenant, or replaces its allowlist.
+    pub async fn put_tenant(
+        &self,
+        id: &str,
+        allowlist: &[String],
+        now_ms: i64,
+    ) -> Result<TenantRow, StoreError> {
+        let list = serde_json::to_string(allowlist)
+            .map_err(|e| StoreError::Corrupt(format!("allowlist: {e}")))?;
+        sqlx::query(
+            "INSERT INTO tenants (id, allowlist, created_at, updated_at) VALUES (?, ?, ?, ?) \
+             ON CONFLICT (id) DO UPDATE SET allowlist = excluded.allowlist, updated_at = excluded.updated_at",
+        )
+        .bind(id)
+        .bind(&list)
+        .bind(now_ms)
+        .bind(now_ms)
+        .execute(&self.pool)
+        .await?;
+        self.tenant(id)
+            .await?
+            .ok_or_else(|| StoreError::Corrupt(format!("tenant `{id}` vanished")))
+    }
+
+    /// Creates a tenant with no allowlist unless it exists.
+    pub async fn ensure_tenant(&self, id: &str, now_ms: i64) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO tenants (id, allowlist, created_at, updated_at) VALUES (?, '[]', ?, ?) \
+             ON CONFLICT (id) DO NOTHING",
+        )
+        .bind(id)
+        .bind(now_ms)
+        .bind(now_ms)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// One tenant.
+    pub async fn tenant(&self, id: &str) -> Result<Option<TenantRow>, StoreError> {
+        let row =
+            sqlx::query("SELECT id, allowlist, created_at, updated_at FROM tenants WHERE id = ?")
+                .bind(id)
+                .fetch_optional(&self.pool)
+                .await?;
+        row.as_ref().map(TenantRow::from_row).transpose()
+    }
+
+    /// Every tenant, by id.
+    pub async fn tenants(&self) -> Result<Vec<TenantRow>, StoreError> {
+        let rows =
+            sqlx::query("SELECT id, allowlist, created_at, updated_at FROM tenants ORDER BY id")
+                .fetch_all(&self.pool)
+                .await?;
+        rows.iter().map(TenantRow::from_row).collect()
+    }
+
+    // ----- tokens -----
+
+    /// Stores a new token (its hash only).
+    pub async fn insert_token(&self, token: &TokenRow) -> Result<(), StoreError> {
+        sqlx::query(AssertSqlSafe(format!(
+            "INSERT INTO tokens ({}) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            TokenRow::COLUMNS
+        )))
+        .bind(&token.id)
+        .bind(&token.hash)
+        .bind(&token.role)
+        .bind(&token.tenant)
+        .bind(&token.name)
+        .bind(token.created_at)
+        .bind(token.revoked_at)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// The live (not revoked) token with this hash.
+    pub async fn token_by_hash(&self, hash: &str) -> Result<Option<TokenRow>, StoreError> {
+        let row = sqlx::query(AssertSqlSafe(format!(
+            "SELECT {} FROM tokens WHERE hash = ? AND revoked_at IS NULL",
+            TokenRow::COLUMNS
+        )))
+        .bind(hash)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(TokenRow::from_row).transpose()
+    }
+
+    /// Every token (hashes included; callers show only ids), oldest first.
+    pub async fn tokens(&self) -> Result<Vec<TokenRow>, StoreError> {
+        let rows = sqlx::query(AssertSqlSafe(format!(
+            "SELECT {} FROM tokens ORDER BY created_at, id",
+            TokenRow::COLUMNS
+        )))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(TokenRow::from_row).collect()
+    }
+
+    /// Revokes a token; `false` when there is no live token with that id.
+    pub async fn revoke_token(&self, id: &str, now_ms: i64) -> Result<bool, StoreError> {
+        let done =
+            sqlx::query("UPDATE tokens SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL")
+                .bind(now_ms)
+                .bind(id)
+                .execute(&self.pool)
+                .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    // ----- requests -----
+
+    /// Stores a new request, unless its requester already used its `Idempotency-Key`, in which
+    /// case the earlier request is returned and nothing is written.
+    pub async fn insert_request(&self, r: &RequestRow) -> Result<NewRequest, StoreError> {
+        let done = sqlx::query(AssertSqlSafe(format!(
+            "INSERT INTO requests ({REQUEST_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
+             ON CONFLICT (requester, idempotency_key) DO NOTHING"
+        )))
+        .bind(&r.id)
+        .bind(&r.catalog_id)
+        .bind(&r.workflow)
+        .bind(r.workflow_version.map(i64::from))
+        .bind(&r.tenant)
+        .bind(&r.requester)
+        .bind(r.inputs.to_string())
+        .bind(&r.status)
+        .bind(&r.run_id)
+        .bind(serde_json::to_string(&r.approval_roles).unwrap_or_else(|_| "[]".into()))
+        .bind(&r.decided_by)
+        .bind(r.decided_at)
+        .bind(&r.decision_note)
+        .bind(r.sla_deadline)
+        .bind(&r.idempotency_key)
+        .bind(&r.body_hash)
+        .bind(r.created_at)
+        .bind(r.updated_at)
+        .execute(&self.pool)
+        .await?;
+        if done.rows_affected() > 0 {
+            return Ok(NewRequest::Inserted);
+        }
+        let row = sqlx::query(AssertSqlSafe(format!(
+            "SELECT {}, u.status AS run_status, u.finished_at AS run_finished_at \
+             FROM requests r LEFT JOIN runs u ON u.id = r.run_id \
+             WHERE r.requester = ? AND r.idempotency_key = ?",
+            prefixed("r", REQUEST_COLUMNS)
+        )))
+        .bind(&r.requester)
+        .bind(&r.idempotency_key)
+        .fetch_optional(&self.pool)
+        .await?;
+        match row {
+            Some(row) => Ok(NewRequest::Existing(Box::new(RequestView::from_row(&row)?))),
+            None => Err(StoreError::Conflict(format!(
+                "request `{}` could not be stored",
+                r.id
+            ))),
+        }
+    }
+
+    /// One request (of `tenant` only, when given).
+    pub async fn request(
+        &self,
+        id: &str,
+        tenant: Option<&str>,
+    ) -> Result<Option<RequestView>, StoreError> {
+        let row = sqlx::query(AssertSqlSafe(format!(
+            "SELECT {}, u.status AS run_status, u.finished_at AS run_finished_at \
+             FROM requests r LEFT JOIN runs u ON u.id = r.run_id \
+             WHERE r.id = ? AND (? IS NULL OR r.tenant = ?)",
+            prefixed("r", REQUEST_COLUMNS)
+        )))
+        .bind(id)
+        .bind(tenant)
+        .bind(tenant)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(RequestView::from_row).transpose()
+    }
+
+    /// A page of requests, newest first (of `tenant` only, when given).
+    pub async fn requests(
+        &self,
+        tenant: Option<&str>,
+        cursor: Option<&Cursor>,
+        limit: u32,
+    ) -> Result<Vec<RequestView>, StoreError> {
+        let sql = format!(
+            "SELECT {}, u.status AS run_status, u.finished_at AS run_finished_at \
+             FROM requests r LEFT JOIN runs u ON u.id = r.run_id \
+             WHERE (? IS NULL OR r.tenant = ?) AND {} \
+             ORDER BY r.created_at DESC, r.id DESC LIMIT ?",
+            prefixed("r", REQUEST_COLUMNS),
+            page_clause(cursor, "r")
+        );
+        let mut q = sqlx::query(AssertSqlSafe(sql)).bind(tenant).bind(tenant);
+        if let Some(c) = cursor {
+            q = q.bind(c.created_at).bind(c.created_at).bind(&c.id);
+        }
+        let rows = q.bind(i64::from(limit)).fetch_all(&self.pool).await?;
+        rows.iter().map(RequestView::from_row).collect()
+    }
+
+    /// Records the decision on a request awaiting approval: approved requests become
+    /// `submitted` (their run starts next), rejected ones `rejected`. `false` when the request
+    /// was not awaiting approval.
+    pub async fn decide_request(
+        &self,
+        id: &str,
+        approved: bool,
+        by: &str,
+        note: Option<&str>,
+        now_ms: i64,
+    ) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "UPDATE requests SET status = ?, decided_by = ?, decided_at = ?, decision_note = ?, updated_at = ? \
+             WHERE id = ? AND status = 'awaiting_approval'",
+        )
+        .bind(if approved { "submitted" } else { "rejected" })
+        .bind(by)
+        .bind(now_ms)
+        .bind(note)
+        .bind(now_ms)
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    /// Requests whose run must start (approved or ungated, run not yet created), oldest first.
+    pub async fn unstarted_requests(&self) -> Result<Vec<RequestRow>, StoreError> {
+        let rows = sqlx::query(AssertSqlSafe(format!(
+            "SELECT {REQUEST_COLUMNS} FROM requests WHERE status = 'submitted' ORDER BY created_at, id"
+        )))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(RequestRow::from_row).collect()
+    }
+
+    // ----- runs, for the API -----
+
+    /// A page of top-level and child runs, newest first (of `tenant` only, when given).
+    pub async fn runs_page(
+        &self,
+        tenant: Option<&str>,
+        cursor: Option<&Cursor>,
+        limit: u32,
+    ) -> Result<Vec<RunRow>, StoreError> {
+        let sql = format!(
+            "SELECT {} FROM runs r WHERE (? IS NULL OR r.tenant = ?) AND {} \
+             ORDER BY r.created_at DESC, r.id DESC LIMIT ?",
+            prefixed("r", RunRow::COLUMNS),
+            page_clause(cursor, "r")
+        );
+        let mut q = sqlx::query(AssertSqlSafe(sql)).bind(tenant).bind(tenant);
+        if let Some(c) = cursor {
+            q = q.bind(c.created_at).bind(c.created_at).bind(&c.id);
+        }
+        let rows = q.bind(i64::from(limit)).fetch_all(&self.pool).await?;
+        rows.iter().map(RunRow::from_row).collect()
+    }
+
+    /// A page of incidents, newest first (of `tenant` only, when given).
+    pub async fn incidents_page(
+        &self,
+        tenant: Option<&str>,
+        cursor: Option<&Cursor>,
+        limit: u32,
+    ) -> Result<Vec<super::IncidentRow>, StoreError> {
+        let sql = format!(
+            "SELECT {} FROM incidents r WHERE (? IS NULL OR r.tenant = ?) AND {} \
+             ORDER BY r.created_at DESC, r.id DESC LIMIT ?",
+            prefixed("r", super::IncidentRow::COLUMNS),
+            page_clause(cursor, "r")
+        );
+        let mut q = sqlx::query(AssertSqlSafe(sql)).bind(tenant).bind(tenant);
+        if let Some(c) = cursor {
+            q = q.bind(c.created_at).bind(c.created_at).bind(&c.id);
+        }
+        let rows = q.bind(i64::from(limit)).fetch_all(&self.pool).await?;
+        rows.iter().map(super::IncidentRow::from_row).collect()
+    }
+
+    // ----- audit -----
+
+    /// Appends an audit entry.
+    pub async fn audit(&self, e: &AuditRow) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO audit (at, actor, role, tenant, method, path, status, remote) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(e.at)
+        .bind(&e.actor)
+        .bind(&e.role)
+        .bind(&e.tenant)
+        .bind(&e.method)
+        .bind(&e.path)
+        .bind(i64::from(e.status))
+        .bind(&e.remote)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Audit entries newest first, before the entry `before` when given.
+    pub async fn audit_page(
+        &self,
+        before: Option<i64>,
+        limit: u32,
+    ) -> Result<Vec<AuditRow>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id, at, actor, role, tenant, method, path, status, remote FROM audit \
+             WHERE (? IS NULL OR id < ?) ORDER BY id DESC LIMIT ?",
+        )
+        .bind(before)
+        .bind(before)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                let status: i64 = col(row, "status")?;
+                Ok(AuditRow {
+                    id: col(row, "id")?,
+                    at: col(row, "at")?,
+                    actor: col(row, "actor")?,
+                    role: col(row, "role")?,
+                    tenant: col(row, "tenant")?,
+                    method: col(row, "method")?,
+                    path: col(row, "path")?,
+                    status: u16::try_from(status).unwrap_or(0),
+                    remote: col(row, "remote")?,
+                })
+            })
+            .collect()
+    }
+
+    // ----- events -----
+
+    /// Stores an inbound event.
+    pub async fn insert_event(&self, e: &EventRow) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO events (id, source, received_at, received_by, status, alerts, payload) \
+             VALUES (?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(&e.id)
+        .bind(&e.source)
+        .bind(e.received_at)
+        .bind(&e.received_by)
+        .bind(&e.status)
+        .bind(i64::from(e.alerts))
+        .bind(e.payload.to_string())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Inbound events, newest first.
+    pub async fn events_page(
+        &self,
+        cursor: Option<&Cursor>,
+        limit: u32,
+    ) -> Result<Vec<EventRow>, StoreError> {
+        let sql = format!(
+            "SELECT id, source, received_at, received_by, status, alerts, payload FROM events \
+             WHERE {} ORDER BY received_at DESC, id DESC LIMIT ?",
+            match cursor {
+                Some(_) => "(received_at < ? OR (received_at = ? AND id < ?))",
+                None => "1 = 1",
+            }
+        );
+        let mut q = sqlx::query(AssertSqlSafe(sql));
+        if let Some(c) = cursor {
+            q = q.bind(c.created_at).bind(c.created_at).bind(&c.id);
+        }
+        let rows = q.bind(i64::from(limit)).fetch_all(&self.pool).await?;
+        rows.iter().map(EventRow::from_row).collect()
+    }
+
+    // ----- plugins -----
+
+    /// Stores an uploaded plugin. The same binary twice is a no-op; another binary under a
+    /// stored name and version is a conflict.
+    pub async fn put_plugin(&self, p: &PluginRow) -> Result<super::PutWorkflow, StoreError> {
+        let existing: Option<String> =
+            sqlx::query_scalar("SELECT hash FROM plugins WHERE name = ? AND version = ?")
+                .bind(&p.name)
+                .bind(&p.version)
+                .fetch_optional(&self.pool)
+                .await?;
+        match existing {
+            Some(h) if h == p.hash => Ok(super::PutWorkflow::Unchanged),
+            Some(_) => Err(StoreError::Conflict(format!(
+                "plugin `{}` version {} is already stored with another binary; publish a new version",
+                p.name, p.version
+            ))),
+            None => {
+                sqlx::query(
+                    "INSERT INTO plugins (name, version, hash, wasm, uploaded_by, created_at) \
+                     VALUES (?, ?, ?, ?, ?, ?)",
+                )
+                .bind(&p.name)
+                .bind(&p.version)
+                .bind(&p.hash)
+                .bind(&p.wasm)
+                .bind(&p.uploaded_by)
+                .bind(p.created_at)
+                .execute(&self.pool)
+                .await?;
+                Ok(super::PutWorkflow::Inserted)
+            }
+        }
+    }
+
+    /// Every uploaded plugin.
+    pub async fn plugins(&self) -> Result<Vec<PluginRow>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT name, version, hash, wasm, uploaded_by, created_at FROM plugins ORDER BY name, created_at",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(PluginRow {
+                    name: col(row, "name")?,
+                    version: col(row, "version")?,
+                    hash: col(row, "hash")?,
+                    wasm: col(row, "wasm")?,
+                    uploaded_by: col(row, "uploaded_by")?,
+                    created_at: col(row, "created_at")?,
+                })
+            })
+            .collect()
+    }
+
+    // ----- health and metrics -----
+
+    /// Whether the database answers.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    /// The figures `/metrics` reports.
+    pub async fn counts(&self, now_ms: i64) -> Result<Counts, StoreError> {
+        let pairs = |rows: Vec<SqliteRow>| -> Result<Vec<(String, i64)>, StoreError> {
+            rows.iter()
+                .map(|r| Ok((col(r, "k")?, col(r, "n")?)))
+                .collect()
+        };
+        let runs = pairs(
+            sqlx::query(
+                "SELECT status AS k, COUNT(*) AS n FROM runs GROUP BY status ORDER BY status",
+            )
+            .fetch_all(&self.pool)
+            .await?,
+        )?;
+        let steps = pairs(
+            sqlx::query(
+                "SELECT status AS k, COUNT(*) AS n FROM steps GROUP BY status ORDER BY status",
+            )
+            .fetch_all(&self.pool)
+            .await?,
+        )?;
+        let queue_depth: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM steps s JOIN runs u ON u.id = s.run_id \
+             WHERE u.status IN ('running', 'failing', 'cancelling') AND s.status IN ('pending', 'retrying')",
+        )
+        .fetch_one(&self.pool)
+        .await?;
+        let requests = pairs(
+            sqlx::query(
+                "SELECT CASE WHEN r.status = 'started' THEN \
+                    CASE u.status WHEN 'succeeded' THEN 'fulfilled' WHEN 'failed' THEN 'failed' \
+                    WHEN 'cancelled' THEN 'cancelled' ELSE 'running' END \
+                 ELSE r.status END AS k, COUNT(*) AS n \
+                 FROM requests r LEFT JOIN runs u ON u.id = r.run_id GROUP BY k ORDER BY k",
+            )
+            .fetch_all(&self.pool)
+            .await?,
+        )?;
+        let sla_breaches: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM requests r LEFT JOIN runs u ON u.id = r.run_id \
+             WHERE r.sla_deadline IS NOT NULL AND r.status != 'rejected' \
+               AND COALESCE(u.finished_at, ?) > r.sla_deadline",
+        )
+        .bind(now_ms)
+        .fetch_one(&self.pool)
+        .await?;
+        let mut select = String::from(
+            "SELECT COUNT(*) AS n, COALESCE(SUM(finished_at - created_at), 0) AS total",
+        );
+        for (i, b) in RUN_SECONDS_BUCKETS.iter().enumerate() {
+            // Bucket bounds are constants, so formatting them into the SQL is safe.
+            #[allow(clippy::cast_possible_truncation)]
+            let ms = (b * 1000.0) as i64;
+            select.push_str(&format!(
+                ", SUM(CASE WHEN finished_at - created_at <= {ms} THEN 1 ELSE 0 END) AS b{i}"
+            ));
+        }
+        select.push_str(" FROM runs WHERE finished_at IS NOT NULL");
+        let row = sqlx::query(AssertSqlSafe(select))
+            .fetch_one(&self.pool)
+            .await?;
+        let count: i64 = col(&row, "n")?;
+        let total_ms: i64 = col(&row, "total")?;
+        let mut buckets = Vec::new();
+        for (i, b) in RUN_SECONDS_BUCKETS.iter().enumerate() {
+            let n: Option<i64> = row.try_get(format!("b{i}").as_str()).ok();
+            buckets.push((*b, n.unwrap_or(0)));
+        }
+        #[allow(clippy::cast_precision_loss)]
+        let total_s = total_ms as f64 / 1000.0;
+        Ok(Counts {
+            runs,
+            steps,
+            queue_depth,
+            requests,
+            sla_breaches,
+            run_seconds: (buckets, total_s, count),
+        })
+    }
+}
+
+/// `a, b` → `r.a, r.b`.
+fn prefixed(alias: &str, columns: &str) -> String {
+    columns
+        .split(", ")
+        .map(|c| format!("{alias}.{c}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
