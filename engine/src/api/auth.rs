@@ -177,7 +177,28 @@ async fn authenticate(
     store: &Store,
     authorization: Option<String>,
     peer: IpAddr,
-) -> Result<Principal, Problem> {
+) -> Result<Principal, (Problem, Option<Principal>)> {
+    let principal = identify(store, authorization)
+        .await
+        .map_err(|p| (p, None))?;
+    if principal.role == Role::Client {
+        let tenant = principal.tenant.as_deref().unwrap_or("");
+        let allowlist = match store.tenant(tenant).await {
+            Ok(t) => t.map(|t| t.allowlist).unwrap_or_default(),
+            Err(e) => return Err((e.into(), Some(principal))),
+        };
+        if !allowed(peer, &allowlist) {
+            let problem = Problem::forbidden(format!(
+                "tenant `{tenant}` does not allow calls from {peer}; an admin can change its allowlist"
+            ));
+            return Err((problem, Some(principal)));
+        }
+    }
+    Ok(principal)
+}
+
+/// The caller a bearer token names; `Err` is the 401 to answer.
+async fn identify(store: &Store, authorization: Option<String>) -> Result<Principal, Problem> {
     let Some(value) = authorization else {
         return Err(Problem::unauthorized(
             "send `Authorization: Bearer <token>`; an admin creates tokens with `csmp token create`",
@@ -199,19 +220,6 @@ async fn authenticate(
         .ok_or_else(|| Problem::unauthorized("the token is unknown or revoked"))?;
     let role = Role::parse(&row.role)
         .ok_or_else(|| Problem::from(StoreError::Corrupt(format!("token role `{}`", row.role))))?;
-    if role == Role::Client {
-        let tenant = row.tenant.as_deref().unwrap_or("");
-        let allowlist = store
-            .tenant(tenant)
-            .await?
-            .map(|t| t.allowlist)
-            .unwrap_or_default();
-        if !allowed(peer, &allowlist) {
-            return Err(Problem::forbidden(format!(
-                "tenant `{tenant}` does not allow calls from {peer}; an admin can change its allowlist"
-            )));
-        }
-    }
     Ok(Principal {
         token_id: row.id,
         role,
@@ -239,7 +247,7 @@ pub async fn guard(
             req.extensions_mut().insert(p.clone());
             (next.run(req).await, Some(p))
         }
-        Err(problem) => (problem.into_response(), None),
+        Err((problem, who)) => (problem.into_response(), who),
     };
     if changes_state {
         let entry = AuditRow {

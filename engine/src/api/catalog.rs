@@ -4,7 +4,7 @@ use axum::Extension;
 use axum::extract::State;
 use axum::response::Json;
 
-use super::auth::Principal;
+use super::auth::{Principal, Role};
 use super::problem::Problem;
 use super::views::{CatalogEntryView, CatalogList};
 use super::{AppState, PathParams};
@@ -14,21 +14,22 @@ use super::{AppState, PathParams};
     responses(
         (status = 200, description = "Orderable entries", body = CatalogList),
         (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Address not allowed", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Role may not read the catalog, or address not allowed", body = Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = [])))]
 pub(super) async fn list(
     State(state): State<AppState>,
     Extension(who): Extension<Principal>,
-) -> Json<CatalogList> {
-    Json(CatalogList {
+) -> Result<Json<CatalogList>, Problem> {
+    who.require(&[Role::Client, Role::Operator, Role::Admin])?;
+    Ok(Json(CatalogList {
         items: state
             .catalog
             .values()
             .filter(|e| who.scope().is_none_or(|t| e.allows_tenant(t)))
             .map(CatalogEntryView::of)
             .collect(),
-    })
+    }))
 }
 
 /// One entry, with its input schema.
@@ -37,7 +38,7 @@ pub(super) async fn list(
     responses(
         (status = 200, description = "The entry", body = CatalogEntryView),
         (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Address not allowed", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Role may not read the catalog, or address not allowed", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such entry for this tenant", body = Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = [])))]
@@ -46,6 +47,7 @@ pub(super) async fn get_one(
     Extension(who): Extension<Principal>,
     PathParams(id): PathParams<String>,
 ) -> Result<Json<CatalogEntryView>, Problem> {
+    who.require(&[Role::Client, Role::Operator, Role::Admin])?;
     state
         .catalog
         .get(&id)

@@ -3,14 +3,14 @@
 
 use axum::Extension;
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Json, Response};
 use serde::Serialize;
 use serde_json::Value as Json_;
 use utoipa::ToSchema;
 
 use super::auth::{Principal, Role, random_id};
-use super::problem::{Body, Problem, Violation};
+use super::problem::{Problem, RawBody, Violation, optional_json};
 use super::views::{EventList, EventView};
 use super::{AppState, Page, PathParams, Query};
 use crate::store::{Cursor, EventRow};
@@ -122,12 +122,16 @@ pub(super) async fn receive(
     State(state): State<AppState>,
     Extension(who): Extension<Principal>,
     PathParams(source): PathParams<String>,
-    Body(payload): Body<Json_>,
+    headers: HeaderMap,
+    RawBody(body): RawBody,
 ) -> Result<Response, Problem> {
     who.require(&[Role::Integration, Role::Admin])?;
     if !SOURCES.contains(&source.as_str()) {
         return Err(Problem::not_found("event source", &source));
     }
+    let payload = optional_json::<Json_>(&headers, &body)?.ok_or_else(|| {
+        Problem::invalid_at("", "the body is empty; send the notification as JSON")
+    })?;
     let (status, alerts) = check(&source, &payload).map_err(|errors| {
         Problem::invalid(
             format!(

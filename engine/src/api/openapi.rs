@@ -45,7 +45,7 @@ impl Modify for Bearer {
         incidents::resolve, incidents::note,
         admin::create_token, admin::list_tokens, admin::revoke_token, admin::list_tenants,
         admin::get_tenant, admin::put_tenant, admin::audit,
-        health::healthz, health::readyz, health::metrics,
+        health::healthz, health::readyz, health::metrics, serve,
     ),
     components(schemas(
         problem::Problem, problem::Violation, problem::Located,
@@ -83,7 +83,9 @@ pub fn document() -> utoipa::openapi::OpenApi {
     doc
 }
 
-/// `GET /openapi.json`.
+/// This document (OpenAPI 3.1).
+#[utoipa::path(get, path = "/openapi.json", tag = "health",
+    responses((status = 200, description = "The OpenAPI document", body = Object)))]
 #[allow(clippy::unused_async)]
 pub(super) async fn serve() -> Response {
     axum::Json(document()).into_response()

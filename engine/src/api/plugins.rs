@@ -17,13 +17,17 @@ use crate::store::{PluginRow, PutWorkflow, hex_sha256};
     responses(
         (status = 200, description = "Every plugin version", body = PluginList),
         (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Address not allowed", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Role may not read this, or address not allowed", body = Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = [])))]
-pub(super) async fn list(State(state): State<AppState>) -> Json<PluginList> {
-    Json(PluginList {
+pub(super) async fn list(
+    State(state): State<AppState>,
+    Extension(who): Extension<Principal>,
+) -> Result<Json<PluginList>, Problem> {
+    who.require(&[Role::Client, Role::Operator, Role::Admin])?;
+    Ok(Json(PluginList {
         items: state.host.index().all().map(PluginView::of).collect(),
-    })
+    }))
 }
 
 /// One plugin version, with its schemas and the capabilities it asks for.
@@ -32,14 +36,16 @@ pub(super) async fn list(State(state): State<AppState>) -> Json<PluginList> {
     responses(
         (status = 200, description = "The plugin", body = PluginView),
         (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Address not allowed", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Role may not read this, or address not allowed", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such plugin version", body = Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = [])))]
 pub(super) async fn get_one(
     State(state): State<AppState>,
+    Extension(who): Extension<Principal>,
     PathParams((name, version)): PathParams<(String, String)>,
 ) -> Result<Json<PluginView>, Problem> {
+    who.require(&[Role::Client, Role::Operator, Role::Admin])?;
     let index = state.host.index();
     index
         .versions(&name)

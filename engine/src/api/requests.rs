@@ -381,6 +381,7 @@ pub(super) async fn decide(
     PathParams(id): PathParams<String>,
     Body(decision): Body<Decision>,
 ) -> Result<Json<RequestBody>, Problem> {
+    who.require(&[Role::Client, Role::Operator, Role::Admin])?;
     let view = state
         .store
         .request(&id, who.scope())

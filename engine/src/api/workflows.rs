@@ -27,12 +27,16 @@ const YAML_TYPES: &[&str] = &[
     responses(
         (status = 200, description = "Every workflow", body = WorkflowList),
         (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Address not allowed", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Role may not read this, or address not allowed", body = Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = [])))]
-pub(super) async fn list(State(state): State<AppState>) -> Json<WorkflowList> {
+pub(super) async fn list(
+    State(state): State<AppState>,
+    Extension(who): Extension<Principal>,
+) -> Result<Json<WorkflowList>, Problem> {
+    who.require(&[Role::Client, Role::Operator, Role::Admin])?;
     let names = state.workflow_names();
-    Json(WorkflowList {
+    Ok(Json(WorkflowList {
         items: names
             .into_iter()
             .filter_map(|(name, versions)| {
@@ -48,7 +52,7 @@ pub(super) async fn list(State(state): State<AppState>) -> Json<WorkflowList> {
                 })
             })
             .collect(),
-    })
+    }))
 }
 
 /// Every stored version of one workflow, with its source.
@@ -57,14 +61,16 @@ pub(super) async fn list(State(state): State<AppState>) -> Json<WorkflowList> {
     responses(
         (status = 200, description = "Its versions", body = WorkflowVersions),
         (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Address not allowed", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Role may not read this, or address not allowed", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such workflow", body = Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = [])))]
 pub(super) async fn versions(
     State(state): State<AppState>,
+    Extension(who): Extension<Principal>,
     PathParams(name): PathParams<String>,
 ) -> Result<Json<WorkflowVersions>, Problem> {
+    who.require(&[Role::Client, Role::Operator, Role::Admin])?;
     let versions: Vec<WorkflowVersion> = state
         .store
         .workflows()
@@ -90,14 +96,16 @@ pub(super) async fn versions(
     responses(
         (status = 200, description = "The version", body = WorkflowVersion),
         (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Address not allowed", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Role may not read this, or address not allowed", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such workflow version", body = Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = [])))]
 pub(super) async fn get_version(
     State(state): State<AppState>,
+    Extension(who): Extension<Principal>,
     PathParams((name, version)): PathParams<(String, u32)>,
 ) -> Result<Json<WorkflowVersion>, Problem> {
+    who.require(&[Role::Client, Role::Operator, Role::Admin])?;
     state
         .store
         .workflows()

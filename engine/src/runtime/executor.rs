@@ -248,6 +248,12 @@ impl Executor {
             }
             self.turn().await;
             if let Some(tx) = stop.take() {
+                // Hand the runs back, so another process may take them at once instead of
+                // waiting out the lease. Attempts still in flight are run again by whoever
+                // takes the run (same idempotency key).
+                if let Err(e) = self.store.release_leases(&self.config.owner).await {
+                    tracing::warn!("cannot release leases: {e}");
+                }
                 let _ = tx.send(());
                 return;
             }

@@ -5,8 +5,8 @@
 //! store is SQLite (WAL; `synchronous=FULL` unless configured otherwise); a PostgreSQL twin
 //! goes behind the same methods, with the schema in `migrations/postgres/`.
 
-mod cron;
 mod api;
+mod cron;
 mod rows;
 
 use std::path::Path;
@@ -18,11 +18,11 @@ use sha2::{Digest, Sha256};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{AssertSqlSafe, Row, SqlitePool};
 
-pub use cron::CronFire;
 pub use api::{
     AuditRow, Counts, Cursor, EventRow, NewRequest, PluginRow, RUN_SECONDS_BUCKETS, RequestRow,
     RequestView, TenantRow, TokenRow,
 };
+pub use cron::CronFire;
 pub use rows::{IncidentRow, RunRow, RunStatus, SignalRow, StepRow, StepStatus, WorkflowRow};
 
 /// What went wrong, grouped by what the caller does next.
@@ -269,6 +269,18 @@ impl Store {
             .bind(owner)
             .execute(&self.pool)
             .await?;
+        Ok(())
+    }
+
+    /// Gives up the lease of every unfinished run `owner` holds (at a clean shutdown).
+    pub async fn release_leases(&self, owner: &str) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE runs SET lease_owner = NULL, lease_until = NULL \
+             WHERE lease_owner = ? AND status IN ('running', 'failing', 'cancelling')",
+        )
+        .bind(owner)
+        .execute(&self.pool)
+        .await?;
         Ok(())
     }
 

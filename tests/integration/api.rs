@@ -1,0 +1,20 @@
+//! The REST API (v1) over real HTTP: a server on 127.0.0.1 (port 0) with a fresh SQLite
+//! database per test, called with a blocking HTTP client. Most tests run the server in this
+//! process (`harness::App`); `process` runs the real `csmp` binary for `csmp token create` and
+//! for a graceful shutdown followed by a restart on the same database.
+//!
+//! Every test asserts status codes and bodies: problem documents by their `type` and, for
+//! invalid inputs, by the JSON pointers in `errors[]`. Waits poll with a guard timeout; nothing
+//! asserts on how long anything took.
+
+mod access;
+mod admin;
+mod events;
+mod hardening;
+mod harness;
+mod incidents;
+mod plugins;
+mod process;
+mod requests;
+mod runs;
+mod workflows;

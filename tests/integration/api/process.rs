@@ -1,0 +1,358 @@
+//! The real `csmp` binary: `csmp token create` makes tokens the running service accepts, and
+//! SIGTERM stops `csmp serve` cleanly (open event streams end, the process exits 0) with
+//! everything it acknowledged still there after a restart on the same database.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+
+use super::harness::{Client, GUARD, Token, s, step, write_definitions};
+
+/// A running `csmp serve`.
+struct Served {
+    child: Child,
+    http: Client,
+    stdout: mpsc::Receiver<String>,
+    stderr: PathBuf,
+}
+
+impl std::ops::Deref for Served {
+    type Target = Client;
+
+    fn deref(&self) -> &Client {
+        &self.http
+    }
+}
+
+impl Served {
+    /// Starts `csmp serve` on `dir` (its `workflows/`, `catalog/` and `csmp.db`) under the
+    /// default lease name, so a restart takes the runs back at once, and waits until it
+    /// listens. `name` names its log file.
+    fn start(dir: &Path, name: &str) -> Self {
+        let stderr = dir.join(format!("{name}.stderr"));
+        let mut child = Command::new(env!("CARGO_BIN_EXE_csmp"))
+            .args(["serve", "--listen", "127.0.0.1:0"])
+            .arg("--database")
+            .arg(dir.join("csmp.db"))
+            .arg("--workflows")
+            .arg(dir.join("workflows"))
+            .arg("--catalog")
+            .arg(dir.join("catalog"))
+            .current_dir(dir)
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(&stderr).expect("a stderr file"))
+            .spawn()
+            .expect("csmp serve starts");
+        let out = child.stdout.take().expect("piped stdout");
+        let (tx, stdout) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(out).lines() {
+                let Ok(line) = line else { return };
+                if tx.send(line).is_err() {
+                    return;
+                }
+            }
+        });
+        let started = Instant::now();
+        let base = loop {
+            let left = GUARD.saturating_sub(started.elapsed());
+            let line = stdout.recv_timeout(left).unwrap_or_else(|_| {
+                panic!(
+                    "csmp serve did not say where it listens; stderr: {}",
+                    std::fs::read_to_string(&stderr).unwrap_or_default()
+                )
+            });
+            if let Some(rest) = line.split("listening on ").nth(1) {
+                break rest
+                    .split_whitespace()
+                    .next()
+                    .expect("an address after `listening on`")
+                    .to_string();
+            }
+        };
+        Self {
+            child,
+            http: Client::new(base),
+            stdout,
+            stderr,
+        }
+    }
+
+    /// Sends SIGTERM and waits (bounded) for the exit; returns its status and what it printed
+    /// after listening.
+    fn terminate(mut self) -> (ExitStatus, String) {
+        let pid = self.child.id().to_string();
+        let sent = Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .expect("kill runs");
+        assert!(sent.success(), "SIGTERM sent to {pid}");
+        let started = Instant::now();
+        let status = loop {
+            if let Some(status) = self.child.try_wait().expect("the child's status") {
+                break status;
+            }
+            assert!(
+                started.elapsed() < GUARD,
+                "csmp serve did not exit after SIGTERM; stderr: {}",
+                std::fs::read_to_string(&self.stderr).unwrap_or_default()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        // Everything it printed, up to the end of its output (the reader ends at EOF).
+        let mut printed = Vec::new();
+        while let Ok(line) = self.stdout.recv_timeout(GUARD) {
+            printed.push(line);
+        }
+        (status, printed.join("\n"))
+    }
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+fn token_create(db: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_csmp"))
+        .args(["token", "create"])
+        .args(args)
+        .arg("--database")
+        .arg(db)
+        .output()
+        .expect("csmp token create runs")
+}
+
+/// A token made with `csmp token create`.
+fn cli_token(db: &Path, args: &[&str]) -> Token {
+    let out = token_create(db, args);
+    assert!(
+        out.status.success(),
+        "csmp token create {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let secret = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    assert_eq!(
+        secret.lines().count(),
+        1,
+        "only the token on stdout: {secret}"
+    );
+    let id = secret
+        .split('_')
+        .nth(1)
+        .unwrap_or_else(|| panic!("a token is csmp_<id>_<secret>: {secret}"))
+        .to_string();
+    Token { secret, id }
+}
+
+#[test]
+fn tokens_from_the_command_line_work_against_the_service() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    write_definitions(dir.path());
+    let db = dir.path().join("csmp.db");
+
+    let admin = cli_token(&db, &["--role", "admin", "--name", "first"]);
+    let refused = token_create(&db, &["--role", "client"]);
+    assert_eq!(refused.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("tenant"),
+        "says the tenant is missing: {}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
+    assert!(refused.stdout.is_empty());
+
+    let app = Served::start(dir.path(), "tokens");
+    let tokens = app.get("/v1/tokens").auth(&admin).send().expect(200);
+    let listed: Vec<String> = tokens["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .map(|t| s(t, "id"))
+        .collect();
+    assert_eq!(
+        listed,
+        vec![admin.id.clone()],
+        "the refused token was not made"
+    );
+    assert_eq!(tokens["items"][0]["name"], "first");
+    assert_eq!(tokens["items"][0]["role"], "admin");
+
+    // Made while the service runs, accepted at once.
+    let client = cli_token(&db, &["--role", "client", "--tenant", "acme"]);
+    let ordered = app.order(&client, &json!({ "catalog_id": "hello" }));
+    assert_eq!(ordered["tenant"], "acme");
+    let tenant = app.get("/v1/tenants/acme").auth(&admin).send().expect(200);
+    assert_eq!(tenant["id"], "acme");
+    app.get("/v1/tokens")
+        .auth(&client)
+        .send()
+        .problem(403, "forbidden");
+    let forged = Token {
+        secret: format!("{}x", admin.secret),
+        id: admin.id.clone(),
+    };
+    app.get("/v1/tokens")
+        .auth(&forged)
+        .send()
+        .problem(401, "unauthorized");
+
+    let (status, _) = app.terminate();
+    assert!(status.success(), "exit status {status}");
+}
+
+#[test]
+fn sigterm_ends_streams_and_exits_0_and_a_restart_has_everything() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    write_definitions(dir.path());
+    let db = dir.path().join("csmp.db");
+    let admin = cli_token(&db, &["--role", "admin"]);
+    let operator = cli_token(&db, &["--role", "operator"]);
+    let client = cli_token(&db, &["--role", "client", "--tenant", "acme"]);
+
+    let app = Served::start(dir.path(), "first");
+    let created = app.order(&client, &json!({ "catalog_id": "steer" }));
+    let request = s(&created, "id");
+    let run = s(&created, "run_id");
+    app.wait_step(&client, &run, "gate", "waiting");
+    app.put("/v1/workflows/sleeper")
+        .auth(&operator)
+        .body("application/yaml", super::harness::SLEEPER_V2)
+        .send()
+        .expect(201);
+
+    let hostile = std::fs::read(format!("{}/hostile.wasm", env!("CSMP_PLUGIN_WASM_DIR")))
+        .expect("the hostile test plugin is built");
+    app.put("/v1/plugins/hostile/0.1.0")
+        .auth(&admin)
+        .body("application/wasm", hostile)
+        .send()
+        .expect(201);
+
+    let mut stream = app
+        .get(&format!("/v1/runs/{run}/events"))
+        .auth(&client)
+        .stream();
+    let (name, snapshot) = stream.next_event().expect("a snapshot");
+    assert_eq!(name, "snapshot");
+    assert_eq!(snapshot["status"], "running");
+
+    let (status, printed) = app.terminate();
+    assert!(
+        status.success(),
+        "csmp serve exits 0 after SIGTERM, not {status}"
+    );
+    assert!(
+        printed.contains("stopped"),
+        "it says it stopped cleanly: {printed}"
+    );
+    // The open stream was ended by the server, not cut.
+    let mut rest = Vec::new();
+    while let Some(event) = stream.next_event() {
+        rest.push(event);
+    }
+    assert!(
+        rest.iter().all(|(_, e)| e["status"] != "succeeded"),
+        "the run did not end: {rest:?}"
+    );
+
+    // Everything acknowledged is there after a restart.
+    let app = Served::start(dir.path(), "second");
+    let r = app
+        .get(&format!("/v1/requests/{request}"))
+        .auth(&client)
+        .send()
+        .expect(200);
+    assert_eq!(r["status"], "running");
+    assert_eq!(r["run_id"], run.as_str());
+    let detail = app
+        .get(&format!("/v1/runs/{run}"))
+        .auth(&client)
+        .send()
+        .expect(200);
+    assert_eq!(detail["status"], "running");
+    assert_eq!(
+        step(&detail, "gate").map(|g| g["status"].clone()),
+        Some(json!("waiting"))
+    );
+    let plugin = app
+        .get("/v1/plugins/hostile/0.1.0")
+        .auth(&client)
+        .send()
+        .expect(200);
+    assert_eq!(
+        plugin["name"], "hostile",
+        "the uploaded plugin is loaded again"
+    );
+    let versions = app
+        .get("/v1/workflows/sleeper")
+        .auth(&client)
+        .send()
+        .expect(200);
+    assert_eq!(versions["versions"][1]["version"], 2, "{versions}");
+    let audit = app
+        .get("/v1/audit?limit=200")
+        .auth(&admin)
+        .send()
+        .expect(200);
+    let entries: Vec<(String, String, u64, String)> = audit["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .map(|e| {
+            (
+                s(e, "method"),
+                s(e, "path"),
+                e["status"].as_u64().expect("status"),
+                e["actor"].as_str().unwrap_or("").to_string(),
+            )
+        })
+        .collect();
+    assert!(
+        entries.contains(&("POST".into(), "/v1/requests".into(), 202, client.id.clone())),
+        "{audit}"
+    );
+    assert!(
+        entries.contains(&(
+            "PUT".into(),
+            "/v1/plugins/hostile/0.1.0".into(),
+            201,
+            admin.id.clone()
+        )),
+        "{audit}"
+    );
+    assert!(
+        entries.contains(&(
+            "PUT".into(),
+            "/v1/workflows/sleeper".into(),
+            201,
+            operator.id.clone()
+        )),
+        "{audit}"
+    );
+
+    // The run goes on where it stopped.
+    app.post(&format!("/v1/runs/{run}/signals/go"))
+        .auth(&operator)
+        .json(&json!({ "after": "restart" }))
+        .send()
+        .expect(202);
+    app.post(&format!("/v1/runs/{run}/approvals/gate"))
+        .auth(&operator)
+        .json(&json!({ "approved": true }))
+        .send()
+        .expect(200);
+    let done = app.wait_run(&client, &run, "succeeded");
+    assert_eq!(done["outputs"], json!({ "heard": { "after": "restart" } }));
+    app.wait_request(&client, &request, "fulfilled");
+
+    let (status, _) = app.terminate();
+    assert!(status.success(), "exit status {status}");
+}

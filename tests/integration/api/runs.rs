@@ -1,0 +1,286 @@
+//! Runs: detail with steps, the server-sent event stream, cancel, step approvals, signals.
+
+use serde_json::{Value, json};
+
+use super::harness::{App, SLEEPER_V2, TENANT_A, ids, s, step};
+
+/// Orders `steer` as client A and waits until its approval step waits; returns the run id.
+fn steer_run(app: &App) -> (String, String) {
+    let created = app.order(&app.client_a, &json!({ "catalog_id": "steer" }));
+    let run = s(&created, "run_id");
+    app.wait_step(&app.client_a, &run, "gate", "waiting");
+    (s(&created, "id"), run)
+}
+
+#[test]
+fn the_event_stream_sends_a_snapshot_then_transitions_until_the_run_ends() {
+    let app = App::start();
+    let (request, run) = steer_run(&app);
+    let mut stream = app
+        .get(&format!("/v1/runs/{run}/events"))
+        .auth(&app.client_a)
+        .stream();
+    let (name, snapshot) = stream.next_event().expect("the first event");
+    assert_eq!(name, "snapshot");
+    assert_eq!(snapshot["id"], run.as_str());
+    assert_eq!(snapshot["status"], "running");
+    assert_eq!(
+        step(&snapshot, "gate").map(|g| g["status"].clone()),
+        Some(json!("waiting"))
+    );
+
+    // Steer the run while the stream is open: the signal first (kept until its step waits),
+    // then the approval.
+    app.post(&format!("/v1/runs/{run}/signals/go"))
+        .auth(&app.operator)
+        .json(&json!({ "said": "go on" }))
+        .send()
+        .expect(202);
+    app.post(&format!("/v1/runs/{run}/approvals/gate"))
+        .auth(&app.operator)
+        .json(&json!({ "approved": true }))
+        .send()
+        .expect(200);
+
+    let mut events = Vec::new();
+    while let Some(event) = stream.next_event() {
+        events.push(event);
+    }
+    let steps: Vec<(String, String)> = events
+        .iter()
+        .filter(|(n, _)| n == "step")
+        .map(|(_, e)| (s(e, "step"), s(e, "status")))
+        .collect();
+    for e in events.iter().map(|(_, e)| e) {
+        assert_eq!(e["run_id"], run.as_str(), "{e}");
+    }
+    assert!(
+        steps.contains(&("gate".into(), "succeeded".into())),
+        "{events:?}"
+    );
+    assert!(
+        steps.contains(&("hear".into(), "succeeded".into())),
+        "{events:?}"
+    );
+    let (last_name, last) = events.last().expect("events after the snapshot");
+    assert_eq!(
+        last_name, "run",
+        "the stream ends with the run's end: {events:?}"
+    );
+    assert_eq!(last["status"], "succeeded");
+    assert_eq!(last["step"], Value::Null);
+
+    let detail = app
+        .get(&format!("/v1/runs/{run}"))
+        .auth(&app.client_a)
+        .send()
+        .expect(200);
+    assert_eq!(detail["status"], "succeeded");
+    assert_eq!(detail["outputs"], json!({ "heard": { "said": "go on" } }));
+    assert!(detail["finished_at"].is_string());
+    let gate = step(&detail, "gate").expect("gate");
+    assert_eq!(gate["output"]["approved"], true);
+    assert_eq!(gate["output"]["by"], app.operator.id.as_str());
+    for st in detail["steps"].as_array().expect("steps") {
+        assert!(st["started_at"].is_string(), "{st}");
+        assert!(st["finished_at"].is_string(), "{st}");
+        assert!(st["attempts"].is_u64(), "{st}");
+    }
+    let r = app.wait_request(&app.client_a, &request, "fulfilled");
+    assert_eq!(r["sla"]["breached"], false);
+
+    // A finished run's stream is its snapshot, then the end.
+    let mut stream = app
+        .get(&format!("/v1/runs/{run}/events"))
+        .auth(&app.operator)
+        .stream();
+    let (name, snapshot) = stream.next_event().expect("a snapshot");
+    assert_eq!(name, "snapshot");
+    assert_eq!(snapshot["status"], "succeeded");
+    assert!(
+        stream.next_event().is_none(),
+        "the stream of a finished run ends"
+    );
+
+    // Listed with the others, newest first, without steps.
+    let list = app.get("/v1/runs").auth(&app.client_a).send().expect(200);
+    assert_eq!(ids(&list), vec![run.clone()]);
+    assert_eq!(list["items"][0]["status"], "succeeded");
+    assert_eq!(list["items"][0]["tenant"], TENANT_A);
+    assert!(list["items"][0].get("steps").is_none());
+    app.get("/v1/runs/run-00000000deadbeef")
+        .auth(&app.operator)
+        .send()
+        .problem(404, "not-found");
+    app.get("/v1/runs/run-00000000deadbeef/events")
+        .auth(&app.operator)
+        .send()
+        .problem(404, "not-found");
+}
+
+#[test]
+fn approval_steps_accept_the_roles_they_name() {
+    let app = App::start();
+    let (_, run) = steer_run(&app);
+    let approve = |token: &super::harness::Token, key: &str, body: &Value| {
+        app.post(&format!("/v1/runs/{run}/approvals/{key}"))
+            .auth(token)
+            .json(body)
+            .send()
+    };
+    let yes = json!({ "approved": true });
+    approve(&app.client_a, "gate", &yes).problem(403, "forbidden");
+    approve(&app.integration, "gate", &yes).problem(403, "forbidden");
+    approve(&app.operator, "hear", &yes).problem(404, "not-found");
+    approve(&app.operator, "nope", &yes).problem(404, "not-found");
+    assert_eq!(
+        approve(&app.operator, "gate", &json!({ "approved": "sure" })).invalid(),
+        vec![""]
+    );
+    app.post(&format!("/v1/runs/{run}/approvals/gate"))
+        .auth(&app.operator)
+        .body("application/json", "{\"approved\": tru")
+        .send()
+        .problem(400, "malformed-json");
+    app.post(&format!("/v1/runs/{run}/approvals/gate"))
+        .auth(&app.operator)
+        .body("text/plain", "approved")
+        .send()
+        .problem(415, "unsupported-media-type");
+    let still = app
+        .get(&format!("/v1/runs/{run}"))
+        .auth(&app.operator)
+        .send()
+        .expect(200);
+    assert_eq!(
+        step(&still, "gate").map(|g| g["status"].clone()),
+        Some(json!("waiting"))
+    );
+
+    // Admins may decide what operators may.
+    let decided = approve(&app.admin, "gate", &yes).expect(200);
+    assert_eq!(decided["id"], run.as_str());
+    approve(&app.operator, "gate", &yes).problem(409, "conflict");
+    let after = app.wait_step(&app.operator, &run, "hear", "waiting");
+    assert_eq!(
+        step(&after, "gate").map(|g| g["output"]["by"].clone()),
+        Some(json!(app.admin.id))
+    );
+
+    // A rejection fails the run.
+    let (request, other) = steer_run(&app);
+    approve_on(&app, &other, false);
+    let failed = app.wait_run(&app.operator, &other, "failed");
+    assert!(
+        failed["error"].as_str().is_some_and(|e| e.contains("gate")),
+        "{failed}"
+    );
+    let r = app.wait_request(&app.client_a, &request, "failed");
+    assert!(r["finished_at"].is_string());
+}
+
+fn approve_on(app: &App, run: &str, approved: bool) {
+    app.post(&format!("/v1/runs/{run}/approvals/gate"))
+        .auth(&app.operator)
+        .json(&json!({ "approved": approved }))
+        .send()
+        .expect(200);
+}
+
+/// The natural order of things: the run waits at its `signal:` step, then the signal comes.
+#[test]
+fn signals_reach_a_waiting_step() {
+    let app = App::start();
+    let (request, run) = steer_run(&app);
+    approve_on(&app, &run, true);
+    app.wait_step(&app.operator, &run, "hear", "waiting");
+
+    let signal =
+        |token: &super::harness::Token| app.post(&format!("/v1/runs/{run}/signals/go")).auth(token);
+    signal(&app.client_a)
+        .json(&json!({}))
+        .send()
+        .problem(403, "forbidden");
+    signal(&app.integration)
+        .json(&json!({}))
+        .send()
+        .problem(403, "forbidden");
+    signal(&app.operator)
+        .body("text/plain", "go")
+        .send()
+        .problem(415, "unsupported-media-type");
+    signal(&app.operator)
+        .body("application/json", "{go")
+        .send()
+        .problem(400, "malformed-json");
+    app.post("/v1/runs/run-00000000deadbeef/signals/go")
+        .auth(&app.operator)
+        .send()
+        .problem(404, "not-found");
+
+    let accepted = signal(&app.operator)
+        .json(&json!({ "by": "ops" }))
+        .send()
+        .expect(202);
+    assert_eq!(accepted["id"], run.as_str());
+    let done = app.wait_run(&app.operator, &run, "succeeded");
+    assert_eq!(done["outputs"], json!({ "heard": { "by": "ops" } }));
+    app.wait_request(&app.client_a, &request, "fulfilled");
+
+    // A finished run takes no more signals.
+    signal(&app.operator)
+        .json(&json!({}))
+        .send()
+        .problem(409, "conflict");
+}
+
+#[test]
+fn an_operator_cancels_a_run_waiting_on_a_long_timer() {
+    let app = App::start();
+    let uploaded = app
+        .put("/v1/workflows/sleeper")
+        .auth(&app.operator)
+        .body("application/yaml", SLEEPER_V2)
+        .send()
+        .expect(201);
+    assert_eq!(uploaded["version"], 2);
+
+    let created = app.order(
+        &app.operator,
+        &json!({ "catalog_id": "sleeper", "tenant": TENANT_A }),
+    );
+    assert_eq!(created["tenant"], TENANT_A);
+    assert_eq!(created["requester"], app.operator.id.as_str());
+    let run = s(&created, "run_id");
+    let waiting = app.wait_step(&app.operator, &run, "nap", "waiting");
+    assert_eq!(waiting["version"], 2, "new runs use the newest version");
+    let nap = step(&waiting, "nap").expect("nap");
+    assert!(nap["wakes_at"].is_string(), "{nap}");
+
+    app.post(&format!("/v1/runs/{run}/cancel"))
+        .auth(&app.client_a)
+        .send()
+        .problem(403, "forbidden");
+    app.post("/v1/runs/run-00000000deadbeef/cancel")
+        .auth(&app.operator)
+        .send()
+        .problem(404, "not-found");
+    let cancelling = app
+        .post(&format!("/v1/runs/{run}/cancel"))
+        .auth(&app.operator)
+        .send()
+        .expect(202);
+    assert_eq!(cancelling["id"], run.as_str());
+    assert!(
+        ["cancelling", "cancelled"].contains(&cancelling["status"].as_str().unwrap_or("")),
+        "{cancelling}"
+    );
+    let cancelled = app.wait_run(&app.client_a, &run, "cancelled");
+    assert!(cancelled["finished_at"].is_string());
+    let r = app.wait_request(&app.client_a, &s(&created, "id"), "cancelled");
+    assert!(r["finished_at"].is_string());
+    app.post(&format!("/v1/runs/{run}/cancel"))
+        .auth(&app.operator)
+        .send()
+        .problem(409, "conflict");
+}
