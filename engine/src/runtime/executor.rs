@@ -97,7 +97,7 @@ impl Executor {
         events: broadcast::Sender<RunEvent>,
     ) -> Result<Self, EngineError> {
         let (done_tx, done_rx) = mpsc::unbounded_channel();
-        let jobs = workers::start(config.workers, host, done_tx);
+        let jobs = workers::start(config.workers, host, done_tx, config.observer.clone());
         let next_signal_id = store.next_signal_id().await?;
         let mut exec = Self {
             store,

@@ -11,6 +11,7 @@
 
 mod clock;
 mod executor;
+mod observe;
 mod scope;
 mod workers;
 
@@ -22,6 +23,7 @@ use serde_json::Value as Json;
 use tokio::sync::{broadcast, mpsc, oneshot};
 
 pub use clock::{Clock, TokioClock};
+pub use observe::AttemptObserver;
 
 use crate::plan::Plan;
 use crate::plugin::PluginHost;
@@ -68,6 +70,8 @@ pub struct EngineConfig {
     pub lease: Duration,
     /// Secret values by name, handed to templates and plugins at dispatch; never stored.
     pub secrets: BTreeMap<String, String>,
+    /// Told when worker threads start and end plugin attempts (the benchmark's stopwatch).
+    pub observer: Option<Arc<dyn AttemptObserver>>,
 }
 
 impl Default for EngineConfig {
@@ -77,6 +81,7 @@ impl Default for EngineConfig {
             workers: std::thread::available_parallelism().map_or(2, |n| n.get() * 2),
             lease: Duration::from_secs(30),
             secrets: BTreeMap::new(),
+            observer: None,
         }
     }
 }

@@ -319,6 +319,41 @@ impl Store {
         .await?;
         rows.iter().map(IncidentRow::from_row).collect()
     }
+
+    /// How many runs and steps are in each status (for the benchmark and health checks).
+    pub async fn census(&self) -> Result<Census, StoreError> {
+        let mut census = Census::default();
+        for (table, into) in [("runs", &mut census.runs), ("steps", &mut census.steps)] {
+            let rows = sqlx::query(AssertSqlSafe(format!(
+                "SELECT status, COUNT(*) AS n FROM {table} GROUP BY status"
+            )))
+            .fetch_all(&self.pool)
+            .await?;
+            for row in &rows {
+                into.insert(col(row, "status")?, col(row, "n")?);
+            }
+        }
+        Ok(census)
+    }
+}
+
+/// Counts of runs and steps by stored status (`running`, `succeeded`, …).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Census {
+    /// Runs by status.
+    pub runs: std::collections::BTreeMap<String, i64>,
+    /// Steps (units) by status.
+    pub steps: std::collections::BTreeMap<String, i64>,
+}
+
+impl Census {
+    /// Runs not yet in a final status.
+    pub fn unfinished_runs(&self) -> i64 {
+        ["running", "failing", "cancelling"]
+            .iter()
+            .filter_map(|s| self.runs.get(*s))
+            .sum()
+    }
 }
 
 /// Hex sha256 of `bytes`.
