@@ -181,19 +181,53 @@ impl Store {
             return Ok(());
         }
         let mut tx = self.pool.begin().await?;
-        for w in batch {
-            match w {
-                Write::Run(r) => r.upsert(&mut tx).await?,
-                Write::Step(s) => s.upsert(&mut tx).await?,
-                Write::Signal(s) => s.insert(&mut tx).await?,
-                Write::ConsumeSignal { id, by } => {
-                    sqlx::query("UPDATE signals SET consumed_by = ? WHERE id = ?")
-                        .bind(by)
-                        .bind(id)
-                        .execute(&mut *tx)
-                        .await?;
+        // Consecutive runs and steps go in multi-row statements; every statement is a round
+        // trip to SQLite's thread, which cost more than the rows themselves.
+        let mut rest = batch;
+        while let Some(first) = rest.first() {
+            let same = rest
+                .iter()
+                .position(|w| std::mem::discriminant(w) != std::mem::discriminant(first))
+                .unwrap_or(rest.len());
+            let (group, tail) = rest.split_at(same);
+            rest = tail;
+            match first {
+                Write::Run(_) => {
+                    let rows: Vec<&RunRow> = group
+                        .iter()
+                        .filter_map(|w| match w {
+                            Write::Run(r) => Some(r),
+                            _ => None,
+                        })
+                        .collect();
+                    RunRow::upsert_many(&mut tx, &rows).await?;
                 }
-                Write::Incident(i) => i.upsert(&mut tx).await?,
+                Write::Step(_) => {
+                    let rows: Vec<&StepRow> = group
+                        .iter()
+                        .filter_map(|w| match w {
+                            Write::Step(s) => Some(s),
+                            _ => None,
+                        })
+                        .collect();
+                    StepRow::upsert_many(&mut tx, &rows).await?;
+                }
+                _ => {
+                    for w in group {
+                        match w {
+                            Write::Signal(s) => s.insert(&mut tx).await?,
+                            Write::ConsumeSignal { id, by } => {
+                                sqlx::query("UPDATE signals SET consumed_by = ? WHERE id = ?")
+                                    .bind(by)
+                                    .bind(id)
+                                    .execute(&mut *tx)
+                                    .await?;
+                            }
+                            Write::Incident(i) => i.upsert(&mut tx).await?,
+                            Write::Run(_) | Write::Step(_) => {}
+                        }
+                    }
+                }
             }
         }
         tx.commit().await?;

@@ -205,3 +205,59 @@ async fn incidents_round_trip() -> Result<(), StoreError> {
     assert_eq!(store.incidents().await?.len(), 1);
     Ok(())
 }
+
+#[test]
+fn batches_split_into_few_statement_shapes() {
+    let sizes = |n: usize| -> Vec<usize> {
+        let v: Vec<u32> = (0..n as u32).collect();
+        rows::chunks(&v).map(<[u32]>::len).collect()
+    };
+    assert_eq!(sizes(0), Vec::<usize>::new());
+    assert_eq!(sizes(1), [1]);
+    assert_eq!(sizes(7), [4, 2, 1]);
+    assert_eq!(sizes(300), [128, 128, 32, 8, 4]);
+}
+
+#[tokio::test]
+async fn a_large_batch_of_mixed_writes_lands_in_one_commit() -> Result<(), StoreError> {
+    let (_dir, store) = fresh().await;
+    let mut batch = Vec::new();
+    for r in 0..150 {
+        batch.push(Write::Run(run(&format!("r{r}"), RunStatus::Running)));
+    }
+    for r in 0..150 {
+        for k in 0..3 {
+            batch.push(Write::Step(step(
+                &format!("r{r}"),
+                &format!("s{k}"),
+                StepStatus::Running,
+            )));
+        }
+    }
+    // The same step twice in one batch: the later write wins.
+    batch.push(Write::Step(step("r0", "s0", StepStatus::Succeeded)));
+    let before = store.commits();
+    store.commit(&batch).await?;
+    assert_eq!(store.commits(), before + 1);
+    // Updates of rows already stored, in a second batch.
+    let mut done = run("r7", RunStatus::Succeeded);
+    done.outputs = Some(json!({"x": [1, 2]}));
+    store.commit(&[Write::Run(done.clone())]).await?;
+    assert_eq!(store.run("r7").await?, Some(done));
+    let census = store.census().await?;
+    assert_eq!(census.runs.get("running"), Some(&149));
+    assert_eq!(census.runs.get("succeeded"), Some(&1));
+    assert_eq!(census.steps.get("running"), Some(&449));
+    assert_eq!(census.steps.get("succeeded"), Some(&1));
+    assert_eq!(census.unfinished_runs(), 149);
+    let steps = store.steps("r149").await?;
+    assert_eq!(
+        steps,
+        vec![
+            step("r149", "s0", StepStatus::Running),
+            step("r149", "s1", StepStatus::Running),
+            step("r149", "s2", StepStatus::Running),
+        ]
+    );
+    Ok(())
+}
