@@ -114,6 +114,9 @@ impl Store {
             .foreign_keys(true);
         let pool = SqlitePoolOptions::new()
             .max_connections(4)
+            // An embedded database cannot hang up: skip the ping (a round trip to SQLite's
+            // thread) that would otherwise precede every statement and every commit.
+            .test_before_acquire(false)
             .connect_with(options)
             .await?;
         sqlx::migrate!("../migrations/sqlite").run(&pool).await?;
