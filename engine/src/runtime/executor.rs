@@ -12,7 +12,7 @@ use std::time::Duration;
 use serde_json::{Value as Json, json};
 use tokio::sync::{broadcast, mpsc, oneshot};
 
-use super::scope::{self, Extra};
+use super::scope::{Extra, Scope, ScopeCache};
 use super::workers::{self, Done, Job};
 use super::{Clock, Command, Definitions, EngineConfig, EngineError, NewRun, RunEvent};
 use crate::dsl::IncidentAction;
@@ -41,6 +41,8 @@ struct RunState {
     signals: Vec<SignalRow>,
     /// Cancellation handles of attempts in flight.
     cancels: HashMap<String, CancellationToken>,
+    /// Its template scope, kept between renders.
+    scope: ScopeCache,
 }
 
 pub(super) struct Executor {
@@ -158,6 +160,7 @@ impl Executor {
                     units,
                     signals,
                     cancels: HashMap::new(),
+                    scope: ScopeCache::default(),
                 },
             );
             exec.rearm(&id);
@@ -447,6 +450,7 @@ impl Executor {
                 units: HashMap::new(),
                 signals: Vec::new(),
                 cancels: HashMap::new(),
+                scope: ScopeCache::default(),
             },
         );
         self.touched_runs.insert(id.clone());
@@ -709,6 +713,7 @@ impl Executor {
         if let Some(when) = &step.when {
             match when.render(&scope) {
                 Ok(v) if !crate::template::truthy(&v) => {
+                    self.give_back(run_id, scope);
                     row.status = StepStatus::Skipped;
                     row.finished_at = Some(now);
                     self.put(run_id, row);
@@ -716,13 +721,16 @@ impl Executor {
                 }
                 Ok(_) => {}
                 Err(e) => {
+                    self.give_back(run_id, scope);
                     self.put(run_id, failed(row, format!("`when`: {e}"), now));
                     return;
                 }
             }
         }
         if let Some(fe) = &step.for_each {
-            let items = match fe.render(&scope) {
+            let rendered = fe.render(&scope);
+            self.give_back(run_id, scope);
+            let items = match rendered {
                 Ok(Json::Array(items)) => items,
                 Ok(other) => {
                     self.put(
@@ -742,7 +750,7 @@ impl Executor {
             self.progress_fan_out(run_id, step);
             return;
         }
-        self.start_unit(run_id, step, row, Extra::default());
+        self.start_unit_with(run_id, step, row, scope);
     }
 
     /// Starts items of a fan-out up to `max_parallel`; completes the step when all are done.
@@ -828,11 +836,16 @@ impl Executor {
     }
 
     /// Starts one unit (a step, or one fan-out item) according to its kind.
-    fn start_unit(&mut self, run_id: &str, step: &PlanStep, mut row: StepRow, extra: Extra) {
-        let now = self.clock.now_ms();
+    fn start_unit(&mut self, run_id: &str, step: &PlanStep, row: StepRow, extra: Extra) {
         let Some(scope) = self.scope(run_id, &extra) else {
             return;
         };
+        self.start_unit_with(run_id, step, row, scope);
+    }
+
+    /// Starts one unit with its scope already taken (and hands the scope back).
+    fn start_unit_with(&mut self, run_id: &str, step: &PlanStep, mut row: StepRow, scope: Scope) {
+        let now = self.clock.now_ms();
         match &step.kind {
             PlanKind::Uses { with, .. } => match with.render(&scope) {
                 Ok(input) => {
@@ -938,6 +951,7 @@ impl Executor {
                 }
             }
         }
+        self.give_back(run_id, scope);
     }
 
     /// Hands a buffered signal to each waiting `signal:` unit of the run that wants it.
@@ -1113,6 +1127,7 @@ impl Executor {
         let Some(unit) = run.units.get(key) else {
             return;
         };
+        let attempt = unit.attempt + 1;
         let extra = self.extra_of(run_id, key);
         let Some(scope) = self.scope(run_id, &extra) else {
             return;
@@ -1125,9 +1140,10 @@ impl Executor {
             None
         };
         let Some(with) = with else { return };
-        let attempt = unit.attempt + 1;
         let now = self.clock.now_ms();
-        match with.render(&scope) {
+        let rendered = with.render(&scope);
+        self.give_back(run_id, scope);
+        match rendered {
             Ok(input) => {
                 if let Some(u) = self.runs.get_mut(run_id).and_then(|r| r.units.get_mut(key)) {
                     u.status = StepStatus::Running;
@@ -1278,7 +1294,9 @@ impl Executor {
                         return;
                     };
                     let mut row = self.blank(run_id, &comp_key, &step.id, now);
-                    match c.with.render(&scope) {
+                    let rendered = c.with.render(&scope);
+                    self.give_back(run_id, scope);
+                    match rendered {
                         Ok(input) => {
                             row.status = StepStatus::Running;
                             row.attempt = 1;
@@ -1436,16 +1454,20 @@ impl Executor {
 
     // ----- small helpers -----
 
-    /// The template scope of a unit of `run_id`.
-    fn scope(&self, run_id: &str, extra: &Extra) -> Option<handlebars::Context> {
-        let run = self.runs.get(run_id)?;
-        Some(scope::build(
-            &run.row,
-            &run.plan,
-            &run.units,
-            &self.config.secrets,
-            extra,
-        ))
+    /// The template scope of a unit of `run_id`, taken from the run's cache; hand it back
+    /// with [`Self::give_back`] to keep it for the next render.
+    fn scope(&mut self, run_id: &str, extra: &Extra) -> Option<Scope> {
+        let run = self.runs.get_mut(run_id)?;
+        Some(
+            run.scope
+                .take(&run.row, &run.plan, &run.units, &self.config.secrets, extra),
+        )
+    }
+
+    fn give_back(&mut self, run_id: &str, scope: Scope) {
+        if let Some(run) = self.runs.get_mut(run_id) {
+            run.scope.give_back(scope);
+        }
     }
 
     fn blank(&self, run_id: &str, key: &str, step_id: &str, now: i64) -> StepRow {
