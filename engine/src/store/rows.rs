@@ -139,7 +139,7 @@ const MAX_ROWS_PER_STATEMENT: usize = 128;
 
 /// Splits `rows` into chunks of 128, 64, 32, … 1 rows: few statements per batch, and few
 /// distinct statement texts, so every one stays in the connection's prepared-statement cache.
-pub(super) fn chunks<'a, T>(mut rows: &'a [T]) -> impl Iterator<Item = &'a [T]> {
+pub(super) fn chunks<T>(mut rows: &[T]) -> impl Iterator<Item = &[T]> {
     std::iter::from_fn(move || {
         if rows.is_empty() {
             return None;
