@@ -47,7 +47,7 @@ fn call(plugin: &str, version: &str, input: Value) -> Invocation {
         version: version.parse().expect("fixture version"),
         input,
         idempotency_key: "run-1/step-1".into(),
-        secrets: BTreeMap::new(),
+        secrets: Default::default(),
         timeout: Duration::from_secs(30),
         cancel: CancellationToken::new(),
     }
@@ -249,10 +249,10 @@ fn secrets_outside_the_grant_are_denied() {
     let host = host(grants("hostile", grant));
     let with_secrets = |name: &str| {
         let mut c = hostile(json!({"mode": "peek", "secret": name}));
-        c.secrets = BTreeMap::from([
+        c.secrets = std::sync::Arc::new(BTreeMap::from([
             ("allowed".to_string(), "open".to_string()),
             ("forbidden".to_string(), "hidden".to_string()),
-        ]);
+        ]));
         c
     };
     let out = host

@@ -104,7 +104,8 @@ pub struct Invocation {
     /// Stable across attempts of the same step (the plugin sends it upstream).
     pub idempotency_key: String,
     /// Secret values the plugin may ask for; only names its grant allows are readable.
-    pub secrets: BTreeMap<String, String>,
+    /// Shared, so handing them to every attempt copies nothing.
+    pub secrets: Arc<BTreeMap<String, String>>,
     /// Wall-clock budget of this attempt; the plugin is stopped when it runs out.
     pub timeout: Duration,
     /// Cancels the attempt from outside (noticed within one epoch tick).
@@ -400,7 +401,7 @@ impl PluginHost {
         let mut store = sandbox::new_store(
             &self.inner.engine,
             policy,
-            BTreeMap::new(),
+            Default::default(),
             self.inner.outbound.clone(),
             DESCRIBE_TIMEOUT,
             CancellationToken::new(),

@@ -50,6 +50,8 @@ pub(super) struct Executor {
     defs: Arc<Definitions>,
     clock: Arc<dyn Clock>,
     config: EngineConfig,
+    /// `config.secrets`, shared with every plugin attempt.
+    secrets: Arc<std::collections::BTreeMap<String, String>>,
     events: broadcast::Sender<RunEvent>,
     runs: HashMap<String, RunState>,
     /// (wake time ms, run id, unit key).
@@ -105,6 +107,7 @@ impl Executor {
             store,
             defs,
             clock,
+            secrets: Arc::new(config.secrets.clone()),
             config,
             events,
             runs: HashMap::new(),
@@ -1109,7 +1112,7 @@ impl Executor {
                 version,
                 input,
                 idempotency_key: format!("{run_id}/{key}"),
-                secrets: self.config.secrets.clone(),
+                secrets: Arc::clone(&self.secrets),
                 timeout,
                 cancel,
             },
