@@ -27,6 +27,11 @@ impl DiskProbe {
         self.seconds * 1000.0 / self.latencies_ms.len().max(1) as f64
     }
 
+    /// Median latency of one durable write, in milliseconds.
+    pub(super) fn p50_ms(&self) -> f64 {
+        quantile(&self.latencies_ms, 0.5)
+    }
+
     /// Durable writes per second.
     pub(super) fn per_second(&self) -> f64 {
         self.latencies_ms.len() as f64 / self.seconds.max(f64::EPSILON)

@@ -136,7 +136,7 @@ pub fn main(args: BenchArgs) -> anyhow::Result<()> {
             dir: tmp.path().to_path_buf(),
             host: host.clone(),
             scale: args.scale,
-            fsync_ms: disk.mean_ms(),
+            fsync_ms: disk.p50_ms(),
             fsyncs_per_s: disk.per_second(),
         };
         let report = rt.block_on(async {
@@ -177,7 +177,7 @@ struct Ctx {
     host: PluginHost,
     /// The `--scale` factor.
     scale: f64,
-    /// The probe's mean write + fdatasync latency.
+    /// The probe's median write + fdatasync latency: "one fsync latency" in the ratios.
     fsync_ms: f64,
     /// The probe's fsyncs per second.
     fsyncs_per_s: f64,
