@@ -611,6 +611,13 @@ impl Executor {
             RunStatus::Cancelling => self.advance_cancelling(run_id),
             _ => {}
         }
+        // A run with no attempt in flight is parked (on a timer, an approval, a signal, a
+        // child run): it keeps no scope, so parked runs stay small; waking rebuilds it.
+        if let Some(run) = self.runs.get_mut(run_id)
+            && !run.units.values().any(|u| u.status == StepStatus::Running)
+        {
+            run.scope = ScopeCache::default();
+        }
     }
 
     fn advance_running(&mut self, run_id: &str) {
