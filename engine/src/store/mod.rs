@@ -13,7 +13,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use sha2::{Digest, Sha256};
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous,
+};
 use sqlx::{AssertSqlSafe, Row, SqlitePool};
 
 pub use rows::{IncidentRow, RunRow, RunStatus, SignalRow, StepRow, StepStatus, WorkflowRow};
@@ -183,55 +185,30 @@ impl Store {
         if batch.is_empty() {
             return Ok(());
         }
-        let mut tx = self.pool.begin().await?;
         // Consecutive runs and steps go in multi-row statements; every statement is a round
         // trip to SQLite's thread, which cost more than the rows themselves.
-        let mut rest = batch;
-        while let Some(first) = rest.first() {
-            let same = rest
-                .iter()
-                .position(|w| std::mem::discriminant(w) != std::mem::discriminant(first))
-                .unwrap_or(rest.len());
-            let (group, tail) = rest.split_at(same);
-            rest = tail;
-            match first {
-                Write::Run(_) => {
-                    let rows: Vec<&RunRow> = group
-                        .iter()
-                        .filter_map(|w| match w {
-                            Write::Run(r) => Some(r),
-                            _ => None,
-                        })
-                        .collect();
-                    RunRow::upsert_many(&mut tx, &rows).await?;
-                }
-                Write::Step(_) => {
-                    let rows: Vec<&StepRow> = group
-                        .iter()
-                        .filter_map(|w| match w {
-                            Write::Step(s) => Some(s),
-                            _ => None,
-                        })
-                        .collect();
-                    StepRow::upsert_many(&mut tx, &rows).await?;
-                }
-                _ => {
-                    for w in group {
-                        match w {
-                            Write::Signal(s) => s.insert(&mut tx).await?,
-                            Write::ConsumeSignal { id, by } => {
-                                sqlx::query("UPDATE signals SET consumed_by = ? WHERE id = ?")
-                                    .bind(by)
-                                    .bind(id)
-                                    .execute(&mut *tx)
-                                    .await?;
-                            }
-                            Write::Incident(i) => i.upsert(&mut tx).await?,
-                            Write::Run(_) | Write::Step(_) => {}
-                        }
-                    }
-                }
-            }
+        let groups = groups(batch);
+        let statements: usize = groups
+            .iter()
+            .map(|g| match g {
+                Group::Runs(r) => rows::chunks(r).count(),
+                Group::Steps(s) => rows::chunks(s).count(),
+                Group::Other(w) => w.len(),
+            })
+            .sum();
+        if statements == 1
+            && let Some(Group::Runs(_) | Group::Steps(_)) = groups.first()
+        {
+            // One statement is atomic and durable on its own (SQLite commits it, with its
+            // fsync, before answering): no BEGIN and COMMIT round trips on the latency path.
+            let mut conn = self.pool.acquire().await?;
+            write_group(&mut conn, &groups[0]).await?;
+            self.commits.fetch_add(1, Ordering::Relaxed);
+            return Ok(());
+        }
+        let mut tx = self.pool.begin().await?;
+        for g in &groups {
+            write_group(&mut tx, g).await?;
         }
         tx.commit().await?;
         self.commits.fetch_add(1, Ordering::Relaxed);
@@ -390,6 +367,72 @@ impl Census {
             .iter()
             .filter_map(|s| self.runs.get(*s))
             .sum()
+    }
+}
+
+/// A run of writes of one kind within a batch, in batch order.
+enum Group<'a> {
+    Runs(Vec<&'a RunRow>),
+    Steps(Vec<&'a StepRow>),
+    Other(&'a [Write]),
+}
+
+fn groups(batch: &[Write]) -> Vec<Group<'_>> {
+    let mut out = Vec::new();
+    let mut rest = batch;
+    while let Some(first) = rest.first() {
+        let same = rest
+            .iter()
+            .position(|w| std::mem::discriminant(w) != std::mem::discriminant(first))
+            .unwrap_or(rest.len());
+        let (group, tail) = rest.split_at(same);
+        rest = tail;
+        out.push(match first {
+            Write::Run(_) => Group::Runs(
+                group
+                    .iter()
+                    .filter_map(|w| match w {
+                        Write::Run(r) => Some(r),
+                        _ => None,
+                    })
+                    .collect(),
+            ),
+            Write::Step(_) => Group::Steps(
+                group
+                    .iter()
+                    .filter_map(|w| match w {
+                        Write::Step(s) => Some(s),
+                        _ => None,
+                    })
+                    .collect(),
+            ),
+            _ => Group::Other(group),
+        });
+    }
+    out
+}
+
+async fn write_group(conn: &mut SqliteConnection, group: &Group<'_>) -> Result<(), StoreError> {
+    match group {
+        Group::Runs(r) => RunRow::upsert_many(conn, r).await,
+        Group::Steps(s) => StepRow::upsert_many(conn, s).await,
+        Group::Other(writes) => {
+            for w in *writes {
+                match w {
+                    Write::Signal(s) => s.insert(conn).await?,
+                    Write::ConsumeSignal { id, by } => {
+                        sqlx::query("UPDATE signals SET consumed_by = ? WHERE id = ?")
+                            .bind(by)
+                            .bind(id)
+                            .execute(&mut *conn)
+                            .await?;
+                    }
+                    Write::Incident(i) => i.upsert(conn).await?,
+                    Write::Run(_) | Write::Step(_) => {}
+                }
+            }
+            Ok(())
+        }
     }
 }
 

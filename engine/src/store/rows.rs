@@ -1,8 +1,8 @@
 //! The stored records and their SQL mapping.
 
 use serde_json::Value as Json;
-use sqlx::sqlite::SqliteRow;
-use sqlx::{AssertSqlSafe, Sqlite, Transaction};
+use sqlx::AssertSqlSafe;
+use sqlx::sqlite::{SqliteConnection, SqliteRow};
 
 use super::{StoreError, col};
 
@@ -253,7 +253,7 @@ impl RunRow {
 
     /// Inserts or updates `rows` with as few statements as possible (see [`chunks`]).
     pub(super) async fn upsert_many(
-        tx: &mut Transaction<'_, Sqlite>,
+        conn: &mut SqliteConnection,
         rows: &[&Self],
     ) -> Result<(), StoreError> {
         for chunk in chunks(rows) {
@@ -285,7 +285,7 @@ impl RunRow {
                     .bind(&r.lease_owner)
                     .bind(r.lease_until);
             }
-            q.execute(&mut **tx).await?;
+            q.execute(&mut *conn).await?;
         }
         Ok(())
     }
@@ -341,7 +341,7 @@ impl StepRow {
 
     /// Inserts or updates `rows` with as few statements as possible (see [`chunks`]).
     pub(super) async fn upsert_many(
-        tx: &mut Transaction<'_, Sqlite>,
+        conn: &mut SqliteConnection,
         rows: &[&Self],
     ) -> Result<(), StoreError> {
         for chunk in chunks(rows) {
@@ -368,7 +368,7 @@ impl StepRow {
                     .bind(s.started_at)
                     .bind(s.finished_at);
             }
-            q.execute(&mut **tx).await?;
+            q.execute(&mut *conn).await?;
         }
         Ok(())
     }
@@ -400,7 +400,7 @@ impl SignalRow {
         })
     }
 
-    pub(super) async fn insert(&self, tx: &mut Transaction<'_, Sqlite>) -> Result<(), StoreError> {
+    pub(super) async fn insert(&self, conn: &mut SqliteConnection) -> Result<(), StoreError> {
         sqlx::query(
             "INSERT INTO signals (id, run_id, name, payload, created_at) VALUES (?, ?, ?, ?, ?)",
         )
@@ -409,7 +409,7 @@ impl SignalRow {
         .bind(&self.name)
         .bind(self.payload.to_string())
         .bind(self.created_at)
-        .execute(&mut **tx)
+        .execute(&mut *conn)
         .await?;
         Ok(())
     }
@@ -459,7 +459,7 @@ impl IncidentRow {
         })
     }
 
-    pub(super) async fn upsert(&self, tx: &mut Transaction<'_, Sqlite>) -> Result<(), StoreError> {
+    pub(super) async fn upsert(&self, conn: &mut SqliteConnection) -> Result<(), StoreError> {
         sqlx::query(AssertSqlSafe(format!(
             "INSERT INTO incidents ({}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
              ON CONFLICT (id) DO UPDATE SET title = excluded.title, severity = excluded.severity, \
@@ -477,7 +477,7 @@ impl IncidentRow {
         .bind(self.timeline.to_string())
         .bind(self.created_at)
         .bind(self.updated_at)
-        .execute(&mut **tx)
+        .execute(&mut *conn)
         .await?;
         Ok(())
     }
