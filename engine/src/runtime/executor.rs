@@ -135,6 +135,22 @@ impl Executor {
             .store
             .claim_unfinished(&exec.config.owner, now, lease)
             .await?;
+        // Every claimed run's steps and buffered signals, in two queries.
+        let mut steps: HashMap<String, HashMap<String, StepRow>> = HashMap::new();
+        for s in exec.store.steps_of_leased_runs(&exec.config.owner).await? {
+            steps
+                .entry(s.run_id.clone())
+                .or_default()
+                .insert(s.key.clone(), s);
+        }
+        let mut signals: HashMap<String, Vec<SignalRow>> = HashMap::new();
+        for s in exec
+            .store
+            .pending_signals_of_leased_runs(&exec.config.owner)
+            .await?
+        {
+            signals.entry(s.run_id.clone()).or_default().push(s);
+        }
         for mut row in claimed {
             let Some(plan) = exec.defs.get(&row.workflow, Some(row.version)).cloned() else {
                 row.status = RunStatus::Failed;
@@ -146,14 +162,8 @@ impl Executor {
                 exec.store.commit(&[Write::Run(row)]).await?;
                 continue;
             };
-            let units: HashMap<String, StepRow> = exec
-                .store
-                .steps(&row.id)
-                .await?
-                .into_iter()
-                .map(|s| (s.key.clone(), s))
-                .collect();
-            let signals = exec.store.pending_signals(&row.id).await?;
+            let units = steps.remove(&row.id).unwrap_or_default();
+            let signals = signals.remove(&row.id).unwrap_or_default();
             let id = row.id.clone();
             exec.runs.insert(
                 id.clone(),

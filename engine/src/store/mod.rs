@@ -291,6 +291,38 @@ impl Store {
         rows.iter().map(StepRow::from_row).collect()
     }
 
+    /// The steps of every unfinished run leased to `owner`, by run then key: recovery reads
+    /// them in one query rather than one per run.
+    pub async fn steps_of_leased_runs(&self, owner: &str) -> Result<Vec<StepRow>, StoreError> {
+        let rows = sqlx::query(AssertSqlSafe(format!(
+            "SELECT {} FROM steps WHERE run_id IN \
+             (SELECT id FROM runs WHERE lease_owner = ? AND status IN ('running', 'failing', 'cancelling')) \
+             ORDER BY run_id, key",
+            StepRow::COLUMNS
+        )))
+        .bind(owner)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(StepRow::from_row).collect()
+    }
+
+    /// Signals not yet taken of every unfinished run leased to `owner`, oldest first.
+    pub async fn pending_signals_of_leased_runs(
+        &self,
+        owner: &str,
+    ) -> Result<Vec<SignalRow>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id, run_id, name, payload, created_at FROM signals \
+             WHERE consumed_by IS NULL AND run_id IN \
+             (SELECT id FROM runs WHERE lease_owner = ? AND status IN ('running', 'failing', 'cancelling')) \
+             ORDER BY id",
+        )
+        .bind(owner)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(SignalRow::from_row).collect()
+    }
+
     /// Signals delivered to a run and not yet taken by a step, oldest first.
     pub async fn pending_signals(&self, run_id: &str) -> Result<Vec<SignalRow>, StoreError> {
         let rows = sqlx::query(

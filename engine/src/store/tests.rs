@@ -261,3 +261,67 @@ async fn a_large_batch_of_mixed_writes_lands_in_one_commit() -> Result<(), Store
     );
     Ok(())
 }
+
+#[tokio::test]
+async fn recovery_reads_the_leased_runs_steps_and_signals_at_once() -> Result<(), StoreError> {
+    let (_dir, store) = fresh().await;
+    let mut done = run("done", RunStatus::Succeeded);
+    done.lease_owner = Some("me".into());
+    let mut other = run("other", RunStatus::Running);
+    other.lease_owner = Some("them".into());
+    other.lease_until = Some(i64::MAX);
+    let signal = |id: i64, run_id: &str| {
+        Write::Signal(SignalRow {
+            id,
+            run_id: run_id.into(),
+            name: "go".into(),
+            payload: json!(id),
+            created_at: id,
+        })
+    };
+    store
+        .commit(&[
+            Write::Run(run("a", RunStatus::Running)),
+            Write::Run(run("b", RunStatus::Failing)),
+            Write::Run(done),
+            Write::Run(other),
+            Write::Step(step("a", "s1", StepStatus::Succeeded)),
+            Write::Step(step("a", "s2", StepStatus::Running)),
+            Write::Step(step("b", "s1", StepStatus::Failed)),
+            Write::Step(step("done", "s1", StepStatus::Succeeded)),
+            Write::Step(step("other", "s1", StepStatus::Running)),
+            signal(1, "a"),
+            signal(2, "other"),
+            signal(3, "b"),
+            signal(4, "a"),
+            Write::ConsumeSignal {
+                id: 4,
+                by: "s2".into(),
+            },
+        ])
+        .await?;
+    let claimed = store.claim_unfinished("me", 10, 1_000).await?;
+    assert_eq!(
+        claimed.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(),
+        ["a", "b"]
+    );
+    let keys: Vec<(String, String)> = store
+        .steps_of_leased_runs("me")
+        .await?
+        .into_iter()
+        .map(|s| (s.run_id, s.key))
+        .collect();
+    let want = [("a", "s1"), ("a", "s2"), ("b", "s1")];
+    assert_eq!(
+        keys,
+        want.map(|(r, k)| (r.to_string(), k.to_string())).to_vec()
+    );
+    let signals: Vec<i64> = store
+        .pending_signals_of_leased_runs("me")
+        .await?
+        .iter()
+        .map(|s| s.id)
+        .collect();
+    assert_eq!(signals, [1, 3]);
+    Ok(())
+}
