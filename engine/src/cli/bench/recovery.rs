@@ -104,7 +104,35 @@ pub(super) async fn child(db: &Path, trace: Option<&Path>, submit: usize) -> any
     Ok(())
 }
 
-fn spawn_child(db: &Path, trace: &Path, submit: usize) -> anyhow::Result<Child> {
+/// A child process that is killed (SIGKILL) and reaped if the benchmark gives up early, so
+/// no child outlives a failed run.
+#[derive(Debug)]
+struct ChildGuard(Option<Child>);
+
+impl ChildGuard {
+    fn get(&mut self) -> anyhow::Result<&mut Child> {
+        self.0
+            .as_mut()
+            .context("the child process was already reaped")
+    }
+
+    fn take(&mut self) -> anyhow::Result<Child> {
+        self.0
+            .take()
+            .context("the child process was already reaped")
+    }
+}
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.0.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+fn spawn_child(db: &Path, trace: &Path, submit: usize) -> anyhow::Result<ChildGuard> {
     let exe = std::env::current_exe().context("finding the csmp binary")?;
     Command::new(&exe)
         .arg("bench")
@@ -118,6 +146,7 @@ fn spawn_child(db: &Path, trace: &Path, submit: usize) -> anyhow::Result<Child> 
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
+        .map(|c| ChildGuard(Some(c)))
         .with_context(|| format!("starting {}", exe.display()))
 }
 
@@ -155,14 +184,17 @@ pub(super) async fn parent(ctx: &Ctx) -> anyhow::Result<Report> {
 
     // 1. The first process accepts every run, then works until it is killed.
     let mut a = spawn_child(&db, &trace_a, runs)?;
-    let stdout = a.stdout.take().context("the child's standard output")?;
+    let stdout = a
+        .get()?
+        .stdout
+        .take()
+        .context("the child's standard output")?;
     let line = tokio::task::spawn_blocking(move || {
         let mut line = String::new();
         BufReader::new(stdout).read_line(&mut line).map(|_| line)
     })
     .await??;
     if !line.starts_with("submitted") {
-        let _ = a.kill();
         bail!("the child process did not accept the runs (it said {line:?})");
     }
     let kill_after = ((total_steps as f64 * KILL_AT) as usize).max(1);
@@ -170,9 +202,10 @@ pub(super) async fn parent(ctx: &Ctx) -> anyhow::Result<Report> {
         Ok(trace_lines(&trace_a) >= kill_after)
     })
     .await?;
-    a.kill().context("killing the child with SIGKILL")?;
+    let mut killed = a.take()?;
+    killed.kill().context("killing the child with SIGKILL")?;
     let killed_at = Instant::now();
-    a.wait()?;
+    killed.wait()?;
     let started_before_kill = trace_lines(&trace_a);
 
     // 2. What the disk says at the kill.
@@ -194,15 +227,13 @@ pub(super) async fn parent(ctx: &Ctx) -> anyhow::Result<Report> {
     })
     .await?;
     let all_done = Instant::now();
-    drop(b.stdin.take()); // asks the child to stop
-    if tokio::time::timeout(
-        Duration::from_secs(10),
-        tokio::task::spawn_blocking(move || b.wait()),
-    )
-    .await
-    .is_err()
-    {
-        bail!("the restarted child did not stop after its input closed");
+    drop(b.get()?.stdin.take()); // asks the child to stop
+    let stop_by = Instant::now() + Duration::from_secs(10);
+    while b.get()?.try_wait()?.is_none() {
+        if Instant::now() > stop_by {
+            bail!("the restarted child did not stop within 10 s after its input closed");
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
     }
 
     // 4. Losses: accepted runs that did not succeed with the right output.
