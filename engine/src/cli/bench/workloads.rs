@@ -85,8 +85,9 @@ pub(super) async fn submit_all(
     Ok(ids)
 }
 
-/// Waits until every run of `ids` has ended (events from `rx`, subscribed before submitting;
-/// the store answers when the event stream lagged). Returns when the last one ended, and
+/// Waits until every run of `ids` has ended (events from `rx`, subscribed before submitting,
+/// so runs that ended before their id was known are still in it; the store answers when the
+/// event stream lagged). Returns when the last one ended, and
 /// fails if any run did not succeed.
 async fn wait_all(
     engine: &Engine,
@@ -96,7 +97,6 @@ async fn wait_all(
     let mut pending: HashSet<&str> = ids.iter().map(String::as_str).collect();
     let deadline = tokio::time::Instant::now() + GIVE_UP;
     let mut last = Instant::now();
-    let mut ended: HashSet<String> = HashSet::new();
     while !pending.is_empty() {
         let event = tokio::time::timeout_at(deadline, rx.recv())
             .await
@@ -111,9 +111,8 @@ async fn wait_all(
                         e.error.unwrap_or_default()
                     );
                 }
-                last = Instant::now();
-                if !pending.remove(e.run_id.as_str()) {
-                    ended.insert(e.run_id);
+                if pending.remove(e.run_id.as_str()) {
+                    last = Instant::now();
                 }
             }
             Ok(_) => {}
@@ -136,8 +135,6 @@ async fn wait_all(
             }
             Err(broadcast::error::RecvError::Closed) => bail!("the executor stopped"),
         }
-        // Runs that ended before their id was known.
-        pending.retain(|id| !ended.contains(*id));
     }
     Ok(last)
 }
