@@ -139,6 +139,9 @@ pub fn main(args: BenchArgs) -> anyhow::Result<()> {
             fsync_ms: disk.p50_ms(),
             fsyncs_per_s: disk.per_second(),
         };
+        if let Some(name) = w.to_possible_value() {
+            say(format!("\nrunning {} …", name.get_name()));
+        }
         let report = rt.block_on(async {
             match w {
                 Workload::Chain => workloads::chain(&ctx).await,
