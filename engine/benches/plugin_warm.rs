@@ -4,7 +4,6 @@
 //! `cargo bench -p csmp --bench plugin_warm` prints p50/p99 over 10,000 calls (measured here,
 //! since criterion reports means), then criterion's own estimate. Knows the public host API only.
 
-use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use criterion::Criterion;
@@ -19,7 +18,7 @@ fn echo_call() -> Invocation {
         version: semver::Version::new(1, 0, 0),
         input: json!({"instance": "i-1234", "size": "small", "count": 3}),
         idempotency_key: "bench/echo".into(),
-        secrets: BTreeMap::new(),
+        secrets: Default::default(),
         timeout: Duration::from_secs(10),
         cancel: CancellationToken::new(),
     }

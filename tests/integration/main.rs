@@ -2,6 +2,7 @@
 //! host, real files), no mocks.
 
 mod api;
+mod bench_cli;
 mod cloud_api;
 mod crash;
 mod cron;

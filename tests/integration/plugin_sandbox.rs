@@ -47,7 +47,7 @@ fn call(plugin: &str, version: &str, input: Value) -> Invocation {
         version: version.parse().expect("fixture version"),
         input,
         idempotency_key: "run-1/step-1".into(),
-        secrets: BTreeMap::new(),
+        secrets: Default::default(),
         timeout: Duration::from_secs(30),
         cancel: CancellationToken::new(),
     }
@@ -186,6 +186,28 @@ fn a_panic_fails_the_step_with_its_message() {
 }
 
 #[test]
+fn no_attempt_sees_what_an_earlier_one_left_in_memory() {
+    // Pooled slots are reused and reset in place; each attempt must still start from the
+    // plugin's initial memory: its static counter at 0, fresh heap pages zero.
+    let host = host(Grants::default());
+    for attempt in 0..5 {
+        let out = host
+            .invoke_blocking(hostile(json!({"mode": "remember"})))
+            .expect("remembering is not an error");
+        assert_eq!(
+            out.output["previous_attempts"], 0,
+            "attempt {attempt}: {}",
+            out.output
+        );
+        assert_eq!(
+            out.output["dirty_bytes"], 0,
+            "attempt {attempt}: {}",
+            out.output
+        );
+    }
+}
+
+#[test]
 fn files_and_the_environment_are_invisible() {
     let host = host(Grants::default());
     // The test process has environment variables (PATH at least) and /etc/passwd exists.
@@ -249,10 +271,10 @@ fn secrets_outside_the_grant_are_denied() {
     let host = host(grants("hostile", grant));
     let with_secrets = |name: &str| {
         let mut c = hostile(json!({"mode": "peek", "secret": name}));
-        c.secrets = BTreeMap::from([
+        c.secrets = std::sync::Arc::new(BTreeMap::from([
             ("allowed".to_string(), "open".to_string()),
             ("forbidden".to_string(), "hidden".to_string()),
-        ]);
+        ]));
         c
     };
     let out = host

@@ -3,6 +3,7 @@
 //! Each subcommand lives in its own file and calls into the library; only this module knows
 //! clap.
 
+pub mod bench;
 pub mod plugin_new;
 pub mod run;
 pub mod validate;
@@ -88,6 +89,9 @@ pub enum Command {
         #[arg(long, value_enum, default_value_t = Format::Text)]
         format: Format,
     },
+    /// Measure the durable core (throughput, latency, fan-out, timers, kill -9 recovery)
+    /// against the disk's fsync rate, on fresh temporary databases.
+    Bench(bench::BenchArgs),
 }
 
 /// `csmp plugin …` subcommands.
@@ -153,6 +157,13 @@ pub enum Format {
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
+        Command::Bench(args) => match bench::main(args) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                ExitCode::from(2)
+            }
+        },
         Command::Validate { paths, format } => run_validate(&paths, format),
         Command::Plugin {
             command:

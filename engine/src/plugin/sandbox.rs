@@ -34,7 +34,7 @@ pub(crate) struct StepState {
     /// What this plugin may reach.
     policy: Arc<Policy>,
     /// Secret values for this attempt; readable only where `policy` allows.
-    secrets: BTreeMap<String, String>,
+    secrets: Arc<BTreeMap<String, String>>,
     /// The shared HTTP client.
     outbound: Outbound,
     /// When the attempt runs out of time (host calls clamp their own timeouts to it).
@@ -60,7 +60,7 @@ impl StepState {
 pub(crate) fn new_store(
     engine: &Engine,
     policy: Arc<Policy>,
-    secrets: BTreeMap<String, String>,
+    secrets: Arc<BTreeMap<String, String>>,
     outbound: Outbound,
     timeout: Duration,
     cancel: CancellationToken,

@@ -13,7 +13,7 @@ use serde_json::{Value as Json, json};
 use tokio::sync::{broadcast, mpsc, oneshot};
 
 use super::cron::{self, CronTrigger};
-use super::scope::{self, Extra};
+use super::scope::{Extra, Scope, ScopeCache};
 use super::workers::{self, Done, Job};
 use super::{
     Clock, Command, Definitions, EngineConfig, EngineError, IncidentSteer, NewRun, RunEvent,
@@ -46,6 +46,8 @@ struct RunState {
     signals: Vec<SignalRow>,
     /// Cancellation handles of attempts in flight.
     cancels: HashMap<String, CancellationToken>,
+    /// Its template scope, kept between renders.
+    scope: ScopeCache,
 }
 
 pub(super) struct Executor {
@@ -53,6 +55,8 @@ pub(super) struct Executor {
     defs: Arc<Definitions>,
     clock: Arc<dyn Clock>,
     config: EngineConfig,
+    /// `config.secrets`, shared with every plugin attempt.
+    secrets: Arc<std::collections::BTreeMap<String, String>>,
     events: broadcast::Sender<RunEvent>,
     runs: HashMap<String, RunState>,
     /// (wake time ms, run id, unit key).
@@ -110,12 +114,13 @@ impl Executor {
         events: broadcast::Sender<RunEvent>,
     ) -> Result<Self, EngineError> {
         let (done_tx, done_rx) = mpsc::unbounded_channel();
-        let jobs = workers::start(config.workers, host, done_tx);
+        let jobs = workers::start(config.workers, host, done_tx, config.observer.clone());
         let next_signal_id = store.next_signal_id().await?;
         let mut exec = Self {
             store,
             defs,
             clock,
+            secrets: Arc::new(config.secrets.clone()),
             config,
             events,
             runs: HashMap::new(),
@@ -145,6 +150,22 @@ impl Executor {
             .store
             .claim_unfinished(&exec.config.owner, now, lease)
             .await?;
+        // Every claimed run's steps and buffered signals, in two queries.
+        let mut steps: HashMap<String, HashMap<String, StepRow>> = HashMap::new();
+        for s in exec.store.steps_of_leased_runs(&exec.config.owner).await? {
+            steps
+                .entry(s.run_id.clone())
+                .or_default()
+                .insert(s.key.clone(), s);
+        }
+        let mut signals: HashMap<String, Vec<SignalRow>> = HashMap::new();
+        for s in exec
+            .store
+            .pending_signals_of_leased_runs(&exec.config.owner)
+            .await?
+        {
+            signals.entry(s.run_id.clone()).or_default().push(s);
+        }
         for mut row in claimed {
             let Some(plan) = exec.defs.get(&row.workflow, Some(row.version)).cloned() else {
                 row.status = RunStatus::Failed;
@@ -156,14 +177,8 @@ impl Executor {
                 exec.store.commit(&[Write::Run(row)]).await?;
                 continue;
             };
-            let units: HashMap<String, StepRow> = exec
-                .store
-                .steps(&row.id)
-                .await?
-                .into_iter()
-                .map(|s| (s.key.clone(), s))
-                .collect();
-            let signals = exec.store.pending_signals(&row.id).await?;
+            let units = steps.remove(&row.id).unwrap_or_default();
+            let signals = signals.remove(&row.id).unwrap_or_default();
             let id = row.id.clone();
             exec.runs.insert(
                 id.clone(),
@@ -173,6 +188,7 @@ impl Executor {
                     units,
                     signals,
                     cancels: HashMap::new(),
+                    scope: ScopeCache::default(),
                 },
             );
             exec.rearm(&id);
@@ -564,6 +580,7 @@ impl Executor {
                 units: HashMap::new(),
                 signals: Vec::new(),
                 cancels: HashMap::new(),
+                scope: ScopeCache::default(),
             },
         );
         self.touched_runs.insert(id.clone());
@@ -866,6 +883,13 @@ impl Executor {
             RunStatus::Cancelling => self.advance_cancelling(run_id),
             _ => {}
         }
+        // A run with no attempt in flight is parked (on a timer, an approval, a signal, a
+        // child run): it keeps no scope, so parked runs stay small; waking rebuilds it.
+        if let Some(run) = self.runs.get_mut(run_id)
+            && !run.units.values().any(|u| u.status == StepStatus::Running)
+        {
+            run.scope = ScopeCache::default();
+        }
     }
 
     fn advance_running(&mut self, run_id: &str) {
@@ -971,6 +995,7 @@ impl Executor {
         if let Some(when) = &step.when {
             match when.render(&scope) {
                 Ok(v) if !crate::template::truthy(&v) => {
+                    self.give_back(run_id, scope);
                     row.status = StepStatus::Skipped;
                     row.finished_at = Some(now);
                     self.put(run_id, row);
@@ -978,13 +1003,16 @@ impl Executor {
                 }
                 Ok(_) => {}
                 Err(e) => {
+                    self.give_back(run_id, scope);
                     self.put(run_id, failed(row, format!("`when`: {e}"), now));
                     return;
                 }
             }
         }
         if let Some(fe) = &step.for_each {
-            let items = match fe.render(&scope) {
+            let rendered = fe.render(&scope);
+            self.give_back(run_id, scope);
+            let items = match rendered {
                 Ok(Json::Array(items)) => items,
                 Ok(other) => {
                     self.put(
@@ -1004,7 +1032,7 @@ impl Executor {
             self.progress_fan_out(run_id, step);
             return;
         }
-        self.start_unit(run_id, step, row, Extra::default());
+        self.start_unit_with(run_id, step, row, scope);
     }
 
     /// Starts items of a fan-out up to `max_parallel`; completes the step when all are done.
@@ -1090,11 +1118,16 @@ impl Executor {
     }
 
     /// Starts one unit (a step, or one fan-out item) according to its kind.
-    fn start_unit(&mut self, run_id: &str, step: &PlanStep, mut row: StepRow, extra: Extra) {
-        let now = self.clock.now_ms();
+    fn start_unit(&mut self, run_id: &str, step: &PlanStep, row: StepRow, extra: Extra) {
         let Some(scope) = self.scope(run_id, &extra) else {
             return;
         };
+        self.start_unit_with(run_id, step, row, scope);
+    }
+
+    /// Starts one unit with its scope already taken (and hands the scope back).
+    fn start_unit_with(&mut self, run_id: &str, step: &PlanStep, mut row: StepRow, scope: Scope) {
+        let now = self.clock.now_ms();
         match &step.kind {
             PlanKind::Uses { with, .. } => match with.render(&scope) {
                 Ok(input) => {
@@ -1200,6 +1233,7 @@ impl Executor {
                 }
             }
         }
+        self.give_back(run_id, scope);
     }
 
     /// Hands a buffered signal to each waiting `signal:` unit of the run that wants it.
@@ -1363,7 +1397,7 @@ impl Executor {
                 version,
                 input,
                 idempotency_key: format!("{run_id}/{key}"),
-                secrets: self.config.secrets.clone(),
+                secrets: Arc::clone(&self.secrets),
                 timeout,
                 cancel,
             },
@@ -1381,6 +1415,7 @@ impl Executor {
         let Some(unit) = run.units.get(key) else {
             return;
         };
+        let attempt = unit.attempt + 1;
         let extra = self.extra_of(run_id, key);
         let Some(scope) = self.scope(run_id, &extra) else {
             return;
@@ -1393,9 +1428,10 @@ impl Executor {
             None
         };
         let Some(with) = with else { return };
-        let attempt = unit.attempt + 1;
         let now = self.clock.now_ms();
-        match with.render(&scope) {
+        let rendered = with.render(&scope);
+        self.give_back(run_id, scope);
+        match rendered {
             Ok(input) => {
                 if let Some(u) = self.runs.get_mut(run_id).and_then(|r| r.units.get_mut(key)) {
                     u.status = StepStatus::Running;
@@ -1552,7 +1588,9 @@ impl Executor {
                         return;
                     };
                     let mut row = self.blank(run_id, &comp_key, &step.id, now);
-                    match c.with.render(&scope) {
+                    let rendered = c.with.render(&scope);
+                    self.give_back(run_id, scope);
+                    match rendered {
                         Ok(input) => {
                             row.status = StepStatus::Running;
                             row.attempt = 1;
@@ -1710,16 +1748,20 @@ impl Executor {
 
     // ----- small helpers -----
 
-    /// The template scope of a unit of `run_id`.
-    fn scope(&self, run_id: &str, extra: &Extra) -> Option<handlebars::Context> {
-        let run = self.runs.get(run_id)?;
-        Some(scope::build(
-            &run.row,
-            &run.plan,
-            &run.units,
-            &self.config.secrets,
-            extra,
-        ))
+    /// The template scope of a unit of `run_id`, taken from the run's cache; hand it back
+    /// with [`Self::give_back`] to keep it for the next render.
+    fn scope(&mut self, run_id: &str, extra: &Extra) -> Option<Scope> {
+        let run = self.runs.get_mut(run_id)?;
+        Some(
+            run.scope
+                .take(&run.row, &run.plan, &run.units, &self.config.secrets, extra),
+        )
+    }
+
+    fn give_back(&mut self, run_id: &str, scope: Scope) {
+        if let Some(run) = self.runs.get_mut(run_id) {
+            run.scope.give_back(scope);
+        }
     }
 
     fn blank(&self, run_id: &str, key: &str, step_id: &str, now: i64) -> StepRow {

@@ -12,6 +12,7 @@
 mod clock;
 mod cron;
 mod executor;
+mod observe;
 mod scope;
 mod workers;
 
@@ -23,6 +24,7 @@ use serde_json::Value as Json;
 use tokio::sync::{broadcast, mpsc, oneshot};
 
 pub use clock::{Clock, ManualClock, Sleep, TokioClock};
+pub use observe::AttemptObserver;
 
 use crate::plan::Plan;
 use crate::plugin::PluginHost;
@@ -72,6 +74,8 @@ pub struct EngineConfig {
     /// Whether the cron triggers of the loaded workflows fire (`csmp run`, which runs one
     /// workflow, turns them off).
     pub cron: bool,
+    /// Told when worker threads start and end plugin attempts (the benchmark's stopwatch).
+    pub observer: Option<Arc<dyn AttemptObserver>>,
 }
 
 impl Default for EngineConfig {
@@ -82,6 +86,7 @@ impl Default for EngineConfig {
             lease: Duration::from_secs(30),
             secrets: BTreeMap::new(),
             cron: true,
+            observer: None,
         }
     }
 }

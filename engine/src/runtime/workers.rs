@@ -6,6 +6,7 @@
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex, PoisonError};
 
+use super::AttemptObserver;
 use crate::plugin::{Invocation, Outcome, PluginHost, StepFailure};
 
 /// One attempt to run.
@@ -39,6 +40,7 @@ pub(crate) fn start(
     n: usize,
     host: PluginHost,
     done: tokio::sync::mpsc::UnboundedSender<Done>,
+    observer: Option<Arc<dyn AttemptObserver>>,
 ) -> mpsc::Sender<Job> {
     let (tx, rx) = mpsc::channel::<Job>();
     let rx = Arc::new(Mutex::new(rx));
@@ -46,6 +48,7 @@ pub(crate) fn start(
         let rx = Arc::clone(&rx);
         let host = host.clone();
         let done = done.clone();
+        let observer = observer.clone();
         let spawned = std::thread::Builder::new()
             .name(format!("csmp-step-{i}"))
             .spawn(move || {
@@ -55,7 +58,13 @@ pub(crate) fn start(
                         guard.recv()
                     };
                     let Ok(job) = job else { return };
+                    if let Some(o) = &observer {
+                        o.started(&job.run_id, &job.key, job.attempt);
+                    }
                     let result = host.invoke_blocking(job.call);
+                    if let Some(o) = &observer {
+                        o.finished(&job.run_id, &job.key, job.attempt);
+                    }
                     let sent = done.send(Done {
                         run_id: job.run_id,
                         key: job.key,

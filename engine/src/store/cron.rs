@@ -49,7 +49,7 @@ impl Store {
             return Ok(false);
         }
         if let Some(run) = run {
-            run.upsert(&mut tx).await?;
+            RunRow::upsert_many(&mut tx, &[run]).await?;
         }
         tx.commit().await?;
         self.commits

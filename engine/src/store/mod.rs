@@ -15,7 +15,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use sha2::{Digest, Sha256};
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous,
+};
 use sqlx::{AssertSqlSafe, Row, SqlitePool};
 
 pub use api::{
@@ -130,6 +132,9 @@ impl Store {
             .foreign_keys(true);
         let pool = SqlitePoolOptions::new()
             .max_connections(4)
+            // An embedded database cannot hang up: skip the ping (a round trip to SQLite's
+            // thread) that would otherwise precede every statement and every commit.
+            .test_before_acquire(false)
             .connect_with(options)
             .await?;
         sqlx::migrate!("../migrations/sqlite").run(&pool).await?;
@@ -196,36 +201,30 @@ impl Store {
         if batch.is_empty() {
             return Ok(());
         }
+        // Consecutive runs and steps go in multi-row statements; every statement is a round
+        // trip to SQLite's thread, which cost more than the rows themselves.
+        let groups = groups(batch);
+        let statements: usize = groups
+            .iter()
+            .map(|g| match g {
+                Group::Runs(r) => rows::chunks(r).count(),
+                Group::Steps(s) => rows::chunks(s).count(),
+                Group::Other(w) => w.len(),
+            })
+            .sum();
+        if statements == 1
+            && let Some(Group::Runs(_) | Group::Steps(_)) = groups.first()
+        {
+            // One statement is atomic and durable on its own (SQLite commits it, with its
+            // fsync, before answering): no BEGIN and COMMIT round trips on the latency path.
+            let mut conn = self.pool.acquire().await?;
+            write_group(&mut conn, &groups[0]).await?;
+            self.commits.fetch_add(1, Ordering::Relaxed);
+            return Ok(());
+        }
         let mut tx = self.pool.begin().await?;
-        for w in batch {
-            match w {
-                Write::Run(r) => r.upsert(&mut tx).await?,
-                Write::Step(s) => s.upsert(&mut tx).await?,
-                Write::Signal(s) => s.insert(&mut tx).await?,
-                Write::ConsumeSignal { id, by } => {
-                    sqlx::query("UPDATE signals SET consumed_by = ? WHERE id = ?")
-                        .bind(by)
-                        .bind(id)
-                        .execute(&mut *tx)
-                        .await?;
-                }
-                Write::Incident(i) => i.upsert(&mut tx).await?,
-                Write::StartRequest {
-                    request_id,
-                    run_id,
-                    at,
-                } => {
-                    sqlx::query(
-                        "UPDATE requests SET status = 'started', run_id = ?, updated_at = ? \
-                         WHERE id = ? AND status = 'submitted'",
-                    )
-                    .bind(run_id)
-                    .bind(at)
-                    .bind(request_id)
-                    .execute(&mut *tx)
-                    .await?;
-                }
-            }
+        for g in &groups {
+            write_group(&mut tx, g).await?;
         }
         tx.commit().await?;
         self.commits.fetch_add(1, Ordering::Relaxed);
@@ -320,6 +319,38 @@ impl Store {
         rows.iter().map(StepRow::from_row).collect()
     }
 
+    /// The steps of every unfinished run leased to `owner`, by run then key: recovery reads
+    /// them in one query rather than one per run.
+    pub async fn steps_of_leased_runs(&self, owner: &str) -> Result<Vec<StepRow>, StoreError> {
+        let rows = sqlx::query(AssertSqlSafe(format!(
+            "SELECT {} FROM steps WHERE run_id IN \
+             (SELECT id FROM runs WHERE lease_owner = ? AND status IN ('running', 'failing', 'cancelling')) \
+             ORDER BY run_id, key",
+            StepRow::COLUMNS
+        )))
+        .bind(owner)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(StepRow::from_row).collect()
+    }
+
+    /// Signals not yet taken of every unfinished run leased to `owner`, oldest first.
+    pub async fn pending_signals_of_leased_runs(
+        &self,
+        owner: &str,
+    ) -> Result<Vec<SignalRow>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id, run_id, name, payload, created_at FROM signals \
+             WHERE consumed_by IS NULL AND run_id IN \
+             (SELECT id FROM runs WHERE lease_owner = ? AND status IN ('running', 'failing', 'cancelling')) \
+             ORDER BY id",
+        )
+        .bind(owner)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(SignalRow::from_row).collect()
+    }
+
     /// Signals delivered to a run and not yet taken by a step, oldest first.
     pub async fn pending_signals(&self, run_id: &str) -> Result<Vec<SignalRow>, StoreError> {
         let rows = sqlx::query(
@@ -361,6 +392,122 @@ impl Store {
         .fetch_all(&self.pool)
         .await?;
         rows.iter().map(IncidentRow::from_row).collect()
+    }
+
+    /// How many runs and steps are in each status (for the benchmark and health checks).
+    pub async fn census(&self) -> Result<Census, StoreError> {
+        let mut census = Census::default();
+        for (table, into) in [("runs", &mut census.runs), ("steps", &mut census.steps)] {
+            let rows = sqlx::query(AssertSqlSafe(format!(
+                "SELECT status, COUNT(*) AS n FROM {table} GROUP BY status"
+            )))
+            .fetch_all(&self.pool)
+            .await?;
+            for row in &rows {
+                into.insert(col(row, "status")?, col(row, "n")?);
+            }
+        }
+        Ok(census)
+    }
+}
+
+/// Counts of runs and steps by stored status (`running`, `succeeded`, …).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Census {
+    /// Runs by status.
+    pub runs: std::collections::BTreeMap<String, i64>,
+    /// Steps (units) by status.
+    pub steps: std::collections::BTreeMap<String, i64>,
+}
+
+impl Census {
+    /// Runs not yet in a final status.
+    pub fn unfinished_runs(&self) -> i64 {
+        ["running", "failing", "cancelling"]
+            .iter()
+            .filter_map(|s| self.runs.get(*s))
+            .sum()
+    }
+}
+
+/// A run of writes of one kind within a batch, in batch order.
+enum Group<'a> {
+    Runs(Vec<&'a RunRow>),
+    Steps(Vec<&'a StepRow>),
+    Other(&'a [Write]),
+}
+
+fn groups(batch: &[Write]) -> Vec<Group<'_>> {
+    let mut out = Vec::new();
+    let mut rest = batch;
+    while let Some(first) = rest.first() {
+        let same = rest
+            .iter()
+            .position(|w| std::mem::discriminant(w) != std::mem::discriminant(first))
+            .unwrap_or(rest.len());
+        let (group, tail) = rest.split_at(same);
+        rest = tail;
+        out.push(match first {
+            Write::Run(_) => Group::Runs(
+                group
+                    .iter()
+                    .filter_map(|w| match w {
+                        Write::Run(r) => Some(r),
+                        _ => None,
+                    })
+                    .collect(),
+            ),
+            Write::Step(_) => Group::Steps(
+                group
+                    .iter()
+                    .filter_map(|w| match w {
+                        Write::Step(s) => Some(s),
+                        _ => None,
+                    })
+                    .collect(),
+            ),
+            _ => Group::Other(group),
+        });
+    }
+    out
+}
+
+async fn write_group(conn: &mut SqliteConnection, group: &Group<'_>) -> Result<(), StoreError> {
+    match group {
+        Group::Runs(r) => RunRow::upsert_many(conn, r).await,
+        Group::Steps(s) => StepRow::upsert_many(conn, s).await,
+        Group::Other(writes) => {
+            for w in *writes {
+                match w {
+                    Write::Signal(s) => s.insert(conn).await?,
+                    Write::ConsumeSignal { id, by } => {
+                        sqlx::query("UPDATE signals SET consumed_by = ? WHERE id = ?")
+                            .bind(by)
+                            .bind(id)
+                            .execute(&mut *conn)
+                            .await?;
+                    }
+                    Write::Incident(i) => i.upsert(conn).await?,
+                    Write::StartRequest {
+                        request_id,
+                        run_id,
+                        at,
+                    } => {
+                        sqlx::query(
+                            "UPDATE requests SET status = 'started', run_id = ?, updated_at = ? \
+                             WHERE id = ? AND status = 'submitted'",
+                        )
+                        .bind(run_id)
+                        .bind(at)
+                        .bind(request_id)
+                        .execute(&mut *conn)
+                        .await?;
+                    }
+                    Write::Run(_) | Write::Step(_) => {}
+                }
+            }
+            Ok(())
+        }
     }
 }
 

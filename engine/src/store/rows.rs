@@ -1,8 +1,8 @@
 //! The stored records and their SQL mapping.
 
 use serde_json::Value as Json;
-use sqlx::sqlite::SqliteRow;
-use sqlx::{AssertSqlSafe, Sqlite, Transaction};
+use sqlx::AssertSqlSafe;
+use sqlx::sqlite::{SqliteConnection, SqliteRow};
 
 use super::{StoreError, col};
 
@@ -133,6 +133,34 @@ fn json_text(v: &Option<Json>) -> Option<String> {
     v.as_ref().map(Json::to_string)
 }
 
+/// Most rows in one multi-row statement (16 columns × 128 stays far below SQLite's limit of
+/// 32,766 parameters).
+const MAX_ROWS_PER_STATEMENT: usize = 128;
+
+/// Splits `rows` into chunks of 128, 64, 32, … 1 rows: few statements per batch, and few
+/// distinct statement texts, so every one stays in the connection's prepared-statement cache.
+pub(super) fn chunks<T>(mut rows: &[T]) -> impl Iterator<Item = &[T]> {
+    std::iter::from_fn(move || {
+        if rows.is_empty() {
+            return None;
+        }
+        let n = if rows.len() >= MAX_ROWS_PER_STATEMENT {
+            MAX_ROWS_PER_STATEMENT
+        } else {
+            1 << rows.len().ilog2()
+        };
+        let (chunk, rest) = rows.split_at(n);
+        rows = rest;
+        Some(chunk)
+    })
+}
+
+/// `(?, ?, …), (?, ?, …), …`: `rows` groups of `columns` placeholders.
+fn placeholders(rows: usize, columns: usize) -> String {
+    let one = format!("({})", vec!["?"; columns].join(", "));
+    vec![one; rows].join(", ")
+}
+
 /// A stored workflow definition.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WorkflowRow {
@@ -223,32 +251,42 @@ impl RunRow {
         })
     }
 
-    pub(super) async fn upsert(&self, tx: &mut Transaction<'_, Sqlite>) -> Result<(), StoreError> {
-        sqlx::query(AssertSqlSafe(format!(
-            "INSERT INTO runs ({}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
-             ON CONFLICT (id) DO UPDATE SET status = excluded.status, outputs = excluded.outputs, \
-             error = excluded.error, updated_at = excluded.updated_at, finished_at = excluded.finished_at, \
-             lease_owner = excluded.lease_owner, lease_until = excluded.lease_until",
-            Self::COLUMNS
-        )))
-        .bind(&self.id)
-        .bind(&self.workflow)
-        .bind(i64::from(self.version))
-        .bind(&self.tenant)
-        .bind(&self.requester)
-        .bind(self.inputs.to_string())
-        .bind(self.status.as_str())
-        .bind(json_text(&self.outputs))
-        .bind(&self.error)
-        .bind(&self.parent_run)
-        .bind(&self.parent_step)
-        .bind(self.created_at)
-        .bind(self.updated_at)
-        .bind(self.finished_at)
-        .bind(&self.lease_owner)
-        .bind(self.lease_until)
-        .execute(&mut **tx)
-        .await?;
+    /// Inserts or updates `rows` with as few statements as possible (see [`chunks`]).
+    pub(super) async fn upsert_many(
+        conn: &mut SqliteConnection,
+        rows: &[&Self],
+    ) -> Result<(), StoreError> {
+        for chunk in chunks(rows) {
+            let sql = format!(
+                "INSERT INTO runs ({}) VALUES {} \
+                 ON CONFLICT (id) DO UPDATE SET status = excluded.status, outputs = excluded.outputs, \
+                 error = excluded.error, updated_at = excluded.updated_at, finished_at = excluded.finished_at, \
+                 lease_owner = excluded.lease_owner, lease_until = excluded.lease_until",
+                Self::COLUMNS,
+                placeholders(chunk.len(), 16)
+            );
+            let mut q = sqlx::query(AssertSqlSafe(sql));
+            for r in chunk {
+                q = q
+                    .bind(&r.id)
+                    .bind(&r.workflow)
+                    .bind(i64::from(r.version))
+                    .bind(&r.tenant)
+                    .bind(&r.requester)
+                    .bind(r.inputs.to_string())
+                    .bind(r.status.as_str())
+                    .bind(json_text(&r.outputs))
+                    .bind(&r.error)
+                    .bind(&r.parent_run)
+                    .bind(&r.parent_step)
+                    .bind(r.created_at)
+                    .bind(r.updated_at)
+                    .bind(r.finished_at)
+                    .bind(&r.lease_owner)
+                    .bind(r.lease_until);
+            }
+            q.execute(&mut *conn).await?;
+        }
         Ok(())
     }
 }
@@ -301,27 +339,37 @@ impl StepRow {
         })
     }
 
-    pub(super) async fn upsert(&self, tx: &mut Transaction<'_, Sqlite>) -> Result<(), StoreError> {
-        sqlx::query(AssertSqlSafe(format!(
-            "INSERT INTO steps ({}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
-             ON CONFLICT (run_id, key) DO UPDATE SET status = excluded.status, attempt = excluded.attempt, \
-             output = excluded.output, error = excluded.error, state = excluded.state, \
-             wake_at = excluded.wake_at, started_at = excluded.started_at, finished_at = excluded.finished_at",
-            Self::COLUMNS
-        )))
-        .bind(&self.run_id)
-        .bind(&self.key)
-        .bind(&self.step_id)
-        .bind(self.status.as_str())
-        .bind(i64::from(self.attempt))
-        .bind(json_text(&self.output))
-        .bind(&self.error)
-        .bind(json_text(&self.state))
-        .bind(self.wake_at)
-        .bind(self.started_at)
-        .bind(self.finished_at)
-        .execute(&mut **tx)
-        .await?;
+    /// Inserts or updates `rows` with as few statements as possible (see [`chunks`]).
+    pub(super) async fn upsert_many(
+        conn: &mut SqliteConnection,
+        rows: &[&Self],
+    ) -> Result<(), StoreError> {
+        for chunk in chunks(rows) {
+            let sql = format!(
+                "INSERT INTO steps ({}) VALUES {} \
+                 ON CONFLICT (run_id, key) DO UPDATE SET status = excluded.status, attempt = excluded.attempt, \
+                 output = excluded.output, error = excluded.error, state = excluded.state, \
+                 wake_at = excluded.wake_at, started_at = excluded.started_at, finished_at = excluded.finished_at",
+                Self::COLUMNS,
+                placeholders(chunk.len(), 11)
+            );
+            let mut q = sqlx::query(AssertSqlSafe(sql));
+            for s in chunk {
+                q = q
+                    .bind(&s.run_id)
+                    .bind(&s.key)
+                    .bind(&s.step_id)
+                    .bind(s.status.as_str())
+                    .bind(i64::from(s.attempt))
+                    .bind(json_text(&s.output))
+                    .bind(&s.error)
+                    .bind(json_text(&s.state))
+                    .bind(s.wake_at)
+                    .bind(s.started_at)
+                    .bind(s.finished_at);
+            }
+            q.execute(&mut *conn).await?;
+        }
         Ok(())
     }
 }
@@ -352,7 +400,7 @@ impl SignalRow {
         })
     }
 
-    pub(super) async fn insert(&self, tx: &mut Transaction<'_, Sqlite>) -> Result<(), StoreError> {
+    pub(super) async fn insert(&self, conn: &mut SqliteConnection) -> Result<(), StoreError> {
         sqlx::query(
             "INSERT INTO signals (id, run_id, name, payload, created_at) VALUES (?, ?, ?, ?, ?)",
         )
@@ -361,7 +409,7 @@ impl SignalRow {
         .bind(&self.name)
         .bind(self.payload.to_string())
         .bind(self.created_at)
-        .execute(&mut **tx)
+        .execute(&mut *conn)
         .await?;
         Ok(())
     }
@@ -411,7 +459,7 @@ impl IncidentRow {
         })
     }
 
-    pub(super) async fn upsert(&self, tx: &mut Transaction<'_, Sqlite>) -> Result<(), StoreError> {
+    pub(super) async fn upsert(&self, conn: &mut SqliteConnection) -> Result<(), StoreError> {
         sqlx::query(AssertSqlSafe(format!(
             "INSERT INTO incidents ({}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
              ON CONFLICT (id) DO UPDATE SET title = excluded.title, severity = excluded.severity, \
@@ -429,7 +477,7 @@ impl IncidentRow {
         .bind(self.timeline.to_string())
         .bind(self.created_at)
         .bind(self.updated_at)
-        .execute(&mut **tx)
+        .execute(&mut *conn)
         .await?;
         Ok(())
     }

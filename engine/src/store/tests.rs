@@ -239,3 +239,123 @@ async fn a_cron_instant_is_claimed_once_with_its_run() -> Result<(), StoreError>
     assert_eq!(store.last_cron_fires().await?, [fire(2000, Some("r1"))]);
     Ok(())
 }
+
+#[test]
+fn batches_split_into_few_statement_shapes() {
+    let sizes = |n: usize| -> Vec<usize> {
+        let v: Vec<u32> = (0..n as u32).collect();
+        rows::chunks(&v).map(<[u32]>::len).collect()
+    };
+    assert_eq!(sizes(0), Vec::<usize>::new());
+    assert_eq!(sizes(1), [1]);
+    assert_eq!(sizes(7), [4, 2, 1]);
+    assert_eq!(sizes(300), [128, 128, 32, 8, 4]);
+}
+
+#[tokio::test]
+async fn a_large_batch_of_mixed_writes_lands_in_one_commit() -> Result<(), StoreError> {
+    let (_dir, store) = fresh().await;
+    let mut batch = Vec::new();
+    for r in 0..150 {
+        batch.push(Write::Run(run(&format!("r{r}"), RunStatus::Running)));
+    }
+    for r in 0..150 {
+        for k in 0..3 {
+            batch.push(Write::Step(step(
+                &format!("r{r}"),
+                &format!("s{k}"),
+                StepStatus::Running,
+            )));
+        }
+    }
+    // The same step twice in one batch: the later write wins.
+    batch.push(Write::Step(step("r0", "s0", StepStatus::Succeeded)));
+    let before = store.commits();
+    store.commit(&batch).await?;
+    assert_eq!(store.commits(), before + 1);
+    // Updates of rows already stored, in a second batch.
+    let mut done = run("r7", RunStatus::Succeeded);
+    done.outputs = Some(json!({"x": [1, 2]}));
+    store.commit(&[Write::Run(done.clone())]).await?;
+    assert_eq!(store.run("r7").await?, Some(done));
+    let census = store.census().await?;
+    assert_eq!(census.runs.get("running"), Some(&149));
+    assert_eq!(census.runs.get("succeeded"), Some(&1));
+    assert_eq!(census.steps.get("running"), Some(&449));
+    assert_eq!(census.steps.get("succeeded"), Some(&1));
+    assert_eq!(census.unfinished_runs(), 149);
+    let steps = store.steps("r149").await?;
+    assert_eq!(
+        steps,
+        vec![
+            step("r149", "s0", StepStatus::Running),
+            step("r149", "s1", StepStatus::Running),
+            step("r149", "s2", StepStatus::Running),
+        ]
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn recovery_reads_the_leased_runs_steps_and_signals_at_once() -> Result<(), StoreError> {
+    let (_dir, store) = fresh().await;
+    let mut done = run("done", RunStatus::Succeeded);
+    done.lease_owner = Some("me".into());
+    let mut other = run("other", RunStatus::Running);
+    other.lease_owner = Some("them".into());
+    other.lease_until = Some(i64::MAX);
+    let signal = |id: i64, run_id: &str| {
+        Write::Signal(SignalRow {
+            id,
+            run_id: run_id.into(),
+            name: "go".into(),
+            payload: json!(id),
+            created_at: id,
+        })
+    };
+    store
+        .commit(&[
+            Write::Run(run("a", RunStatus::Running)),
+            Write::Run(run("b", RunStatus::Failing)),
+            Write::Run(done),
+            Write::Run(other),
+            Write::Step(step("a", "s1", StepStatus::Succeeded)),
+            Write::Step(step("a", "s2", StepStatus::Running)),
+            Write::Step(step("b", "s1", StepStatus::Failed)),
+            Write::Step(step("done", "s1", StepStatus::Succeeded)),
+            Write::Step(step("other", "s1", StepStatus::Running)),
+            signal(1, "a"),
+            signal(2, "other"),
+            signal(3, "b"),
+            signal(4, "a"),
+            Write::ConsumeSignal {
+                id: 4,
+                by: "s2".into(),
+            },
+        ])
+        .await?;
+    let claimed = store.claim_unfinished("me", 10, 1_000).await?;
+    assert_eq!(
+        claimed.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(),
+        ["a", "b"]
+    );
+    let keys: Vec<(String, String)> = store
+        .steps_of_leased_runs("me")
+        .await?
+        .into_iter()
+        .map(|s| (s.run_id, s.key))
+        .collect();
+    let want = [("a", "s1"), ("a", "s2"), ("b", "s1")];
+    assert_eq!(
+        keys,
+        want.map(|(r, k)| (r.to_string(), k.to_string())).to_vec()
+    );
+    let signals: Vec<i64> = store
+        .pending_signals_of_leased_runs("me")
+        .await?
+        .iter()
+        .map(|s| s.id)
+        .collect();
+    assert_eq!(signals, [1, 3]);
+    Ok(())
+}

@@ -4,6 +4,7 @@
 //! decide what "stopped" looks like.
 
 use std::hint::black_box;
+use std::sync::atomic::{AtomicU32, Ordering};
 
 use csmp_sdk::schemars::JsonSchema;
 use csmp_sdk::serde::{Deserialize, Serialize};
@@ -28,7 +29,17 @@ pub enum Mode {
     Flood,
     /// Read the secret `secret`.
     Peek,
+    /// Report what earlier attempts left behind (a counter in static memory, bytes in a
+    /// zero-initialised heap buffer larger than a kept-resident slot), then leave marks.
+    Remember,
 }
+
+/// Attempts this instance has seen: always 0 on entry if every attempt gets fresh memory.
+static ATTEMPTS: AtomicU32 = AtomicU32::new(0);
+
+/// Bytes of the heap buffer `remember` checks and scribbles over (past the 2 MiB the host
+/// resets in place, so both ways a slot is reset are covered).
+const REMEMBER_BYTES: usize = 6 << 20;
 
 /// What to do.
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -65,6 +76,10 @@ pub struct Output {
     pub payload: Option<String>,
     /// For `peek`: the secret's value.
     pub secret: Option<String>,
+    /// For `remember`: attempts seen before this one.
+    pub previous_attempts: Option<u32>,
+    /// For `remember`: nonzero bytes found in freshly zeroed heap memory.
+    pub dirty_bytes: Option<usize>,
 }
 
 /// Misbehaves as asked.
@@ -112,6 +127,18 @@ pub fn run(ctx: &Context, input: Input) -> Result<Output, PluginError> {
                 .ok_or_else(|| PluginError::permanent("peek needs `secret`"))?;
             Ok(Output {
                 secret: ctx.secret(&name),
+                ..Output::default()
+            })
+        }
+        Mode::Remember => {
+            let previous = ATTEMPTS.fetch_add(1, Ordering::SeqCst);
+            let mut buf = vec![0u8; REMEMBER_BYTES];
+            let dirty = black_box(&buf).iter().filter(|&&b| b != 0).count();
+            buf.fill(0xab);
+            black_box(&buf);
+            Ok(Output {
+                previous_attempts: Some(previous),
+                dirty_bytes: Some(dirty),
                 ..Output::default()
             })
         }

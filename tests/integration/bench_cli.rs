@@ -1,0 +1,79 @@
+//! `csmp bench` end to end on a tiny scale: every workload runs (the recovery one really kills
+//! a child `csmp` process) and reports its figures as JSON lines. Only structure, counts and
+//! correctness are checked here; how fast anything went is the benchmark's business.
+
+use serde_json::Value;
+
+use crate::helpers::csmp;
+
+#[test]
+fn csmp_bench_runs_every_workload_and_reports_json() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let scratch = dir.path().display().to_string();
+    let out = csmp(&["bench", "--json", "--scale", "0.01", "--dir", &scratch]);
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines: Vec<Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    let names: Vec<&str> = lines
+        .iter()
+        .map(|l| l["workload"].as_str().unwrap_or(""))
+        .collect();
+    assert_eq!(
+        names,
+        ["disk", "chain", "chain40", "fanout", "timers", "recovery"]
+    );
+    let get = |workload: &str, key: &str| -> f64 {
+        lines
+            .iter()
+            .find(|l| l["workload"] == workload)
+            .and_then(|l| l[key].as_f64())
+            .unwrap_or_else(|| panic!("{workload}.{key} missing in {text}"))
+    };
+    assert!(get("disk", "fsyncs_per_s") > 0.0);
+    assert_eq!(get("chain", "runs"), 10.0);
+    assert_eq!(get("chain", "steps"), 100.0);
+    assert!(get("chain", "commits") >= 1.0);
+    assert_eq!(get("fanout", "children"), 10.0);
+    assert_eq!(get("timers", "runs"), 100.0);
+    assert_eq!(get("timers", "plugin_attempts_held"), 0.0);
+    assert_eq!(get("recovery", "runs"), 20.0);
+    assert_eq!(get("recovery", "lost_runs"), 0.0);
+    assert_eq!(get("recovery", "steps_never_started"), 0.0);
+    assert_eq!(get("recovery", "steps_succeeded"), 200.0);
+    assert!(get("recovery", "duplicate_attempts") <= get("recovery", "steps_in_flight_at_kill"));
+    // The scratch directory is removed afterwards.
+    let left: Vec<_> = std::fs::read_dir(dir.path()).expect("dir").collect();
+    assert!(left.is_empty(), "left behind: {left:?}");
+}
+
+#[test]
+fn csmp_bench_runs_only_the_named_workloads() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let scratch = dir.path().display().to_string();
+    let out = csmp(&[
+        "bench", "--json", "--scale", "0.01", "--dir", &scratch, "chain40", "chain",
+    ]);
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    let names: Vec<String> = text
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter_map(|l| l["workload"].as_str().map(String::from))
+        .collect();
+    assert_eq!(names, ["disk", "chain40", "chain"]);
+}
+
+#[test]
+fn csmp_bench_refuses_a_bad_scale() {
+    let out = csmp(&["bench", "--scale", "0", "chain"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--scale"));
+}
