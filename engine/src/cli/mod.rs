@@ -212,10 +212,10 @@ pub fn main() -> ExitCode {
             };
             match runtime().and_then(|rt| rt.block_on(run::create_token(opts))) {
                 Ok(secret) => {
-                    let article = if role == Role::Admin || role == Role::Integration {
-                        "an"
-                    } else {
+                    let article = if matches!(role, Role::Client) {
                         "a"
+                    } else {
+                        "an"
                     };
                     eprintln!(
                         "created {article} {} token; it is shown once, only its hash is stored:",
