@@ -135,8 +135,13 @@ pub(super) async fn receive(
     let (status, alerts) = check(&source, &payload).map_err(|errors| {
         Problem::invalid(
             format!(
-                "this is not a {source} notification ({} problems)",
-                errors.len()
+                "this is not {} notification ({})",
+                match source.as_str() {
+                    "alertmanager" => "an Alertmanager",
+                    "grafana" => "a Grafana",
+                    _ => "a known",
+                },
+                super::problem::problem_count(errors.len())
             ),
             errors,
         )

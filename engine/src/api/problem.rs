@@ -114,11 +114,16 @@ impl Problem {
         }
     }
 
-    /// 422 with one violation at `pointer`.
+    /// 422 with one violation at `pointer` (`""` is the whole body).
     pub fn invalid_at(pointer: &str, message: impl Into<String>) -> Self {
         let message = message.into();
+        let detail = if pointer.is_empty() {
+            message.clone()
+        } else {
+            format!("{pointer}: {message}")
+        };
         Self::invalid(
-            format!("{pointer}: {message}"),
+            detail,
             vec![Violation {
                 pointer: pointer.into(),
                 message,
@@ -248,14 +253,23 @@ pub fn json_rejection(rejection: &JsonRejection) -> Problem {
             "unsupported-media-type",
             "send the body as JSON with `Content-Type: application/json`",
         ),
-        JsonRejection::JsonSyntaxError(e) => Problem::bad_request(
-            "malformed-json",
-            format!("the body is not valid JSON: {}", source_text(e)),
-        ),
-        JsonRejection::JsonDataError(e) => {
-            let text = source_text(e);
-            Problem::invalid_at("", format!("the body has the wrong shape: {text}"))
+        JsonRejection::JsonSyntaxError(e) => {
+            let text = match path_error(e) {
+                Some(e) => e.inner().to_string(),
+                None => source_text(e),
+            };
+            Problem::bad_request(
+                "malformed-json",
+                format!("the body is not valid JSON: {text}"),
+            )
         }
+        JsonRejection::JsonDataError(e) => match path_error(e) {
+            Some(e) => wrong_shape(e),
+            None => Problem::invalid_at(
+                "",
+                format!("the body has the wrong shape: {}", source_text(e)),
+            ),
+        },
         other if other.status() == StatusCode::PAYLOAD_TOO_LARGE => too_large(),
         other => Problem::bad_request("unreadable-body", other.body_text()),
     }
@@ -287,9 +301,64 @@ pub fn optional_json<T: serde::de::DeserializeOwned>(
     let value: serde_json::Value = serde_json::from_slice(body).map_err(|e| {
         Problem::bad_request("malformed-json", format!("the body is not valid JSON: {e}"))
     })?;
-    serde_json::from_value(value)
+    serde_path_to_error::deserialize(value)
         .map(Some)
-        .map_err(|e| Problem::invalid_at("", format!("the body has the wrong shape: {e}")))
+        .map_err(|e| wrong_shape(&e))
+}
+
+type PathError = serde_path_to_error::Error<serde_json::Error>;
+
+/// The decoding error with its path, if `e` is or wraps one.
+fn path_error<'a>(e: &'a (dyn std::error::Error + 'static)) -> Option<&'a PathError> {
+    let mut current = Some(e);
+    while let Some(e) = current {
+        if let Some(found) = e.downcast_ref::<PathError>() {
+            return Some(found);
+        }
+        current = e.source();
+    }
+    None
+}
+
+/// 422 for a body that is JSON but not of the expected shape, located by a JSON pointer.
+fn wrong_shape(e: &PathError) -> Problem {
+    let pointer = json_pointer(e.path());
+    let message = e.inner().to_string();
+    if pointer.is_empty() {
+        Problem::invalid_at("", format!("the body has the wrong shape: {message}"))
+    } else {
+        Problem::invalid_at(&pointer, message)
+    }
+}
+
+/// RFC 6901 pointer of a decoding path; stops at the first segment serde could not name.
+fn json_pointer(path: &serde_path_to_error::Path) -> String {
+    use serde_path_to_error::Segment;
+    let mut pointer = String::new();
+    for segment in path.iter() {
+        match segment {
+            Segment::Seq { index } => {
+                pointer.push('/');
+                pointer.push_str(&index.to_string());
+            }
+            Segment::Map { key } => {
+                pointer.push('/');
+                pointer.push_str(&key.replace('~', "~0").replace('/', "~1"));
+            }
+            Segment::Enum { .. } => {}
+            Segment::Unknown => break,
+        }
+    }
+    pointer
+}
+
+/// "1 problem", "3 problems".
+pub fn problem_count(n: usize) -> String {
+    if n == 1 {
+        "1 problem".to_string()
+    } else {
+        format!("{n} problems")
+    }
 }
 
 /// 413.
@@ -309,4 +378,65 @@ fn source_text(e: &dyn std::error::Error) -> String {
         source = s.source();
     }
     text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeMap;
+
+    #[derive(Debug, serde::Deserialize)]
+    #[allow(dead_code)]
+    struct Shape {
+        name: String,
+        items: Vec<u32>,
+        by_key: BTreeMap<String, u32>,
+    }
+
+    fn violation(body: &str) -> (String, String) {
+        let e = optional_json::<Shape>(&json_headers(), body.as_bytes())
+            .expect_err("the body is of the wrong shape");
+        let v = e
+            .errors
+            .as_ref()
+            .and_then(|v| v.first())
+            .expect("one violation");
+        (v.pointer.clone(), e.detail.clone())
+    }
+
+    fn json_headers() -> axum::http::HeaderMap {
+        let mut h = axum::http::HeaderMap::new();
+        h.insert(
+            header::CONTENT_TYPE,
+            "application/json".parse().expect("a header value"),
+        );
+        h
+    }
+
+    #[test]
+    fn wrong_shapes_are_located_by_json_pointer() {
+        let (pointer, detail) = violation(r#"{"name": 5, "items": [], "by_key": {}}"#);
+        assert_eq!(pointer, "/name");
+        assert!(
+            detail.starts_with("/name: invalid type: integer `5`"),
+            "{detail}"
+        );
+
+        let (pointer, _) = violation(r#"{"name": "a", "items": [1, "two"], "by_key": {}}"#);
+        assert_eq!(pointer, "/items/1");
+
+        let (pointer, _) = violation(r#"{"name": "a", "items": [], "by_key": {"a/b~c": -1}}"#);
+        assert_eq!(pointer, "/by_key/a~1b~0c");
+
+        let (pointer, detail) = violation("42");
+        assert_eq!(pointer, "");
+        assert!(
+            detail.starts_with("the body has the wrong shape: invalid type"),
+            "{detail}"
+        );
+
+        let (pointer, detail) = violation(r#"{"items": [], "by_key": {}}"#);
+        assert_eq!(pointer, "");
+        assert!(detail.contains("missing field `name`"), "{detail}");
+    }
 }

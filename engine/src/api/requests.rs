@@ -168,9 +168,9 @@ pub(super) async fn create(
         if !errors.is_empty() {
             return Err(Problem::invalid(
                 format!(
-                    "the inputs do not match the schema of `{}` ({} problems)",
+                    "the inputs do not match the schema of `{}` ({})",
                     entry.id,
-                    errors.len()
+                    super::problem::problem_count(errors.len())
                 ),
                 errors,
             ));
@@ -196,10 +196,10 @@ pub(super) async fn create(
         if !errors.is_empty() {
             return Err(Problem::invalid(
                 format!(
-                    "the inputs do not match workflow `{}`@{} ({} problems)",
+                    "the inputs do not match workflow `{}`@{} ({})",
                     plan.name,
                     plan.version,
-                    errors.len()
+                    super::problem::problem_count(errors.len())
                 ),
                 errors,
             ));

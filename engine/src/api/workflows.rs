@@ -183,17 +183,18 @@ pub(super) async fn upload(
             .collect();
         let first = problems
             .first()
-            .map(|p| format!(" (first: {}:{}: {})", p.line, p.column, p.message))
+            .map(|p| format!("{}:{}: {}", p.line, p.column, p.message))
             .unwrap_or_default();
+        let summary = match problems.len() {
+            1 => format!("the workflow is not valid: {first}"),
+            n => format!(
+                "the workflow is not valid: {} (first: {first})",
+                super::problem::problem_count(n)
+            ),
+        };
         Problem {
             problems: Some(problems.clone()),
-            ..Problem::bad_request(
-                "invalid-definition",
-                format!(
-                    "the workflow is not valid: {} problems{first}",
-                    problems.len()
-                ),
-            )
+            ..Problem::bad_request("invalid-definition", summary)
         }
     })?;
     if plan.name != name {

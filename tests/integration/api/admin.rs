@@ -95,8 +95,8 @@ fn admins_create_list_and_revoke_tokens() {
             json!({ "role": "client", "tenant": "Not A Tenant" }),
             "/tenant",
         ),
-        (json!({ "role": "root" }), ""),
-        (json!({ "role": "admin", "expires": "never" }), ""),
+        (json!({ "role": "root" }), "/role"),
+        (json!({ "role": "admin", "expires": "never" }), "/expires"),
     ] {
         let reply = app.post("/v1/tokens").auth(&app.admin).json(&body).send();
         assert_eq!(reply.invalid(), vec![pointer.to_string()], "{body}");

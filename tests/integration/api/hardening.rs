@@ -218,9 +218,15 @@ fn malformed_and_mistyped_bodies_get_problems() {
         .send()
         .problem(415, "unsupported-media-type");
     // JSON of the wrong shape.
-    for shape in ["[]", "42", "null", "{\"catalog_id\": [\"hello\"]}"] {
+    for (shape, pointer) in [
+        ("[]", ""),
+        ("42", ""),
+        ("null", ""),
+        ("{\"inputs\": {}}", ""),
+        ("{\"catalog_id\": [\"hello\"]}", "/catalog_id"),
+    ] {
         let reply = post().body("application/json", shape).send();
-        assert_eq!(reply.invalid(), vec![""], "{shape}");
+        assert_eq!(reply.invalid(), vec![pointer], "{shape}");
     }
     // `+json` media types are JSON.
     post()

@@ -113,7 +113,7 @@ fn operators_acknowledge_annotate_and_resolve_incidents() {
         .auth(&app.operator)
         .json(&json!({ "comment": "wrong field" }))
         .send();
-    assert_eq!(reply.invalid(), vec![""]);
+    assert_eq!(reply.invalid(), vec!["/comment"]);
     for empty in [json!({}), json!({ "note": "  " })] {
         let reply = app
             .post(&path("notes"))

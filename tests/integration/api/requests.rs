@@ -43,10 +43,10 @@ fn an_order_breaking_the_schema_gets_every_violation_and_stores_nothing() {
         (
             &app.client_a,
             json!({ "catalog_id": "hello", "colour": "red" }),
-            "",
+            "/colour",
         ),
         (&app.client_a, json!({ "inputs": {} }), ""),
-        (&app.client_a, json!({ "catalog_id": 7 }), ""),
+        (&app.client_a, json!({ "catalog_id": 7 }), "/catalog_id"),
         (
             &app.client_a,
             json!({ "catalog_id": "no-such-entry" }),
@@ -126,7 +126,7 @@ fn a_gated_order_waits_for_an_operator_then_runs_to_fulfilment() {
         .auth(&app.operator)
         .json(&json!({ "approved": "yes" }))
         .send();
-    assert_eq!(reply.invalid(), vec![""]);
+    assert_eq!(reply.invalid(), vec!["/approved"]);
     let still = app
         .get(&format!("/v1/requests/{id}"))
         .auth(&app.client_a)

@@ -135,7 +135,7 @@ fn approval_steps_accept_the_roles_they_name() {
     approve(&app.operator, "nope", &yes).problem(404, "not-found");
     assert_eq!(
         approve(&app.operator, "gate", &json!({ "approved": "sure" })).invalid(),
-        vec![""]
+        vec!["/approved"]
     );
     app.post(&format!("/v1/runs/{run}/approvals/gate"))
         .auth(&app.operator)
