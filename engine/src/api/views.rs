@@ -177,7 +177,8 @@ impl RequestBody {
                 breached: v.sla_breached(now_ms),
             }),
             created_at: time(r.created_at),
-            updated_at: time(r.updated_at),
+            // A started request's state is its run's: its run ending changes it too.
+            updated_at: time(r.updated_at.max(v.run_finished_at.unwrap_or(i64::MIN))),
             finished_at: opt_time(v.finished_at()),
         }
     }

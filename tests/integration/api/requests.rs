@@ -160,6 +160,11 @@ fn a_gated_order_waits_for_an_operator_then_runs_to_fulfilment() {
     assert_eq!(done["sla"]["breached"], false);
     assert_eq!(done["sla"]["deadline"], deadline.as_str());
     assert!(done["finished_at"].is_string(), "{done}");
+    // Fulfilment is a change of the request: `updated_at` is no earlier than `finished_at`.
+    assert!(
+        done["updated_at"].as_str() >= done["finished_at"].as_str(),
+        "{done}"
+    );
     let detail = app
         .get(&format!("/v1/runs/{run}"))
         .auth(&app.client_a)
