@@ -6,7 +6,7 @@
 //! already recorded as succeeded.
 
 use std::collections::{BTreeMap, HashMap};
-use std::io::{Read, Write as _};
+use std::io::{BufRead as _, BufReader, Read, Write as _};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -120,19 +120,44 @@ fn grants_file(dir: &Path) -> PathBuf {
     path
 }
 
-fn serve(db: &Path, workflows: &Path, grants: &Path) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_csmp"))
-        .args(["serve", "--owner", "crash-test"])
+fn serve_command(db: &Path, owner: &str, workflows: &Path, grants: &Path) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_csmp"));
+    command
+        .args(["serve", "--owner", owner, "--listen", "127.0.0.1:0"])
         .arg("--database")
         .arg(db)
         .arg("--workflows")
         .arg(workflows)
         .arg("--grants")
         .arg(grants)
+        .stderr(Stdio::null());
+    command
+}
+
+fn serve(db: &Path, workflows: &Path, grants: &Path) -> Child {
+    serve_command(db, "crash-test", workflows, grants)
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
         .spawn()
         .expect("csmp serve starts")
+}
+
+/// Runs `csmp serve` once on a scratch database in the same directory until it listens, so
+/// the built-in plugins are compiled into that directory's plugin cache before the kills: a
+/// cold compile takes about a second in a debug build and could outlast every kill window.
+fn warm_plugin_cache(dir: &Path, workflows: &Path, grants: &Path) {
+    let mut child = serve_command(&dir.join("warm-up.db"), "warm-up", workflows, grants)
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("csmp serve starts");
+    let listened = child.stdout.take().is_some_and(|stdout| {
+        BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+            .any(|line| line.contains("listening on"))
+    });
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(listened, "the warm-up `csmp serve` never started listening");
 }
 
 /// A small deterministic generator, seeded from the clock and printed, so a failure can be
@@ -268,6 +293,7 @@ async fn runs_survive_kill_9_at_random_moments() {
         }
         n
     };
+    warm_plugin_cache(dir.path(), &workflows, &grants);
     let mut progress = vec![finished_units(store.clone()).await];
     for round in 0..KILLS {
         let mut child = serve(&db, &workflows, &grants);
