@@ -140,6 +140,16 @@ impl FileReport {
     }
 }
 
+/// `"s"` after a count other than one: `format!("{n} file{}", plural(n))`.
+pub fn plural(n: usize) -> &'static str {
+    if n == 1 { "" } else { "s" }
+}
+
+/// One reference token of an RFC 6901 JSON pointer: `~` becomes `~0`, `/` becomes `~1`.
+pub fn pointer_token(key: &str) -> String {
+    key.replace('~', "~0").replace('/', "~1")
+}
+
 /// The nearest candidate to `word`, if one is close enough to be a plausible typo.
 pub fn nearest<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
     candidates

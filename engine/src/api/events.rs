@@ -13,10 +13,15 @@ use super::auth::{Principal, Role, random_id};
 use super::problem::{Problem, RawBody, Violation, optional_json};
 use super::views::{EventList, EventView};
 use super::{AppState, Page, PathParams, Query};
+use crate::diag::plural;
 use crate::store::{Cursor, EventRow};
 
 /// Sources whose webhook formats are understood.
-pub(super) const SOURCES: &[&str] = &["alertmanager", "grafana"];
+/// The event sources accepted at `/v1/events/{source}`, with how messages name them.
+const SOURCES: &[(&str, &str)] = &[
+    ("alertmanager", "an Alertmanager"),
+    ("grafana", "a Grafana"),
+];
 
 /// The stored notification.
 #[derive(Debug, Clone, Serialize, ToSchema)]
@@ -126,22 +131,18 @@ pub(super) async fn receive(
     RawBody(body): RawBody,
 ) -> Result<Response, Problem> {
     who.require(&[Role::Integration, Role::Admin])?;
-    if !SOURCES.contains(&source.as_str()) {
+    let Some(&(_, named)) = SOURCES.iter().find(|(name, _)| *name == source) else {
         return Err(Problem::not_found("event source", &source));
-    }
+    };
     let payload = optional_json::<Json_>(&headers, &body)?.ok_or_else(|| {
         Problem::invalid_at("", "the body is empty; send the notification as JSON")
     })?;
     let (status, alerts) = check(&source, &payload).map_err(|errors| {
         Problem::invalid(
             format!(
-                "this is not {} notification ({})",
-                match source.as_str() {
-                    "alertmanager" => "an Alertmanager",
-                    "grafana" => "a Grafana",
-                    _ => "a known",
-                },
-                super::problem::problem_count(errors.len())
+                "this is not {named} notification ({} problem{})",
+                errors.len(),
+                plural(errors.len())
             ),
             errors,
         )

@@ -332,16 +332,13 @@ where
     ) -> Result<Self, Self::Rejection> {
         match axum::extract::Query::<T>::from_request_parts(parts, state).await {
             Ok(axum::extract::Query(v)) => Ok(Query(v)),
-            Err(e) => {
-                let text = e.body_text();
-                let text = text
-                    .strip_prefix("Failed to deserialize query string: ")
-                    .unwrap_or(&text);
-                Err(Problem::invalid_at(
-                    "",
-                    format!("the query string is not valid: {text}"),
-                ))
-            }
+            Err(e) => Err(Problem::invalid_at(
+                "",
+                format!(
+                    "the query string is not valid: {}",
+                    problem::source_text(&e)
+                ),
+            )),
         }
     }
 }

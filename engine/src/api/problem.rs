@@ -343,22 +343,13 @@ fn json_pointer(path: &serde_path_to_error::Path) -> String {
             }
             Segment::Map { key } => {
                 pointer.push('/');
-                pointer.push_str(&key.replace('~', "~0").replace('/', "~1"));
+                pointer.push_str(&crate::diag::pointer_token(key));
             }
             Segment::Enum { .. } => {}
             Segment::Unknown => break,
         }
     }
     pointer
-}
-
-/// "1 problem", "3 problems".
-pub fn problem_count(n: usize) -> String {
-    if n == 1 {
-        "1 problem".to_string()
-    } else {
-        format!("{n} problems")
-    }
 }
 
 /// 413.
@@ -370,7 +361,7 @@ pub fn too_large() -> Problem {
     )
 }
 
-fn source_text(e: &dyn std::error::Error) -> String {
+pub(super) fn source_text(e: &dyn std::error::Error) -> String {
     let mut text = e.to_string();
     let mut source = e.source();
     while let Some(s) = source {

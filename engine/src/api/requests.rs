@@ -17,6 +17,7 @@ use super::auth::{Principal, Role, random_id};
 use super::problem::{Body, Problem, Violation};
 use super::views::{RequestBody, RequestList};
 use super::{AppState, Page, PathParams, Query};
+use crate::diag::plural;
 use crate::runtime::NewRun;
 use crate::store::{Cursor, NewRequest, RequestRow, RequestView, hex_sha256};
 
@@ -168,9 +169,10 @@ pub(super) async fn create(
         if !errors.is_empty() {
             return Err(Problem::invalid(
                 format!(
-                    "the inputs do not match the schema of `{}` ({})",
+                    "the inputs do not match the schema of `{}` ({} problem{})",
                     entry.id,
-                    super::problem::problem_count(errors.len())
+                    errors.len(),
+                    plural(errors.len())
                 ),
                 errors,
             ));
@@ -196,10 +198,11 @@ pub(super) async fn create(
         if !errors.is_empty() {
             return Err(Problem::invalid(
                 format!(
-                    "the inputs do not match workflow `{}`@{} ({})",
+                    "the inputs do not match workflow `{}`@{} ({} problem{})",
                     plan.name,
                     plan.version,
-                    super::problem::problem_count(errors.len())
+                    errors.len(),
+                    plural(errors.len())
                 ),
                 errors,
             ));

@@ -187,10 +187,7 @@ pub(super) async fn upload(
             .unwrap_or_default();
         let summary = match problems.len() {
             1 => format!("the workflow is not valid: {first}"),
-            n => format!(
-                "the workflow is not valid: {} (first: {first})",
-                super::problem::problem_count(n)
-            ),
+            n => format!("the workflow is not valid: {n} problems (first: {first})"),
         };
         Problem {
             problems: Some(problems.clone()),

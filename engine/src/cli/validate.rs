@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::diag::{Diagnostic, Diagnostics, FileReport, Span};
+use crate::diag::{Diagnostic, Diagnostics, FileReport, Span, plural};
 use crate::dsl::{self, Definition};
 use crate::plan::{self, Env, WorkflowNames};
 use crate::plugin::PluginIndex;
@@ -187,8 +187,4 @@ pub fn render_json(outcome: &Outcome) -> String {
         "reports": outcome.reports,
     });
     serde_json::to_string_pretty(&value).unwrap_or_default()
-}
-
-fn plural(n: usize) -> &'static str {
-    if n == 1 { "" } else { "s" }
 }

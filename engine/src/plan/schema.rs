@@ -126,7 +126,7 @@ fn partial(tv: &TValue, at: String, templated: &mut Vec<String>) -> serde_json::
             entries
                 .iter()
                 .map(|(k, x)| {
-                    let key = k.replace('~', "~0").replace('/', "~1");
+                    let key = crate::diag::pointer_token(k);
                     (k.clone(), partial(x, format!("{at}/{key}"), templated))
                 })
                 .collect(),
