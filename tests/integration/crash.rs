@@ -87,9 +87,9 @@ fn checking_server(db: PathBuf) -> (String, Arc<Mutex<Observed>>) {
                 && let Some((run, key)) = rest.split_once('/')
             {
                 let steps = rt.block_on(store.steps(run)).unwrap_or_default();
-                let done = steps
-                    .iter()
-                    .any(|u| u.key == key && u.status == csmp::store::StepStatus::Succeeded);
+                let done = steps.iter().any(|u| {
+                    u.key.to_string() == key && u.status == csmp::store::StepStatus::Succeeded
+                });
                 let mut o = seen
                     .lock()
                     .unwrap_or_else(std::sync::PoisonError::into_inner);

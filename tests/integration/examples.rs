@@ -13,7 +13,7 @@ fn every_example_workflow_and_catalog_entry_validates() {
     let plugins = csmp::cli::builtin_plugins().expect("built-in plugins load");
     let outcome = validate::validate_files(&files, &plugins);
     assert_eq!(outcome.errors(), 0, "{}", validate::render_text(&outcome));
-    let workflows: Vec<&str> = outcome.plans.iter().map(|p| p.name.as_str()).collect();
+    let workflows: Vec<&str> = outcome.plans.iter().map(|p| p.name()).collect();
     for wanted in [
         "provision-vms",
         "scale-service",

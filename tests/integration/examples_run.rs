@@ -97,7 +97,7 @@ impl Examples {
             .await
             .expect("steps")
             .into_iter()
-            .map(|s| (s.key.clone(), s))
+            .map(|s| (s.key.to_string(), s))
             .collect()
     }
 

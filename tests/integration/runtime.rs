@@ -127,7 +127,7 @@ impl Harness {
             .await
             .expect("steps")
             .into_iter()
-            .map(|s| (s.key.clone(), s))
+            .map(|s| (s.key.to_string(), s))
             .collect()
     }
 
@@ -907,7 +907,7 @@ async fn a_restarted_engine_finishes_the_runs_of_the_previous_one() {
     assert!(
         steps
             .iter()
-            .any(|s| s.key == "pause" && s.status == StepStatus::Waiting),
+            .any(|s| s.key.to_string() == "pause" && s.status == StepStatus::Waiting),
         "{steps:?}"
     );
     h.clock.advance(MS);
@@ -917,7 +917,10 @@ async fn a_restarted_engine_finishes_the_runs_of_the_previous_one() {
         .expect("wait");
     assert_eq!(status, RunStatus::Succeeded);
     let steps = engine.store().steps(&id).await.expect("steps");
-    let first = steps.iter().find(|s| s.key == "first").expect("first");
+    let first = steps
+        .iter()
+        .find(|s| s.key.to_string() == "first")
+        .expect("first");
     assert_eq!(first.attempt, 1, "a completed step is never run again");
     assert_eq!(
         engine

@@ -130,7 +130,10 @@ impl AppState {
         let defs = self.defs.read().unwrap_or_else(PoisonError::into_inner);
         let mut names = WorkflowNames::new();
         for p in defs.plans() {
-            names.entry(p.name.clone()).or_default().push(p.version);
+            names
+                .entry(p.name().to_string())
+                .or_default()
+                .push(p.version());
         }
         for versions in names.values_mut() {
             versions.sort_unstable();

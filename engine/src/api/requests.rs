@@ -186,7 +186,7 @@ pub(super) async fn create(
                 entry.workflow, entry.id
             ))
         })?;
-    if let Some(schema) = &plan.inputs {
+    if let Some(schema) = plan.inputs() {
         let errors: Vec<Violation> = schema
             .violations(&inputs)
             .into_iter()
@@ -199,8 +199,8 @@ pub(super) async fn create(
             return Err(Problem::invalid(
                 format!(
                     "the inputs do not match workflow `{}`@{} ({} problem{})",
-                    plan.name,
-                    plan.version,
+                    plan.name(),
+                    plan.version(),
                     errors.len(),
                     plural(errors.len())
                 ),

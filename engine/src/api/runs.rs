@@ -155,13 +155,8 @@ pub(super) async fn approve(
     let plan = state
         .plan(&run.workflow, Some(run.version))
         .ok_or_else(|| Problem::unavailable("the run's workflow version is not loaded"))?;
-    let step_id = step.trim_start_matches('!');
-    let step_id = step_id.split_once('#').map_or(step_id, |(s, _)| s);
-    let roles = plan
-        .steps
-        .iter()
-        .chain(&plan.on_failure)
-        .find(|s| s.id == step_id)
+    let roles = crate::plan::UnitKey::parse(&step)
+        .and_then(|key| plan.step_of(&key))
         .and_then(|s| match &s.kind {
             PlanKind::Approval { roles, .. } => Some(roles.clone()),
             _ => None,

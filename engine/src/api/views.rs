@@ -293,8 +293,8 @@ pub(super) struct StepView {
 impl StepView {
     pub(super) fn of(s: &StepRow) -> Self {
         Self {
-            key: s.key.clone(),
-            step: s.step_id.clone(),
+            key: s.key.to_string(),
+            step: s.key.step_id().to_string(),
             status: s.status.as_str().into(),
             attempts: s.attempt,
             output: s.output.clone().unwrap_or(Json::Null),

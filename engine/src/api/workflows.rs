@@ -43,7 +43,7 @@ pub(super) async fn list(
                 let latest = *versions.last()?;
                 let description = state
                     .plan(&name, Some(latest))
-                    .and_then(|p| p.description.clone());
+                    .and_then(|p| p.description().map(str::to_string));
                 Some(WorkflowSummary {
                     name,
                     latest_version: latest,
@@ -194,27 +194,27 @@ pub(super) async fn upload(
             ..Problem::bad_request("invalid-definition", summary)
         }
     })?;
-    if plan.name != name {
+    if plan.name() != name {
         return Err(Problem::invalid_at(
             "/name",
             format!(
                 "the YAML names workflow `{}` but was sent to /v1/workflows/{name}",
-                plan.name
+                plan.name()
             ),
         ));
     }
     let source = String::from_utf8_lossy(&body).into_owned();
     let outcome = state
         .store
-        .put_workflow(&plan.name, plan.version, &source, state.now_ms())
+        .put_workflow(plan.name(), plan.version(), &source, state.now_ms())
         .await?;
     let uploaded = WorkflowUploaded {
-        name: plan.name.clone(),
-        version: plan.version,
+        name: plan.name().to_string(),
+        version: plan.version(),
         sha256: hex_sha256(source.as_bytes()),
         created: outcome == PutWorkflow::Inserted,
     };
-    let known = state.plan(&plan.name, Some(plan.version)).is_some();
+    let known = state.plan(plan.name(), Some(plan.version())).is_some();
     if !known {
         state.engine.define(plan.clone()).await?;
         state

@@ -170,14 +170,14 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<RunStatus> {
     let source = String::from_utf8_lossy(&bytes).into_owned();
     store
         .put_workflow(
-            &plan.name,
-            plan.version,
+            plan.name(),
+            plan.version(),
             &source,
             crate::runtime::Clock::now_ms(&TokioClock::new()),
         )
         .await?;
     let mut defs = load_definitions(&store, &host, None).await?;
-    let (name, version) = (plan.name.clone(), plan.version);
+    let (name, version) = (plan.name().to_string(), plan.version());
     defs.insert(plan);
     let config = EngineConfig {
         secrets: secrets_from_env(),
@@ -232,7 +232,7 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<RunStatus> {
             let units = engine.store().steps(&id).await?;
             let items = units
                 .iter()
-                .find(|u| &u.key == step)
+                .find(|u| u.key.to_string() == *step)
                 .and_then(|u| u.state.as_ref()?.get("items")?.as_array().map(Vec::len));
             if let Some(n) = items {
                 fan_total.insert(step.clone(), n);
@@ -317,7 +317,10 @@ pub fn load_catalog(
 ) -> anyhow::Result<BTreeMap<String, crate::plan::CatalogPlan>> {
     let mut names = crate::plan::WorkflowNames::new();
     for p in defs.plans() {
-        names.entry(p.name.clone()).or_default().push(p.version);
+        names
+            .entry(p.name().to_string())
+            .or_default()
+            .push(p.version());
     }
     let mut entries = BTreeMap::new();
     if !dir.is_dir() {

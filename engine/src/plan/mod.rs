@@ -9,6 +9,7 @@ mod catalog;
 mod graph;
 mod refs;
 mod schema;
+mod unit;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -16,6 +17,7 @@ use std::time::Duration;
 
 pub use catalog::{CatalogPlan, build_catalog, validate_catalog};
 pub use schema::{SchemaViolation, compile_schema, locate_pointer};
+pub use unit::UnitKey;
 
 use crate::diag::{Diagnostic, Diagnostics, Span, nearest};
 use crate::dsl::{
@@ -40,25 +42,92 @@ pub struct Env<'a> {
 /// Names and versions of the workflows known to the validator.
 pub type WorkflowNames = BTreeMap<String, Vec<u32>>;
 
-/// A validated workflow, ready to run.
+/// A validated workflow, ready to run. Only [`build`] makes one, so holding a `Plan` proves
+/// the definition validated; its parts are read through the methods below.
 #[derive(Debug, Clone)]
 pub struct Plan {
     /// The workflow's name.
-    pub name: String,
+    name: String,
     /// Its version.
-    pub version: u32,
+    version: u32,
     /// Free text for humans.
-    pub description: Option<String>,
+    description: Option<String>,
     /// The inputs' JSON Schema as written (for the API) and compiled (for checking runs).
-    pub inputs: Option<Arc<CompiledSchema>>,
+    inputs: Option<Arc<CompiledSchema>>,
     /// The DAG's steps, in a topological order: every step comes after all it needs.
-    pub steps: Vec<PlanStep>,
+    steps: Vec<PlanStep>,
     /// Steps run when the run fails, in a topological order among themselves.
-    pub on_failure: Vec<PlanStep>,
+    on_failure: Vec<PlanStep>,
     /// Named outputs of the run.
-    pub outputs: Vec<(String, TValue)>,
+    outputs: Vec<(String, TValue)>,
     /// Cron triggers.
-    pub triggers: Vec<PlanTrigger>,
+    triggers: Vec<PlanTrigger>,
+    /// Step id → position in `steps` (main) or `on_failure`, so a unit finds its step in O(1).
+    positions: HashMap<String, usize>,
+}
+
+impl Plan {
+    /// The workflow's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Its version.
+    pub fn version(&self) -> u32 {
+        self.version
+    }
+
+    /// Free text for humans.
+    pub fn description(&self) -> Option<&str> {
+        self.description.as_deref()
+    }
+
+    /// The inputs' schema, when the workflow declares one.
+    pub fn inputs(&self) -> Option<&Arc<CompiledSchema>> {
+        self.inputs.as_ref()
+    }
+
+    /// The main steps, in a topological order: every step comes after all it needs.
+    pub fn steps(&self) -> &[PlanStep] {
+        &self.steps
+    }
+
+    /// The `on_failure` steps, in a topological order among themselves.
+    pub fn on_failure(&self) -> &[PlanStep] {
+        &self.on_failure
+    }
+
+    /// Named outputs of the run, in written order.
+    pub fn outputs(&self) -> &[(String, TValue)] {
+        &self.outputs
+    }
+
+    /// Cron triggers, in written order.
+    pub fn triggers(&self) -> &[PlanTrigger] {
+        &self.triggers
+    }
+
+    /// Position of main step `id` in [`Plan::steps`].
+    pub fn position(&self, id: &str) -> Option<usize> {
+        self.positions
+            .get(id)
+            .copied()
+            .filter(|&i| self.steps.get(i).is_some_and(|s| s.id == id))
+    }
+
+    /// The step a unit belongs to: its main step (also for items and compensations), or its
+    /// `on_failure` step.
+    pub fn step_of(&self, key: &UnitKey) -> Option<&PlanStep> {
+        let list = match key {
+            UnitKey::OnFailure(_) => &self.on_failure,
+            _ => &self.steps,
+        };
+        let id = key.step_id();
+        self.positions
+            .get(id)
+            .and_then(|&i| list.get(i))
+            .filter(|s| s.id == id)
+    }
 }
 
 /// A JSON Schema kept both as text and compiled.
@@ -370,15 +439,25 @@ pub fn build(wf: &Workflow, env: Env<'_>, mut diags: Diagnostics) -> Result<Plan
     if !diags.is_empty() {
         return Err(diags.into_sorted());
     }
+    let steps: Vec<PlanStep> = steps.into_iter().flatten().collect();
+    let on_failure: Vec<PlanStep> = fail_steps.into_iter().flatten().collect();
+    // Step ids are unique across both lists (checked above), so one map serves both.
+    let positions = steps
+        .iter()
+        .enumerate()
+        .chain(on_failure.iter().enumerate())
+        .map(|(i, s)| (s.id.clone(), i))
+        .collect();
     Ok(Plan {
         name: wf.name.value.clone(),
         version: wf.version.value,
         description: wf.description.clone(),
         inputs,
-        steps: steps.into_iter().flatten().collect(),
-        on_failure: fail_steps.into_iter().flatten().collect(),
+        steps,
+        on_failure,
         outputs,
         triggers,
+        positions,
     })
 }
 

@@ -36,7 +36,7 @@ pub(crate) struct CronTrigger {
 impl CronTrigger {
     /// The trigger's definition.
     pub(crate) fn spec(&self) -> Option<&PlanTrigger> {
-        self.plan.triggers.get(self.index as usize)
+        self.plan.triggers().get(self.index as usize)
     }
 
     /// When the executor must next wake for this trigger.
@@ -55,7 +55,7 @@ pub(crate) fn arm(defs: &Definitions, last: &[CronFire], now: i64) -> Vec<CronTr
         .iter()
         .map(|f| ((f.workflow.as_str(), f.trigger), f))
         .collect();
-    let mut names: Vec<&str> = defs.plans().map(|p| p.name.as_str()).collect();
+    let mut names: Vec<&str> = defs.plans().map(|p| p.name()).collect();
     names.sort_unstable();
     let mut seen = HashSet::new();
     let mut triggers = Vec::new();
@@ -66,7 +66,7 @@ pub(crate) fn arm(defs: &Definitions, last: &[CronFire], now: i64) -> Vec<CronTr
         let Some(plan) = defs.get(name, None) else {
             continue;
         };
-        for (i, spec) in plan.triggers.iter().enumerate() {
+        for (i, spec) in plan.triggers().iter().enumerate() {
             let Ok(index) = u32::try_from(i) else {
                 continue;
             };

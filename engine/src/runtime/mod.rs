@@ -42,10 +42,13 @@ pub struct Definitions {
 impl Definitions {
     /// Adds a validated plan.
     pub fn insert(&mut self, plan: Plan) {
-        let latest = self.latest.entry(plan.name.clone()).or_insert(plan.version);
-        *latest = (*latest).max(plan.version);
+        let latest = self
+            .latest
+            .entry(plan.name().to_string())
+            .or_insert(plan.version());
+        *latest = (*latest).max(plan.version());
         self.plans
-            .insert((plan.name.clone(), plan.version), Arc::new(plan));
+            .insert((plan.name().to_string(), plan.version()), Arc::new(plan));
     }
 
     /// A plan by name and version (the newest when `version` is `None`).

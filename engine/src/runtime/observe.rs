@@ -5,11 +5,13 @@
 
 use std::fmt::Debug;
 
+use crate::plan::UnitKey;
+
 /// Told by the worker threads when a plugin attempt starts and ends. Calls come from several
 /// threads at once and sit on the step path, so they must be quick and must not block.
 pub trait AttemptObserver: Send + Sync + Debug {
     /// A worker thread is about to call the plugin for attempt `attempt` of unit `key`.
-    fn started(&self, run_id: &str, key: &str, attempt: u32);
+    fn started(&self, run_id: &str, key: &UnitKey, attempt: u32);
     /// The plugin call of that attempt returned (its result is not yet recorded).
-    fn finished(&self, run_id: &str, key: &str, attempt: u32);
+    fn finished(&self, run_id: &str, key: &UnitKey, attempt: u32);
 }

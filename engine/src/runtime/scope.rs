@@ -10,7 +10,7 @@ use std::ops::Deref;
 
 use serde_json::{Map, Value as Json, json};
 
-use crate::plan::Plan;
+use crate::plan::{Plan, UnitKey};
 use crate::store::{RunRow, StepRow, StepStatus};
 
 /// What a unit adds to the run's scope.
@@ -52,7 +52,7 @@ struct Built {
     /// `{inputs, steps, run, secrets}`.
     ctx: handlebars::Context,
     /// Unit key → the stamp its `steps` entry was built from.
-    stamps: HashMap<String, Stamp>,
+    stamps: HashMap<UnitKey, Stamp>,
     /// The run error `run.error` was built from.
     run_error: Option<String>,
 }
@@ -87,21 +87,21 @@ fn entry(row: &StepRow) -> Json {
 }
 
 /// The plan's steps as (scope name, unit key): main steps, then `on_failure` steps (`!id`).
-fn ids(plan: &Plan) -> impl Iterator<Item = (&str, String)> {
-    plan.steps
+fn ids(plan: &Plan) -> impl Iterator<Item = (&str, UnitKey)> {
+    plan.steps()
         .iter()
-        .map(|s| (s.id.as_str(), s.id.clone()))
+        .map(|s| (s.id.as_str(), UnitKey::Step(s.id.clone())))
         .chain(
-            plan.on_failure
+            plan.on_failure()
                 .iter()
-                .map(|s| (s.id.as_str(), format!("!{}", s.id))),
+                .map(|s| (s.id.as_str(), UnitKey::OnFailure(s.id.clone()))),
         )
 }
 
 fn build(
     run: &RunRow,
     plan: &Plan,
-    steps: &HashMap<String, StepRow>,
+    steps: &HashMap<UnitKey, StepRow>,
     secrets: &BTreeMap<String, String>,
 ) -> Built {
     let mut by_id = Map::new();
@@ -136,7 +136,7 @@ fn build(
 
 impl Built {
     /// Brings the entries of changed units (and `run.error`) up to date.
-    fn refresh(&mut self, run: &RunRow, plan: &Plan, steps: &HashMap<String, StepRow>) {
+    fn refresh(&mut self, run: &RunRow, plan: &Plan, steps: &HashMap<UnitKey, StepRow>) {
         let data = self.ctx.data_mut();
         for (id, key) in ids(plan) {
             let Some(row) = steps.get(&key) else { continue };
@@ -167,7 +167,7 @@ impl ScopeCache {
         &mut self,
         run: &RunRow,
         plan: &Plan,
-        steps: &HashMap<String, StepRow>,
+        steps: &HashMap<UnitKey, StepRow>,
         secrets: &BTreeMap<String, String>,
         extra: &Extra,
     ) -> Scope {
@@ -246,8 +246,7 @@ mod tests {
     fn unit(key: &str, status: StepStatus) -> StepRow {
         StepRow {
             run_id: "r".into(),
-            key: key.into(),
-            step_id: key.trim_start_matches('!').into(),
+            key: key.parse().expect("a unit key"),
             status,
             attempt: 0,
             output: None,
@@ -259,6 +258,10 @@ mod tests {
         }
     }
 
+    fn key(text: &str) -> UnitKey {
+        text.parse().expect("a unit key")
+    }
+
     /// Whatever happens between takes, a cached scope equals one built from scratch.
     #[test]
     fn a_kept_scope_matches_a_fresh_one() {
@@ -267,16 +270,16 @@ mod tests {
         let secrets = BTreeMap::from([("k".to_string(), "v".to_string())]);
         let mut steps = HashMap::new();
         let mut cache = ScopeCache::default();
-        let mut check = |run: &RunRow, steps: &HashMap<String, StepRow>, extra: &Extra| {
+        let mut check = |run: &RunRow, steps: &HashMap<UnitKey, StepRow>, extra: &Extra| {
             let kept = cache.take(run, &plan, steps, &secrets, extra);
             let fresh = ScopeCache::default().take(run, &plan, steps, &secrets, extra);
             assert_eq!(kept.data(), fresh.data());
             cache.give_back(kept);
         };
         check(&run, &steps, &Extra::default());
-        steps.insert("a".into(), unit("a", StepStatus::Waiting));
+        steps.insert(key("a"), unit("a", StepStatus::Waiting));
         check(&run, &steps, &Extra::default());
-        let a = steps.get_mut("a").expect("a");
+        let a = steps.get_mut(&key("a")).expect("a");
         a.status = StepStatus::Succeeded;
         a.output = Some(json!({"waited_ms": 5}));
         a.finished_at = Some(5);
@@ -286,12 +289,12 @@ mod tests {
         };
         check(&run, &steps, &item);
         check(&run, &steps, &Extra::default());
-        steps.insert("b".into(), unit("b", StepStatus::Failed));
-        steps.get_mut("b").expect("b").error = Some("boom".into());
+        steps.insert(key("b"), unit("b", StepStatus::Failed));
+        steps.get_mut(&key("b")).expect("b").error = Some("boom".into());
         run.error = Some("step `b` failed: boom".into());
-        steps.insert("!c".into(), unit("!c", StepStatus::Running));
+        steps.insert(key("!c"), unit("!c", StepStatus::Running));
         check(&run, &steps, &Extra::default());
-        let c = steps.get_mut("!c").expect("c");
+        let c = steps.get_mut(&key("!c")).expect("c");
         c.status = StepStatus::Retrying;
         c.error = Some("try again".into());
         check(&run, &steps, &Extra::default());

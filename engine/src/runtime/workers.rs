@@ -7,6 +7,7 @@ use std::sync::mpsc;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use super::AttemptObserver;
+use crate::plan::UnitKey;
 use crate::plugin::{Invocation, Outcome, PluginHost, StepFailure};
 
 /// One attempt to run.
@@ -14,8 +15,8 @@ use crate::plugin::{Invocation, Outcome, PluginHost, StepFailure};
 pub(crate) struct Job {
     /// The run it belongs to.
     pub(crate) run_id: String,
-    /// The step key (`id`, `id#N`, `~id`, `!id`).
-    pub(crate) key: String,
+    /// The unit the attempt is for.
+    pub(crate) key: UnitKey,
     /// The attempt number, so a late result of an abandoned attempt is recognised.
     pub(crate) attempt: u32,
     /// What to call.
@@ -27,8 +28,8 @@ pub(crate) struct Job {
 pub(crate) struct Done {
     /// The run it belongs to.
     pub(crate) run_id: String,
-    /// The step key.
-    pub(crate) key: String,
+    /// The unit the attempt is for.
+    pub(crate) key: UnitKey,
     /// The attempt number it answers.
     pub(crate) attempt: u32,
     /// Output or failure.

@@ -5,6 +5,7 @@ use sqlx::AssertSqlSafe;
 use sqlx::sqlite::{SqliteConnection, SqliteRow};
 
 use super::{StoreError, col};
+use crate::plan::UnitKey;
 
 /// Where a run is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -210,8 +211,8 @@ pub struct RunRow {
     pub error: Option<String>,
     /// The parent run, for a sub-workflow.
     pub parent_run: Option<String>,
-    /// The parent's step key waiting on this run.
-    pub parent_step: Option<String>,
+    /// The parent's unit waiting on this run.
+    pub parent_step: Option<UnitKey>,
     /// Creation time (ms).
     pub created_at: i64,
     /// Last change (ms).
@@ -242,7 +243,14 @@ impl RunRow {
             outputs: json_col(row, "outputs")?,
             error: col(row, "error")?,
             parent_run: col(row, "parent_run")?,
-            parent_step: col(row, "parent_step")?,
+            parent_step: {
+                let key: Option<String> = col(row, "parent_step")?;
+                key.map(|k| {
+                    UnitKey::parse(&k)
+                        .ok_or_else(|| StoreError::Corrupt(format!("parent step `{k}`")))
+                })
+                .transpose()?
+            },
             created_at: col(row, "created_at")?,
             updated_at: col(row, "updated_at")?,
             finished_at: col(row, "finished_at")?,
@@ -278,7 +286,7 @@ impl RunRow {
                     .bind(json_text(&r.outputs))
                     .bind(&r.error)
                     .bind(&r.parent_run)
-                    .bind(&r.parent_step)
+                    .bind(r.parent_step.as_ref().map(UnitKey::to_string))
                     .bind(r.created_at)
                     .bind(r.updated_at)
                     .bind(r.finished_at)
@@ -296,10 +304,9 @@ impl RunRow {
 pub struct StepRow {
     /// The run.
     pub run_id: String,
-    /// `id`, `id#N` for a fan-out item, `~id` / `~id#N` for a compensation.
-    pub key: String,
-    /// The step's id in the workflow.
-    pub step_id: String,
+    /// Which unit: a step, a fan-out item, an `on_failure` step or a compensation (stored as
+    /// its text form, beside the step's id).
+    pub key: UnitKey,
     /// Where it is.
     pub status: StepStatus,
     /// Attempts started so far.
@@ -324,10 +331,11 @@ impl StepRow {
     pub(super) fn from_row(row: &SqliteRow) -> Result<Self, StoreError> {
         let status: String = col(row, "status")?;
         let attempt: i64 = col(row, "attempt")?;
+        let key: String = col(row, "key")?;
         Ok(Self {
             run_id: col(row, "run_id")?,
-            key: col(row, "key")?,
-            step_id: col(row, "step_id")?,
+            key: UnitKey::parse(&key)
+                .ok_or_else(|| StoreError::Corrupt(format!("unit key `{key}`")))?,
             status: StepStatus::parse(&status)?,
             attempt: u32::try_from(attempt).unwrap_or(u32::MAX),
             output: json_col(row, "output")?,
@@ -357,8 +365,8 @@ impl StepRow {
             for s in chunk {
                 q = q
                     .bind(&s.run_id)
-                    .bind(&s.key)
-                    .bind(&s.step_id)
+                    .bind(s.key.to_string())
+                    .bind(s.key.step_id())
                     .bind(s.status.as_str())
                     .bind(i64::from(s.attempt))
                     .bind(json_text(&s.output))

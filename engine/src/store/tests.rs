@@ -36,8 +36,7 @@ fn run(id: &str, status: RunStatus) -> RunRow {
 fn step(run_id: &str, key: &str, status: StepStatus) -> StepRow {
     StepRow {
         run_id: run_id.into(),
-        key: key.into(),
-        step_id: key.split('#').next().unwrap_or(key).into(),
+        key: key.parse().expect("a unit key"),
         status,
         attempt: 1,
         output: Some(json!({"ok": true})),
@@ -106,12 +105,12 @@ async fn a_batch_is_one_transaction_and_survives_reopening() -> Result<(), Store
     assert_eq!(
         steps
             .iter()
-            .map(|s| (s.key.as_str(), s.status, s.attempt))
+            .map(|s| (s.key.to_string(), s.status, s.attempt))
             .collect::<Vec<_>>(),
         [
-            ("a", StepStatus::Succeeded, 1),
-            ("b#0", StepStatus::Succeeded, 2),
-            ("b#1", StepStatus::Running, 1)
+            ("a".to_string(), StepStatus::Succeeded, 1),
+            ("b#0".to_string(), StepStatus::Succeeded, 2),
+            ("b#1".to_string(), StepStatus::Running, 1)
         ]
     );
     assert_eq!(steps[0].output, Some(json!({"ok": true})));
@@ -343,7 +342,7 @@ async fn recovery_reads_the_leased_runs_steps_and_signals_at_once() -> Result<()
         .steps_of_leased_runs("me")
         .await?
         .into_iter()
-        .map(|s| (s.run_id, s.key))
+        .map(|s| (s.run_id, s.key.to_string()))
         .collect();
     let want = [("a", "s1"), ("a", "s2"), ("b", "s1")];
     assert_eq!(

@@ -232,7 +232,7 @@ async fn engine(
     let store = Store::open(&path, Durability::Full).await?;
     let plan = plan(&ctx.host, yaml)?;
     store
-        .put_workflow(&plan.name, plan.version, yaml, 0)
+        .put_workflow(plan.name(), plan.version(), yaml, 0)
         .await?;
     let mut defs = Definitions::default();
     defs.insert(plan);
@@ -276,7 +276,7 @@ mod tests {
     fn chain_yaml_is_a_valid_chain() {
         let host = bench_host(&std::env::temp_dir()).expect("host");
         let plan = plan(&host, &chain_yaml("c", 5)).expect("valid");
-        assert_eq!(plan.steps.len(), 5);
-        assert_eq!(plan.steps[4].needs, vec![3]);
+        assert_eq!(plan.steps().len(), 5);
+        assert_eq!(plan.steps()[4].needs, vec![3]);
     }
 }

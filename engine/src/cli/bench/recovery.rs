@@ -40,7 +40,7 @@ const GIVE_UP: Duration = Duration::from_secs(120);
 struct TraceFile(Mutex<std::fs::File>);
 
 impl AttemptObserver for TraceFile {
-    fn started(&self, run_id: &str, key: &str, attempt: u32) {
+    fn started(&self, run_id: &str, key: &crate::plan::UnitKey, attempt: u32) {
         let line = format!("{run_id} {key} {attempt}\n");
         let mut f = self.0.lock().unwrap_or_else(PoisonError::into_inner);
         if let Err(e) = f.write_all(line.as_bytes()) {
@@ -48,7 +48,7 @@ impl AttemptObserver for TraceFile {
         }
     }
 
-    fn finished(&self, _run_id: &str, _key: &str, _attempt: u32) {}
+    fn finished(&self, _run_id: &str, _key: &crate::plan::UnitKey, _attempt: u32) {}
 }
 
 /// The child process: runs the engine on `db`, submits `submit` runs (printing `submitted N`
@@ -62,7 +62,7 @@ pub(super) async fn child(db: &Path, trace: Option<&Path>, submit: usize) -> any
     let store = Store::open(db, Durability::Full).await?;
     let plan = plan(&host, &yaml)?;
     store
-        .put_workflow(&plan.name, plan.version, &yaml, 0)
+        .put_workflow(plan.name(), plan.version(), &yaml, 0)
         .await?;
     let mut defs = Definitions::default();
     defs.insert(plan);

@@ -31,15 +31,15 @@ pub(super) struct Stopwatch {
 }
 
 impl AttemptObserver for Stopwatch {
-    fn started(&self, run_id: &str, key: &str, _attempt: u32) {
+    fn started(&self, run_id: &str, key: &crate::plan::UnitKey, _attempt: u32) {
         let now = Instant::now();
         self.in_flight
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let mut m = self.marks.lock().unwrap_or_else(PoisonError::into_inner);
-        m.insert((run_id.into(), key.into()), (Some(now), None));
+        m.insert((run_id.into(), key.to_string()), (Some(now), None));
     }
 
-    fn finished(&self, run_id: &str, key: &str, _attempt: u32) {
+    fn finished(&self, run_id: &str, key: &crate::plan::UnitKey, _attempt: u32) {
         let now = Instant::now();
         self.in_flight
             .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);

@@ -1,0 +1,293 @@
+//! What callers ask of the executor: start runs, deliver signals, decide approvals, cancel,
+//! steer incidents. Each answer waits for the turn's commit (see `Reply`).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use serde_json::{Value as Json, json};
+
+use super::{Executor, Reply, RunState, ScopeCache, new_id};
+use crate::plan::{PlanKind, UnitKey};
+use crate::runtime::{Command, EngineError, IncidentSteer, NewRun};
+use crate::store::{IncidentRow, RunRow, RunStatus, SignalRow, StepStatus, Write};
+
+impl Executor {
+    pub(super) async fn command(&mut self, c: Command) {
+        match c {
+            Command::Submit(new, request, reply) => match self.create_run(new, None) {
+                Ok(id) => {
+                    if let Some(request_id) = request {
+                        self.request_writes.push(Write::StartRequest {
+                            request_id,
+                            run_id: id.clone(),
+                            at: self.clock.now_ms(),
+                        });
+                    }
+                    self.replies.push(Reply::Submitted(reply, id));
+                }
+                Err(e) => drop(reply.send(Err(e))),
+            },
+            Command::Define(plan, reply) => {
+                Arc::make_mut(&mut self.defs).insert(*plan);
+                drop(reply.send(Ok(())));
+            }
+            Command::Incident {
+                id,
+                action,
+                by,
+                note,
+                reply,
+            } => match self.steer_incident(&id, action, &by, note).await {
+                Ok(row) => self.replies.push(Reply::Incident(reply, Box::new(row))),
+                Err(e) => drop(reply.send(Err(e))),
+            },
+            Command::Signal {
+                run_id,
+                name,
+                payload,
+                reply,
+            } => match self.ensure_loaded(&run_id).await {
+                Ok(()) => {
+                    self.deliver_signal(run_id, name, payload);
+                    self.replies.push(Reply::Done(reply));
+                }
+                Err(e) => drop(reply.send(Err(e))),
+            },
+            Command::Approve {
+                run_id,
+                step,
+                approved,
+                by,
+                reply,
+            } => {
+                if let Err(e) = self.ensure_loaded(&run_id).await {
+                    drop(reply.send(Err(e)));
+                    return;
+                }
+                match self.decide(&run_id, &step, approved, &by) {
+                    Ok(()) => self.replies.push(Reply::Done(reply)),
+                    Err(e) => drop(reply.send(Err(e))),
+                }
+            }
+            Command::Cancel { run_id, reply } => {
+                if let Err(e) = self.ensure_loaded(&run_id).await {
+                    drop(reply.send(Err(e)));
+                    return;
+                }
+                self.cancel_run(&run_id);
+                self.replies.push(Reply::Done(reply));
+            }
+            Command::Sync(reply) => self.replies.push(Reply::Done(reply)),
+            Command::Shutdown(_) => {}
+        }
+    }
+
+    /// Buffers a signal for a run active here; a `signal:` step waiting for it takes it.
+    pub(super) fn deliver_signal(&mut self, run_id: String, name: String, payload: Json) {
+        let signal = SignalRow {
+            id: self.next_signal_id,
+            run_id: run_id.clone(),
+            name,
+            payload,
+            created_at: self.clock.now_ms(),
+        };
+        self.next_signal_id += 1;
+        self.signal_writes.push(Write::Signal(signal.clone()));
+        if let Some(run) = self.runs.get_mut(&run_id) {
+            run.signals.push(signal);
+        }
+        // A `signal:` step already waiting for it takes it now.
+        self.take_signals(&run_id);
+        self.dirty.insert(run_id);
+    }
+
+    /// Acknowledges, resolves or annotates an incident on behalf of a person. Acknowledging
+    /// an incident whose opening run is active here also sends that run the signal `ack`.
+    async fn steer_incident(
+        &mut self,
+        id: &str,
+        action: IncidentSteer,
+        by: &str,
+        note: Option<String>,
+    ) -> Result<IncidentRow, EngineError> {
+        let Some(mut row) = self.open_incidents.get(id).cloned() else {
+            return Err(match self.store.incident(id).await? {
+                Some(_) => EngineError::Conflict(format!("incident `{id}` is already resolved")),
+                None => EngineError::UnknownIncident(id.into()),
+            });
+        };
+        let now = self.clock.now_ms();
+        let what = match action {
+            IncidentSteer::Acknowledge => {
+                if row.status == "acknowledged" {
+                    return Err(EngineError::Conflict(format!(
+                        "incident `{id}` is already acknowledged"
+                    )));
+                }
+                row.status = "acknowledged".into();
+                "acknowledged"
+            }
+            IncidentSteer::Resolve => {
+                row.status = "resolved".into();
+                "resolved"
+            }
+            IncidentSteer::Note => "note",
+        };
+        if let Json::Array(items) = &mut row.timeline {
+            items.push(
+                json!({ "at": now, "by": by, "note": note.unwrap_or_else(|| what.to_string()) }),
+            );
+        }
+        row.updated_at = now;
+        if row.status == "resolved" {
+            self.open_incidents.remove(id);
+        } else {
+            self.open_incidents.insert(id.to_string(), row.clone());
+        }
+        self.incidents.push(row.clone());
+        if action == IncidentSteer::Acknowledge
+            && let Some(run_id) = row.run_id.clone()
+            && self
+                .runs
+                .get(&run_id)
+                .is_some_and(|r| !r.row.status.is_final())
+        {
+            self.deliver_signal(run_id, "ack".into(), json!({ "incident": id, "by": by }));
+        }
+        Ok(row)
+    }
+
+    /// Whether the run is active here; a finished or unknown run is an error.
+    async fn ensure_loaded(&mut self, run_id: &str) -> Result<(), EngineError> {
+        if self.runs.contains_key(run_id) {
+            return Ok(());
+        }
+        match self.store.run(run_id).await? {
+            Some(r) if r.status.is_final() => Err(EngineError::Conflict(format!(
+                "run `{run_id}` is already {}",
+                r.status.as_str()
+            ))),
+            Some(_) => Err(EngineError::Conflict(format!(
+                "run `{run_id}` is executed by another process"
+            ))),
+            None => Err(EngineError::UnknownRun(run_id.into())),
+        }
+    }
+
+    /// Creates a run (a child run when `parent` names the waiting unit); it is written at the
+    /// end of the turn.
+    pub(super) fn create_run(
+        &mut self,
+        new: NewRun,
+        parent: Option<(String, UnitKey)>,
+    ) -> Result<String, EngineError> {
+        let plan = self
+            .defs
+            .get(&new.workflow, new.version)
+            .cloned()
+            .ok_or_else(|| {
+                EngineError::UnknownWorkflow(match new.version {
+                    Some(v) => format!("{}@{v}", new.workflow),
+                    None => new.workflow.clone(),
+                })
+            })?;
+        if let Some(schema) = plan.inputs() {
+            let violations = schema.violations(&new.inputs);
+            if !violations.is_empty() {
+                return Err(EngineError::InvalidInputs(
+                    violations
+                        .into_iter()
+                        .map(|v| {
+                            format!(
+                                "{}: {}",
+                                if v.pointer.is_empty() {
+                                    "/"
+                                } else {
+                                    &v.pointer
+                                },
+                                v.message
+                            )
+                        })
+                        .collect(),
+                ));
+            }
+        }
+        let now = self.clock.now_ms();
+        let id = new_id("run");
+        let row = RunRow {
+            id: id.clone(),
+            workflow: plan.name().to_string(),
+            version: plan.version(),
+            tenant: new.tenant,
+            requester: new.requester,
+            inputs: new.inputs,
+            status: RunStatus::Running,
+            outputs: None,
+            error: None,
+            parent_run: parent.as_ref().map(|p| p.0.clone()),
+            parent_step: parent.map(|p| p.1),
+            created_at: now,
+            updated_at: now,
+            finished_at: None,
+            lease_owner: Some(self.config.owner.clone()),
+            lease_until: Some(now + self.lease_ms()),
+        };
+        self.runs.insert(
+            id.clone(),
+            RunState {
+                row,
+                plan,
+                units: HashMap::new(),
+                signals: Vec::new(),
+                cancels: HashMap::new(),
+                scope: ScopeCache::default(),
+            },
+        );
+        self.touched_runs.insert(id.clone());
+        self.dirty.insert(id.clone());
+        Ok(id)
+    }
+
+    /// Decides a waiting `approval:` step (`step` is its unit key as the API names it).
+    fn decide(
+        &mut self,
+        run_id: &str,
+        step: &str,
+        approved: bool,
+        by: &str,
+    ) -> Result<(), EngineError> {
+        let now = self.clock.now_ms();
+        let run = self
+            .runs
+            .get_mut(run_id)
+            .ok_or_else(|| EngineError::UnknownRun(run_id.into()))?;
+        let key = UnitKey::parse(step);
+        let is_approval = key.as_ref().is_some_and(|k| {
+            matches!(
+                run.plan.step_of(k).map(|s| &s.kind),
+                Some(PlanKind::Approval { .. })
+            )
+        });
+        let unit = key
+            .as_ref()
+            .and_then(|k| run.units.get_mut(k))
+            .filter(|u| u.status == StepStatus::Waiting && is_approval);
+        let Some(unit) = unit else {
+            return Err(EngineError::Conflict(format!(
+                "step `{step}` of run `{run_id}` is not waiting for an approval"
+            )));
+        };
+        unit.wake_at = None;
+        unit.finished_at = Some(now);
+        if approved {
+            unit.status = StepStatus::Succeeded;
+            unit.output = Some(json!({ "approved": true, "by": by, "at": now }));
+        } else {
+            unit.status = StepStatus::Failed;
+            unit.error = Some(format!("rejected by {by}"));
+        }
+        let key = unit.key.clone();
+        self.touch(run_id, key);
+        Ok(())
+    }
+}

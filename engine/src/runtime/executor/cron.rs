@@ -1,0 +1,129 @@
+//! Firing cron triggers: each due instant handled once, under its overlap policy, recorded in
+//! the same transaction as the run it starts.
+
+use std::sync::Arc;
+
+use super::Executor;
+use crate::dsl::Overlap;
+use crate::runtime::NewRun;
+use crate::runtime::cron;
+use crate::store::CronFire;
+
+impl Executor {
+    /// Fires every cron trigger whose instant has come.
+    pub(super) async fn fire_crons(&mut self) {
+        let now = self.clock.now_ms();
+        for i in 0..self.crons.len() {
+            if self.crons[i].wake_at().is_some_and(|t| t <= now) {
+                self.fire_cron(i, now).await;
+            }
+        }
+    }
+
+    /// Handles the most recent due instant of trigger `i` (earlier ones it passed are not
+    /// fired: no catch-up storm) under its overlap policy. The fire is recorded in the same
+    /// transaction as the run it starts, and only once per instant.
+    async fn fire_cron(&mut self, i: usize, now: i64) {
+        let plan = Arc::clone(&self.crons[i].plan);
+        let (Some(spec), Some(next)) = (self.crons[i].spec().cloned(), self.crons[i].next) else {
+            return;
+        };
+        let scheduled = cron::latest_in(&spec, next - 1, now).unwrap_or(next);
+        let previous = match self.crons[i].last_run.clone() {
+            Some(id) if self.run_is_active(&id).await => Some(id),
+            _ => None,
+        };
+        let mut fire = CronFire {
+            workflow: plan.name().to_string(),
+            trigger: self.crons[i].index,
+            scheduled_at: scheduled,
+            fired_at: now,
+            run_id: None,
+        };
+        if previous.is_none() || spec.overlap != Overlap::Skip {
+            let new = NewRun {
+                workflow: plan.name().to_string(),
+                version: Some(plan.version()),
+                inputs: spec.inputs.clone(),
+                tenant: cron::CRON_TENANT.into(),
+                requester: Some(cron::CRON_REQUESTER.into()),
+            };
+            match self.create_run(new, None) {
+                Ok(id) => fire.run_id = Some(id),
+                Err(e) => {
+                    // Not expected: the trigger's inputs were checked when the plan was built.
+                    tracing::error!(
+                        "cron trigger `{}` of {}@{} cannot start a run: {e}",
+                        spec.expression,
+                        plan.name(),
+                        plan.version()
+                    );
+                    self.crons[i].next = cron::next_after(&spec, now);
+                    return;
+                }
+            }
+        }
+        let row = fire
+            .run_id
+            .as_ref()
+            .and_then(|id| self.runs.get(id))
+            .map(|r| r.row.clone());
+        match self.store.claim_cron_fire(&fire, row.as_ref()).await {
+            Ok(true) => {
+                if let Some(id) = &fire.run_id {
+                    if let (Overlap::CancelPrevious, Some(prev)) = (spec.overlap, &previous) {
+                        if self.runs.contains_key(prev) {
+                            self.cancel_run(prev);
+                        } else {
+                            tracing::warn!(
+                                "cron: run {prev} of {} is executed by another process; not cancelled",
+                                plan.name()
+                            );
+                        }
+                    }
+                    self.crons[i].last_run = Some(id.clone());
+                }
+            }
+            Ok(false) => {
+                // Another process (or this one before a restart) already handled the instant.
+                if let Some(id) = &fire.run_id {
+                    self.forget_run(id);
+                }
+            }
+            Err(e) => {
+                tracing::warn!(
+                    "cannot record a cron fire of {}, retrying: {e}",
+                    plan.name()
+                );
+                if let Some(id) = &fire.run_id {
+                    self.forget_run(id);
+                }
+                self.crons[i].retry_at = Some(now + 1_000);
+                return;
+            }
+        }
+        self.crons[i].next = cron::next_after(&spec, now);
+        self.crons[i].retry_at = None;
+    }
+
+    /// Whether a run is unfinished (here, or in another process sharing the database).
+    async fn run_is_active(&self, id: &str) -> bool {
+        if let Some(r) = self.runs.get(id) {
+            return !r.row.status.is_final();
+        }
+        match self.store.run(id).await {
+            Ok(row) => row.is_some_and(|r| !r.status.is_final()),
+            Err(e) => {
+                tracing::warn!("cannot read run {id}: {e}");
+                false
+            }
+        }
+    }
+
+    /// Drops a run created this turn that must not exist after all.
+    fn forget_run(&mut self, id: &str) {
+        self.runs.remove(id);
+        self.touched_runs.remove(id);
+        self.dirty.remove(id);
+    }
+}

@@ -1,0 +1,268 @@
+//! How runs end: failing (compensations newest first, then `on_failure`), cancelling, and
+//! finishing with outputs; a child run's end completes its parent's `workflow:` step.
+
+use std::sync::Arc;
+
+use serde_json::Value as Json;
+
+use super::units::Section;
+use super::{Executor, failed};
+use crate::plan::UnitKey;
+use crate::runtime::scope::Extra;
+use crate::store::{RunStatus, StepRow, StepStatus};
+
+impl Executor {
+    pub(super) fn begin_failing(&mut self, run_id: &str, error: String) {
+        let now = self.clock.now_ms();
+        let Some(run) = self.runs.get_mut(run_id) else {
+            return;
+        };
+        run.row.status = RunStatus::Failing;
+        run.row.error = Some(error);
+        run.row.updated_at = now;
+        self.touched_runs.insert(run_id.into());
+        self.stop_open_units(run_id, "the run failed");
+        self.dirty.insert(run_id.into());
+    }
+
+    /// Interrupts attempts in flight and ends waiting units of the main steps.
+    fn stop_open_units(&mut self, run_id: &str, why: &str) {
+        let now = self.clock.now_ms();
+        let Some(run) = self.runs.get_mut(run_id) else {
+            return;
+        };
+        for token in run.cancels.values() {
+            token.cancel();
+        }
+        let mut children = Vec::new();
+        for u in run.units.values_mut() {
+            if u.key.is_main() && matches!(u.status, StepStatus::Waiting | StepStatus::Retrying) {
+                if let Some(child) = u
+                    .state
+                    .as_ref()
+                    .and_then(|s| s.get("child"))
+                    .and_then(Json::as_str)
+                {
+                    children.push(child.to_string());
+                }
+                u.status = StepStatus::Cancelled;
+                u.error = Some(why.to_string());
+                u.wake_at = None;
+                u.finished_at = Some(now);
+                self.touched_units.insert((run_id.into(), u.key.clone()));
+            }
+        }
+        for child in children {
+            self.cancel_run(&child);
+        }
+    }
+
+    pub(super) fn advance_failing(&mut self, run_id: &str) {
+        let now = self.clock.now_ms();
+        let Some(run) = self.runs.get(run_id) else {
+            return;
+        };
+        if run
+            .units
+            .values()
+            .any(|u| u.status == StepStatus::Running && u.key.is_main())
+        {
+            return; // wait for interrupted attempts to report
+        }
+        // Compensations, one at a time, newest completion first.
+        let plan = Arc::clone(&run.plan);
+        let mut done_units: Vec<&StepRow> = run
+            .units
+            .values()
+            .filter(|u| u.status == StepStatus::Succeeded && u.key.is_main())
+            .filter(|u| plan.step_of(&u.key).is_some_and(|s| s.compensate.is_some()))
+            // A fan-out's parent is undone item by item.
+            .filter(|u| {
+                !matches!(&u.key, UnitKey::Step(_))
+                    || plan.step_of(&u.key).is_some_and(|s| s.for_each.is_none())
+            })
+            .collect();
+        // Newest completion first; completions in the same millisecond (or under a clock that
+        // stands still) by plan order, which puts a step after what it needs, then by item.
+        let order = |u: &StepRow| (u.finished_at, plan.position(u.key.step_id()), u.key.item());
+        done_units.sort_by_key(|u| std::cmp::Reverse(order(u)));
+        let queue: Vec<UnitKey> = done_units.iter().map(|u| u.key.clone()).collect();
+        for key in queue {
+            let Some(comp_key) = key.compensation() else {
+                continue;
+            };
+            match self
+                .runs
+                .get(run_id)
+                .and_then(|r| r.units.get(&comp_key))
+                .map(|u| u.status)
+            {
+                Some(s) if s.is_final() => continue,
+                Some(_) => return, // in progress
+                None => {
+                    let Some(step) = plan.step_of(&key).cloned() else {
+                        continue;
+                    };
+                    let Some(c) = &step.compensate else { continue };
+                    let extra = self.extra_of(run_id, &comp_key);
+                    let Some(scope) = self.scope(run_id, &extra) else {
+                        return;
+                    };
+                    let mut row = self.blank(run_id, comp_key.clone(), now);
+                    let rendered = c.with.render(&scope);
+                    self.give_back(run_id, scope);
+                    match rendered {
+                        Ok(input) => {
+                            row.status = StepStatus::Running;
+                            row.attempt = 1;
+                            self.put(run_id, row);
+                            self.send_attempt(run_id, &comp_key, &step, input, 1);
+                            return;
+                        }
+                        Err(e) => {
+                            self.put(run_id, failed(row, format!("`compensate.with`: {e}"), now));
+                            continue;
+                        }
+                    }
+                }
+            }
+        }
+        // Then the on_failure steps, as a DAG of their own.
+        loop {
+            let mut progressed = false;
+            for (i, step) in plan.on_failure().iter().enumerate() {
+                let key = Section::OnFailure.key(&step.id);
+                let exists = self
+                    .runs
+                    .get(run_id)
+                    .is_some_and(|r| r.units.contains_key(&key));
+                if !exists
+                    && let Some(start) =
+                        self.readiness(run_id, plan.on_failure(), i, Section::OnFailure)
+                {
+                    self.start_step(run_id, step, Section::OnFailure, start);
+                    progressed = true;
+                }
+            }
+            if !progressed {
+                break;
+            }
+        }
+        let Some(run) = self.runs.get_mut(run_id) else {
+            return;
+        };
+        let settled = run.units.values().all(|u| u.status.is_final())
+            && plan
+                .on_failure()
+                .iter()
+                .all(|s| run.units.contains_key(&Section::OnFailure.key(&s.id)));
+        if settled {
+            self.end_run(run_id, RunStatus::Failed, None);
+        }
+    }
+
+    pub(super) fn cancel_run(&mut self, run_id: &str) {
+        let now = self.clock.now_ms();
+        let Some(run) = self.runs.get_mut(run_id) else {
+            return;
+        };
+        if run.row.status.is_final() || run.row.status == RunStatus::Cancelling {
+            return;
+        }
+        run.row.status = RunStatus::Cancelling;
+        run.row.error = Some("cancelled".into());
+        run.row.updated_at = now;
+        self.touched_runs.insert(run_id.into());
+        self.stop_open_units(run_id, "the run was cancelled");
+        self.dirty.insert(run_id.into());
+    }
+
+    pub(super) fn advance_cancelling(&mut self, run_id: &str) {
+        let Some(run) = self.runs.get(run_id) else {
+            return;
+        };
+        if run.units.values().any(|u| u.status == StepStatus::Running) {
+            return;
+        }
+        self.end_run(run_id, RunStatus::Cancelled, None);
+    }
+
+    /// Records the run's final status (and outputs) and completes a waiting parent step.
+    fn end_run(&mut self, run_id: &str, status: RunStatus, outputs: Option<Json>) {
+        let now = self.clock.now_ms();
+        let Some(run) = self.runs.get_mut(run_id) else {
+            return;
+        };
+        run.row.status = status;
+        run.row.outputs = outputs;
+        run.row.finished_at = Some(now);
+        run.row.updated_at = now;
+        self.touched_runs.insert(run_id.into());
+        self.notify_parent(run_id);
+    }
+
+    pub(super) fn finish_success(&mut self, run_id: &str) {
+        let (Some(scope), Some(run)) =
+            (self.scope(run_id, &Extra::default()), self.runs.get(run_id))
+        else {
+            return;
+        };
+        let mut outputs = serde_json::Map::new();
+        let mut error = None;
+        for (name, tv) in run.plan.outputs() {
+            match tv.render(&scope) {
+                Ok(v) => {
+                    outputs.insert(name.clone(), v);
+                }
+                Err(e) => {
+                    error = Some(format!("output `{name}`: {e}"));
+                    break;
+                }
+            }
+        }
+        if let Some(e) = error {
+            self.begin_failing(run_id, e);
+            return;
+        }
+        self.end_run(run_id, RunStatus::Succeeded, Some(Json::Object(outputs)));
+    }
+
+    /// Completes the parent's `workflow:` step when a child run ends.
+    fn notify_parent(&mut self, child_id: &str) {
+        let now = self.clock.now_ms();
+        let Some(child) = self.runs.get(child_id) else {
+            return;
+        };
+        let (Some(parent), Some(key)) =
+            (child.row.parent_run.clone(), child.row.parent_step.clone())
+        else {
+            return;
+        };
+        let status = child.row.status;
+        let outputs = child.row.outputs.clone();
+        let error = child.row.error.clone();
+        let Some(unit) = self
+            .runs
+            .get_mut(&parent)
+            .and_then(|r| r.units.get_mut(&key))
+        else {
+            return;
+        };
+        if unit.status != StepStatus::Waiting {
+            return;
+        }
+        unit.finished_at = Some(now);
+        if status == RunStatus::Succeeded {
+            unit.status = StepStatus::Succeeded;
+            unit.output = outputs;
+        } else {
+            unit.status = StepStatus::Failed;
+            unit.error = Some(format!(
+                "child run {child_id} {}: {}",
+                status.as_str(),
+                error.unwrap_or_default()
+            ));
+        }
+        self.touch(&parent, key);
+    }
+}

@@ -1,0 +1,435 @@
+//! The executor loop: the single owner of every active run's state.
+//!
+//! This file owns the state, recovery, the loop and the commit that ends every turn. What a
+//! turn does to runs is split by concern: `commands.rs` (what callers ask: submit, signal,
+//! approve, cancel, incidents), `units.rs` (starting units, their results and timers),
+//! `fanout.rs` (items of a `for_each` step), `failure.rs` (failing, compensating, cancelling
+//! and finishing runs) and `cron.rs` (firing triggers).
+
+mod commands;
+mod cron;
+mod failure;
+mod fanout;
+mod units;
+
+use std::collections::hash_map::RandomState;
+use std::collections::{BTreeSet, HashMap};
+use std::hash::{BuildHasher, Hasher};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{broadcast, mpsc, oneshot};
+
+use super::cron::CronTrigger;
+use super::scope::{Extra, Scope, ScopeCache};
+use super::workers::{self, Done, Job};
+use super::{Clock, Command, Definitions, EngineConfig, EngineError, RunEvent};
+use crate::plan::{Plan, UnitKey};
+use crate::plugin::{CancellationToken, PluginHost};
+use crate::store::{IncidentRow, RunRow, RunStatus, SignalRow, StepRow, StepStatus, Store, Write};
+
+/// One active run.
+#[derive(Debug)]
+struct RunState {
+    /// The stored row, kept current.
+    row: RunRow,
+    /// Its plan.
+    plan: Arc<Plan>,
+    /// Every unit by key.
+    units: HashMap<UnitKey, StepRow>,
+    /// Signals delivered and not yet taken.
+    signals: Vec<SignalRow>,
+    /// Cancellation handles of attempts in flight.
+    cancels: HashMap<UnitKey, CancellationToken>,
+    /// Its template scope, kept between renders.
+    scope: ScopeCache,
+}
+
+pub(super) struct Executor {
+    store: Store,
+    defs: Arc<Definitions>,
+    clock: Arc<dyn Clock>,
+    config: EngineConfig,
+    /// `config.secrets`, shared with every plugin attempt.
+    secrets: Arc<std::collections::BTreeMap<String, String>>,
+    events: broadcast::Sender<RunEvent>,
+    runs: HashMap<String, RunState>,
+    /// (wake time ms, run id, unit).
+    timers: BTreeSet<(i64, String, UnitKey)>,
+    /// Cron triggers of the newest workflow versions (empty when `config.cron` is off).
+    crons: Vec<CronTrigger>,
+    jobs: std::sync::mpsc::Sender<Job>,
+    done_rx: mpsc::UnboundedReceiver<Done>,
+    next_signal_id: i64,
+    /// This turn: runs to advance.
+    dirty: BTreeSet<String>,
+    /// This turn: units and runs changed (to write and announce).
+    touched_units: BTreeSet<(String, UnitKey)>,
+    touched_runs: BTreeSet<String>,
+    /// This turn: attempts to dispatch after the commit.
+    dispatch: Vec<Job>,
+    /// This turn: callers to answer after the commit.
+    replies: Vec<Reply>,
+    /// Incidents changed this turn.
+    incidents: Vec<IncidentRow>,
+    /// Signals delivered or taken this turn.
+    signal_writes: Vec<Write>,
+    /// Requests whose runs were created this turn.
+    request_writes: Vec<Write>,
+    /// Incidents not yet resolved, so `update`/`resolve` steps find them without a read.
+    open_incidents: HashMap<String, IncidentRow>,
+}
+
+enum Reply {
+    Submitted(oneshot::Sender<Result<String, EngineError>>, String),
+    Done(oneshot::Sender<Result<(), EngineError>>),
+    Incident(
+        oneshot::Sender<Result<IncidentRow, EngineError>>,
+        Box<IncidentRow>,
+    ),
+}
+
+fn random_u64() -> u64 {
+    let mut h = RandomState::new().build_hasher();
+    h.write_u64(0);
+    h.finish()
+}
+
+fn new_id(prefix: &str) -> String {
+    format!("{prefix}-{:016x}", random_u64())
+}
+
+impl Executor {
+    pub(super) async fn recover(
+        store: Store,
+        host: PluginHost,
+        defs: Arc<Definitions>,
+        clock: Arc<dyn Clock>,
+        config: EngineConfig,
+        events: broadcast::Sender<RunEvent>,
+    ) -> Result<Self, EngineError> {
+        let (done_tx, done_rx) = mpsc::unbounded_channel();
+        let jobs = workers::start(config.workers, host, done_tx, config.observer.clone());
+        let next_signal_id = store.next_signal_id().await?;
+        let mut exec = Self {
+            store,
+            defs,
+            clock,
+            secrets: Arc::new(config.secrets.clone()),
+            config,
+            events,
+            runs: HashMap::new(),
+            timers: BTreeSet::new(),
+            crons: Vec::new(),
+            jobs,
+            done_rx,
+            next_signal_id,
+            dirty: BTreeSet::new(),
+            touched_units: BTreeSet::new(),
+            touched_runs: BTreeSet::new(),
+            dispatch: Vec::new(),
+            replies: Vec::new(),
+            incidents: Vec::new(),
+            signal_writes: Vec::new(),
+            request_writes: Vec::new(),
+            open_incidents: HashMap::new(),
+        };
+        for inc in exec.store.incidents().await? {
+            if inc.status != "resolved" {
+                exec.open_incidents.insert(inc.id.clone(), inc);
+            }
+        }
+        let now = exec.clock.now_ms();
+        let lease = exec.lease_ms();
+        let claimed = exec
+            .store
+            .claim_unfinished(&exec.config.owner, now, lease)
+            .await?;
+        // Every claimed run's steps and buffered signals, in two queries.
+        let mut steps: HashMap<String, HashMap<UnitKey, StepRow>> = HashMap::new();
+        for s in exec.store.steps_of_leased_runs(&exec.config.owner).await? {
+            steps
+                .entry(s.run_id.clone())
+                .or_default()
+                .insert(s.key.clone(), s);
+        }
+        let mut signals: HashMap<String, Vec<SignalRow>> = HashMap::new();
+        for s in exec
+            .store
+            .pending_signals_of_leased_runs(&exec.config.owner)
+            .await?
+        {
+            signals.entry(s.run_id.clone()).or_default().push(s);
+        }
+        for mut row in claimed {
+            let Some(plan) = exec.defs.get(&row.workflow, Some(row.version)).cloned() else {
+                row.status = RunStatus::Failed;
+                row.error = Some(format!(
+                    "workflow `{}` version {} is not loaded; load it and start a new run",
+                    row.workflow, row.version
+                ));
+                row.finished_at = Some(now);
+                exec.store.commit(&[Write::Run(row)]).await?;
+                continue;
+            };
+            let units = steps.remove(&row.id).unwrap_or_default();
+            let signals = signals.remove(&row.id).unwrap_or_default();
+            let id = row.id.clone();
+            exec.runs.insert(
+                id.clone(),
+                RunState {
+                    row,
+                    plan,
+                    units,
+                    signals,
+                    cancels: HashMap::new(),
+                    scope: ScopeCache::default(),
+                },
+            );
+            exec.rearm(&id);
+            exec.dirty.insert(id);
+        }
+        if exec.config.cron {
+            let last = exec.store.last_cron_fires().await?;
+            exec.crons = super::cron::arm(&exec.defs, &last, now);
+        }
+        Ok(exec)
+    }
+
+    /// The lease length in ms.
+    fn lease_ms(&self) -> i64 {
+        i64::try_from(self.config.lease.as_millis()).unwrap_or(i64::MAX)
+    }
+
+    /// After recovery: re-dispatch attempts that were in flight, re-arm timers.
+    fn rearm(&mut self, run_id: &str) {
+        let Some(run) = self.runs.get(run_id) else {
+            return;
+        };
+        let keys: Vec<(UnitKey, StepStatus, Option<i64>)> = run
+            .units
+            .values()
+            .map(|u| (u.key.clone(), u.status, u.wake_at))
+            .collect();
+        for (key, status, wake) in keys {
+            match status {
+                StepStatus::Running => self.redispatch(run_id, &key),
+                StepStatus::Waiting | StepStatus::Retrying => {
+                    if let Some(t) = wake {
+                        self.timers.insert((t, run_id.to_string(), key));
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+
+    pub(super) async fn run(mut self, mut commands: mpsc::UnboundedReceiver<Command>) {
+        let renew_every = (self.config.lease / 3).max(Duration::from_millis(100));
+        let mut renew = tokio::time::interval(renew_every);
+        renew.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut stop: Option<oneshot::Sender<()>> = None;
+        // The first turn advances everything recovered.
+        self.turn().await;
+        loop {
+            let next_timer = self.timers.first().map(|(t, ..)| *t);
+            let next_cron = self.crons.iter().filter_map(CronTrigger::wake_at).min();
+            let wait = next_timer.into_iter().chain(next_cron).min();
+            let wait = wait.map(|t| self.clock.sleep_until(t));
+            tokio::select! {
+                c = commands.recv() => match c {
+                    Some(Command::Shutdown(tx)) => stop = Some(tx),
+                    Some(c) => self.command(c).await,
+                    None => return,
+                },
+                Some(d) = self.done_rx.recv() => self.done(d),
+                () = sleep_opt(wait) => {}
+                _ = renew.tick() => {
+                    let until = self.clock.now_ms() + self.lease_ms();
+                    if let Err(e) = self.store.renew_leases(&self.config.owner, until).await {
+                        tracing::warn!("cannot renew leases: {e}");
+                    }
+                }
+            }
+            // Take everything else that is already waiting: one commit for all of it.
+            while let Ok(d) = self.done_rx.try_recv() {
+                self.done(d);
+            }
+            while stop.is_none() {
+                match commands.try_recv() {
+                    Ok(Command::Shutdown(tx)) => stop = Some(tx),
+                    Ok(c) => self.command(c).await,
+                    Err(_) => break,
+                }
+            }
+            self.turn().await;
+            if let Some(tx) = stop.take() {
+                // Hand the runs back, so another process may take them at once instead of
+                // waiting out the lease. Attempts still in flight are run again by whoever
+                // takes the run (same idempotency key).
+                if let Err(e) = self.store.release_leases(&self.config.owner).await {
+                    tracing::warn!("cannot release leases: {e}");
+                }
+                let _ = tx.send(());
+                return;
+            }
+        }
+    }
+
+    /// Fires due cron triggers and timers, advances changed runs, commits, then acts on the
+    /// commit.
+    async fn turn(&mut self) {
+        self.fire_crons().await;
+        self.fire_timers();
+        while let Some(id) = self.dirty.pop_first() {
+            self.advance(&id);
+        }
+        self.flush().await;
+    }
+
+    async fn flush(&mut self) {
+        let mut writes = Vec::new();
+        for id in &self.touched_runs {
+            if let Some(r) = self.runs.get(id) {
+                writes.push(Write::Run(r.row.clone()));
+            }
+        }
+        for (run, key) in &self.touched_units {
+            if let Some(u) = self.runs.get(run).and_then(|r| r.units.get(key)) {
+                writes.push(Write::Step(u.clone()));
+            }
+        }
+        writes.append(&mut self.signal_writes);
+        writes.append(&mut self.request_writes);
+        writes.extend(self.incidents.drain(..).map(Write::Incident));
+        let mut delay = Duration::from_millis(50);
+        while let Err(e) = self.store.commit(&writes).await {
+            tracing::error!("cannot commit {} transitions, retrying: {e}", writes.len());
+            tokio::time::sleep(delay).await;
+            delay = (delay * 2).min(Duration::from_secs(5));
+        }
+        // Committed: now it is safe to act and to tell.
+        for job in self.dispatch.drain(..) {
+            if self.jobs.send(job).is_err() {
+                tracing::error!("step workers are gone");
+            }
+        }
+        for reply in self.replies.drain(..) {
+            match reply {
+                Reply::Submitted(tx, id) => drop(tx.send(Ok(id))),
+                Reply::Done(tx) => drop(tx.send(Ok(()))),
+                Reply::Incident(tx, row) => drop(tx.send(Ok(*row))),
+            }
+        }
+        for (run, key) in std::mem::take(&mut self.touched_units) {
+            if let Some(u) = self.runs.get(&run).and_then(|r| r.units.get(&key)) {
+                let _ = self.events.send(RunEvent {
+                    run_id: run.clone(),
+                    step: Some(key.to_string()),
+                    status: u.status.as_str().into(),
+                    error: u.error.clone(),
+                });
+            }
+        }
+        let finished: Vec<String> = std::mem::take(&mut self.touched_runs)
+            .into_iter()
+            .filter(|id| {
+                let Some(r) = self.runs.get(id) else {
+                    return false;
+                };
+                let _ = self.events.send(RunEvent {
+                    run_id: id.clone(),
+                    step: None,
+                    status: r.row.status.as_str().into(),
+                    error: r.row.error.clone(),
+                });
+                r.row.status.is_final()
+            })
+            .collect();
+        for id in finished {
+            self.runs.remove(&id);
+        }
+    }
+
+    // ----- small helpers shared by the concerns -----
+
+    /// The template scope of a unit of `run_id`, taken from the run's cache; hand it back
+    /// with [`Self::give_back`] to keep it for the next render.
+    fn scope(&mut self, run_id: &str, extra: &Extra) -> Option<Scope> {
+        let run = self.runs.get_mut(run_id)?;
+        Some(
+            run.scope
+                .take(&run.row, &run.plan, &run.units, &self.config.secrets, extra),
+        )
+    }
+
+    fn give_back(&mut self, run_id: &str, scope: Scope) {
+        if let Some(run) = self.runs.get_mut(run_id) {
+            run.scope.give_back(scope);
+        }
+    }
+
+    fn blank(&self, run_id: &str, key: UnitKey, now: i64) -> StepRow {
+        StepRow {
+            run_id: run_id.into(),
+            key,
+            status: StepStatus::Running,
+            attempt: 0,
+            output: None,
+            error: None,
+            state: None,
+            wake_at: None,
+            started_at: Some(now),
+            finished_at: None,
+        }
+    }
+
+    fn put(&mut self, run_id: &str, row: StepRow) {
+        let key = row.key.clone();
+        if row.status.is_final() {
+            self.dirty.insert(run_id.into());
+        }
+        if let Some(run) = self.runs.get_mut(run_id) {
+            run.units.insert(key.clone(), row);
+        }
+        self.touched_units.insert((run_id.into(), key));
+    }
+
+    /// Marks a unit changed: it is written and announced at the end of the turn, and its run
+    /// is advanced.
+    fn touch(&mut self, run_id: &str, key: UnitKey) {
+        self.touched_units.insert((run_id.into(), key));
+        self.dirty.insert(run_id.into());
+    }
+}
+
+fn failed(mut row: StepRow, error: String, now: i64) -> StepRow {
+    row.status = StepStatus::Failed;
+    row.error = Some(explain(error));
+    row.finished_at = Some(now);
+    row
+}
+
+/// Milliseconds of a duration, saturating.
+fn ms(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
+async fn sleep_opt(sleep: Option<super::clock::Sleep>) {
+    match sleep {
+        Some(sleep) => sleep.await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Adds the fix to errors whose cause is configuration: a secret that is not set.
+fn explain(error: String) -> String {
+    let Some(rest) = error.split("unknown variable `secrets.").nth(1) else {
+        return error;
+    };
+    let name = rest.split(['`', '.']).next().unwrap_or_default();
+    format!(
+        "{error}: the secret `{name}` is not set; set the environment variable CSMP_SECRET_{} for csmp",
+        name.to_uppercase()
+    )
+}
