@@ -130,13 +130,13 @@ fn serve_command(db: &Path, owner: &str, workflows: &Path, grants: &Path) -> Com
         .arg(workflows)
         .arg("--grants")
         .arg(grants)
-        .stderr(Stdio::null());
+        .stdout(Stdio::null());
     command
 }
 
 fn serve(db: &Path, workflows: &Path, grants: &Path) -> Child {
     serve_command(db, "crash-test", workflows, grants)
-        .stdout(Stdio::null())
+        .stderr(Stdio::null())
         .spawn()
         .expect("csmp serve starts")
 }
@@ -146,11 +146,11 @@ fn serve(db: &Path, workflows: &Path, grants: &Path) -> Child {
 /// cold compile takes about a second in a debug build and could outlast every kill window.
 fn warm_plugin_cache(dir: &Path, workflows: &Path, grants: &Path) {
     let mut child = serve_command(&dir.join("warm-up.db"), "warm-up", workflows, grants)
-        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
         .spawn()
         .expect("csmp serve starts");
-    let listened = child.stdout.take().is_some_and(|stdout| {
-        BufReader::new(stdout)
+    let listened = child.stderr.take().is_some_and(|log| {
+        BufReader::new(log)
             .lines()
             .map_while(Result::ok)
             .any(|line| line.contains("listening on"))

@@ -16,6 +16,7 @@ mod plugins;
 pub mod problem;
 mod requests;
 mod runs;
+pub mod trace;
 mod views;
 mod workflows;
 
@@ -211,6 +212,7 @@ pub fn router(state: AppState) -> Router {
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .layer(middleware::from_fn_with_state(state.clone(), observe))
+        .layer(middleware::from_fn(trace::middleware))
         .with_state(state)
 }
 

@@ -62,6 +62,9 @@ pub struct Problem {
     /// Every located problem, for invalid definitions.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub problems: Option<Vec<Located>>,
+    /// The id of the call (also in the `x-request-id` header and on its log lines).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
 }
 
 impl Problem {
@@ -74,6 +77,7 @@ impl Problem {
             detail: detail.into(),
             errors: None,
             problems: None,
+            request_id: None,
         }
     }
 
@@ -142,7 +146,10 @@ impl Problem {
 }
 
 impl IntoResponse for Problem {
-    fn into_response(self) -> Response {
+    fn into_response(mut self) -> Response {
+        if self.request_id.is_none() {
+            self.request_id = super::trace::current();
+        }
         let status = self.status_code();
         let body = serde_json::to_vec(&self).unwrap_or_default();
         let mut response = (status, body).into_response();
@@ -171,7 +178,7 @@ impl From<StoreError> for Problem {
                 Problem::new(
                     StatusCode::INTERNAL_SERVER_ERROR,
                     "internal",
-                    "stored data could not be read; the operator has to look at the logs",
+                    "stored data could not be read; the operator finds the cause in the service log under this call's request id",
                 )
             }
         }

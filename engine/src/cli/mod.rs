@@ -4,6 +4,7 @@
 //! clap.
 
 pub mod bench;
+pub mod logs;
 pub mod plugin_new;
 pub mod run;
 pub mod validate;
@@ -17,6 +18,9 @@ use clap::{Parser, Subcommand, ValueEnum};
 #[derive(Debug, Parser)]
 #[command(name = "csmp", version, about, long_about = None, propagate_version = true)]
 pub struct Cli {
+    /// How the service log (standard error) is written; its level comes from RUST_LOG.
+    #[arg(long, global = true, env = "CSMP_LOG_FORMAT", value_enum, default_value_t = logs::LogFormat::Text)]
+    pub log_format: logs::LogFormat,
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
@@ -156,6 +160,7 @@ pub enum Format {
 /// Entry point of the binary.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
+    logs::install(cli.log_format);
     match cli.command {
         Command::Bench(args) => match bench::main(args) {
             Ok(()) => ExitCode::SUCCESS,
@@ -249,7 +254,8 @@ pub fn main() -> ExitCode {
             match runtime().and_then(|rt| rt.block_on(run::serve(opts))) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
-                    eprintln!("error: {e:#}");
+                    // The service speaks through its log, so a log shipper sees why it stopped.
+                    tracing::error!("csmp serve cannot run: {e:#}");
                     ExitCode::FAILURE
                 }
             }

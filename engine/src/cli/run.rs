@@ -53,7 +53,7 @@ pub async fn load_definitions(
         let files = validate::collect_files(&[dir.to_path_buf()]).map_err(anyhow::Error::msg)?;
         let outcome = validate::validate_files(&files, &index);
         if outcome.errors() > 0 {
-            eprint!("{}", validate::render_text(&outcome));
+            tracing::error!("{}", validate::render_text(&outcome).trim_end());
             bail!(
                 "fix the workflows in {} (or run `csmp validate {}`)",
                 dir.display(),
@@ -84,8 +84,10 @@ pub async fn load_definitions(
             },
         ) {
             Ok(plan) => defs.insert(plan),
-            Err(d) => eprintln!(
-                "warning: stored workflow {}@{} no longer validates ({} problems); its runs cannot continue",
+            Err(d) => tracing::warn!(
+                workflow = %row.name,
+                version = row.version,
+                "stored workflow {}@{} no longer validates ({} problems); its runs cannot continue",
                 row.name,
                 row.version,
                 d.len()
@@ -346,7 +348,10 @@ pub fn load_catalog(
                     file: file.display().to_string(),
                     diagnostics,
                 };
-                eprint!("{}", report.render(std::str::from_utf8(&bytes).ok()));
+                tracing::error!(
+                    "{}",
+                    report.render(std::str::from_utf8(&bytes).ok()).trim_end()
+                );
             }
         }
     }
@@ -372,9 +377,12 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
     let host = host(&data, opts.grants.as_deref())?;
     for p in store.plugins().await? {
         if let Err(e) = host.load(&p.wasm) {
-            eprintln!(
-                "warning: uploaded plugin {}@{} no longer loads: {e}",
-                p.name, p.version
+            tracing::warn!(
+                plugin = %p.name,
+                version = %p.version,
+                "uploaded plugin {}@{} no longer loads: {e}",
+                p.name,
+                p.version
             );
         }
     }
@@ -409,26 +417,30 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen on {}", opts.listen))?;
     let addr = listener.local_addr()?;
-    println!(
-        "csmp: executor running on {} with {count} workflow versions and {} catalog entries; unfinished runs resumed",
+    tracing::info!(
+        database = %opts.database.display(),
+        workflows = count,
+        catalog = state.catalog.len(),
+        "executor running on {} with {count} workflow versions and {} catalog entries; unfinished runs resumed",
         opts.database.display(),
         state.catalog.len()
     );
     if restarted > 0 {
-        println!("csmp: started the runs of {restarted} accepted requests");
+        tracing::info!("started the runs of {restarted} accepted requests");
     }
     if store.tokens().await?.is_empty() {
-        println!(
-            "csmp: no API tokens yet; create the first admin token with `csmp token create --role admin --database {}`",
+        tracing::info!(
+            "no API tokens yet; create the first admin token with `csmp token create --role admin --database {}`",
             opts.database.display()
         );
     }
-    println!(
-        "csmp: listening on http://{addr} (API description at /openapi.json); stop with Ctrl-C"
+    tracing::info!(
+        %addr,
+        "listening on http://{addr} (API description at /openapi.json); stop with Ctrl-C"
     );
     crate::api::serve(listener, state, shutdown_signal()).await?;
     engine.shutdown().await;
-    println!("csmp: stopped; every acknowledged transition is on disk");
+    tracing::info!("stopped; every acknowledged transition is on disk");
     Ok(())
 }
 

@@ -16,8 +16,12 @@ use super::harness::{Client, GUARD, Token, s, step, write_definitions};
 struct Served {
     child: Child,
     http: Client,
-    stdout: mpsc::Receiver<String>,
-    stderr: PathBuf,
+    /// Lines of its log (standard error), as they come.
+    log: mpsc::Receiver<String>,
+    /// Where its standard output goes.
+    stdout: PathBuf,
+    /// The log lines read while waiting for it to listen.
+    start_up: Vec<String>,
 }
 
 impl std::ops::Deref for Served {
@@ -33,9 +37,16 @@ impl Served {
     /// default lease name, so a restart takes the runs back at once, and waits until it
     /// listens. `name` names its log file.
     fn start(dir: &Path, name: &str) -> Self {
-        let stderr = dir.join(format!("{name}.stderr"));
+        Self::start_with(dir, name, &[], &[])
+    }
+
+    /// [`Served::start`] with more arguments and environment variables.
+    fn start_with(dir: &Path, name: &str, args: &[&str], env: &[(&str, &str)]) -> Self {
+        let stdout = dir.join(format!("{name}.stdout"));
         let mut child = Command::new(env!("CARGO_BIN_EXE_csmp"))
             .args(["serve", "--listen", "127.0.0.1:0"])
+            .args(args)
+            .envs(env.iter().copied())
             .arg("--database")
             .arg(dir.join("csmp.db"))
             .arg("--workflows")
@@ -43,12 +54,12 @@ impl Served {
             .arg("--catalog")
             .arg(dir.join("catalog"))
             .current_dir(dir)
-            .stdout(Stdio::piped())
-            .stderr(std::fs::File::create(&stderr).expect("a stderr file"))
+            .stderr(Stdio::piped())
+            .stdout(std::fs::File::create(&stdout).expect("a stdout file"))
             .spawn()
             .expect("csmp serve starts");
-        let out = child.stdout.take().expect("piped stdout");
-        let (tx, stdout) = mpsc::channel();
+        let out = child.stderr.take().expect("piped stderr");
+        let (tx, log) = mpsc::channel();
         std::thread::spawn(move || {
             for line in BufReader::new(out).lines() {
                 let Ok(line) = line else { return };
@@ -58,32 +69,36 @@ impl Served {
             }
         });
         let started = Instant::now();
+        let mut start_up = Vec::new();
         let base = loop {
             let left = GUARD.saturating_sub(started.elapsed());
-            let line = stdout.recv_timeout(left).unwrap_or_else(|_| {
+            let line = log.recv_timeout(left).unwrap_or_else(|_| {
                 panic!(
-                    "csmp serve did not say where it listens; stderr: {}",
-                    std::fs::read_to_string(&stderr).unwrap_or_default()
+                    "csmp serve did not say where it listens; stdout: {}",
+                    std::fs::read_to_string(&stdout).unwrap_or_default()
                 )
             });
             if let Some(rest) = line.split("listening on ").nth(1) {
-                break rest
+                let base = rest
                     .split_whitespace()
                     .next()
                     .expect("an address after `listening on`")
                     .to_string();
+                start_up.push(line);
+                break base;
             }
+            start_up.push(line);
         };
         Self {
             child,
             http: Client::new(base),
+            log,
             stdout,
-            stderr,
+            start_up,
         }
     }
 
-    /// Sends SIGTERM and waits (bounded) for the exit; returns its status and what it printed
-    /// after listening.
+    /// Sends SIGTERM and waits (bounded) for the exit; returns its status and its whole log.
     fn terminate(mut self) -> (ExitStatus, String) {
         let pid = self.child.id().to_string();
         let sent = Command::new("kill")
@@ -98,14 +113,14 @@ impl Served {
             }
             assert!(
                 started.elapsed() < GUARD,
-                "csmp serve did not exit after SIGTERM; stderr: {}",
-                std::fs::read_to_string(&self.stderr).unwrap_or_default()
+                "csmp serve did not exit after SIGTERM; stdout: {}",
+                std::fs::read_to_string(&self.stdout).unwrap_or_default()
             );
             std::thread::sleep(Duration::from_millis(50));
         };
-        // Everything it printed, up to the end of its output (the reader ends at EOF).
-        let mut printed = Vec::new();
-        while let Ok(line) = self.stdout.recv_timeout(GUARD) {
+        // Everything it logged, up to the end of its log (the reader ends at EOF).
+        let mut printed = std::mem::take(&mut self.start_up);
+        while let Ok(line) = self.log.recv_timeout(GUARD) {
             printed.push(line);
         }
         (status, printed.join("\n"))
@@ -355,4 +370,129 @@ fn sigterm_ends_streams_and_exits_0_and_a_restart_has_everything() {
 
     let (status, _) = app.terminate();
     assert!(status.success(), "exit status {status}");
+}
+
+#[test]
+fn the_json_log_carries_start_up_failures_and_request_ids() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    write_definitions(dir.path());
+    let db = dir.path().join("csmp.db");
+    let operator = cli_token(&db, &["--role", "operator"]);
+    let client = cli_token(&db, &["--role", "client", "--tenant", "acme"]);
+    let app = Served::start_with(
+        dir.path(),
+        "json",
+        &["--log-format", "json"],
+        &[("RUST_LOG", "debug")],
+    );
+
+    // A problem document names the call: the caller's id when it gave one, a fresh one else.
+    let given = app
+        .get("/v1/runs/run-0000000000000000")
+        .auth(&operator)
+        .header("x-request-id", "probe-42")
+        .send();
+    let problem = given.problem(404, "not-found");
+    assert_eq!(problem["request_id"], "probe-42");
+    assert_eq!(given.header("x-request-id").as_deref(), Some("probe-42"));
+    let fresh = app.get("/v1/runs/nope").auth(&operator).send();
+    let id = fresh
+        .header("x-request-id")
+        .expect("an id is always sent back");
+    assert_eq!(id.len(), 16, "{id}");
+    assert_eq!(fresh.problem(404, "not-found")["request_id"], id.as_str());
+    let odd = app
+        .get("/v1/catalog")
+        .auth(&client)
+        .header("x-request-id", "no spaces allowed")
+        .send();
+    assert_ne!(
+        odd.header("x-request-id").as_deref(),
+        Some("no spaces allowed")
+    );
+
+    // A failure in a run: the rejected approval fails its step and the run.
+    let ordered = app.order(&client, &json!({ "catalog_id": "steer" }));
+    let run = s(&ordered, "run_id");
+    app.wait_step(&client, &run, "gate", "waiting");
+    app.post(&format!("/v1/runs/{run}/approvals/gate"))
+        .auth(&operator)
+        .json(&json!({ "approved": false }))
+        .send()
+        .expect(200);
+    app.wait_run(&client, &run, "failed");
+
+    let (status, log) = app.terminate();
+    assert!(status.success(), "exit status {status}");
+    let lines: Vec<serde_json::Value> = log
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not a JSON line ({e}): {l}")))
+        .collect();
+    let message = |l: &serde_json::Value| l["fields"]["message"].as_str().unwrap_or("").to_string();
+    assert!(
+        lines
+            .iter()
+            .any(|l| message(l).starts_with("listening on http://127.0.0.1:")
+                && l["level"] == "INFO"),
+        "the start-up is logged: {log}"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l["span"]["request_id"] == "probe-42" && l["fields"]["status"] == 404),
+        "the call's lines carry its request id: {log}"
+    );
+    assert!(
+        lines.iter().any(|l| l["level"] == "WARN"
+            && l["fields"]["run"] == run.as_str()
+            && l["fields"]["unit"] == "gate"
+            && message(l) == "unit failed"),
+        "a failed unit is a warning naming the run and the unit: {log}"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l["level"] == "DEBUG" && l["fields"]["unit"] == "gate"),
+        "transitions are logged at debug: {log}"
+    );
+}
+
+#[test]
+fn a_start_up_failure_is_a_json_error_line() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    write_definitions(dir.path());
+    std::fs::write(
+        dir.path().join("workflows/broken.yaml"),
+        "name: broken\nversion: x\n",
+    )
+    .expect("write a broken workflow");
+    let out = Command::new(env!("CARGO_BIN_EXE_csmp"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--log-format", "json"])
+        .arg("--database")
+        .arg(dir.path().join("csmp.db"))
+        .arg("--workflows")
+        .arg(dir.path().join("workflows"))
+        .arg("--catalog")
+        .arg(dir.path().join("catalog"))
+        .output()
+        .expect("csmp serve runs");
+    assert_eq!(out.status.code(), Some(1));
+    let log = String::from_utf8_lossy(&out.stderr);
+    let errors: Vec<serde_json::Value> = log
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not a JSON line ({e}): {l}")))
+        .filter(|l: &serde_json::Value| l["level"] == "ERROR")
+        .collect();
+    assert!(
+        errors.iter().any(|l| l["fields"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("broken.yaml:2:"))),
+        "the located problem is in the log: {log}"
+    );
+    assert!(
+        errors.iter().any(|l| l["fields"]["message"]
+            .as_str()
+            .is_some_and(|m| m.starts_with("csmp serve cannot run"))),
+        "and why the service stopped: {log}"
+    );
 }

@@ -323,6 +323,7 @@ impl Executor {
         }
         for (run, key) in std::mem::take(&mut self.touched_units) {
             if let Some(u) = self.runs.get(&run).and_then(|r| r.units.get(&key)) {
+                log_unit(&run, u);
                 let _ = self.events.send(RunEvent {
                     run_id: run.clone(),
                     step: Some(key.to_string()),
@@ -337,6 +338,7 @@ impl Executor {
                 let Some(r) = self.runs.get(id) else {
                     return false;
                 };
+                log_run(&r.row);
                 let _ = self.events.send(RunEvent {
                     run_id: id.clone(),
                     step: None,
@@ -400,6 +402,46 @@ impl Executor {
     fn touch(&mut self, run_id: &str, key: UnitKey) {
         self.touched_units.insert((run_id.into(), key));
         self.dirty.insert(run_id.into());
+    }
+}
+
+/// A committed unit transition in the service log: every one at debug, failures at warn.
+fn log_unit(run: &str, u: &StepRow) {
+    let status = u.status.as_str();
+    match u.status {
+        StepStatus::Failed => tracing::warn!(
+            run = %run,
+            unit = %u.key,
+            attempt = u.attempt,
+            error = u.error.as_deref().unwrap_or_default(),
+            "unit failed"
+        ),
+        StepStatus::Retrying => tracing::warn!(
+            run = %run,
+            unit = %u.key,
+            attempt = u.attempt,
+            error = u.error.as_deref().unwrap_or_default(),
+            "attempt failed; retrying"
+        ),
+        _ => tracing::debug!(run = %run, unit = %u.key, attempt = u.attempt, status, "unit"),
+    }
+}
+
+/// A committed run transition in the service log: every one at debug, failures at warn.
+fn log_run(r: &RunRow) {
+    let status = r.status.as_str();
+    match r.status {
+        RunStatus::Failed | RunStatus::Failing => tracing::warn!(
+            run = %r.id,
+            workflow = %r.workflow,
+            version = r.version,
+            status,
+            error = r.error.as_deref().unwrap_or_default(),
+            "run failed"
+        ),
+        _ => {
+            tracing::debug!(run = %r.id, workflow = %r.workflow, version = r.version, status, "run")
+        }
     }
 }
 
