@@ -10,6 +10,7 @@
 mod access;
 mod admin;
 mod events;
+mod faults;
 mod hardening;
 mod harness;
 mod incidents;

@@ -970,3 +970,52 @@ async fn a_failed_step_blocks_its_dependants_unless_it_may_fail() {
         Some("step `bad` failed")
     );
 }
+
+const SAY: &str = r#"
+name: say
+version: 1
+inputs: { type: object, required: [message], properties: { message: { type: string } } }
+steps:
+  - id: speak
+    uses: echo@^1
+    with: { said: "{{ inputs.message }}" }
+outputs:
+  said: "{{ steps.speak.output.said }}"
+"#;
+
+/// The database itself refuses some writes here: a trigger the test adds aborts any step row
+/// whose output mentions `poison` (SQLite reports it as a constraint, as it would a row that
+/// breaks the schema). The run whose transition is refused fails with the reason; a run
+/// committed beside it carries on; the executor keeps working.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_the_database_refuses_fails_only_its_own_run() {
+    use sqlx::Connection as _;
+    let h = start(&[SAY]).await;
+    let mut c = sqlx::SqliteConnection::connect(&format!("sqlite://{}", h.path.display()))
+        .await
+        .expect("a second connection");
+    for event in ["INSERT", "UPDATE"] {
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "CREATE TRIGGER refuse_poison_{event} BEFORE {event} ON steps \
+             WHEN NEW.output LIKE '%poison%' BEGIN SELECT RAISE(ABORT, 'poisoned output'); END"
+        )))
+        .execute(&mut c)
+        .await
+        .expect("a trigger");
+    }
+    let bad = h.submit("say", json!({"message": "poison"})).await;
+    let good = h.submit("say", json!({"message": "fine"})).await;
+    assert_eq!(h.finish(&bad).await, RunStatus::Failed);
+    let error = h.error(&bad).await;
+    assert!(
+        error.contains("the database refused") && error.contains("poisoned output"),
+        "{error}"
+    );
+    assert_eq!(h.finish(&good).await, RunStatus::Succeeded);
+    assert_eq!(h.outputs(&good).await, json!({"said": "fine"}));
+    assert_eq!(h.engine.health().runs_refused(), 1);
+    assert!(h.engine.health().storage_fault().is_none());
+    // And it goes on taking work.
+    let (later, status) = h.run("say", json!({"message": "still here"})).await;
+    assert_eq!(status, RunStatus::Succeeded, "{}", h.error(&later).await);
+}

@@ -124,6 +124,13 @@ pub(super) async fn readyz(State(state): State<AppState>) -> Result<&'static str
     if !state.engine.is_running() {
         return Err(Problem::unavailable("the executor has stopped"));
     }
+    if let Some(fault) = state.engine.health().storage_fault() {
+        return Err(Problem::unavailable(format!(
+            "the executor cannot commit to the database since {}: {}; it retries on its own, fix the cause (disk space, permissions, the process holding the lock)",
+            super::views::time(fault.since_ms),
+            fault.reason
+        )));
+    }
     state.store.ping().await?;
     Ok("ready\n")
 }
@@ -192,6 +199,33 @@ pub(super) async fn metrics(State(state): State<AppState>) -> Result<Response, P
     );
     let _ = writeln!(out, "# TYPE csmp_store_commits_total counter");
     let _ = writeln!(out, "csmp_store_commits_total {}", state.store.commits());
+    let health = state.engine.health();
+    let _ = writeln!(
+        out,
+        "# HELP csmp_store_commit_retries_total Executor commits that met a transient database fault and were retried."
+    );
+    let _ = writeln!(out, "# TYPE csmp_store_commit_retries_total counter");
+    let _ = writeln!(
+        out,
+        "csmp_store_commit_retries_total {}",
+        health.commits_retried()
+    );
+    let _ = writeln!(
+        out,
+        "# HELP csmp_runs_refused_total Runs failed because the database refused to store one of their transitions."
+    );
+    let _ = writeln!(out, "# TYPE csmp_runs_refused_total counter");
+    let _ = writeln!(out, "csmp_runs_refused_total {}", health.runs_refused());
+    let _ = writeln!(
+        out,
+        "# HELP csmp_store_failing 1 while the executor cannot commit to the database."
+    );
+    let _ = writeln!(out, "# TYPE csmp_store_failing gauge");
+    let _ = writeln!(
+        out,
+        "csmp_store_failing {}",
+        u8::from(health.storage_fault().is_some())
+    );
     state.http.render(&mut out);
     let mut response = (StatusCode::OK, out).into_response();
     response.headers_mut().insert(

@@ -18,6 +18,9 @@ fn urn<S: serde::Serializer>(slug: &&'static str, s: S) -> Result<S::Ok, S::Erro
 /// The media type of every error body.
 pub const PROBLEM_JSON: &str = "application/problem+json";
 
+/// `Retry-After` of every 503: the service is busy or a dependency is down for now.
+const RETRY_AFTER_SECS: &str = "1";
+
 /// One thing wrong with a submitted value.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
 pub struct Violation {
@@ -64,7 +67,8 @@ pub struct Problem {
     pub problems: Option<Vec<Located>>,
     /// The id of the call (also in the `x-request-id` header and on its log lines).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub request_id: Option<String>,
+    #[schema(value_type = Option<String>)]
+    pub request_id: Option<Box<str>>,
 }
 
 impl Problem {
@@ -135,9 +139,15 @@ impl Problem {
         )
     }
 
-    /// 503: a dependency is down; retrying later may work.
+    /// 503: a dependency is down or the service is full; retrying later may work (every 503
+    /// carries `Retry-After`).
     pub fn unavailable(detail: impl Into<String>) -> Self {
         Self::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", detail)
+    }
+
+    /// 500: something the caller cannot fix; the cause is in the service log.
+    pub fn internal(detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", detail)
     }
 
     fn status_code(&self) -> StatusCode {
@@ -148,13 +158,19 @@ impl Problem {
 impl IntoResponse for Problem {
     fn into_response(mut self) -> Response {
         if self.request_id.is_none() {
-            self.request_id = super::trace::current();
+            self.request_id = super::trace::current().map(String::into_boxed_str);
         }
         let status = self.status_code();
         let body = serde_json::to_vec(&self).unwrap_or_default();
         let mut response = (status, body).into_response();
         let headers = response.headers_mut();
         headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            headers.insert(
+                header::RETRY_AFTER,
+                HeaderValue::from_static(RETRY_AFTER_SECS),
+            );
+        }
         if status == StatusCode::UNAUTHORIZED {
             headers.insert(
                 header::WWW_AUTHENTICATE,
@@ -170,14 +186,20 @@ impl From<StoreError> for Problem {
         match e {
             StoreError::Conflict(m) => Problem::conflict(m),
             StoreError::Unavailable(m) => {
-                tracing::error!("store unavailable: {m}");
-                Problem::unavailable("the database is unavailable; retry shortly")
+                tracing::error!("the database is unavailable: {m}");
+                Problem::unavailable(format!(
+                    "the database is unavailable ({m}); nothing was changed, retry shortly"
+                ))
+            }
+            StoreError::Rejected(m) => {
+                tracing::error!("the database refuses a write: {m}");
+                Problem::internal(
+                    "the database refuses to store this change; nothing was changed, and the operator finds the cause in the service log under this call's request id",
+                )
             }
             StoreError::Corrupt(m) => {
                 tracing::error!("stored data is corrupt: {m}");
-                Problem::new(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "internal",
+                Problem::internal(
                     "stored data could not be read; the operator finds the cause in the service log under this call's request id",
                 )
             }
@@ -212,6 +234,7 @@ impl From<EngineError> for Problem {
             ),
             EngineError::Store(s) => s.into(),
             EngineError::Stopped => Problem::unavailable("the executor is stopping"),
+            e @ EngineError::Unavailable(_) => Problem::unavailable(e.to_string()),
         }
     }
 }

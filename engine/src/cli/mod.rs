@@ -50,6 +50,11 @@ pub enum Command {
         /// Address of the REST API (`127.0.0.1:0` picks a free port).
         #[arg(long, env = "CSMP_LISTEN", default_value = "127.0.0.1:8080")]
         listen: String,
+        /// How long a commit waits for a write lock held by another process (`csmp token
+        /// create`, a backup tool) before the database counts as busy; busy commits are
+        /// retried and shown on /readyz.
+        #[arg(long, env = "CSMP_SQLITE_BUSY_TIMEOUT", default_value = "10s", value_parser = duration)]
+        sqlite_busy_timeout: std::time::Duration,
     },
     /// API tokens.
     Token {
@@ -242,6 +247,7 @@ pub fn main() -> ExitCode {
             grants,
             owner,
             listen,
+            sqlite_busy_timeout,
         } => {
             let opts = run::ServeOptions {
                 database,
@@ -250,6 +256,7 @@ pub fn main() -> ExitCode {
                 grants,
                 owner,
                 listen,
+                busy_timeout: sqlite_busy_timeout,
             };
             match runtime().and_then(|rt| rt.block_on(run::serve(opts))) {
                 Ok(()) => ExitCode::SUCCESS,
@@ -288,6 +295,11 @@ pub fn main() -> ExitCode {
             }
         }
     }
+}
+
+/// A duration argument: `500ms`, `10s`, `2m`.
+fn duration(text: &str) -> Result<std::time::Duration, String> {
+    crate::dsl::parse_duration(text)
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {

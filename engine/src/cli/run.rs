@@ -14,7 +14,7 @@ use crate::cli::validate;
 use crate::plan::{Env, validate_workflow};
 use crate::plugin::{Grants, HostConfig, PluginHost};
 use crate::runtime::{Definitions, Engine, EngineConfig, NewRun, TokioClock};
-use crate::store::{Durability, RunStatus, Store};
+use crate::store::{Durability, RunStatus, Store, StoreOptions};
 
 /// Secrets come from the environment: `CSMP_SECRET_CLOUD_API=…` is `secrets.cloud_api`.
 pub fn secrets_from_env() -> BTreeMap<String, String> {
@@ -310,6 +310,8 @@ pub struct ServeOptions {
     pub owner: String,
     /// Address to listen on.
     pub listen: String,
+    /// How long a commit waits for another process's write lock.
+    pub busy_timeout: std::time::Duration,
 }
 
 /// Validates every catalog entry in `dir` against the loaded workflows.
@@ -373,7 +375,14 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
         .database
         .parent()
         .map_or_else(|| PathBuf::from("."), Path::to_path_buf);
-    let store = Store::open(&opts.database, Durability::Full).await?;
+    let store = Store::open_with(
+        &opts.database,
+        StoreOptions {
+            durability: Durability::Full,
+            busy_timeout: opts.busy_timeout,
+        },
+    )
+    .await?;
     let host = host(&data, opts.grants.as_deref())?;
     for p in store.plugins().await? {
         if let Err(e) = host.load(&p.wasm) {
@@ -438,7 +447,13 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
         %addr,
         "listening on http://{addr} (API description at /openapi.json); stop with Ctrl-C"
     );
-    crate::api::serve(listener, state, shutdown_signal()).await?;
+    let stopping = engine.clone();
+    let shutdown = async move {
+        shutdown_signal().await;
+        tracing::info!("stopping: no new calls; calls in flight finish");
+        stopping.begin_shutdown();
+    };
+    crate::api::serve(listener, state, shutdown).await?;
     engine.shutdown().await;
     tracing::info!("stopped; every acknowledged transition is on disk");
     Ok(())

@@ -12,6 +12,7 @@
 mod clock;
 mod cron;
 mod executor;
+mod health;
 mod observe;
 mod scope;
 mod workers;
@@ -24,6 +25,7 @@ use serde_json::Value as Json;
 use tokio::sync::{broadcast, mpsc, oneshot};
 
 pub use clock::{Clock, ManualClock, Sleep, TokioClock};
+pub use health::{Fault, Health};
 pub use observe::AttemptObserver;
 
 use crate::plan::Plan;
@@ -130,6 +132,9 @@ pub enum EngineError {
     /// Storage failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The database is failing now; the executor retries on its own, so retry later.
+    #[error("the database is failing ({0}); the executor retries on its own, try again shortly")]
+    Unavailable(String),
     /// The executor has stopped.
     #[error("the executor has stopped")]
     Stopped,
@@ -222,6 +227,10 @@ pub struct Engine {
     events: broadcast::Sender<RunEvent>,
     /// The store, for reads.
     store: Store,
+    /// What keeps the executor from progressing.
+    health: Arc<Health>,
+    /// Cancelled at shutdown (see `executor/commit.rs`).
+    stopping: tokio_util::sync::CancellationToken,
 }
 
 impl Engine {
@@ -235,13 +244,19 @@ impl Engine {
     ) -> Result<Self, EngineError> {
         let (commands, rx) = mpsc::unbounded_channel();
         let (events, _) = broadcast::channel(4096);
+        let health = Arc::new(Health::default());
+        let stopping = tokio_util::sync::CancellationToken::new();
         let exec = executor::Executor::recover(
             store.clone(),
             host,
             Arc::new(definitions),
             clock,
             config,
-            events.clone(),
+            executor::Shared {
+                events: events.clone(),
+                health: Arc::clone(&health),
+                stopping: stopping.clone(),
+            },
         )
         .await?;
         tokio::spawn(exec.run(rx));
@@ -249,10 +264,24 @@ impl Engine {
             commands,
             events,
             store,
+            health,
+            stopping,
         })
     }
 
+    /// Sends a command that changes something and waits for its commit; refused at once
+    /// while the database is failing, rather than left waiting for it to come back.
     async fn ask<T>(
+        &self,
+        make: impl FnOnce(oneshot::Sender<Result<T, EngineError>>) -> Command,
+    ) -> Result<T, EngineError> {
+        if let Some(fault) = self.health.storage_fault() {
+            return Err(EngineError::Unavailable(fault.reason));
+        }
+        self.send(make).await
+    }
+
+    async fn send<T>(
         &self,
         make: impl FnOnce(oneshot::Sender<Result<T, EngineError>>) -> Command,
     ) -> Result<T, EngineError> {
@@ -281,7 +310,7 @@ impl Engine {
 
     /// Makes a validated workflow version runnable from now on (store it first).
     pub async fn define(&self, plan: Plan) -> Result<(), EngineError> {
-        self.ask(|reply| Command::Define(Box::new(plan), reply))
+        self.send(|reply| Command::Define(Box::new(plan), reply))
             .await
     }
 
@@ -346,7 +375,12 @@ impl Engine {
     /// it started may still be running). Lets a test that moved a [`ManualClock`] check what
     /// did, and what did not, happen.
     pub async fn sync(&self) -> Result<(), EngineError> {
-        self.ask(Command::Sync).await
+        self.send(Command::Sync).await
+    }
+
+    /// What keeps the executor from progressing (for `/readyz` and `/metrics`).
+    pub fn health(&self) -> &Arc<Health> {
+        &self.health
     }
 
     /// Whether the executor loop is still taking commands.
@@ -387,8 +421,16 @@ impl Engine {
         }
     }
 
+    /// Says a shutdown is coming: a commit retrying against a failing database gives up now
+    /// instead of holding the shutdown (callers waiting on it are told the executor stops).
+    /// Everything else goes on until [`Engine::shutdown`].
+    pub fn begin_shutdown(&self) {
+        self.stopping.cancel();
+    }
+
     /// Stops the loop after its current turn (everything acknowledged stays on disk).
     pub async fn shutdown(&self) {
+        self.stopping.cancel();
         let (tx, rx) = oneshot::channel();
         if self.commands.send(Command::Shutdown(tx)).is_ok() {
             let _ = rx.await;

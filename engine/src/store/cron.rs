@@ -30,28 +30,34 @@ impl Store {
         fire: &CronFire,
         run: Option<&RunRow>,
     ) -> Result<bool, StoreError> {
-        let mut tx = self.pool.begin().await?;
-        let inserted = sqlx::query(
-            "INSERT INTO cron_fires (workflow, trigger_index, scheduled_at, fired_at, outcome, run_id) \
-             VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
-        )
-        .bind(&fire.workflow)
-        .bind(i64::from(fire.trigger))
-        .bind(fire.scheduled_at)
-        .bind(fire.fired_at)
-        .bind(if fire.run_id.is_some() { "started" } else { "skipped" })
-        .bind(&fire.run_id)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
+        let inserted = self
+            .write_transaction(async |conn| {
+                let inserted = sqlx::query(
+                    "INSERT INTO cron_fires (workflow, trigger_index, scheduled_at, fired_at, outcome, run_id) \
+                     VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+                )
+                .bind(&fire.workflow)
+                .bind(i64::from(fire.trigger))
+                .bind(fire.scheduled_at)
+                .bind(fire.fired_at)
+                .bind(if fire.run_id.is_some() { "started" } else { "skipped" })
+                .bind(&fire.run_id)
+                .execute(&mut *conn)
+                .await?
+                .rows_affected();
+                // The instant was handled already: write nothing else (committing the empty
+                // transaction writes nothing either).
+                if inserted > 0
+                    && let Some(run) = run
+                {
+                    RunRow::upsert_many(conn, &[run]).await?;
+                }
+                Ok(inserted)
+            })
+            .await?;
         if inserted == 0 {
-            tx.rollback().await?;
             return Ok(false);
         }
-        if let Some(run) = run {
-            RunRow::upsert_many(&mut tx, &[run]).await?;
-        }
-        tx.commit().await?;
         self.commits
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         Ok(true)

@@ -8,6 +8,7 @@
 mod api;
 mod cron;
 mod rows;
+mod tx;
 
 use std::path::Path;
 use std::str::FromStr;
@@ -30,9 +31,14 @@ pub use rows::{IncidentRow, RunRow, RunStatus, SignalRow, StepRow, StepStatus, W
 /// What went wrong, grouped by what the caller does next.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    /// The database could not be reached or written; retrying later may work.
+    /// The database could not be reached or written for now — busy, locked, an I/O error, a
+    /// full disk, a read-only file: retrying later may work, and nothing was written.
     #[error("the database is unavailable: {0}")]
     Unavailable(String),
+    /// The database refuses this write for good (a constraint, a row it cannot hold):
+    /// retrying the same write fails again; nothing was written.
+    #[error("the database refuses the write: {0}")]
+    Rejected(String),
     /// The write contradicts what is stored (e.g. a workflow version with other content).
     #[error("{0}")]
     Conflict(String),
@@ -41,10 +47,60 @@ pub enum StoreError {
     Corrupt(String),
 }
 
+impl StoreError {
+    /// Whether retrying the same operation later may succeed.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, StoreError::Unavailable(_))
+    }
+}
+
+/// SQLite's primary result codes that say the data itself is at fault, not the moment.
+const SQLITE_CORRUPT: i64 = 11;
+const SQLITE_TOOBIG: i64 = 18;
+const SQLITE_CONSTRAINT: i64 = 19;
+const SQLITE_MISMATCH: i64 = 20;
+const SQLITE_NOTADB: i64 = 26;
+
 impl From<sqlx::Error> for StoreError {
     fn from(e: sqlx::Error) -> Self {
-        StoreError::Unavailable(e.to_string())
+        match &e {
+            sqlx::Error::Database(db) => {
+                // SQLite reports extended result codes; the low byte is the primary code.
+                let primary = db
+                    .code()
+                    .and_then(|c| c.parse::<i64>().ok())
+                    .map(|c| c & 0xff);
+                match primary {
+                    Some(SQLITE_TOOBIG | SQLITE_CONSTRAINT | SQLITE_MISMATCH) => {
+                        StoreError::Rejected(db.message().to_string())
+                    }
+                    Some(SQLITE_CORRUPT | SQLITE_NOTADB) => {
+                        StoreError::Corrupt(db.message().to_string())
+                    }
+                    _ => StoreError::Unavailable(describe(db.as_ref())),
+                }
+            }
+            sqlx::Error::ColumnDecode { .. }
+            | sqlx::Error::Decode(_)
+            | sqlx::Error::ColumnNotFound(_)
+            | sqlx::Error::TypeNotFound { .. } => StoreError::Corrupt(e.to_string()),
+            _ => StoreError::Unavailable(e.to_string()),
+        }
     }
+}
+
+/// A database error in words an operator acts on: SQLite's message, and its code's name.
+fn describe(db: &dyn sqlx::error::DatabaseError) -> String {
+    let name = match db.code().and_then(|c| c.parse::<i64>().ok()) {
+        Some(5) => " (SQLITE_BUSY: another connection holds the write lock)",
+        Some(6) => " (SQLITE_LOCKED)",
+        Some(8) => " (SQLITE_READONLY: the file or its directory is read-only)",
+        Some(13) => " (SQLITE_FULL: the disk is full)",
+        Some(c) if c & 0xff == 10 => " (SQLITE_IOERR: the file cannot be read or written)",
+        Some(14) => " (SQLITE_CANTOPEN)",
+        _ => "",
+    };
+    format!("{}{name}", db.message())
 }
 
 impl From<sqlx::migrate::MigrateError> for StoreError {
@@ -64,6 +120,25 @@ pub enum Durability {
     Normal,
 }
 
+/// How the database is opened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StoreOptions {
+    /// fsync policy.
+    pub durability: Durability,
+    /// How long a statement waits for a write lock another connection or process holds
+    /// before the database counts as busy (a transient fault: retried, shown on `/readyz`).
+    pub busy_timeout: std::time::Duration,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        Self {
+            durability: Durability::Full,
+            busy_timeout: std::time::Duration::from_secs(10),
+        }
+    }
+}
+
 /// One state change, written as part of a batch.
 #[derive(Debug, Clone)]
 pub enum Write {
@@ -75,6 +150,8 @@ pub enum Write {
     Signal(SignalRow),
     /// Mark a buffered signal as taken by a step.
     ConsumeSignal {
+        /// The run the signal was for.
+        run_id: String,
         /// The signal's id.
         id: i64,
         /// The step key that took it.
@@ -91,6 +168,21 @@ pub enum Write {
         /// When (ms).
         at: i64,
     },
+}
+
+impl Write {
+    /// The run the write belongs to; `None` for an incident no run owns.
+    pub fn run_id(&self) -> Option<&str> {
+        match self {
+            Write::Run(r) => Some(&r.id),
+            Write::Step(s) => Some(&s.run_id),
+            Write::Signal(s) => Some(&s.run_id),
+            Write::ConsumeSignal { run_id, .. } | Write::StartRequest { run_id, .. } => {
+                Some(run_id)
+            }
+            Write::Incident(i) => i.run_id.as_deref(),
+        }
+    }
 }
 
 /// The outcome of storing a workflow definition.
@@ -114,6 +206,22 @@ pub struct Store {
 impl Store {
     /// Opens (creating if needed) the database at `path` and applies the schema.
     pub async fn open(path: &Path, durability: Durability) -> Result<Self, StoreError> {
+        Self::open_with(
+            path,
+            StoreOptions {
+                durability,
+                ..StoreOptions::default()
+            },
+        )
+        .await
+    }
+
+    /// Opens the database at `path` with `options`.
+    pub async fn open_with(path: &Path, options: StoreOptions) -> Result<Self, StoreError> {
+        let StoreOptions {
+            durability,
+            busy_timeout,
+        } = options;
         if let Some(dir) = path.parent()
             && !dir.as_os_str().is_empty()
         {
@@ -128,7 +236,7 @@ impl Store {
                 Durability::Full => SqliteSynchronous::Full,
                 Durability::Normal => SqliteSynchronous::Normal,
             })
-            .busy_timeout(std::time::Duration::from_secs(10))
+            .busy_timeout(busy_timeout)
             .foreign_keys(true);
         let pool = SqlitePoolOptions::new()
             .max_connections(4)
@@ -217,16 +325,18 @@ impl Store {
         {
             // One statement is atomic and durable on its own (SQLite commits it, with its
             // fsync, before answering): no BEGIN and COMMIT round trips on the latency path.
-            let mut conn = self.pool.acquire().await?;
-            write_group(&mut conn, &groups[0]).await?;
+            self.write_statement(async |conn| write_group(conn, &groups[0]).await)
+                .await?;
             self.commits.fetch_add(1, Ordering::Relaxed);
             return Ok(());
         }
-        let mut tx = self.pool.begin().await?;
-        for g in &groups {
-            write_group(&mut tx, g).await?;
-        }
-        tx.commit().await?;
+        self.write_transaction(async |conn| {
+            for g in &groups {
+                write_group(conn, g).await?;
+            }
+            Ok(())
+        })
+        .await?;
         self.commits.fetch_add(1, Ordering::Relaxed);
         Ok(())
     }
@@ -238,26 +348,28 @@ impl Store {
         now_ms: i64,
         lease_ms: i64,
     ) -> Result<Vec<RunRow>, StoreError> {
-        let mut tx = self.pool.begin().await?;
-        sqlx::query(
-            "UPDATE runs SET lease_owner = ?, lease_until = ? \
-             WHERE status IN ('running', 'failing', 'cancelling') \
-               AND (lease_owner IS NULL OR lease_owner = ? OR lease_until < ?)",
-        )
-        .bind(owner)
-        .bind(now_ms + lease_ms)
-        .bind(owner)
-        .bind(now_ms)
-        .execute(&mut *tx)
-        .await?;
-        let rows = sqlx::query(AssertSqlSafe(format!(
-            "SELECT {} FROM runs WHERE lease_owner = ? AND status IN ('running', 'failing', 'cancelling') ORDER BY created_at, id",
-            RunRow::COLUMNS
-        )))
-        .bind(owner)
-        .fetch_all(&mut *tx)
-        .await?;
-        tx.commit().await?;
+        let rows = self
+            .write_transaction(async |conn| {
+                sqlx::query(
+                    "UPDATE runs SET lease_owner = ?, lease_until = ? \
+                     WHERE status IN ('running', 'failing', 'cancelling') \
+                       AND (lease_owner IS NULL OR lease_owner = ? OR lease_until < ?)",
+                )
+                .bind(owner)
+                .bind(now_ms + lease_ms)
+                .bind(owner)
+                .bind(now_ms)
+                .execute(&mut *conn)
+                .await?;
+                Ok(sqlx::query(AssertSqlSafe(format!(
+                    "SELECT {} FROM runs WHERE lease_owner = ? AND status IN ('running', 'failing', 'cancelling') ORDER BY created_at, id",
+                    RunRow::COLUMNS
+                )))
+                .bind(owner)
+                .fetch_all(&mut *conn)
+                .await?)
+            })
+            .await?;
         rows.iter().map(RunRow::from_row).collect()
     }
 
@@ -480,7 +592,7 @@ async fn write_group(conn: &mut SqliteConnection, group: &Group<'_>) -> Result<(
             for w in *writes {
                 match w {
                     Write::Signal(s) => s.insert(conn).await?,
-                    Write::ConsumeSignal { id, by } => {
+                    Write::ConsumeSignal { id, by, .. } => {
                         sqlx::query("UPDATE signals SET consumed_by = ? WHERE id = ?")
                             .bind(by)
                             .bind(id)

@@ -172,6 +172,7 @@ async fn signals_wait_until_a_step_takes_them() -> Result<(), StoreError> {
     assert_eq!(pending[0].payload, json!({"by": "bob"}));
     store
         .commit(&[Write::ConsumeSignal {
+            run_id: "r1".into(),
             id,
             by: "ack-1".into(),
         }])
@@ -328,6 +329,7 @@ async fn recovery_reads_the_leased_runs_steps_and_signals_at_once() -> Result<()
             signal(3, "b"),
             signal(4, "a"),
             Write::ConsumeSignal {
+                run_id: "a".into(),
                 id: 4,
                 by: "s2".into(),
             },

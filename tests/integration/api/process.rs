@@ -13,7 +13,7 @@ use serde_json::json;
 use super::harness::{Client, GUARD, Token, s, step, write_definitions};
 
 /// A running `csmp serve`.
-struct Served {
+pub(super) struct Served {
     child: Child,
     http: Client,
     /// Lines of its log (standard error), as they come.
@@ -36,12 +36,12 @@ impl Served {
     /// Starts `csmp serve` on `dir` (its `workflows/`, `catalog/` and `csmp.db`) under the
     /// default lease name, so a restart takes the runs back at once, and waits until it
     /// listens. `name` names its log file.
-    fn start(dir: &Path, name: &str) -> Self {
+    pub(super) fn start(dir: &Path, name: &str) -> Self {
         Self::start_with(dir, name, &[], &[])
     }
 
     /// [`Served::start`] with more arguments and environment variables.
-    fn start_with(dir: &Path, name: &str, args: &[&str], env: &[(&str, &str)]) -> Self {
+    pub(super) fn start_with(dir: &Path, name: &str, args: &[&str], env: &[(&str, &str)]) -> Self {
         let stdout = dir.join(format!("{name}.stdout"));
         let mut child = Command::new(env!("CARGO_BIN_EXE_csmp"))
             .args(["serve", "--listen", "127.0.0.1:0"])
@@ -98,8 +98,16 @@ impl Served {
         }
     }
 
+    /// The log lines written so far (beyond those read at start-up), without waiting.
+    pub(super) fn log_so_far(&mut self) -> Vec<String> {
+        while let Ok(line) = self.log.try_recv() {
+            self.start_up.push(line);
+        }
+        self.start_up.clone()
+    }
+
     /// Sends SIGTERM and waits (bounded) for the exit; returns its status and its whole log.
-    fn terminate(mut self) -> (ExitStatus, String) {
+    pub(super) fn terminate(mut self) -> (ExitStatus, String) {
         let pid = self.child.id().to_string();
         let sent = Command::new("kill")
             .args(["-TERM", &pid])
@@ -147,7 +155,7 @@ fn token_create(db: &Path, args: &[&str]) -> Output {
 }
 
 /// A token made with `csmp token create`.
-fn cli_token(db: &Path, args: &[&str]) -> Token {
+pub(super) fn cli_token(db: &Path, args: &[&str]) -> Token {
     let out = token_create(db, args);
     assert!(
         out.status.success(),

@@ -227,29 +227,25 @@ impl Executor {
         self.end_run(run_id, RunStatus::Succeeded, Some(Json::Object(outputs)));
     }
 
-    /// Completes the parent's `workflow:` step when a child run ends.
-    fn notify_parent(&mut self, child_id: &str) {
+    /// Completes the parent's `workflow:` step when a child run ends; returns the parent's
+    /// unit when it changed.
+    pub(super) fn notify_parent(&mut self, child_id: &str) -> Option<(String, UnitKey)> {
         let now = self.clock.now_ms();
-        let Some(child) = self.runs.get(child_id) else {
-            return;
-        };
+        let child = self.runs.get(child_id)?;
         let (Some(parent), Some(key)) =
             (child.row.parent_run.clone(), child.row.parent_step.clone())
         else {
-            return;
+            return None;
         };
         let status = child.row.status;
         let outputs = child.row.outputs.clone();
         let error = child.row.error.clone();
-        let Some(unit) = self
+        let unit = self
             .runs
             .get_mut(&parent)
-            .and_then(|r| r.units.get_mut(&key))
-        else {
-            return;
-        };
+            .and_then(|r| r.units.get_mut(&key))?;
         if unit.status != StepStatus::Waiting {
-            return;
+            return None;
         }
         unit.finished_at = Some(now);
         if status == RunStatus::Succeeded {
@@ -263,6 +259,7 @@ impl Executor {
                 error.unwrap_or_default()
             ));
         }
-        self.touch(&parent, key);
+        self.touch(&parent, key.clone());
+        Some((parent, key))
     }
 }

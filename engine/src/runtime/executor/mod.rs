@@ -7,6 +7,7 @@
 //! and finishing runs) and `cron.rs` (firing triggers).
 
 mod commands;
+mod commit;
 mod cron;
 mod failure;
 mod fanout;
@@ -23,10 +24,11 @@ use tokio::sync::{broadcast, mpsc, oneshot};
 use super::cron::CronTrigger;
 use super::scope::{Extra, Scope, ScopeCache};
 use super::workers::{self, Done, Job};
-use super::{Clock, Command, Definitions, EngineConfig, EngineError, RunEvent};
+use super::{Clock, Command, Definitions, EngineConfig, EngineError, Health, RunEvent};
 use crate::plan::{Plan, UnitKey};
 use crate::plugin::{CancellationToken, PluginHost};
 use crate::store::{IncidentRow, RunRow, RunStatus, SignalRow, StepRow, StepStatus, Store, Write};
+use tokio_util::sync::CancellationToken as Stopping;
 
 /// One active run.
 #[derive(Debug)]
@@ -53,6 +55,11 @@ pub(super) struct Executor {
     /// `config.secrets`, shared with every plugin attempt.
     secrets: Arc<std::collections::BTreeMap<String, String>>,
     events: broadcast::Sender<RunEvent>,
+    /// What keeps the loop from progressing, for `/readyz`.
+    health: Arc<Health>,
+    /// Cancelled when shutdown is asked for, so a commit retrying against a failing database
+    /// gives up instead of holding the shutdown.
+    stopping: Stopping,
     runs: HashMap<String, RunState>,
     /// (wake time ms, run id, unit).
     timers: BTreeSet<(i64, String, UnitKey)>,
@@ -78,6 +85,16 @@ pub(super) struct Executor {
     request_writes: Vec<Write>,
     /// Incidents not yet resolved, so `update`/`resolve` steps find them without a read.
     open_incidents: HashMap<String, IncidentRow>,
+}
+
+/// What the executor shares with its [`Engine`](super::Engine) handles.
+pub(super) struct Shared {
+    /// Committed transitions, for subscribers.
+    pub(super) events: broadcast::Sender<RunEvent>,
+    /// What keeps the loop from progressing.
+    pub(super) health: Arc<Health>,
+    /// Cancelled when a shutdown is coming.
+    pub(super) stopping: Stopping,
 }
 
 enum Reply {
@@ -106,8 +123,13 @@ impl Executor {
         defs: Arc<Definitions>,
         clock: Arc<dyn Clock>,
         config: EngineConfig,
-        events: broadcast::Sender<RunEvent>,
+        shared: Shared,
     ) -> Result<Self, EngineError> {
+        let Shared {
+            events,
+            health,
+            stopping,
+        } = shared;
         let (done_tx, done_rx) = mpsc::unbounded_channel();
         let jobs = workers::start(config.workers, host, done_tx, config.observer.clone());
         let next_signal_id = store.next_signal_id().await?;
@@ -118,6 +140,8 @@ impl Executor {
             secrets: Arc::new(config.secrets.clone()),
             config,
             events,
+            health,
+            stopping,
             runs: HashMap::new(),
             timers: BTreeSet::new(),
             crons: Vec::new(),
@@ -230,7 +254,9 @@ impl Executor {
         renew.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut stop: Option<oneshot::Sender<()>> = None;
         // The first turn advances everything recovered.
-        self.turn().await;
+        if !self.turn().await {
+            return;
+        }
         loop {
             let next_timer = self.timers.first().map(|(t, ..)| *t);
             let next_cron = self.crons.iter().filter_map(CronTrigger::wake_at).min();
@@ -262,7 +288,13 @@ impl Executor {
                     Err(_) => break,
                 }
             }
-            self.turn().await;
+            if !self.turn().await {
+                // Asked to stop while the database fails: nothing more can be written.
+                if let Some(tx) = stop.take() {
+                    let _ = tx.send(());
+                }
+                return;
+            }
             if let Some(tx) = stop.take() {
                 // Hand the runs back, so another process may take them at once instead of
                 // waiting out the lease. Attempts still in flight are run again by whoever
@@ -277,17 +309,25 @@ impl Executor {
     }
 
     /// Fires due cron triggers and timers, advances changed runs, commits, then acts on the
-    /// commit.
-    async fn turn(&mut self) {
+    /// commit; again while the commit itself left runs to advance. Returns `false` when the
+    /// loop must stop (shutdown while the database fails).
+    async fn turn(&mut self) -> bool {
         self.fire_crons().await;
         self.fire_timers();
-        while let Some(id) = self.dirty.pop_first() {
-            self.advance(&id);
+        loop {
+            while let Some(id) = self.dirty.pop_first() {
+                self.advance(&id);
+            }
+            if !self.flush().await {
+                return false;
+            }
+            if self.dirty.is_empty() {
+                return true;
+            }
         }
-        self.flush().await;
     }
 
-    async fn flush(&mut self) {
+    async fn flush(&mut self) -> bool {
         let mut writes = Vec::new();
         for id in &self.touched_runs {
             if let Some(r) = self.runs.get(id) {
@@ -302,11 +342,8 @@ impl Executor {
         writes.append(&mut self.signal_writes);
         writes.append(&mut self.request_writes);
         writes.extend(self.incidents.drain(..).map(Write::Incident));
-        let mut delay = Duration::from_millis(50);
-        while let Err(e) = self.store.commit(&writes).await {
-            tracing::error!("cannot commit {} transitions, retrying: {e}", writes.len());
-            tokio::time::sleep(delay).await;
-            delay = (delay * 2).min(Duration::from_secs(5));
+        if !self.commit(writes).await {
+            return false;
         }
         // Committed: now it is safe to act and to tell.
         for job in self.dispatch.drain(..) {
@@ -351,6 +388,7 @@ impl Executor {
         for id in finished {
             self.runs.remove(&id);
         }
+        true
     }
 
     // ----- small helpers shared by the concerns -----

@@ -319,6 +319,7 @@ impl Executor {
                 u.finished_at = Some(now);
             }
             self.signal_writes.push(Write::ConsumeSignal {
+                run_id: run_id.to_string(),
                 id: signal.id,
                 by: key.to_string(),
             });
