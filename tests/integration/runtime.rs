@@ -78,13 +78,24 @@ pub(crate) async fn engine_on(
     defs: &Definitions,
     clock: &ManualClock,
 ) -> Engine {
+    engine_with(path, host, defs, clock, EngineConfig::default()).await
+}
+
+/// An engine on `path` with `config` (its workers and secrets set as every test's are).
+pub(crate) async fn engine_with(
+    path: &std::path::Path,
+    host: &PluginHost,
+    defs: &Definitions,
+    clock: &ManualClock,
+    config: EngineConfig,
+) -> Engine {
     let store = Store::open(path, Durability::Full)
         .await
         .expect("store opens");
     let config = EngineConfig {
         workers: 4,
         secrets: BTreeMap::from([("token".into(), "s3cr3t".into())]),
-        ..EngineConfig::default()
+        ..config
     };
     Engine::start(
         store,
@@ -1018,4 +1029,164 @@ async fn a_write_the_database_refuses_fails_only_its_own_run() {
     // And it goes on taking work.
     let (later, status) = h.run("say", json!({"message": "still here"})).await;
     assert_eq!(status, RunStatus::Succeeded, "{}", h.error(&later).await);
+}
+
+const LATE_SIGNAL: &str = r#"
+name: late-signal
+version: 1
+steps:
+  - id: nap
+    wait: 1h
+  - id: hear
+    needs: [nap]
+    signal: go
+outputs:
+  heard: "{{ steps.hear.output }}"
+"#;
+
+/// An engine under lease name `owner`, with an hour-long lease it renews only every twenty
+/// minutes of real time, so in a test a lease runs out only when the clock is moved.
+async fn owned_engine(h: &Harness, owner: &str) -> Engine {
+    engine_with(
+        &h.path,
+        &h.host,
+        &h.defs,
+        &h.clock,
+        EngineConfig {
+            owner: owner.into(),
+            lease: HOUR,
+            ..EngineConfig::default()
+        },
+    )
+    .await
+}
+
+/// Two engines on one SQLite file: when one's lease runs out and the other takes the run over,
+/// the first one's next write for that run is refused (never applied) and it drops the run;
+/// the new owner finishes it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_process_whose_lease_was_taken_over_is_fenced_out() {
+    let h = start(&[STEER_AFTER_NAP]).await;
+    // Only `a` and `b` execute here (the harness's own engine would adopt runs too).
+    h.engine.shutdown().await;
+    let a = owned_engine(&h, "a").await;
+    let run = a
+        .submit(NewRun {
+            workflow: "steer-after-nap".into(),
+            version: None,
+            inputs: json!({}),
+            tenant: "acme".into(),
+            requester: None,
+        })
+        .await
+        .expect("submitted");
+    h.wait_for_status(&run, "gate", StepStatus::Waiting).await;
+
+    // a's lease runs out; b starts and claims the run under a new epoch.
+    h.clock.advance(2 * HOUR);
+    let b = owned_engine(&h, "b").await;
+    let stored = h
+        .engine
+        .store()
+        .run(&run)
+        .await
+        .expect("read")
+        .expect("run");
+    assert_eq!(stored.lease_owner.as_deref(), Some("b"));
+
+    // a still has the run in memory: its approval is refused, and nothing of it is stored.
+    let refused = a
+        .approve(&run, "gate", true, "alice")
+        .await
+        .expect_err("fenced");
+    assert!(
+        matches!(&refused, EngineError::Conflict(m) if m.contains("another process")),
+        "{refused}"
+    );
+    assert_eq!(h.step(&run, "gate").await.status, StepStatus::Waiting);
+    // ... and a has let go of the run.
+    let again = a
+        .approve(&run, "gate", true, "alice")
+        .await
+        .expect_err("dropped");
+    assert!(
+        matches!(&again, EngineError::Conflict(m) if m.contains("another process")),
+        "{again}"
+    );
+
+    // b, the owner now, finishes it.
+    b.approve(&run, "gate", true, "bob")
+        .await
+        .expect("b decides");
+    let status = tokio::time::timeout(GUARD, b.wait(&run))
+        .await
+        .expect("ends")
+        .expect("wait");
+    assert_eq!(status, RunStatus::Succeeded);
+    assert_eq!(
+        h.step(&run, "gate").await.output.expect("decided")["by"],
+        "bob"
+    );
+    a.shutdown().await;
+    b.shutdown().await;
+}
+
+const STEER_AFTER_NAP: &str = r#"
+name: steer-after-nap
+version: 1
+steps:
+  - id: gate
+    approval: { roles: [operator] }
+"#;
+
+/// Signals delivered through two engines on one file never share an id: ids come from the
+/// database (a per-process counter seeded at start gave both the same one).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn signal_ids_come_from_the_database() {
+    let h = start(&[LATE_SIGNAL]).await;
+    h.engine.shutdown().await;
+    let a = owned_engine(&h, "a").await;
+    let b = owned_engine(&h, "b").await;
+    let new = || NewRun {
+        workflow: "late-signal".into(),
+        version: None,
+        inputs: json!({}),
+        tenant: "acme".into(),
+        requester: None,
+    };
+    let run_a = a.submit(new()).await.expect("a submits");
+    let run_b = b.submit(new()).await.expect("b submits");
+    // Both sent before their signal step waits: both are buffered.
+    a.signal(&run_a, "go", json!("to a"))
+        .await
+        .expect("a buffers");
+    b.signal(&run_b, "go", json!("to b"))
+        .await
+        .expect("b buffers");
+    let store = h.engine.store();
+    let mut ids = Vec::new();
+    for r in [&run_a, &run_b] {
+        ids.extend(
+            store
+                .pending_signals(r)
+                .await
+                .expect("signals")
+                .iter()
+                .map(|s| s.id),
+        );
+    }
+    assert_eq!(ids.len(), 2, "both signals are stored");
+    assert_ne!(ids[0], ids[1]);
+    // And each run takes its own when it gets there.
+    h.clock.advance(2 * HOUR);
+    for (e, run, said) in [(&a, &run_a, "to a"), (&b, &run_b, "to b")] {
+        let status = tokio::time::timeout(GUARD, e.wait(run))
+            .await
+            .expect("ends")
+            .expect("wait");
+        assert_eq!(status, RunStatus::Succeeded);
+        assert_eq!(h.outputs(run).await["heard"], json!(said));
+    }
+    a.shutdown().await;
+    b.shutdown().await;
 }

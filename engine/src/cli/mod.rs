@@ -4,6 +4,7 @@
 //! clap.
 
 pub mod bench;
+pub mod lock;
 pub mod logs;
 pub mod plugin_new;
 pub mod run;
@@ -44,7 +45,8 @@ pub enum Command {
         #[arg(long, env = "CSMP_GRANTS")]
         grants: Option<PathBuf>,
         /// This process's name in run leases. A restarted process with the same name takes its
-        /// runs back at once; give processes sharing one database distinct names.
+        /// runs back at once (one `csmp serve` per SQLite file; the name matters when several
+        /// processes share a database).
         #[arg(long, env = "CSMP_OWNER", default_value = "local")]
         owner: String,
         /// Address of the REST API (`127.0.0.1:0` picks a free port).
@@ -78,10 +80,6 @@ pub enum Command {
         /// Operator grants for plugins (HTTP hosts, secrets, limits), YAML.
         #[arg(long, env = "CSMP_GRANTS")]
         grants: Option<PathBuf>,
-        /// This process's name in run leases. A restarted process with the same name takes its
-        /// runs back at once; give processes sharing one database distinct names.
-        #[arg(long, env = "CSMP_OWNER", default_value = "local")]
-        owner: String,
     },
     /// Plugin development.
     Plugin {
@@ -273,7 +271,6 @@ pub fn main() -> ExitCode {
             inputs,
             database,
             grants,
-            owner,
         } => {
             let result = run::inputs(&input, inputs.as_deref()).and_then(|inputs| {
                 let opts = run::RunOptions {
@@ -281,7 +278,6 @@ pub fn main() -> ExitCode {
                     inputs,
                     database,
                     grants,
-                    owner,
                 };
                 runtime()?.block_on(run::run(opts))
             });

@@ -137,17 +137,21 @@ pub struct RunOptions {
     pub database: PathBuf,
     /// The operator's plugin grants.
     pub grants: Option<PathBuf>,
-    /// This process's name in run leases.
-    pub owner: String,
+}
+
+/// The directory beside the database where csmp keeps its other files (the plugin cache);
+/// `.` for a bare file name such as `db.sqlite`.
+pub fn data_dir(database: &Path) -> PathBuf {
+    match database.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir.to_path_buf(),
+        _ => PathBuf::from("."),
+    }
 }
 
 /// Runs one workflow to its end, printing each step as it starts and finishes. Returns the
 /// run's final status.
 pub async fn run(opts: RunOptions) -> anyhow::Result<RunStatus> {
-    let data = opts
-        .database
-        .parent()
-        .map_or_else(|| PathBuf::from("."), Path::to_path_buf);
+    let data = data_dir(&opts.database);
     let host = host(&data, opts.grants.as_deref())?;
     let bytes =
         std::fs::read(&opts.file).with_context(|| format!("reading {}", opts.file.display()))?;
@@ -183,7 +187,11 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<RunStatus> {
     defs.insert(plan);
     let config = EngineConfig {
         secrets: secrets_from_env(),
-        owner: opts.owner.clone(),
+        // A lease name of its own, and no other run: a `csmp serve` on the same database keeps
+        // its runs, and is the one that finishes this run if this process dies (once the
+        // lease runs out) or is interrupted (at once: the lease is given back).
+        owner: format!("run-{}-{:08x}", std::process::id(), rand_u32()),
+        adopt: false,
         // One workflow, run now: the triggers of the stored workflows are `csmp serve`'s job.
         cron: false,
         ..EngineConfig::default()
@@ -275,6 +283,13 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<RunStatus> {
         ),
     }
     Ok(row.status)
+}
+
+/// 32 random bits for names that must differ between processes.
+fn rand_u32() -> u32 {
+    let mut b = [0u8; 4];
+    let _ = getrandom::fill(&mut b);
+    u32::from_le_bytes(b) ^ std::process::id().rotate_left(16)
 }
 
 /// A text progress bar: `[######----]`.
@@ -371,10 +386,9 @@ pub fn load_catalog(
 /// Runs the executor and the REST API until interrupted (Ctrl-C or SIGTERM); then stops
 /// taking calls, lets calls in flight finish, and stops the executor after its current turn.
 pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
-    let data = opts
-        .database
-        .parent()
-        .map_or_else(|| PathBuf::from("."), Path::to_path_buf);
+    let data = data_dir(&opts.database);
+    // One service per SQLite file: a second one would execute the same runs.
+    let _lock = super::lock::ServeLock::take(&opts.database)?;
     let store = Store::open_with(
         &opts.database,
         StoreOptions {

@@ -79,6 +79,11 @@ pub struct EngineConfig {
     /// Whether the cron triggers of the loaded workflows fire (`csmp run`, which runs one
     /// workflow, turns them off).
     pub cron: bool,
+    /// Whether this process takes unfinished runs it did not start: at start, those of an
+    /// earlier life under the same `owner` and those no live process holds; while it runs,
+    /// those whose lease ran out or was given back. `csmp run` turns it off: it executes the
+    /// one run it starts and nothing else.
+    pub adopt: bool,
     /// Told when worker threads start and end plugin attempts (the benchmark's stopwatch).
     pub observer: Option<Arc<dyn AttemptObserver>>,
 }
@@ -91,6 +96,7 @@ impl Default for EngineConfig {
             lease: Duration::from_secs(30),
             secrets: BTreeMap::new(),
             cron: true,
+            adopt: true,
             observer: None,
         }
     }

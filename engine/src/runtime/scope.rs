@@ -240,6 +240,7 @@ mod tests {
             finished_at: None,
             lease_owner: None,
             lease_until: None,
+            lease_epoch: 0,
         }
     }
 

@@ -50,7 +50,7 @@ impl Store {
                 if inserted > 0
                     && let Some(run) = run
                 {
-                    RunRow::upsert_many(conn, &[run]).await?;
+                    RunRow::upsert_many(conn, &[run], false).await?;
                 }
                 Ok(inserted)
             })

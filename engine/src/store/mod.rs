@@ -6,7 +6,9 @@
 //! goes behind the same methods, with the schema in `migrations/postgres/`.
 
 mod api;
+mod batch;
 mod cron;
+mod leases;
 mod rows;
 mod tx;
 
@@ -16,16 +18,16 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use sha2::{Digest, Sha256};
-use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous,
-};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{AssertSqlSafe, Row, SqlitePool};
 
 pub use api::{
     AuditRow, Counts, Cursor, EventRow, NewRequest, PluginRow, RUN_SECONDS_BUCKETS, RequestRow,
     RequestView, TenantRow, TokenRow,
 };
+pub use batch::Fence;
 pub use cron::CronFire;
+pub use leases::Claim;
 pub use rows::{IncidentRow, RunRow, RunStatus, SignalRow, StepRow, StepStatus, WorkflowRow};
 
 /// What went wrong, grouped by what the caller does next.
@@ -157,8 +159,14 @@ pub enum Write {
         /// The step key that took it.
         by: String,
     },
-    /// Insert or replace an incident.
-    Incident(IncidentRow),
+    /// Insert or replace an incident; fenced by the run whose step wrote it, if any (an
+    /// incident a person steers through the API belongs to no run's lease).
+    Incident {
+        /// The incident as it is now.
+        row: IncidentRow,
+        /// The run whose step changed it.
+        by_run: Option<String>,
+    },
     /// A request's run was created (in the same transaction as the run itself).
     StartRequest {
         /// The request.
@@ -180,7 +188,7 @@ impl Write {
             Write::ConsumeSignal { run_id, .. } | Write::StartRequest { run_id, .. } => {
                 Some(run_id)
             }
-            Write::Incident(i) => i.run_id.as_deref(),
+            Write::Incident { by_run, .. } => by_run.as_deref(),
         }
     }
 }
@@ -304,97 +312,6 @@ impl Store {
         rows.iter().map(WorkflowRow::from_row).collect()
     }
 
-    /// Writes a batch in one transaction: all of it is durable when this returns, or none.
-    pub async fn commit(&self, batch: &[Write]) -> Result<(), StoreError> {
-        if batch.is_empty() {
-            return Ok(());
-        }
-        // Consecutive runs and steps go in multi-row statements; every statement is a round
-        // trip to SQLite's thread, which cost more than the rows themselves.
-        let groups = groups(batch);
-        let statements: usize = groups
-            .iter()
-            .map(|g| match g {
-                Group::Runs(r) => rows::chunks(r).count(),
-                Group::Steps(s) => rows::chunks(s).count(),
-                Group::Other(w) => w.len(),
-            })
-            .sum();
-        if statements == 1
-            && let Some(Group::Runs(_) | Group::Steps(_)) = groups.first()
-        {
-            // One statement is atomic and durable on its own (SQLite commits it, with its
-            // fsync, before answering): no BEGIN and COMMIT round trips on the latency path.
-            self.write_statement(async |conn| write_group(conn, &groups[0]).await)
-                .await?;
-            self.commits.fetch_add(1, Ordering::Relaxed);
-            return Ok(());
-        }
-        self.write_transaction(async |conn| {
-            for g in &groups {
-                write_group(conn, g).await?;
-            }
-            Ok(())
-        })
-        .await?;
-        self.commits.fetch_add(1, Ordering::Relaxed);
-        Ok(())
-    }
-
-    /// Takes the lease of every unfinished run that no live process holds, and returns them.
-    pub async fn claim_unfinished(
-        &self,
-        owner: &str,
-        now_ms: i64,
-        lease_ms: i64,
-    ) -> Result<Vec<RunRow>, StoreError> {
-        let rows = self
-            .write_transaction(async |conn| {
-                sqlx::query(
-                    "UPDATE runs SET lease_owner = ?, lease_until = ? \
-                     WHERE status IN ('running', 'failing', 'cancelling') \
-                       AND (lease_owner IS NULL OR lease_owner = ? OR lease_until < ?)",
-                )
-                .bind(owner)
-                .bind(now_ms + lease_ms)
-                .bind(owner)
-                .bind(now_ms)
-                .execute(&mut *conn)
-                .await?;
-                Ok(sqlx::query(AssertSqlSafe(format!(
-                    "SELECT {} FROM runs WHERE lease_owner = ? AND status IN ('running', 'failing', 'cancelling') ORDER BY created_at, id",
-                    RunRow::COLUMNS
-                )))
-                .bind(owner)
-                .fetch_all(&mut *conn)
-                .await?)
-            })
-            .await?;
-        rows.iter().map(RunRow::from_row).collect()
-    }
-
-    /// Extends the lease of every run `owner` holds.
-    pub async fn renew_leases(&self, owner: &str, until_ms: i64) -> Result<(), StoreError> {
-        sqlx::query("UPDATE runs SET lease_until = ? WHERE lease_owner = ? AND status IN ('running', 'failing', 'cancelling')")
-            .bind(until_ms)
-            .bind(owner)
-            .execute(&self.pool)
-            .await?;
-        Ok(())
-    }
-
-    /// Gives up the lease of every unfinished run `owner` holds (at a clean shutdown).
-    pub async fn release_leases(&self, owner: &str) -> Result<(), StoreError> {
-        sqlx::query(
-            "UPDATE runs SET lease_owner = NULL, lease_until = NULL \
-             WHERE lease_owner = ? AND status IN ('running', 'failing', 'cancelling')",
-        )
-        .bind(owner)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
-    }
-
     /// One run.
     pub async fn run(&self, id: &str) -> Result<Option<RunRow>, StoreError> {
         let row = sqlx::query(AssertSqlSafe(format!(
@@ -431,38 +348,6 @@ impl Store {
         rows.iter().map(StepRow::from_row).collect()
     }
 
-    /// The steps of every unfinished run leased to `owner`, by run then key: recovery reads
-    /// them in one query rather than one per run.
-    pub async fn steps_of_leased_runs(&self, owner: &str) -> Result<Vec<StepRow>, StoreError> {
-        let rows = sqlx::query(AssertSqlSafe(format!(
-            "SELECT {} FROM steps WHERE run_id IN \
-             (SELECT id FROM runs WHERE lease_owner = ? AND status IN ('running', 'failing', 'cancelling')) \
-             ORDER BY run_id, key",
-            StepRow::COLUMNS
-        )))
-        .bind(owner)
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter().map(StepRow::from_row).collect()
-    }
-
-    /// Signals not yet taken of every unfinished run leased to `owner`, oldest first.
-    pub async fn pending_signals_of_leased_runs(
-        &self,
-        owner: &str,
-    ) -> Result<Vec<SignalRow>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT id, run_id, name, payload, created_at FROM signals \
-             WHERE consumed_by IS NULL AND run_id IN \
-             (SELECT id FROM runs WHERE lease_owner = ? AND status IN ('running', 'failing', 'cancelling')) \
-             ORDER BY id",
-        )
-        .bind(owner)
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter().map(SignalRow::from_row).collect()
-    }
-
     /// Signals delivered to a run and not yet taken by a step, oldest first.
     pub async fn pending_signals(&self, run_id: &str) -> Result<Vec<SignalRow>, StoreError> {
         let rows = sqlx::query(
@@ -473,14 +358,6 @@ impl Store {
         .fetch_all(&self.pool)
         .await?;
         rows.iter().map(SignalRow::from_row).collect()
-    }
-
-    /// The id the next buffered signal will get (signals are numbered by the store).
-    pub async fn next_signal_id(&self) -> Result<i64, StoreError> {
-        let max: Option<i64> = sqlx::query_scalar("SELECT MAX(id) FROM signals")
-            .fetch_one(&self.pool)
-            .await?;
-        Ok(max.unwrap_or(0) + 1)
     }
 
     /// One incident.
@@ -539,87 +416,6 @@ impl Census {
             .iter()
             .filter_map(|s| self.runs.get(*s))
             .sum()
-    }
-}
-
-/// A run of writes of one kind within a batch, in batch order.
-enum Group<'a> {
-    Runs(Vec<&'a RunRow>),
-    Steps(Vec<&'a StepRow>),
-    Other(&'a [Write]),
-}
-
-fn groups(batch: &[Write]) -> Vec<Group<'_>> {
-    let mut out = Vec::new();
-    let mut rest = batch;
-    while let Some(first) = rest.first() {
-        let same = rest
-            .iter()
-            .position(|w| std::mem::discriminant(w) != std::mem::discriminant(first))
-            .unwrap_or(rest.len());
-        let (group, tail) = rest.split_at(same);
-        rest = tail;
-        out.push(match first {
-            Write::Run(_) => Group::Runs(
-                group
-                    .iter()
-                    .filter_map(|w| match w {
-                        Write::Run(r) => Some(r),
-                        _ => None,
-                    })
-                    .collect(),
-            ),
-            Write::Step(_) => Group::Steps(
-                group
-                    .iter()
-                    .filter_map(|w| match w {
-                        Write::Step(s) => Some(s),
-                        _ => None,
-                    })
-                    .collect(),
-            ),
-            _ => Group::Other(group),
-        });
-    }
-    out
-}
-
-async fn write_group(conn: &mut SqliteConnection, group: &Group<'_>) -> Result<(), StoreError> {
-    match group {
-        Group::Runs(r) => RunRow::upsert_many(conn, r).await,
-        Group::Steps(s) => StepRow::upsert_many(conn, s).await,
-        Group::Other(writes) => {
-            for w in *writes {
-                match w {
-                    Write::Signal(s) => s.insert(conn).await?,
-                    Write::ConsumeSignal { id, by, .. } => {
-                        sqlx::query("UPDATE signals SET consumed_by = ? WHERE id = ?")
-                            .bind(by)
-                            .bind(id)
-                            .execute(&mut *conn)
-                            .await?;
-                    }
-                    Write::Incident(i) => i.upsert(conn).await?,
-                    Write::StartRequest {
-                        request_id,
-                        run_id,
-                        at,
-                    } => {
-                        sqlx::query(
-                            "UPDATE requests SET status = 'started', run_id = ?, updated_at = ? \
-                             WHERE id = ? AND status = 'submitted'",
-                        )
-                        .bind(run_id)
-                        .bind(at)
-                        .bind(request_id)
-                        .execute(&mut *conn)
-                        .await?;
-                    }
-                    Write::Run(_) | Write::Step(_) => {}
-                }
-            }
-            Ok(())
-        }
     }
 }
 

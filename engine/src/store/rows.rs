@@ -4,7 +4,7 @@ use serde_json::Value as Json;
 use sqlx::AssertSqlSafe;
 use sqlx::sqlite::{SqliteConnection, SqliteRow};
 
-use super::{StoreError, col};
+use super::{Fence, StoreError, col};
 use crate::plan::UnitKey;
 
 /// Where a run is in its life.
@@ -223,10 +223,12 @@ pub struct RunRow {
     pub lease_owner: Option<String>,
     /// Lease expiry (ms).
     pub lease_until: Option<i64>,
+    /// Bumped by every claim of the lease; writes are fenced by it (see `batch.rs`).
+    pub lease_epoch: i64,
 }
 
 impl RunRow {
-    pub(super) const COLUMNS: &'static str = "id, workflow, version, tenant, requester, inputs, status, outputs, error, parent_run, parent_step, created_at, updated_at, finished_at, lease_owner, lease_until";
+    pub(super) const COLUMNS: &'static str = "id, workflow, version, tenant, requester, inputs, status, outputs, error, parent_run, parent_step, created_at, updated_at, finished_at, lease_owner, lease_until, lease_epoch";
 
     pub(super) fn from_row(row: &SqliteRow) -> Result<Self, StoreError> {
         let version: i64 = col(row, "version")?;
@@ -256,22 +258,34 @@ impl RunRow {
             finished_at: col(row, "finished_at")?,
             lease_owner: col(row, "lease_owner")?,
             lease_until: col(row, "lease_until")?,
+            lease_epoch: col(row, "lease_epoch")?,
         })
     }
 
-    /// Inserts or updates `rows` with as few statements as possible (see [`chunks`]).
+    /// Inserts or updates `rows` with as few statements as possible (see [`chunks`]); returns
+    /// how many rows changed. `fenced`: an existing row is updated only while its stored lease
+    /// is the one the new row carries (owner and epoch), so a process whose lease was taken
+    /// over changes nothing.
     pub(super) async fn upsert_many(
         conn: &mut SqliteConnection,
         rows: &[&Self],
-    ) -> Result<(), StoreError> {
+        fenced: bool,
+    ) -> Result<u64, StoreError> {
+        let mut changed = 0;
         for chunk in chunks(rows) {
             let sql = format!(
                 "INSERT INTO runs ({}) VALUES {} \
                  ON CONFLICT (id) DO UPDATE SET status = excluded.status, outputs = excluded.outputs, \
                  error = excluded.error, updated_at = excluded.updated_at, finished_at = excluded.finished_at, \
-                 lease_owner = excluded.lease_owner, lease_until = excluded.lease_until",
+                 lease_owner = excluded.lease_owner, lease_until = excluded.lease_until, \
+                 lease_epoch = excluded.lease_epoch{}",
                 Self::COLUMNS,
-                placeholders(chunk.len(), 16)
+                placeholders(chunk.len(), 17),
+                if fenced {
+                    " WHERE runs.lease_owner = excluded.lease_owner AND runs.lease_epoch = excluded.lease_epoch"
+                } else {
+                    ""
+                }
             );
             let mut q = sqlx::query(AssertSqlSafe(sql));
             for r in chunk {
@@ -291,11 +305,12 @@ impl RunRow {
                     .bind(r.updated_at)
                     .bind(r.finished_at)
                     .bind(&r.lease_owner)
-                    .bind(r.lease_until);
+                    .bind(r.lease_until)
+                    .bind(r.lease_epoch);
             }
-            q.execute(&mut *conn).await?;
+            changed += q.execute(&mut *conn).await?.rows_affected();
         }
-        Ok(())
+        Ok(changed)
     }
 }
 
@@ -347,20 +362,37 @@ impl StepRow {
         })
     }
 
-    /// Inserts or updates `rows` with as few statements as possible (see [`chunks`]).
+    /// Inserts or updates `rows` with as few statements as possible (see [`chunks`]); returns
+    /// how many rows changed. With a `fence`, a row is written only while its run's stored
+    /// lease is the fence's (owner and that run's epoch), checked in the same statement.
     pub(super) async fn upsert_many(
         conn: &mut SqliteConnection,
         rows: &[&Self],
-    ) -> Result<(), StoreError> {
+        fence: Option<&Fence>,
+    ) -> Result<u64, StoreError> {
+        const UPDATE: &str = "ON CONFLICT (run_id, key) DO UPDATE SET status = excluded.status, attempt = excluded.attempt, \
+             output = excluded.output, error = excluded.error, state = excluded.state, \
+             wake_at = excluded.wake_at, started_at = excluded.started_at, finished_at = excluded.finished_at";
+        let mut changed = 0;
         for chunk in chunks(rows) {
-            let sql = format!(
-                "INSERT INTO steps ({}) VALUES {} \
-                 ON CONFLICT (run_id, key) DO UPDATE SET status = excluded.status, attempt = excluded.attempt, \
-                 output = excluded.output, error = excluded.error, state = excluded.state, \
-                 wake_at = excluded.wake_at, started_at = excluded.started_at, finished_at = excluded.finished_at",
-                Self::COLUMNS,
-                placeholders(chunk.len(), 11)
-            );
+            let sql = match fence {
+                None => format!(
+                    "INSERT INTO steps ({}) VALUES {} {UPDATE}",
+                    Self::COLUMNS,
+                    placeholders(chunk.len(), 11)
+                ),
+                // The rows come as a VALUES table with each row's epoch as a twelfth column,
+                // joined to the run's lease: a row whose run is no longer held is not inserted.
+                // (`WHERE true` tells SQLite's parser the ON CONFLICT belongs to the INSERT.)
+                Some(_) => format!(
+                    "INSERT INTO steps ({}) SELECT v.column1, v.column2, v.column3, v.column4, v.column5, \
+                     v.column6, v.column7, v.column8, v.column9, v.column10, v.column11 \
+                     FROM (VALUES {}) AS v JOIN runs r ON r.id = v.column1 AND r.lease_owner = ? \
+                     AND r.lease_epoch = v.column12 WHERE true {UPDATE}",
+                    Self::COLUMNS,
+                    placeholders(chunk.len(), 12)
+                ),
+            };
             let mut q = sqlx::query(AssertSqlSafe(sql));
             for s in chunk {
                 q = q
@@ -375,10 +407,16 @@ impl StepRow {
                     .bind(s.wake_at)
                     .bind(s.started_at)
                     .bind(s.finished_at);
+                if let Some(f) = fence {
+                    q = q.bind(f.epochs.get(&s.run_id).copied().unwrap_or(-1));
+                }
             }
-            q.execute(&mut *conn).await?;
+            if let Some(f) = fence {
+                q = q.bind(&f.owner);
+            }
+            changed += q.execute(&mut *conn).await?.rows_affected();
         }
-        Ok(())
+        Ok(changed)
     }
 }
 
@@ -408,8 +446,9 @@ impl SignalRow {
         })
     }
 
-    pub(super) async fn insert(&self, conn: &mut SqliteConnection) -> Result<(), StoreError> {
-        sqlx::query(
+    /// Inserts the signal; returns the rows changed (1).
+    pub(super) async fn insert(&self, conn: &mut SqliteConnection) -> Result<u64, StoreError> {
+        Ok(sqlx::query(
             "INSERT INTO signals (id, run_id, name, payload, created_at) VALUES (?, ?, ?, ?, ?)",
         )
         .bind(self.id)
@@ -418,8 +457,33 @@ impl SignalRow {
         .bind(self.payload.to_string())
         .bind(self.created_at)
         .execute(&mut *conn)
-        .await?;
-        Ok(())
+        .await?
+        .rows_affected())
+    }
+
+    /// Inserts the signal only while `held` (an `EXISTS` taking run, owner, epoch) is true of
+    /// its run; returns the rows changed.
+    pub(super) async fn insert_fenced(
+        &self,
+        conn: &mut SqliteConnection,
+        held: &str,
+        fence: &Fence,
+        epoch: i64,
+    ) -> Result<u64, StoreError> {
+        Ok(sqlx::query(AssertSqlSafe(format!(
+            "INSERT INTO signals (id, run_id, name, payload, created_at) SELECT ?, ?, ?, ?, ? WHERE {held}"
+        )))
+        .bind(self.id)
+        .bind(&self.run_id)
+        .bind(&self.name)
+        .bind(self.payload.to_string())
+        .bind(self.created_at)
+        .bind(&self.run_id)
+        .bind(&fence.owner)
+        .bind(epoch)
+        .execute(&mut *conn)
+        .await?
+        .rows_affected())
     }
 }
 
@@ -467,26 +531,62 @@ impl IncidentRow {
         })
     }
 
-    pub(super) async fn upsert(&self, conn: &mut SqliteConnection) -> Result<(), StoreError> {
-        sqlx::query(AssertSqlSafe(format!(
-            "INSERT INTO incidents ({}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
-             ON CONFLICT (id) DO UPDATE SET title = excluded.title, severity = excluded.severity, \
-             service = excluded.service, status = excluded.status, timeline = excluded.timeline, \
-             updated_at = excluded.updated_at",
-            Self::COLUMNS
-        )))
-        .bind(&self.id)
-        .bind(&self.run_id)
-        .bind(&self.tenant)
-        .bind(&self.title)
-        .bind(&self.severity)
-        .bind(&self.service)
-        .bind(&self.status)
-        .bind(self.timeline.to_string())
-        .bind(self.created_at)
-        .bind(self.updated_at)
-        .execute(&mut *conn)
-        .await?;
-        Ok(())
+    const UPDATE: &'static str = "ON CONFLICT (id) DO UPDATE SET title = excluded.title, severity = excluded.severity, \
+         service = excluded.service, status = excluded.status, timeline = excluded.timeline, \
+         updated_at = excluded.updated_at";
+
+    /// Inserts or updates the incident; returns the rows changed (1).
+    pub(super) async fn upsert(&self, conn: &mut SqliteConnection) -> Result<u64, StoreError> {
+        let sql = format!(
+            "INSERT INTO incidents ({}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) {}",
+            Self::COLUMNS,
+            Self::UPDATE
+        );
+        Ok(self
+            .bind(sqlx::query(AssertSqlSafe(sql)))
+            .execute(&mut *conn)
+            .await?
+            .rows_affected())
+    }
+
+    /// Upserts the incident only while `held` (an `EXISTS` taking run, owner, epoch) is true
+    /// of the run `by_run` whose step changed it; returns the rows changed.
+    pub(super) async fn upsert_fenced(
+        &self,
+        conn: &mut SqliteConnection,
+        held: &str,
+        by_run: &str,
+        fence: &Fence,
+        epoch: i64,
+    ) -> Result<u64, StoreError> {
+        let sql = format!(
+            "INSERT INTO incidents ({}) SELECT ?, ?, ?, ?, ?, ?, ?, ?, ?, ? WHERE {held} {}",
+            Self::COLUMNS,
+            Self::UPDATE
+        );
+        Ok(self
+            .bind(sqlx::query(AssertSqlSafe(sql)))
+            .bind(by_run)
+            .bind(&fence.owner)
+            .bind(epoch)
+            .execute(&mut *conn)
+            .await?
+            .rows_affected())
+    }
+
+    fn bind<'q>(
+        &'q self,
+        q: sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArguments>,
+    ) -> sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArguments> {
+        q.bind(&self.id)
+            .bind(&self.run_id)
+            .bind(&self.tenant)
+            .bind(&self.title)
+            .bind(&self.severity)
+            .bind(&self.service)
+            .bind(&self.status)
+            .bind(self.timeline.to_string())
+            .bind(self.created_at)
+            .bind(self.updated_at)
     }
 }

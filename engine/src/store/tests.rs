@@ -30,6 +30,7 @@ fn run(id: &str, status: RunStatus) -> RunRow {
         finished_at: None,
         lease_owner: None,
         lease_until: None,
+        lease_epoch: 0,
     }
 }
 
@@ -128,14 +129,16 @@ async fn leases_keep_runs_to_one_owner_until_they_expire() -> Result<(), StoreEr
             Write::Run(run("done", RunStatus::Succeeded)),
         ])
         .await?;
-    let mine = store.claim_unfinished("p1", 1_000, 10_000).await?;
+    let mine = store
+        .claim_unfinished("p1", 1_000, 10_000, Claim::Restart)
+        .await?;
     assert_eq!(
         mine.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(),
         ["r1", "r2"]
     );
     assert!(
         store
-            .claim_unfinished("p2", 5_000, 10_000)
+            .claim_unfinished("p2", 5_000, 10_000, Claim::Restart)
             .await?
             .is_empty(),
         "p1's lease holds"
@@ -143,12 +146,14 @@ async fn leases_keep_runs_to_one_owner_until_they_expire() -> Result<(), StoreEr
     store.renew_leases("p1", 20_000).await?;
     assert!(
         store
-            .claim_unfinished("p2", 15_000, 10_000)
+            .claim_unfinished("p2", 15_000, 10_000, Claim::Restart)
             .await?
             .is_empty(),
         "renewed"
     );
-    let taken = store.claim_unfinished("p2", 25_000, 10_000).await?;
+    let taken = store
+        .claim_unfinished("p2", 25_000, 10_000, Claim::Restart)
+        .await?;
     assert_eq!(taken.len(), 2, "an expired lease is taken over");
     assert_eq!(taken[0].lease_owner.as_deref(), Some("p2"));
     Ok(())
@@ -157,7 +162,7 @@ async fn leases_keep_runs_to_one_owner_until_they_expire() -> Result<(), StoreEr
 #[tokio::test]
 async fn signals_wait_until_a_step_takes_them() -> Result<(), StoreError> {
     let (_dir, store) = fresh().await;
-    let id = store.next_signal_id().await?;
+    let id = store.reserve_ids("signals", 1).await?.start;
     store
         .commit(&[Write::Signal(SignalRow {
             id,
@@ -178,7 +183,6 @@ async fn signals_wait_until_a_step_takes_them() -> Result<(), StoreError> {
         }])
         .await?;
     assert!(store.pending_signals("r1").await?.is_empty());
-    assert_eq!(store.next_signal_id().await?, id + 1);
     Ok(())
 }
 
@@ -197,10 +201,20 @@ async fn incidents_round_trip() -> Result<(), StoreError> {
         created_at: 1,
         updated_at: 1,
     };
-    store.commit(&[Write::Incident(inc.clone())]).await?;
+    store
+        .commit(&[Write::Incident {
+            row: inc.clone(),
+            by_run: None,
+        }])
+        .await?;
     inc.status = "resolved".into();
     inc.updated_at = 9;
-    store.commit(&[Write::Incident(inc.clone())]).await?;
+    store
+        .commit(&[Write::Incident {
+            row: inc.clone(),
+            by_run: None,
+        }])
+        .await?;
     assert_eq!(store.incident("inc-1").await?, Some(inc));
     assert_eq!(store.incidents().await?.len(), 1);
     Ok(())
@@ -335,13 +349,16 @@ async fn recovery_reads_the_leased_runs_steps_and_signals_at_once() -> Result<()
             },
         ])
         .await?;
-    let claimed = store.claim_unfinished("me", 10, 1_000).await?;
+    let claimed = store
+        .claim_unfinished("me", 10, 1_000, Claim::Restart)
+        .await?;
     assert_eq!(
         claimed.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(),
         ["a", "b"]
     );
+    let ids: Vec<String> = claimed.iter().map(|r| r.id.clone()).collect();
     let keys: Vec<(String, String)> = store
-        .steps_of_leased_runs("me")
+        .steps_of_runs(&ids)
         .await?
         .into_iter()
         .map(|s| (s.run_id, s.key.to_string()))
@@ -352,11 +369,136 @@ async fn recovery_reads_the_leased_runs_steps_and_signals_at_once() -> Result<()
         want.map(|(r, k)| (r.to_string(), k.to_string())).to_vec()
     );
     let signals: Vec<i64> = store
-        .pending_signals_of_leased_runs("me")
+        .pending_signals_of_runs(&ids)
         .await?
         .iter()
         .map(|s| s.id)
         .collect();
     assert_eq!(signals, [1, 3]);
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_process_whose_lease_was_taken_over_writes_nothing_more() -> Result<(), StoreError> {
+    let (_dir, store) = fresh().await;
+    store
+        .commit(&[
+            Write::Run(run("r1", RunStatus::Running)),
+            Write::Run(run("r2", RunStatus::Running)),
+            Write::Step(step("r1", "a", StepStatus::Running)),
+        ])
+        .await?;
+    let old = store
+        .claim_unfinished("old", 0, 1_000, Claim::Restart)
+        .await?;
+    let fence_of = |owner: &str, runs: &[RunRow]| Fence {
+        owner: owner.into(),
+        epochs: runs.iter().map(|r| (r.id.clone(), r.lease_epoch)).collect(),
+    };
+    let old_fence = fence_of("old", &old);
+    // r1's lease runs out and another process takes it; r2's does not (it was renewed).
+    store.renew_leases("old", 5_000).await?;
+    sqlx::query("UPDATE runs SET lease_until = 0 WHERE id = 'r1'")
+        .execute(&store.pool)
+        .await?;
+    let new = store
+        .claim_unfinished("new", 2_000, 1_000, Claim::Adopt)
+        .await?;
+    assert_eq!(
+        new.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(),
+        ["r1"]
+    );
+    assert!(
+        new[0].lease_epoch > old[0].lease_epoch,
+        "each claim bumps the epoch"
+    );
+
+    // The old process's batch: a finished step and run for r1, a step for r2, a signal and an
+    // incident for r1. Only r2's write lands, and r1 is named as taken over.
+    let mut done = step("r1", "a", StepStatus::Succeeded);
+    done.output = Some(json!({"stale": true}));
+    let mut finished = old[0].clone();
+    finished.status = RunStatus::Succeeded;
+    let lost = store
+        .commit_fenced(
+            &[
+                Write::Run(finished),
+                Write::Step(done),
+                Write::Step(step("r2", "b", StepStatus::Running)),
+                Write::Signal(SignalRow {
+                    id: 1,
+                    run_id: "r1".into(),
+                    name: "go".into(),
+                    payload: json!(null),
+                    created_at: 1,
+                }),
+            ],
+            &old_fence,
+        )
+        .await?;
+    assert_eq!(lost, ["r1"]);
+    let r1 = store.run("r1").await?.expect("r1");
+    assert_eq!(
+        (r1.status, r1.lease_owner.as_deref()),
+        (RunStatus::Running, Some("new"))
+    );
+    let steps = store.steps("r1").await?;
+    assert_eq!(
+        steps[0].status,
+        StepStatus::Running,
+        "the stale step was not written"
+    );
+    assert!(store.pending_signals("r1").await?.is_empty());
+    assert_eq!(
+        store.steps("r2").await?.len(),
+        1,
+        "the held run's write landed"
+    );
+
+    // The new owner writes under its own epoch; the old one's release leaves r1 alone.
+    let lost = store
+        .commit_fenced(
+            &[Write::Step(step("r1", "a", StepStatus::Succeeded))],
+            &fence_of("new", &new),
+        )
+        .await?;
+    assert!(lost.is_empty());
+    store.release_leases(&old_fence).await?;
+    assert_eq!(
+        store.run("r1").await?.expect("r1").lease_owner.as_deref(),
+        Some("new")
+    );
+    assert_eq!(store.run("r2").await?.expect("r2").lease_owner, None);
+    // Adopting never re-claims one's own runs; a restart does.
+    assert!(
+        store
+            .claim_unfinished("new", 2_500, 1_000, Claim::Adopt)
+            .await?
+            .iter()
+            .all(|r| r.id != "r1")
+    );
+    let again = store
+        .claim_unfinished("new", 2_500, 1_000, Claim::Restart)
+        .await?;
+    assert!(
+        again
+            .iter()
+            .any(|r| r.id == "r1" && r.lease_epoch > new[0].lease_epoch)
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn id_blocks_never_overlap_across_handles() -> Result<(), StoreError> {
+    let (dir, one) = fresh().await;
+    let two = Store::open(&dir.path().join("csmp.db"), Durability::Full).await?;
+    let a = one.reserve_ids("signals", 64).await?;
+    let b = two.reserve_ids("signals", 64).await?;
+    let c = one.reserve_ids("signals", 1).await?;
+    assert_eq!(
+        (a.end - a.start, b.end - b.start, c.end - c.start),
+        (64, 64, 1)
+    );
+    assert!(a.end <= b.start && b.end <= c.start, "{a:?} {b:?} {c:?}");
     Ok(())
 }

@@ -172,6 +172,7 @@ fn check_recovery(
         status == 202 || (status == 503 && kind == "urn:csmp:problem:timeout"),
         "the held signal is accepted when the database comes back: {status} {kind}"
     );
+    readyz_until(&app, 200);
     let done = app.wait_run(&who.client, run, "succeeded");
     assert_eq!(done["outputs"]["heard"], json!({ "from": "the test" }));
     readyz_until(&app, 200);

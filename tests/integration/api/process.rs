@@ -504,3 +504,121 @@ fn a_start_up_failure_is_a_json_error_line() {
         "and why the service stopped: {log}"
     );
 }
+
+/// The lease of `run` as stored: (owner, epoch).
+fn stored_lease(db: &Path, run: &str) -> (Option<String>, i64) {
+    let rt = tokio::runtime::Runtime::new().expect("a runtime");
+    rt.block_on(async {
+        use sqlx::Connection as _;
+        let mut c = sqlx::SqliteConnection::connect(&format!("sqlite://{}", db.display()))
+            .await
+            .expect("a reader");
+        let row: (Option<String>, i64) =
+            sqlx::query_as("SELECT lease_owner, lease_epoch FROM runs WHERE id = ?")
+                .bind(run)
+                .fetch_one(&mut c)
+                .await
+                .expect("the run is stored");
+        row
+    })
+}
+
+#[test]
+fn csmp_run_beside_csmp_serve_leaves_the_services_runs_alone() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    write_definitions(dir.path());
+    let db = dir.path().join("csmp.db");
+    let operator = cli_token(&db, &["--role", "operator"]);
+    let client = cli_token(&db, &["--role", "client", "--tenant", "acme"]);
+    let app = Served::start(dir.path(), "beside");
+    let ordered = app.order(&client, &json!({ "catalog_id": "steer" }));
+    let run = s(&ordered, "run_id");
+    app.wait_step(&client, &run, "gate", "waiting");
+    let before = stored_lease(&db, &run);
+    assert_eq!(before.0.as_deref(), Some("local"));
+
+    // A one-off run on the same database, with the same default lease name as the service.
+    let out = Command::new(env!("CARGO_BIN_EXE_csmp"))
+        .args(["run", "workflows/hello.yaml", "--input", "who=beside"])
+        .arg("--database")
+        .arg(&db)
+        .current_dir(dir.path())
+        .output()
+        .expect("csmp run runs");
+    assert!(
+        out.status.success(),
+        "csmp run: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // It neither took, re-planned, failed nor released the service's run.
+    assert_eq!(stored_lease(&db, &run), before);
+    let seen = app
+        .get(&format!("/v1/runs/{run}"))
+        .auth(&client)
+        .send()
+        .expect(200);
+    assert_eq!(seen["status"], "running");
+
+    // The service still executes it.
+    app.post(&format!("/v1/runs/{run}/approvals/gate"))
+        .auth(&operator)
+        .json(&json!({ "approved": true }))
+        .send()
+        .expect(200);
+    app.post(&format!("/v1/runs/{run}/signals/go"))
+        .auth(&operator)
+        .json(&json!("done"))
+        .send()
+        .expect(202);
+    let done = app.wait_run(&client, &run, "succeeded");
+    assert_eq!(done["outputs"]["heard"], "done");
+    let (status, _) = app.terminate();
+    assert!(status.success());
+}
+
+#[test]
+fn a_second_serve_on_one_sqlite_file_refuses_to_start() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    write_definitions(dir.path());
+    let app = Served::start(dir.path(), "first");
+    let log_path = dir.path().join("second.log");
+    let mut second = Command::new(env!("CARGO_BIN_EXE_csmp"))
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .arg("--database")
+        .arg(dir.path().join("csmp.db"))
+        .arg("--workflows")
+        .arg(dir.path().join("workflows"))
+        .arg("--catalog")
+        .arg(dir.path().join("catalog"))
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log_path).expect("a log file"))
+        .spawn()
+        .expect("a second csmp serve runs");
+    let started = Instant::now();
+    let code = loop {
+        if let Some(status) = second.try_wait().expect("its status") {
+            break status.code();
+        }
+        if started.elapsed() > GUARD {
+            let _ = second.kill();
+            let _ = second.wait();
+            panic!("the second csmp serve kept running beside the first");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(code, Some(1));
+    let log = std::fs::read_to_string(&log_path).expect("its log");
+    assert!(
+        log.contains("another csmp serve is using")
+            && log.contains(&format!("pid {}", app.child.id())),
+        "says who holds the database: {log}"
+    );
+    // The first one is untouched and stops cleanly; then the file is free again.
+    assert_eq!(app.get("/healthz").send().status, 200);
+    let (status, _) = app.terminate();
+    assert!(status.success());
+    let again = Served::start(dir.path(), "again");
+    let (status, _) = again.terminate();
+    assert!(status.success());
+}

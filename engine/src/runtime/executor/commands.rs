@@ -47,10 +47,10 @@ impl Executor {
                 payload,
                 reply,
             } => match self.ensure_loaded(&run_id).await {
-                Ok(()) => {
-                    self.deliver_signal(run_id, name, payload);
-                    self.replies.push(Reply::Done(reply));
-                }
+                Ok(()) => match self.deliver_signal(run_id.clone(), name, payload).await {
+                    Ok(()) => self.replies.push(Reply::Done(reply, Some(run_id))),
+                    Err(e) => drop(reply.send(Err(e))),
+                },
                 Err(e) => drop(reply.send(Err(e))),
             },
             Command::Approve {
@@ -65,7 +65,7 @@ impl Executor {
                     return;
                 }
                 match self.decide(&run_id, &step, approved, &by) {
-                    Ok(()) => self.replies.push(Reply::Done(reply)),
+                    Ok(()) => self.replies.push(Reply::Done(reply, Some(run_id))),
                     Err(e) => drop(reply.send(Err(e))),
                 }
             }
@@ -75,23 +75,27 @@ impl Executor {
                     return;
                 }
                 self.cancel_run(&run_id);
-                self.replies.push(Reply::Done(reply));
+                self.replies.push(Reply::Done(reply, Some(run_id)));
             }
-            Command::Sync(reply) => self.replies.push(Reply::Done(reply)),
+            Command::Sync(reply) => self.replies.push(Reply::Done(reply, None)),
             Command::Shutdown(_) => {}
         }
     }
 
     /// Buffers a signal for a run active here; a `signal:` step waiting for it takes it.
-    pub(super) fn deliver_signal(&mut self, run_id: String, name: String, payload: Json) {
+    pub(super) async fn deliver_signal(
+        &mut self,
+        run_id: String,
+        name: String,
+        payload: Json,
+    ) -> Result<(), EngineError> {
         let signal = SignalRow {
-            id: self.next_signal_id,
+            id: self.signal_id().await?,
             run_id: run_id.clone(),
             name,
             payload,
             created_at: self.clock.now_ms(),
         };
-        self.next_signal_id += 1;
         self.signal_writes.push(Write::Signal(signal.clone()));
         if let Some(run) = self.runs.get_mut(&run_id) {
             run.signals.push(signal);
@@ -99,6 +103,7 @@ impl Executor {
         // A `signal:` step already waiting for it takes it now.
         self.take_signals(&run_id);
         self.dirty.insert(run_id);
+        Ok(())
     }
 
     /// Acknowledges, resolves or annotates an incident on behalf of a person. Acknowledging
@@ -144,7 +149,11 @@ impl Executor {
         } else {
             self.open_incidents.insert(id.to_string(), row.clone());
         }
-        self.incidents.push(row.clone());
+        // Steered by a person: no run's lease covers it.
+        self.incident_writes.push(Write::Incident {
+            row: row.clone(),
+            by_run: None,
+        });
         if action == IncidentSteer::Acknowledge
             && let Some(run_id) = row.run_id.clone()
             && self
@@ -152,7 +161,8 @@ impl Executor {
                 .get(&run_id)
                 .is_some_and(|r| !r.row.status.is_final())
         {
-            self.deliver_signal(run_id, "ack".into(), json!({ "incident": id, "by": by }));
+            self.deliver_signal(run_id, "ack".into(), json!({ "incident": id, "by": by }))
+                .await?;
         }
         Ok(row)
     }
@@ -231,6 +241,7 @@ impl Executor {
             finished_at: None,
             lease_owner: Some(self.config.owner.clone()),
             lease_until: Some(now + self.lease_ms()),
+            lease_epoch: 1,
         };
         self.runs.insert(
             id.clone(),

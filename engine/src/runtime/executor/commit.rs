@@ -8,7 +8,7 @@
 //! belongs to: the batch is split by run, and the run whose writes are refused is recorded as
 //! failed with the reason while the others carry on.
 
-use std::collections::{BTreeMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashSet, VecDeque};
 use std::time::Duration;
 
 use super::Executor;
@@ -28,10 +28,20 @@ impl Executor {
         // given up instead of retried forever.
         let mut refused: HashSet<String> = HashSet::new();
         while let Some(batch) = queue.pop_front() {
-            match self.store.commit(&batch).await {
-                Ok(()) => {
+            let fence = self.fence(
+                batch
+                    .iter()
+                    .filter_map(Write::run_id)
+                    .map(str::to_string)
+                    .collect::<BTreeSet<_>>(),
+            );
+            match self.store.commit_fenced(&batch, &fence).await {
+                Ok(lost) => {
                     self.health.storage_up(self.clock.now_ms());
                     delay = FIRST_RETRY;
+                    for run in lost {
+                        self.lose_run(&run);
+                    }
                 }
                 Err(e) if e.is_transient() => {
                     self.health

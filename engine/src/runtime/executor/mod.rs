@@ -27,7 +27,9 @@ use super::workers::{self, Done, Job};
 use super::{Clock, Command, Definitions, EngineConfig, EngineError, Health, RunEvent};
 use crate::plan::{Plan, UnitKey};
 use crate::plugin::{CancellationToken, PluginHost};
-use crate::store::{IncidentRow, RunRow, RunStatus, SignalRow, StepRow, StepStatus, Store, Write};
+use crate::store::{
+    Claim, Fence, IncidentRow, RunRow, RunStatus, SignalRow, StepRow, StepStatus, Store, Write,
+};
 use tokio_util::sync::CancellationToken as Stopping;
 
 /// One active run.
@@ -67,7 +69,8 @@ pub(super) struct Executor {
     crons: Vec<CronTrigger>,
     jobs: std::sync::mpsc::Sender<Job>,
     done_rx: mpsc::UnboundedReceiver<Done>,
-    next_signal_id: i64,
+    /// Signal ids reserved from the store and not yet used.
+    signal_ids: std::ops::Range<i64>,
     /// This turn: runs to advance.
     dirty: BTreeSet<String>,
     /// This turn: units and runs changed (to write and announce).
@@ -78,7 +81,7 @@ pub(super) struct Executor {
     /// This turn: callers to answer after the commit.
     replies: Vec<Reply>,
     /// Incidents changed this turn.
-    incidents: Vec<IncidentRow>,
+    incident_writes: Vec<Write>,
     /// Signals delivered or taken this turn.
     signal_writes: Vec<Write>,
     /// Requests whose runs were created this turn.
@@ -99,7 +102,8 @@ pub(super) struct Shared {
 
 enum Reply {
     Submitted(oneshot::Sender<Result<String, EngineError>>, String),
-    Done(oneshot::Sender<Result<(), EngineError>>),
+    /// Done once committed; refused if the run it names was taken over meanwhile.
+    Done(oneshot::Sender<Result<(), EngineError>>, Option<String>),
     Incident(
         oneshot::Sender<Result<IncidentRow, EngineError>>,
         Box<IncidentRow>,
@@ -132,7 +136,6 @@ impl Executor {
         } = shared;
         let (done_tx, done_rx) = mpsc::unbounded_channel();
         let jobs = workers::start(config.workers, host, done_tx, config.observer.clone());
-        let next_signal_id = store.next_signal_id().await?;
         let mut exec = Self {
             store,
             defs,
@@ -147,13 +150,13 @@ impl Executor {
             crons: Vec::new(),
             jobs,
             done_rx,
-            next_signal_id,
+            signal_ids: 0..0,
             dirty: BTreeSet::new(),
             touched_units: BTreeSet::new(),
             touched_runs: BTreeSet::new(),
             dispatch: Vec::new(),
             replies: Vec::new(),
-            incidents: Vec::new(),
+            incident_writes: Vec::new(),
             signal_writes: Vec::new(),
             request_writes: Vec::new(),
             open_incidents: HashMap::new(),
@@ -163,55 +166,14 @@ impl Executor {
                 exec.open_incidents.insert(inc.id.clone(), inc);
             }
         }
+        exec.signal_ids = exec.store.reserve_ids("signals", SIGNAL_IDS).await?;
         let now = exec.clock.now_ms();
-        let lease = exec.lease_ms();
-        let claimed = exec
-            .store
-            .claim_unfinished(&exec.config.owner, now, lease)
-            .await?;
-        // Every claimed run's steps and buffered signals, in two queries.
-        let mut steps: HashMap<String, HashMap<UnitKey, StepRow>> = HashMap::new();
-        for s in exec.store.steps_of_leased_runs(&exec.config.owner).await? {
-            steps
-                .entry(s.run_id.clone())
-                .or_default()
-                .insert(s.key.clone(), s);
-        }
-        let mut signals: HashMap<String, Vec<SignalRow>> = HashMap::new();
-        for s in exec
-            .store
-            .pending_signals_of_leased_runs(&exec.config.owner)
-            .await?
-        {
-            signals.entry(s.run_id.clone()).or_default().push(s);
-        }
-        for mut row in claimed {
-            let Some(plan) = exec.defs.get(&row.workflow, Some(row.version)).cloned() else {
-                row.status = RunStatus::Failed;
-                row.error = Some(format!(
-                    "workflow `{}` version {} is not loaded; load it and start a new run",
-                    row.workflow, row.version
-                ));
-                row.finished_at = Some(now);
-                exec.store.commit(&[Write::Run(row)]).await?;
-                continue;
-            };
-            let units = steps.remove(&row.id).unwrap_or_default();
-            let signals = signals.remove(&row.id).unwrap_or_default();
-            let id = row.id.clone();
-            exec.runs.insert(
-                id.clone(),
-                RunState {
-                    row,
-                    plan,
-                    units,
-                    signals,
-                    cancels: HashMap::new(),
-                    scope: ScopeCache::default(),
-                },
-            );
-            exec.rearm(&id);
-            exec.dirty.insert(id);
+        if exec.config.adopt {
+            let claimed = exec
+                .store
+                .claim_unfinished(&exec.config.owner, now, exec.lease_ms(), Claim::Restart)
+                .await?;
+            exec.take_runs(claimed).await?;
         }
         if exec.config.cron {
             let last = exec.store.last_cron_fires().await?;
@@ -223,6 +185,177 @@ impl Executor {
     /// The lease length in ms.
     fn lease_ms(&self) -> i64 {
         i64::try_from(self.config.lease.as_millis()).unwrap_or(i64::MAX)
+    }
+
+    /// Makes claimed runs active here: reads their steps and buffered signals (a few queries
+    /// for all of them), re-dispatches what was in flight and re-arms timers.
+    async fn take_runs(&mut self, claimed: Vec<RunRow>) -> Result<(), EngineError> {
+        if claimed.is_empty() {
+            return Ok(());
+        }
+        let now = self.clock.now_ms();
+        let ids: Vec<String> = claimed.iter().map(|r| r.id.clone()).collect();
+        let mut steps: HashMap<String, HashMap<UnitKey, StepRow>> = HashMap::new();
+        for s in self.store.steps_of_runs(&ids).await? {
+            steps
+                .entry(s.run_id.clone())
+                .or_default()
+                .insert(s.key.clone(), s);
+        }
+        let mut signals: HashMap<String, Vec<SignalRow>> = HashMap::new();
+        for s in self.store.pending_signals_of_runs(&ids).await? {
+            signals.entry(s.run_id.clone()).or_default().push(s);
+        }
+        for mut row in claimed {
+            tracing::debug!(run = %row.id, epoch = row.lease_epoch, "run claimed");
+            let Some(plan) = self.defs.get(&row.workflow, Some(row.version)).cloned() else {
+                row.status = RunStatus::Failed;
+                row.error = Some(format!(
+                    "workflow `{}` version {} is not loaded; load it and start a new run",
+                    row.workflow, row.version
+                ));
+                row.finished_at = Some(now);
+                let fence = Fence {
+                    owner: self.config.owner.clone(),
+                    epochs: HashMap::from([(row.id.clone(), row.lease_epoch)]),
+                };
+                self.store.commit_fenced(&[Write::Run(row)], &fence).await?;
+                continue;
+            };
+            let units = steps.remove(&row.id).unwrap_or_default();
+            let signals = signals.remove(&row.id).unwrap_or_default();
+            let id = row.id.clone();
+            self.runs.insert(
+                id.clone(),
+                RunState {
+                    row,
+                    plan,
+                    units,
+                    signals,
+                    cancels: HashMap::new(),
+                    scope: ScopeCache::default(),
+                },
+            );
+            self.rearm(&id);
+            self.dirty.insert(id);
+        }
+        Ok(())
+    }
+
+    /// Renews this process's leases and, unless it executes only its own runs, adopts those
+    /// whose lease ran out or was given back. The renewal is a write, so it also tells whether
+    /// the database takes writes again after a fault.
+    async fn tend_leases(&mut self) {
+        let now = self.clock.now_ms();
+        match self
+            .store
+            .renew_leases(&self.config.owner, now + self.lease_ms())
+            .await
+        {
+            Ok(()) => self.health.storage_up(now),
+            Err(e) if e.is_transient() => {
+                self.health.storage_down(&e.to_string(), now);
+                return;
+            }
+            Err(e) => tracing::warn!("cannot renew leases: {e}"),
+        }
+        if self.signal_ids.end - self.signal_ids.start < SIGNAL_IDS / 4 {
+            match self.store.reserve_ids("signals", SIGNAL_IDS).await {
+                Ok(ids) => self.signal_ids = ids,
+                Err(e) => tracing::warn!("cannot reserve signal ids: {e}"),
+            }
+        }
+        if !self.config.adopt {
+            return;
+        }
+        let claimed = match self
+            .store
+            .claim_unfinished(&self.config.owner, now, self.lease_ms(), Claim::Adopt)
+            .await
+        {
+            Ok(claimed) => claimed,
+            Err(e) => {
+                tracing::warn!("cannot look for runs whose lease ran out: {e}");
+                return;
+            }
+        };
+        if !claimed.is_empty() {
+            tracing::info!(
+                runs = claimed.len(),
+                "adopted runs whose lease ran out or was given back"
+            );
+        }
+        if let Err(e) = self.take_runs(claimed).await {
+            tracing::warn!(
+                "cannot load adopted runs; they are taken again when their lease runs out: {e}"
+            );
+        }
+    }
+
+    /// The next signal id, from a block reserved in the store (refilled as leases are tended,
+    /// so a signal seldom waits for a reservation).
+    async fn signal_id(&mut self) -> Result<i64, EngineError> {
+        if self.signal_ids.is_empty() {
+            match self.store.reserve_ids("signals", SIGNAL_IDS).await {
+                Ok(ids) => self.signal_ids = ids,
+                Err(e) => {
+                    if e.is_transient() {
+                        self.health
+                            .storage_down(&e.to_string(), self.clock.now_ms());
+                    }
+                    return Err(e.into());
+                }
+            }
+        }
+        let id = self.signal_ids.start;
+        self.signal_ids.start += 1;
+        Ok(id)
+    }
+
+    /// The leases held on runs active here, to fence writes with.
+    fn fence(&self, runs: impl IntoIterator<Item = String>) -> Fence {
+        Fence {
+            owner: self.config.owner.clone(),
+            epochs: runs
+                .into_iter()
+                .filter_map(|id| {
+                    let epoch = self.runs.get(&id)?.row.lease_epoch;
+                    Some((id, epoch))
+                })
+                .collect(),
+        }
+    }
+
+    /// A run whose lease another process took over: it is dropped here without writing
+    /// anything more; callers waiting on it are told.
+    fn lose_run(&mut self, run_id: &str) {
+        let Some(run) = self.runs.remove(run_id) else {
+            return;
+        };
+        tracing::warn!(
+            run = %run_id,
+            workflow = %run.row.workflow,
+            "another process took over this run's lease; dropping it here (its writes from this process were not applied)"
+        );
+        for token in run.cancels.values() {
+            token.cancel();
+        }
+        self.dispatch.retain(|job| job.run_id != run_id);
+        self.touched_units.retain(|(r, _)| r != run_id);
+        self.touched_runs.remove(run_id);
+        self.dirty.remove(run_id);
+        let mut kept = Vec::with_capacity(self.replies.len());
+        for reply in self.replies.drain(..) {
+            match reply {
+                Reply::Done(tx, Some(r)) if r == run_id => {
+                    drop(tx.send(Err(EngineError::Conflict(format!(
+                        "run `{run_id}` is executed by another process now; send this there"
+                    )))))
+                }
+                other => kept.push(other),
+            }
+        }
+        self.replies = kept;
     }
 
     /// After recovery: re-dispatch attempts that were in flight, re-arm timers.
@@ -250,6 +383,10 @@ impl Executor {
 
     pub(super) async fn run(mut self, mut commands: mpsc::UnboundedReceiver<Command>) {
         let renew_every = (self.config.lease / 3).max(Duration::from_millis(100));
+        // While a storage fault is recorded and nothing is retrying a commit, a write is tried
+        // this often, so the fault clears as soon as the database takes writes again.
+        let mut probe = tokio::time::interval(Duration::from_secs(1));
+        probe.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut renew = tokio::time::interval(renew_every);
         renew.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut stop: Option<oneshot::Sender<()>> = None;
@@ -270,12 +407,8 @@ impl Executor {
                 },
                 Some(d) = self.done_rx.recv() => self.done(d),
                 () = sleep_opt(wait) => {}
-                _ = renew.tick() => {
-                    let until = self.clock.now_ms() + self.lease_ms();
-                    if let Err(e) = self.store.renew_leases(&self.config.owner, until).await {
-                        tracing::warn!("cannot renew leases: {e}");
-                    }
-                }
+                _ = renew.tick() => self.tend_leases().await,
+                _ = probe.tick(), if self.health.storage_fault().is_some() => self.tend_leases().await,
             }
             // Take everything else that is already waiting: one commit for all of it.
             while let Ok(d) = self.done_rx.try_recv() {
@@ -299,7 +432,8 @@ impl Executor {
                 // Hand the runs back, so another process may take them at once instead of
                 // waiting out the lease. Attempts still in flight are run again by whoever
                 // takes the run (same idempotency key).
-                if let Err(e) = self.store.release_leases(&self.config.owner).await {
+                let fence = self.fence(self.runs.keys().cloned().collect::<Vec<_>>());
+                if let Err(e) = self.store.release_leases(&fence).await {
                     tracing::warn!("cannot release leases: {e}");
                 }
                 let _ = tx.send(());
@@ -341,7 +475,7 @@ impl Executor {
         }
         writes.append(&mut self.signal_writes);
         writes.append(&mut self.request_writes);
-        writes.extend(self.incidents.drain(..).map(Write::Incident));
+        writes.append(&mut self.incident_writes);
         if !self.commit(writes).await {
             return false;
         }
@@ -354,7 +488,7 @@ impl Executor {
         for reply in self.replies.drain(..) {
             match reply {
                 Reply::Submitted(tx, id) => drop(tx.send(Ok(id))),
-                Reply::Done(tx) => drop(tx.send(Ok(()))),
+                Reply::Done(tx, _) => drop(tx.send(Ok(()))),
                 Reply::Incident(tx, row) => drop(tx.send(Ok(*row))),
             }
         }
@@ -482,6 +616,9 @@ fn log_run(r: &RunRow) {
         }
     }
 }
+
+/// Signal ids reserved from the store at a time.
+const SIGNAL_IDS: i64 = 64;
 
 fn failed(mut row: StepRow, error: String, now: i64) -> StepRow {
     row.status = StepStatus::Failed;

@@ -404,7 +404,10 @@ impl Executor {
         } else {
             self.open_incidents.insert(row.id.clone(), row.clone());
         }
-        self.incidents.push(row);
+        self.incident_writes.push(Write::Incident {
+            row,
+            by_run: Some(run_id.to_string()),
+        });
         Ok(out)
     }
 
