@@ -126,6 +126,41 @@ impl AppState {
             .cloned()
     }
 
+    /// Plans again every stored workflow version that did not plan (after a plugin upload or
+    /// a grant change) and makes those that do now runnable, so their blocked runs go on.
+    /// Returns how many became runnable.
+    pub async fn replan_unplanned(&self) -> usize {
+        let pending: Vec<(String, u32, Arc<str>)> = self
+            .defs
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .every_unplanned()
+            .map(|(n, v, u)| (n.to_string(), v, Arc::clone(&u.source)))
+            .collect();
+        let index = self.host.index();
+        let mut planned = 0;
+        for (name, version, source) in pending {
+            let env = crate::plan::Env {
+                plugins: &index,
+                workflows: None,
+            };
+            let Ok(plan) = crate::plan::validate_workflow(source.as_bytes(), env) else {
+                continue;
+            };
+            if let Err(e) = self.engine.define(plan.clone()).await {
+                tracing::warn!("cannot make {name}@{version} runnable again: {e}");
+                continue;
+            }
+            tracing::info!(workflow = %name, version, "a stored workflow version plans again; its runs go on");
+            self.defs
+                .write()
+                .unwrap_or_else(PoisonError::into_inner)
+                .insert(plan);
+            planned += 1;
+        }
+        planned
+    }
+
     /// Every runnable workflow name with its versions.
     pub fn workflow_names(&self) -> WorkflowNames {
         let defs = self.defs.read().unwrap_or_else(PoisonError::into_inner);

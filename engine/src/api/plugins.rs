@@ -135,6 +135,8 @@ pub(super) async fn upload(
         })
         .await?;
     let created = outcome == PutWorkflow::Inserted;
+    // A workflow version that needed this plugin may plan again, and its runs go on.
+    state.replan_unplanned().await;
     let status = if created {
         StatusCode::CREATED
     } else {

@@ -152,6 +152,9 @@ pub(super) async fn approve(
     Body(decision): Body<StepDecision>,
 ) -> Result<Json<RunSummary>, Problem> {
     let run = visible_run(&state, &who, &id).await?;
+    if let Some(why) = run.blocked.as_deref().filter(|_| !run.status.is_final()) {
+        return Err(Problem::conflict(format!("run `{id}` is blocked: {why}")));
+    }
     let plan = state
         .plan(&run.workflow, Some(run.version))
         .ok_or_else(|| Problem::unavailable("the run's workflow version is not loaded"))?;

@@ -203,6 +203,9 @@ pub(super) enum RunStatusView {
     Failing,
     /// Being cancelled.
     Cancelling,
+    /// Waiting because its workflow version does not plan now (see `blocked`); it goes on
+    /// when that is fixed.
+    Blocked,
     /// Done.
     Succeeded,
     /// Failed.
@@ -212,9 +215,12 @@ pub(super) enum RunStatusView {
 }
 
 impl RunStatusView {
-    fn of(s: crate::store::RunStatus) -> Self {
+    fn of(r: &RunRow) -> Self {
         use crate::store::RunStatus as S;
-        match s {
+        if r.blocked.is_some() && !r.status.is_final() {
+            return Self::Blocked;
+        }
+        match r.status {
             S::Running => Self::Running,
             S::Failing => Self::Failing,
             S::Cancelling => Self::Cancelling,
@@ -240,6 +246,9 @@ pub(super) struct RunSummary {
     pub status: RunStatusView,
     /// Why it failed.
     pub error: Option<String>,
+    /// Why it waits, while it is blocked, and what fixes it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub blocked: Option<String>,
     /// The parent run, for a sub-workflow.
     pub parent_run: Option<String>,
     /// Start.
@@ -257,8 +266,9 @@ impl RunSummary {
             workflow: r.workflow.clone(),
             version: r.version,
             tenant: r.tenant.clone(),
-            status: RunStatusView::of(r.status),
+            status: RunStatusView::of(r),
             error: r.error.clone(),
+            blocked: r.blocked.clone().filter(|_| !r.status.is_final()),
             parent_run: r.parent_run.clone(),
             created_at: time(r.created_at),
             updated_at: time(r.updated_at),

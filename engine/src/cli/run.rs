@@ -84,14 +84,24 @@ pub async fn load_definitions(
             },
         ) {
             Ok(plan) => defs.insert(plan),
-            Err(d) => tracing::warn!(
-                workflow = %row.name,
-                version = row.version,
-                "stored workflow {}@{} no longer validates ({} problems); its runs cannot continue",
-                row.name,
-                row.version,
-                d.len()
-            ),
+            Err(d) => {
+                let reason = crate::plan::summarize(&d);
+                tracing::warn!(
+                    workflow = %row.name,
+                    version = row.version,
+                    "stored workflow {}@{} no longer validates ({reason}); its runs wait until it does",
+                    row.name,
+                    row.version,
+                );
+                defs.insert_unplanned(
+                    &row.name,
+                    row.version,
+                    crate::runtime::Unplanned {
+                        source: row.source.into(),
+                        reason,
+                    },
+                );
+            }
         }
     }
     Ok(defs)
@@ -389,6 +399,7 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
     let data = data_dir(&opts.database);
     // One service per SQLite file: a second one would execute the same runs.
     let _lock = super::lock::ServeLock::take(&opts.database)?;
+    let signalled = shutdown_signal()?;
     let store = Store::open_with(
         &opts.database,
         StoreOptions {
@@ -463,7 +474,7 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
     );
     let stopping = engine.clone();
     let shutdown = async move {
-        shutdown_signal().await;
+        signalled.await;
         tracing::info!("stopping: no new calls; calls in flight finish");
         stopping.begin_shutdown();
     };
@@ -501,25 +512,25 @@ pub async fn create_token(opts: TokenOptions) -> anyhow::Result<String> {
     Ok(token.secret)
 }
 
-async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
+/// Ctrl-C or SIGTERM. The handlers are installed when this is called, not when the future is
+/// first polled: a signal that arrives after `serve` says it listens must stop it cleanly, not
+/// kill it with the default action.
+fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
     #[cfg(unix)]
-    {
-        let term = async {
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(mut s) => {
-                    s.recv().await;
-                }
-                Err(_) => std::future::pending::<()>().await,
-            }
-        };
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .context("cannot handle SIGTERM")?;
+    #[cfg(unix)]
+    let mut int = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
+        .context("cannot handle SIGINT")?;
+    Ok(async move {
+        #[cfg(unix)]
         tokio::select! {
-            _ = ctrl_c => {}
-            () = term => {}
+            _ = term.recv() => {}
+            _ = int.recv() => {}
         }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = ctrl_c.await;
-    }
+        #[cfg(not(unix))]
+        {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    })
 }

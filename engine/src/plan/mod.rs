@@ -336,6 +336,19 @@ pub const RUN_FIELDS: &[&str] = &[
 /// Fields of `steps.<id>` a template may read.
 const STEP_FIELDS: &[&str] = &["output", "status", "error"];
 
+/// One line saying what is wrong with a definition: the first problems, and how many more.
+pub fn summarize(diagnostics: &[Diagnostic]) -> String {
+    let mut parts: Vec<String> = diagnostics
+        .iter()
+        .take(3)
+        .map(|d| format!("{}:{}: {}", d.span.line, d.span.column, d.message))
+        .collect();
+    if diagnostics.len() > 3 {
+        parts.push(format!("and {} more", diagnostics.len() - 3));
+    }
+    parts.join("; ")
+}
+
 /// Decodes and validates a workflow file in one go.
 pub fn validate_workflow(bytes: &[u8], env: Env<'_>) -> Result<Plan, Vec<Diagnostic>> {
     let mut diags = Diagnostics::default();

@@ -11,13 +11,14 @@
 
 mod clock;
 mod cron;
+mod definitions;
 mod executor;
 mod health;
 mod observe;
 mod scope;
 mod workers;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -25,45 +26,13 @@ use serde_json::Value as Json;
 use tokio::sync::{broadcast, mpsc, oneshot};
 
 pub use clock::{Clock, ManualClock, Sleep, TokioClock};
+pub use definitions::{Definitions, Unplanned};
 pub use health::{Fault, Health};
 pub use observe::AttemptObserver;
 
 use crate::plan::Plan;
 use crate::plugin::PluginHost;
 use crate::store::{IncidentRow, RunStatus, Store, StoreError};
-
-/// Every workflow version the executor can run, by name and version.
-#[derive(Debug, Clone, Default)]
-pub struct Definitions {
-    /// (name, version) → plan.
-    plans: HashMap<(String, u32), Arc<Plan>>,
-    /// name → newest version.
-    latest: HashMap<String, u32>,
-}
-
-impl Definitions {
-    /// Adds a validated plan.
-    pub fn insert(&mut self, plan: Plan) {
-        let latest = self
-            .latest
-            .entry(plan.name().to_string())
-            .or_insert(plan.version());
-        *latest = (*latest).max(plan.version());
-        self.plans
-            .insert((plan.name().to_string(), plan.version()), Arc::new(plan));
-    }
-
-    /// A plan by name and version (the newest when `version` is `None`).
-    pub fn get(&self, name: &str, version: Option<u32>) -> Option<&Arc<Plan>> {
-        let v = version.or_else(|| self.latest.get(name).copied())?;
-        self.plans.get(&(name.to_string(), v))
-    }
-
-    /// Every plan.
-    pub fn plans(&self) -> impl Iterator<Item = &Arc<Plan>> {
-        self.plans.values()
-    }
-}
 
 /// How the executor runs.
 #[derive(Debug, Clone)]

@@ -241,6 +241,7 @@ mod tests {
             lease_owner: None,
             lease_until: None,
             lease_epoch: 0,
+            blocked: None,
         }
     }
 

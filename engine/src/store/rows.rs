@@ -225,10 +225,13 @@ pub struct RunRow {
     pub lease_until: Option<i64>,
     /// Bumped by every claim of the lease; writes are fenced by it (see `batch.rs`).
     pub lease_epoch: i64,
+    /// Why the run cannot go on, while its workflow version does not plan; it resumes when
+    /// the cause is fixed.
+    pub blocked: Option<String>,
 }
 
 impl RunRow {
-    pub(super) const COLUMNS: &'static str = "id, workflow, version, tenant, requester, inputs, status, outputs, error, parent_run, parent_step, created_at, updated_at, finished_at, lease_owner, lease_until, lease_epoch";
+    pub(super) const COLUMNS: &'static str = "id, workflow, version, tenant, requester, inputs, status, outputs, error, parent_run, parent_step, created_at, updated_at, finished_at, lease_owner, lease_until, lease_epoch, blocked";
 
     pub(super) fn from_row(row: &SqliteRow) -> Result<Self, StoreError> {
         let version: i64 = col(row, "version")?;
@@ -259,6 +262,7 @@ impl RunRow {
             lease_owner: col(row, "lease_owner")?,
             lease_until: col(row, "lease_until")?,
             lease_epoch: col(row, "lease_epoch")?,
+            blocked: col(row, "blocked")?,
         })
     }
 
@@ -278,9 +282,9 @@ impl RunRow {
                  ON CONFLICT (id) DO UPDATE SET status = excluded.status, outputs = excluded.outputs, \
                  error = excluded.error, updated_at = excluded.updated_at, finished_at = excluded.finished_at, \
                  lease_owner = excluded.lease_owner, lease_until = excluded.lease_until, \
-                 lease_epoch = excluded.lease_epoch{}",
+                 lease_epoch = excluded.lease_epoch, blocked = excluded.blocked{}",
                 Self::COLUMNS,
-                placeholders(chunk.len(), 17),
+                placeholders(chunk.len(), 18),
                 if fenced {
                     " WHERE runs.lease_owner = excluded.lease_owner AND runs.lease_epoch = excluded.lease_epoch"
                 } else {
@@ -306,7 +310,8 @@ impl RunRow {
                     .bind(r.finished_at)
                     .bind(&r.lease_owner)
                     .bind(r.lease_until)
-                    .bind(r.lease_epoch);
+                    .bind(r.lease_epoch)
+                    .bind(&r.blocked);
             }
             changed += q.execute(&mut *conn).await?.rows_affected();
         }

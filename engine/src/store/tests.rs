@@ -31,6 +31,7 @@ fn run(id: &str, status: RunStatus) -> RunRow {
         lease_owner: None,
         lease_until: None,
         lease_epoch: 0,
+        blocked: None,
     }
 }
 

@@ -622,3 +622,117 @@ fn a_second_serve_on_one_sqlite_file_refuses_to_start() {
     let (status, _) = again.terminate();
     assert!(status.success());
 }
+
+/// An approval, then a step of the uploaded test plugin.
+const NEEDS_HOSTILE: &str = r#"name: needs-hostile
+version: 1
+description: waits for an approval, then calls an uploaded plugin
+steps:
+  - id: gate
+    approval: { roles: [operator] }
+  - id: call
+    needs: [gate]
+    uses: hostile@^0.1
+    with: { mode: flood, bytes: 8 }
+outputs:
+  called: "{{ steps.call.status }}"
+"#;
+
+/// Runs `sql` on the database from outside the service.
+fn sql(db: &Path, statement: &str) {
+    let rt = tokio::runtime::Runtime::new().expect("a runtime");
+    rt.block_on(async {
+        use sqlx::Connection as _;
+        let mut c = sqlx::SqliteConnection::connect(&format!("sqlite://{}", db.display()))
+            .await
+            .expect("a connection");
+        sqlx::query(sqlx::AssertSqlSafe(statement.to_string()))
+            .execute(&mut c)
+            .await
+            .expect("the statement runs");
+    });
+}
+
+#[test]
+fn a_run_whose_workflow_no_longer_plans_waits_blocked_and_goes_on_when_fixed() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    write_definitions(dir.path());
+    let db = dir.path().join("csmp.db");
+    let admin = cli_token(&db, &["--role", "admin"]);
+    let operator = cli_token(&db, &["--role", "operator"]);
+    let hostile = std::fs::read(format!("{}/hostile.wasm", env!("CSMP_PLUGIN_WASM_DIR")))
+        .expect("the hostile test plugin is built");
+    let upload = |app: &Served, status: u16| {
+        app.put("/v1/plugins/hostile/0.1.0")
+            .auth(&admin)
+            .body("application/wasm", hostile.clone())
+            .send()
+            .expect(status);
+    };
+
+    // The plugin and a workflow using it are stored; a run waits at its gate.
+    let app = Served::start(dir.path(), "before");
+    upload(&app, 201);
+    app.put("/v1/workflows/needs-hostile")
+        .auth(&operator)
+        .body("application/yaml", NEEDS_HOSTILE)
+        .send()
+        .expect(201);
+    // Catalog entries load at start: add one for it and restart to order it.
+    let (status, _) = app.terminate();
+    assert!(status.success());
+    std::fs::write(
+        dir.path().join("catalog/needs-hostile.yaml"),
+        "id: needs-hostile\ntitle: Needs hostile\nworkflow: needs-hostile\ntenants: [\"*\"]\n",
+    )
+    .expect("write the entry");
+    let app = Served::start(dir.path(), "ordering");
+    let client = cli_token(&db, &["--role", "client", "--tenant", "acme"]);
+    let ordered = app.order(&client, &json!({ "catalog_id": "needs-hostile" }));
+    let run = s(&ordered, "run_id");
+    app.wait_step(&client, &run, "gate", "waiting");
+    let (status, _) = app.terminate();
+    assert!(status.success());
+
+    // The plugin is lost (an engine upgrade that no longer loads it would do the same), and
+    // with it the entry that named the workflow.
+    sql(&db, "DELETE FROM plugins WHERE name = 'hostile'");
+    std::fs::remove_file(dir.path().join("catalog/needs-hostile.yaml")).expect("remove the entry");
+    let app = Served::start(dir.path(), "blocked");
+    let seen = app
+        .get(&format!("/v1/runs/{run}"))
+        .auth(&client)
+        .send()
+        .expect(200);
+    assert_eq!(seen["status"], "blocked", "{seen}");
+    let why = seen["blocked"].as_str().unwrap_or_default();
+    assert!(why.contains("hostile") && why.contains("goes on"), "{why}");
+    // It cannot be steered meanwhile, and says why.
+    let refused = app
+        .post(&format!("/v1/runs/{run}/approvals/gate"))
+        .auth(&operator)
+        .json(&json!({ "approved": true }))
+        .send();
+    let problem = refused.problem(409, "conflict");
+    assert!(
+        problem["detail"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("blocked"),
+        "{problem}"
+    );
+
+    // The plugin comes back: the run goes on from where it stopped.
+    upload(&app, 201);
+    let seen = app.wait_run(&client, &run, "running");
+    assert!(seen.get("blocked").is_none(), "{seen}");
+    app.post(&format!("/v1/runs/{run}/approvals/gate"))
+        .auth(&operator)
+        .json(&json!({ "approved": true }))
+        .send()
+        .expect(200);
+    let done = app.wait_run(&client, &run, "succeeded");
+    assert_eq!(done["outputs"]["called"], "succeeded");
+    let (status, _) = app.terminate();
+    assert!(status.success());
+}

@@ -28,7 +28,9 @@ impl Executor {
                 Err(e) => drop(reply.send(Err(e))),
             },
             Command::Define(plan, reply) => {
+                let (name, version) = (plan.name().to_string(), plan.version());
                 Arc::make_mut(&mut self.defs).insert(*plan);
+                self.unblock(&name, version).await;
                 drop(reply.send(Ok(())));
             }
             Command::Incident {
@@ -167,10 +169,18 @@ impl Executor {
         Ok(row)
     }
 
-    /// Whether the run is active here; a finished or unknown run is an error.
+    /// Whether the run is active here; a finished, blocked or unknown run is an error.
     async fn ensure_loaded(&mut self, run_id: &str) -> Result<(), EngineError> {
         if self.runs.contains_key(run_id) {
             return Ok(());
+        }
+        if let Some(r) = self.blocked.get(run_id) {
+            return Err(EngineError::Conflict(format!(
+                "run `{run_id}` is blocked: {}",
+                r.blocked
+                    .as_deref()
+                    .unwrap_or("its workflow version does not plan")
+            )));
         }
         match self.store.run(run_id).await? {
             Some(r) if r.status.is_final() => Err(EngineError::Conflict(format!(
@@ -242,6 +252,7 @@ impl Executor {
             lease_owner: Some(self.config.owner.clone()),
             lease_until: Some(now + self.lease_ms()),
             lease_epoch: 1,
+            blocked: None,
         };
         self.runs.insert(
             id.clone(),

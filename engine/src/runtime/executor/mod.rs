@@ -63,6 +63,9 @@ pub(super) struct Executor {
     /// gives up instead of holding the shutdown.
     stopping: Stopping,
     runs: HashMap<String, RunState>,
+    /// Runs held here whose workflow version does not plan: they wait, with their lease kept,
+    /// until a [`Command::Define`] of that version.
+    blocked: HashMap<String, RunRow>,
     /// (wake time ms, run id, unit).
     timers: BTreeSet<(i64, String, UnitKey)>,
     /// Cron triggers of the newest workflow versions (empty when `config.cron` is off).
@@ -146,6 +149,7 @@ impl Executor {
             health,
             stopping,
             runs: HashMap::new(),
+            blocked: HashMap::new(),
             timers: BTreeSet::new(),
             crons: Vec::new(),
             jobs,
@@ -209,19 +213,14 @@ impl Executor {
         for mut row in claimed {
             tracing::debug!(run = %row.id, epoch = row.lease_epoch, "run claimed");
             let Some(plan) = self.defs.get(&row.workflow, Some(row.version)).cloned() else {
-                row.status = RunStatus::Failed;
-                row.error = Some(format!(
-                    "workflow `{}` version {} is not loaded; load it and start a new run",
-                    row.workflow, row.version
-                ));
-                row.finished_at = Some(now);
-                let fence = Fence {
-                    owner: self.config.owner.clone(),
-                    epochs: HashMap::from([(row.id.clone(), row.lease_epoch)]),
-                };
-                self.store.commit_fenced(&[Write::Run(row)], &fence).await?;
+                self.block(row, now).await?;
                 continue;
             };
+            if row.blocked.take().is_some() {
+                tracing::info!(run = %row.id, "the run's workflow version plans again; it goes on");
+                row.updated_at = now;
+                self.touched_runs.insert(row.id.clone());
+            }
             let units = steps.remove(&row.id).unwrap_or_default();
             let signals = signals.remove(&row.id).unwrap_or_default();
             let id = row.id.clone();
@@ -240,6 +239,62 @@ impl Executor {
             self.dirty.insert(id);
         }
         Ok(())
+    }
+
+    /// Keeps a claimed run whose workflow version does not plan waiting, and says why on the
+    /// run; it goes on when that version is defined again.
+    async fn block(&mut self, mut row: RunRow, now: i64) -> Result<(), EngineError> {
+        let why = match self.defs.unplanned(&row.workflow, row.version) {
+            Some(u) => format!(
+                "workflow `{}` version {} no longer validates: {}; the run waits and goes on once that is fixed",
+                row.workflow, row.version, u.reason
+            ),
+            None => format!(
+                "workflow `{}` version {} is not stored here; store it (PUT /v1/workflows/{}) and the run goes on",
+                row.workflow, row.version, row.workflow
+            ),
+        };
+        if row.blocked.as_deref() != Some(why.as_str()) {
+            tracing::warn!(run = %row.id, workflow = %row.workflow, version = row.version, "run blocked: {why}");
+            row.blocked = Some(why);
+            row.updated_at = now;
+            let fence = Fence {
+                owner: self.config.owner.clone(),
+                epochs: HashMap::from([(row.id.clone(), row.lease_epoch)]),
+            };
+            let lost = self
+                .store
+                .commit_fenced(&[Write::Run(row.clone())], &fence)
+                .await?;
+            if !lost.is_empty() {
+                return Ok(());
+            }
+        }
+        self.blocked.insert(row.id.clone(), row);
+        Ok(())
+    }
+
+    /// A workflow version became runnable: its blocked runs go on.
+    async fn unblock(&mut self, workflow: &str, version: u32) {
+        let ids: Vec<String> = self
+            .blocked
+            .values()
+            .filter(|r| r.workflow == workflow && r.version == version)
+            .map(|r| r.id.clone())
+            .collect();
+        let rows: Vec<RunRow> = ids
+            .iter()
+            .filter_map(|id| self.blocked.remove(id))
+            .collect();
+        if rows.is_empty() {
+            return;
+        }
+        if let Err(e) = self.take_runs(rows.clone()).await {
+            tracing::warn!("cannot resume the runs of {workflow}@{version} yet: {e}");
+            for r in rows {
+                self.blocked.insert(r.id.clone(), r);
+            }
+        }
     }
 
     /// Renews this process's leases and, unless it executes only its own runs, adopts those
@@ -312,14 +367,17 @@ impl Executor {
         Ok(id)
     }
 
-    /// The leases held on runs active here, to fence writes with.
+    /// The leases held on runs active (or blocked) here, to fence writes with.
     fn fence(&self, runs: impl IntoIterator<Item = String>) -> Fence {
         Fence {
             owner: self.config.owner.clone(),
             epochs: runs
                 .into_iter()
                 .filter_map(|id| {
-                    let epoch = self.runs.get(&id)?.row.lease_epoch;
+                    let epoch = match self.runs.get(&id) {
+                        Some(r) => r.row.lease_epoch,
+                        None => self.blocked.get(&id)?.lease_epoch,
+                    };
                     Some((id, epoch))
                 })
                 .collect(),
@@ -432,7 +490,13 @@ impl Executor {
                 // Hand the runs back, so another process may take them at once instead of
                 // waiting out the lease. Attempts still in flight are run again by whoever
                 // takes the run (same idempotency key).
-                let fence = self.fence(self.runs.keys().cloned().collect::<Vec<_>>());
+                let held: Vec<String> = self
+                    .runs
+                    .keys()
+                    .chain(self.blocked.keys())
+                    .cloned()
+                    .collect();
+                let fence = self.fence(held);
                 if let Err(e) = self.store.release_leases(&fence).await {
                     tracing::warn!("cannot release leases: {e}");
                 }

@@ -11,3 +11,7 @@ CREATE TABLE id_blocks (
 ) STRICT;
 
 INSERT INTO id_blocks (name, next) SELECT 'signals', COALESCE(MAX(id), 0) + 1 FROM signals;
+
+-- A run whose workflow version no longer plans (an uploaded plugin missing, a grant removed)
+-- waits instead of failing: this says why, and is cleared when it can go on.
+ALTER TABLE runs ADD COLUMN blocked TEXT;
