@@ -61,7 +61,6 @@ async fn examples(cloud: Cloud) -> Examples {
         .expect("store opens");
     let clock = ManualClock::at("2030-01-01T00:00:00Z").expect("valid time");
     let config = EngineConfig {
-        workers: 4,
         secrets: api.secrets(),
         ..EngineConfig::default()
     };

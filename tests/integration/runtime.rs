@@ -93,7 +93,6 @@ pub(crate) async fn engine_with(
         .await
         .expect("store opens");
     let config = EngineConfig {
-        workers: 4,
         secrets: BTreeMap::from([("token".into(), "s3cr3t".into())]),
         ..config
     };
@@ -1189,4 +1188,341 @@ async fn signal_ids_come_from_the_database() {
     }
     a.shutdown().await;
     b.shutdown().await;
+}
+
+/// Counts attempts in flight as the worker threads report them, and can hold a chosen
+/// attempt's result back, or panic at the start of one.
+#[derive(Debug, Default)]
+struct Watch {
+    now: AtomicUsize,
+    most: AtomicUsize,
+    started: std::sync::Mutex<Vec<(String, u32)>>,
+    /// (unit, attempt) whose result waits until `release` is called.
+    hold: Option<(String, u32)>,
+    released: std::sync::Mutex<bool>,
+    wake: std::sync::Condvar,
+    /// (unit, attempt) at whose start the worker thread panics.
+    panic_at: Option<(String, u32)>,
+}
+
+impl Watch {
+    fn release(&self) {
+        *self.released.lock().expect("lock") = true;
+        self.wake.notify_all();
+    }
+
+    fn has_started(&self, key: &str, attempt: u32) -> bool {
+        self.started
+            .lock()
+            .expect("lock")
+            .iter()
+            .any(|(k, a)| k == key && *a == attempt)
+    }
+}
+
+impl csmp::runtime::AttemptObserver for Watch {
+    fn started(&self, _run: &str, key: &csmp::plan::UnitKey, attempt: u32) {
+        self.started
+            .lock()
+            .expect("lock")
+            .push((key.to_string(), attempt));
+        let now = self.now.fetch_add(1, Ordering::SeqCst) + 1;
+        self.most.fetch_max(now, Ordering::SeqCst);
+        if self
+            .panic_at
+            .as_ref()
+            .is_some_and(|(k, a)| *k == key.to_string() && *a == attempt)
+        {
+            self.now.fetch_sub(1, Ordering::SeqCst);
+            panic!("a bug in the host, for the test");
+        }
+    }
+
+    fn finished(&self, _run: &str, key: &csmp::plan::UnitKey, attempt: u32) {
+        self.now.fetch_sub(1, Ordering::SeqCst);
+        if self
+            .hold
+            .as_ref()
+            .is_some_and(|(k, a)| *k == key.to_string() && *a == attempt)
+        {
+            let mut released = self.released.lock().expect("lock");
+            while !*released {
+                released = self.wake.wait(released).expect("wait");
+            }
+        }
+    }
+}
+
+/// A host whose grants allow `slots` attempts at once (and `http_hosts` to the test plugin),
+/// with the test plugin loaded.
+fn host_with_slots(slots: u32, http_hosts: &[String]) -> PluginHost {
+    use csmp::plugin::{Grant, Grants, HostConfig};
+    let cache = format!("{}/plugin-cache", env!("CARGO_TARGET_TMPDIR"));
+    let mut grants = Grants {
+        max_concurrent_steps: slots,
+        ..Grants::default()
+    };
+    grants.plugins.insert(
+        "hostile".into(),
+        Grant {
+            http_hosts: http_hosts.to_vec(),
+            ..Grant::default()
+        },
+    );
+    let host = PluginHost::new(HostConfig::new(cache, grants)).expect("host starts");
+    host.load_builtins().expect("built-ins load");
+    let hostile = std::fs::read(format!("{}/hostile.wasm", env!("CSMP_PLUGIN_WASM_DIR")))
+        .expect("hostile wasm");
+    host.load(&hostile).expect("hostile loads");
+    host
+}
+
+/// A server on 127.0.0.1 that answers every request after `delay`; returns its port.
+fn slow_server(delay: Duration) -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut conn) = conn else { return };
+            std::thread::spawn(move || {
+                let mut buf = [0u8; 4096];
+                let _ = conn.read(&mut buf);
+                std::thread::sleep(delay);
+                let _ = conn.write_all(
+                    b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok",
+                );
+            });
+        }
+    });
+    port
+}
+
+/// Worker threads and sandbox slots come from one setting: with `max_concurrent_steps: 2`, a
+/// fan-out of six slow steps never has more than two attempts in flight, and every item
+/// succeeds on its first attempt (none fails for want of a slot).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn workers_and_slots_agree_and_attempts_wait_for_a_slot() {
+    let port = slow_server(Duration::from_millis(150));
+    let fan = format!(
+        r#"
+name: six-slow
+version: 1
+steps:
+  - id: call
+    for_each: [1, 2, 3, 4, 5, 6]
+    uses: hostile@^0.1
+    with: {{ mode: fetch, url: "http://127.0.0.1:{port}/" }}
+"#
+    );
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("csmp.db");
+    let host = host_with_slots(2, &[format!("127.0.0.1:{port}")]);
+    let defs = definitions(&host, &[&fan]);
+    let clock = ManualClock::at("2030-01-01T00:00:00Z").expect("valid time");
+    let watch = Arc::new(Watch::default());
+    let engine = engine_with(
+        &path,
+        &host,
+        &defs,
+        &clock,
+        EngineConfig {
+            observer: Some(watch.clone()),
+            ..EngineConfig::default()
+        },
+    )
+    .await;
+    let run = engine
+        .submit(NewRun {
+            workflow: "six-slow".into(),
+            version: None,
+            inputs: json!({}),
+            tenant: "acme".into(),
+            requester: None,
+        })
+        .await
+        .expect("submitted");
+    let status = tokio::time::timeout(GUARD, engine.wait(&run))
+        .await
+        .expect("ends")
+        .expect("wait");
+    assert_eq!(status, RunStatus::Succeeded);
+    assert_eq!(
+        watch.most.load(Ordering::SeqCst),
+        2,
+        "at most the two granted slots, and both used"
+    );
+    let items: Vec<StepRow> = engine
+        .store()
+        .steps(&run)
+        .await
+        .expect("steps")
+        .into_iter()
+        .filter(|s| s.key.item().is_some())
+        .collect();
+    assert_eq!(items.len(), 6);
+    for s in items {
+        assert_eq!(
+            (s.status, s.attempt),
+            (StepStatus::Succeeded, 1),
+            "{}",
+            s.key
+        );
+    }
+    engine.shutdown().await;
+}
+
+const SPIN_WITH_RETRY: &str = r#"
+name: spin-with-retry
+version: 1
+steps:
+  - id: call
+    uses: hostile@^0.1
+    timeout: 10m
+    retry: { max_attempts: 3, backoff: fixed, initial_delay: 1s, max_delay: 1s }
+    with: { mode: spin }
+"#;
+
+const BOOM: &str = r#"
+name: boom
+version: 1
+steps:
+  - id: once
+    uses: echo@^1
+    retry: { max_attempts: 2, backoff: fixed, initial_delay: 1s, max_delay: 1s }
+    with: { said: "after a host fault" }
+"#;
+
+/// A panic in a step worker fails that attempt as a host fault, which is retried per the
+/// step's policy; the thread lives on (a host with one slot runs everything after it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_panic_in_a_worker_fails_only_that_attempt() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("csmp.db");
+    let host = host_with_slots(1, &[]);
+    let defs = definitions(&host, &[BOOM, CHAIN]);
+    let clock = ManualClock::at("2030-01-01T00:00:00Z").expect("valid time");
+    let watch = Arc::new(Watch {
+        panic_at: Some(("once".into(), 1)),
+        ..Watch::default()
+    });
+    let engine = engine_with(
+        &path,
+        &host,
+        &defs,
+        &clock,
+        EngineConfig {
+            observer: Some(watch.clone()),
+            ..EngineConfig::default()
+        },
+    )
+    .await;
+    let new = |workflow: &str, inputs: Value| NewRun {
+        workflow: workflow.into(),
+        version: None,
+        inputs,
+        tenant: "acme".into(),
+        requester: None,
+    };
+    let run = engine
+        .submit(new("boom", json!({})))
+        .await
+        .expect("submitted");
+    let deadline = tokio::time::Instant::now() + GUARD;
+    let retrying = loop {
+        let steps = engine.store().steps(&run).await.expect("steps");
+        if let Some(s) = steps.into_iter().find(|s| s.status == StepStatus::Retrying) {
+            break s;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the attempt never failed"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let error = retrying.error.unwrap_or_default();
+    assert!(
+        error.contains("panicked") && error.contains("retried"),
+        "{error}"
+    );
+    clock.advance(Duration::from_secs(2));
+    let status = tokio::time::timeout(GUARD, engine.wait(&run))
+        .await
+        .expect("ends")
+        .expect("wait");
+    assert_eq!(status, RunStatus::Succeeded);
+    // The only worker thread survived: other runs still go through it.
+    for n in 0..3 {
+        let other = engine
+            .submit(new("chain", json!({ "n": n })))
+            .await
+            .expect("submitted");
+        let status = tokio::time::timeout(GUARD, engine.wait(&other))
+            .await
+            .expect("ends")
+            .expect("wait");
+        assert_eq!(status, RunStatus::Succeeded);
+    }
+    engine.shutdown().await;
+}
+
+/// A result of attempt 1 that arrives after attempt 2 started must not take attempt 2's
+/// cancellation handle: cancelling the run afterwards still interrupts attempt 2 (a plugin
+/// that would spin until its ten-minute real-time deadline).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_late_result_of_an_earlier_attempt_leaves_the_current_one_alone() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("csmp.db");
+    let host = host_with_slots(4, &[]);
+    let defs = definitions(&host, &[SPIN_WITH_RETRY]);
+    let clock = ManualClock::at("2030-01-01T00:00:00Z").expect("valid time");
+    let watch = Arc::new(Watch {
+        hold: Some(("call".into(), 1)),
+        ..Watch::default()
+    });
+    let engine = engine_with(
+        &path,
+        &host,
+        &defs,
+        &clock,
+        EngineConfig {
+            observer: Some(watch.clone()),
+            ..EngineConfig::default()
+        },
+    )
+    .await;
+    let run = engine
+        .submit(NewRun {
+            workflow: "spin-with-retry".into(),
+            version: None,
+            inputs: json!({}),
+            tenant: "acme".into(),
+            requester: None,
+        })
+        .await
+        .expect("submitted");
+    let until = |what: &str, done: &dyn Fn() -> bool| {
+        let deadline = std::time::Instant::now() + GUARD;
+        while !done() {
+            assert!(std::time::Instant::now() < deadline, "never: {what}");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    };
+    until("attempt 1 starts", &|| watch.has_started("call", 1));
+    // Attempt 1 times out (in clock time); its result is held back. Attempt 2 starts.
+    clock.advance(Duration::from_secs(601));
+    engine.sync().await.expect("turn");
+    clock.advance(Duration::from_secs(2));
+    engine.sync().await.expect("turn");
+    until("attempt 2 starts", &|| watch.has_started("call", 2));
+    // Attempt 1's late result arrives now.
+    watch.release();
+    engine.sync().await.expect("turn");
+    engine.sync().await.expect("turn");
+    engine.cancel(&run).await.expect("cancel");
+    let status = tokio::time::timeout(GUARD, engine.wait(&run))
+        .await
+        .expect("attempt 2 was interrupted")
+        .expect("wait");
+    assert_eq!(status, RunStatus::Cancelled);
+    engine.shutdown().await;
 }

@@ -97,13 +97,17 @@ pub enum FailureKind {
     Cancelled,
     /// No loaded plugin has that name and version.
     UnknownPlugin,
+    /// The host itself failed while running the attempt (a panic in a step worker): not the
+    /// plugin's doing, so it is retried like a transient failure.
+    HostFault,
 }
 
 impl FailureKind {
-    /// Whether the engine may retry the step. Timeouts count as transient (a slow upstream);
-    /// everything the plugin or its inputs will do again the same way does not.
+    /// Whether the engine may retry the step. Timeouts count as transient (a slow upstream), and
+    /// so do faults of the host; everything the plugin or its inputs will do again the same way
+    /// does not.
     pub fn is_retryable(self) -> bool {
-        matches!(self, Self::Retryable | Self::Timeout)
+        matches!(self, Self::Retryable | Self::Timeout | Self::HostFault)
     }
 
     /// A stable lower-case name (for the store and the API).
@@ -120,6 +124,7 @@ impl FailureKind {
             Self::Trap => "trap",
             Self::Cancelled => "cancelled",
             Self::UnknownPlugin => "unknown_plugin",
+            Self::HostFault => "host_fault",
         }
     }
 }

@@ -26,6 +26,7 @@ use super::imports;
 use super::outbound::Outbound;
 use super::policy::Policy;
 use super::sandbox::{self, StepState};
+use super::slots::Slots;
 use super::ticker::EpochTicker;
 
 /// How long `describe` may run at load.
@@ -56,8 +57,8 @@ struct Inner {
     outbound: Outbound,
     /// Every loaded plugin.
     registry: RwLock<Registry>,
-    /// Bounds concurrent attempts to the pool's size, so a burst waits instead of failing.
-    permits: Arc<tokio::sync::Semaphore>,
+    /// Bounds concurrent attempts to the pool's step slots, so a burst waits instead of failing.
+    slots: Slots,
     /// Advances the engine's epoch so deadlines and cancellation are noticed.
     _ticker: EpochTicker,
 }
@@ -168,7 +169,7 @@ impl PluginHost {
 
         let tick = config.epoch_tick.unwrap_or(Duration::from_millis(5));
         let ticker = EpochTicker::start(engine.clone(), tick);
-        let permits = usize::try_from(grants.max_concurrent_steps).unwrap_or(usize::MAX);
+        let step_slots = usize::try_from(grants.max_concurrent_steps).unwrap_or(usize::MAX);
         Ok(Self {
             inner: Arc::new(Inner {
                 engine,
@@ -176,7 +177,7 @@ impl PluginHost {
                 grants,
                 outbound: Outbound::new(),
                 registry: RwLock::default(),
-                permits: Arc::new(tokio::sync::Semaphore::new(permits)),
+                slots: Slots::new(step_slots),
                 _ticker: ticker,
             }),
         })
@@ -298,38 +299,37 @@ impl PluginHost {
         )
     }
 
-    /// Runs one step attempt on a blocking thread; waits for a free slot first when
-    /// `max_concurrent_steps` attempts are already running.
+    /// How many attempts run at once at most (`max_concurrent_steps`): the step slots of the
+    /// instance pool, and the number of threads an executor runs attempts on.
+    pub fn max_concurrent_steps(&self) -> usize {
+        usize::try_from(self.inner.grants.max_concurrent_steps).unwrap_or(usize::MAX)
+    }
+
+    /// Runs one step attempt on a blocking thread (see [`PluginHost::invoke_blocking`]).
     ///
     /// Blocking rather than wasmtime's async mode: a plugin call is short, CPU-bound work whose
     /// only waits are host HTTP requests; a plain call keeps the warm path free of fiber stacks
     /// and polling, and the epoch deadline stops a runaway plugin either way.
     pub async fn invoke(&self, call: Invocation) -> Result<Outcome, StepFailure> {
-        let permit = tokio::select! {
-            permit = Arc::clone(&self.inner.permits).acquire_owned() => permit.map_err(|_| {
-                StepFailure::new(FailureKind::Retryable, "the plugin host is shutting down")
-            })?,
-            () = call.cancel.cancelled() => {
-                return Err(StepFailure::new(FailureKind::Cancelled, "step was cancelled"));
-            }
-        };
         let host = self.clone();
-        let joined = tokio::task::spawn_blocking(move || {
-            let _permit = permit;
-            host.invoke_blocking(call)
-        })
-        .await;
+        let joined = tokio::task::spawn_blocking(move || host.invoke_blocking(call)).await;
         joined.unwrap_or_else(|e| {
             Err(StepFailure::new(
-                FailureKind::Trap,
+                FailureKind::HostFault,
                 format!("the plugin host thread failed: {e}"),
             ))
         })
     }
 
-    /// Runs one step attempt on the calling thread (what `invoke` does on its blocking thread).
-    /// Does not wait for a pool slot: when the pool is exhausted the attempt fails retryably.
+    /// Runs one step attempt on the calling thread. When `max_concurrent_steps` attempts are
+    /// already running it first waits for a slot (or for its cancellation).
     pub fn invoke_blocking(&self, call: Invocation) -> Result<Outcome, StepFailure> {
+        let Some(_slot) = self.inner.slots.take(&call.cancel) else {
+            return Err(StepFailure::new(
+                FailureKind::Cancelled,
+                "step was cancelled",
+            ));
+        };
         let loaded = self.find(&call.plugin, &call.version)?;
         if !loaded.input.is_valid(&call.input) {
             let errors = schema_errors(&loaded.input, &call.input);

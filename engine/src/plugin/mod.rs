@@ -62,6 +62,7 @@ mod imports;
 mod outbound;
 mod policy;
 mod sandbox;
+mod slots;
 mod ticker;
 
 pub use config::{ConfigError, Grant, Grants, HostConfig, Limits};

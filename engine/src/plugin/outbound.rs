@@ -1,12 +1,16 @@
 //! Outbound HTTP on a plugin's behalf: checks the URL against the plugin's grant, then sends it
 //! with a blocking client (`ureq`, rustls) under a timeout and a response size cap. Redirects
 //! are not followed (a redirect could lead to a host that is not granted) and proxies from the
-//! environment are ignored.
+//! environment are ignored. The request runs on a thread of its own while the attempt waits for
+//! it or for its cancellation, so cancelling a run stops a step that waits on a slow server at
+//! once (the abandoned request ends by its own timeout).
 //!
 //! Knows the ABI's request and response records and `Policy`; nothing about stores or steps.
 
+use std::sync::mpsc;
 use std::time::Duration;
 
+use tokio_util::sync::CancellationToken;
 use ureq::RequestExt;
 use ureq::http;
 
@@ -38,6 +42,7 @@ impl Outbound {
         policy: &Policy,
         request: WitRequest,
         remaining: Duration,
+        cancel: &CancellationToken,
     ) -> Result<Result<WitResponse, WitHttpError>, Interrupt> {
         let uri: http::Uri = match request.url.parse() {
             Ok(uri) => uri,
@@ -88,14 +93,55 @@ impl Outbound {
             )));
         }
 
+        let agent = self.agent.clone();
+        let cap = policy.http_response_bytes;
+        let (tx, rx) = mpsc::channel();
+        let spawned = std::thread::Builder::new()
+            .name("csmp-plugin-http".into())
+            .spawn(move || {
+                let _ = tx.send(exchange(&agent, req, timeout, cap));
+            });
+        if let Err(e) = spawned {
+            return Ok(Err(WitHttpError::Transport(format!(
+                "cannot start the request: {e}"
+            ))));
+        }
+        loop {
+            match rx.recv_timeout(CANCEL_CHECK) {
+                Ok(result) => return Ok(result),
+                Err(mpsc::RecvTimeoutError::Timeout) if cancel.is_cancelled() => {
+                    return Err(Interrupt::Cancelled);
+                }
+                Err(mpsc::RecvTimeoutError::Timeout) => {}
+                Err(mpsc::RecvTimeoutError::Disconnected) => {
+                    return Ok(Err(WitHttpError::Transport(
+                        "the request's thread ended without an answer".into(),
+                    )));
+                }
+            }
+        }
+    }
+}
+
+/// How often an attempt waiting on a request looks at its cancellation.
+const CANCEL_CHECK: Duration = Duration::from_millis(10);
+
+/// Sends `req` and reads the whole response (at most `cap` bytes of body).
+fn exchange(
+    agent: &ureq::Agent,
+    req: http::Request<Vec<u8>>,
+    timeout: Duration,
+    cap: usize,
+) -> Result<WitResponse, WitHttpError> {
+    {
         let result = req
-            .with_agent(&self.agent)
+            .with_agent(agent)
             .configure()
             .timeout_global(Some(timeout))
             .run();
         let mut response = match result {
             Ok(r) => r,
-            Err(e) => return Ok(Err(classify(e, timeout, policy))),
+            Err(e) => return Err(classify(e, timeout, cap)),
         };
         let status = response.status().as_u16();
         let headers = response
@@ -108,16 +154,16 @@ impl Outbound {
                 )
             })
             .collect();
-        let cap = u64::try_from(policy.http_response_bytes).unwrap_or(u64::MAX);
-        let body = match response.body_mut().with_config().limit(cap).read_to_vec() {
+        let limit = u64::try_from(cap).unwrap_or(u64::MAX);
+        let body = match response.body_mut().with_config().limit(limit).read_to_vec() {
             Ok(b) => b,
-            Err(e) => return Ok(Err(classify(e, timeout, policy))),
+            Err(e) => return Err(classify(e, timeout, cap)),
         };
-        Ok(Ok(WitResponse {
+        Ok(WitResponse {
             status,
             headers,
             body,
-        }))
+        })
     }
 }
 
@@ -125,14 +171,13 @@ fn invalid(message: String) -> WitHttpError {
     WitHttpError::InvalidRequest(message)
 }
 
-fn classify(e: ureq::Error, timeout: Duration, policy: &Policy) -> WitHttpError {
+fn classify(e: ureq::Error, timeout: Duration, cap: usize) -> WitHttpError {
     match e {
         ureq::Error::Timeout(_) => {
             WitHttpError::Timeout(format!("no complete response within {timeout:?}"))
         }
         ureq::Error::BodyExceedsLimit(_) => WitHttpError::TooLarge(format!(
-            "response body is larger than {} bytes (http_response_bytes)",
-            policy.http_response_bytes
+            "response body is larger than {cap} bytes (http_response_bytes)"
         )),
         other => WitHttpError::Transport(other.to_string()),
     }

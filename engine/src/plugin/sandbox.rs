@@ -39,6 +39,8 @@ pub(crate) struct StepState {
     outbound: Outbound,
     /// When the attempt runs out of time (host calls clamp their own timeouts to it).
     deadline: Instant,
+    /// Fires when the attempt is cancelled; host calls that wait stop waiting.
+    cancel: CancellationToken,
 }
 
 impl std::fmt::Debug for StepState {
@@ -89,6 +91,7 @@ pub(crate) fn new_store(
         secrets,
         outbound,
         deadline,
+        cancel: cancel.clone(),
     };
     let mut store = Store::new(engine, state);
     store.limiter(|s| &mut s.memory);
@@ -202,7 +205,7 @@ impl abi::csmp::plugin::http::Host for StepState {
         let url = request.url.clone();
         let result = self
             .outbound
-            .send(&self.policy, request, remaining)
+            .send(&self.policy, request, remaining, &self.cancel)
             .map_err(wasmtime::Error::new)?;
         match &result {
             Ok(r) => self

@@ -39,8 +39,6 @@ use crate::store::{IncidentRow, RunStatus, Store, StoreError};
 pub struct EngineConfig {
     /// This process's name in leases.
     pub owner: String,
-    /// Plugin attempts running at once.
-    pub workers: usize,
     /// How long a lease lasts without renewal.
     pub lease: Duration,
     /// Secret values by name, handed to templates and plugins at dispatch; never stored.
@@ -61,7 +59,6 @@ impl Default for EngineConfig {
     fn default() -> Self {
         Self {
             owner: format!("csmp-{}", std::process::id()),
-            workers: std::thread::available_parallelism().map_or(2, |n| n.get() * 2),
             lease: Duration::from_secs(30),
             secrets: BTreeMap::new(),
             cron: true,

@@ -3,12 +3,13 @@
 //! Knows the plugin host's blocking call and the channels back to the executor; knows nothing
 //! about runs or steps beyond the keys it carries back.
 
+use std::panic::AssertUnwindSafe;
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use super::AttemptObserver;
 use crate::plan::UnitKey;
-use crate::plugin::{Invocation, Outcome, PluginHost, StepFailure};
+use crate::plugin::{FailureKind, Invocation, Outcome, PluginHost, StepFailure};
 
 /// One attempt to run.
 #[derive(Debug)]
@@ -36,16 +37,18 @@ pub(crate) struct Done {
     pub(crate) result: Result<Outcome, StepFailure>,
 }
 
-/// Starts `n` worker threads; returns the job queue. Threads end when the queue's sender drops.
+/// Starts one worker thread per step slot of `host` (`max_concurrent_steps`, so threads and
+/// sandbox slots always agree); returns the job queue. Threads end when the queue's sender
+/// drops.
 pub(crate) fn start(
-    n: usize,
     host: PluginHost,
     done: tokio::sync::mpsc::UnboundedSender<Done>,
     observer: Option<Arc<dyn AttemptObserver>>,
 ) -> mpsc::Sender<Job> {
+    let n = host.max_concurrent_steps().max(1);
     let (tx, rx) = mpsc::channel::<Job>();
     let rx = Arc::new(Mutex::new(rx));
-    for i in 0..n.max(1) {
+    for i in 0..n {
         let rx = Arc::clone(&rx);
         let host = host.clone();
         let done = done.clone();
@@ -59,17 +62,32 @@ pub(crate) fn start(
                         guard.recv()
                     };
                     let Ok(job) = job else { return };
-                    if let Some(o) = &observer {
-                        o.started(&job.run_id, &job.key, job.attempt);
-                    }
-                    let result = host.invoke_blocking(job.call);
-                    if let Some(o) = &observer {
-                        o.finished(&job.run_id, &job.key, job.attempt);
-                    }
+                    let (run_id, key, attempt) = (job.run_id, job.key, job.attempt);
+                    let call = job.call;
+                    // A panic here is the host's bug, not the plugin's: it fails this attempt
+                    // (retryable) and the thread goes on with the next one.
+                    let result = std::panic::catch_unwind(AssertUnwindSafe(|| {
+                        if let Some(o) = &observer {
+                            o.started(&run_id, &key, attempt);
+                        }
+                        let result = host.invoke_blocking(call);
+                        if let Some(o) = &observer {
+                            o.finished(&run_id, &key, attempt);
+                        }
+                        result
+                    }))
+                    .unwrap_or_else(|panic| {
+                        let what = panic_text(panic.as_ref());
+                        tracing::error!(run = %run_id, unit = %key, attempt, "a step worker panicked: {what}");
+                        Err(StepFailure::new(
+                            FailureKind::HostFault,
+                            format!("the step worker running this attempt panicked ({what}); the attempt is retried per the step's retry policy"),
+                        ))
+                    });
                     let sent = done.send(Done {
-                        run_id: job.run_id,
-                        key: job.key,
-                        attempt: job.attempt,
+                        run_id,
+                        key,
+                        attempt,
                         result,
                     });
                     if sent.is_err() {
@@ -82,4 +100,15 @@ pub(crate) fn start(
         }
     }
     tx
+}
+
+/// The message a panic carried.
+fn panic_text(panic: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = panic.downcast_ref::<&str>() {
+        (*s).to_string()
+    } else if let Some(s) = panic.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "no message".to_string()
+    }
 }

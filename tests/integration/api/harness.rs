@@ -602,7 +602,6 @@ impl App {
                 defs.clone(),
                 clock.clone(),
                 EngineConfig {
-                    workers: 2,
                     ..EngineConfig::default()
                 },
             )

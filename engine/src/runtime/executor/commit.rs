@@ -106,7 +106,7 @@ impl Executor {
             workflow = %run.row.workflow,
             "run failed: the database refuses to store one of its transitions: {e}"
         );
-        for token in run.cancels.values() {
+        for (_, token) in run.cancels.values() {
             token.cancel();
         }
         run.row.status = RunStatus::Failed;

@@ -31,7 +31,7 @@ impl Executor {
         let Some(run) = self.runs.get_mut(run_id) else {
             return;
         };
-        for token in run.cancels.values() {
+        for (_, token) in run.cancels.values() {
             token.cancel();
         }
         let mut children = Vec::new();

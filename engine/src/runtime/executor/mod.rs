@@ -43,8 +43,9 @@ struct RunState {
     units: HashMap<UnitKey, StepRow>,
     /// Signals delivered and not yet taken.
     signals: Vec<SignalRow>,
-    /// Cancellation handles of attempts in flight.
-    cancels: HashMap<UnitKey, CancellationToken>,
+    /// Cancellation handles of attempts in flight, with the attempt each belongs to (a late
+    /// result of an earlier attempt must not take the current attempt's handle).
+    cancels: HashMap<UnitKey, (u32, CancellationToken)>,
     /// Its template scope, kept between renders.
     scope: ScopeCache,
 }
@@ -138,7 +139,7 @@ impl Executor {
             stopping,
         } = shared;
         let (done_tx, done_rx) = mpsc::unbounded_channel();
-        let jobs = workers::start(config.workers, host, done_tx, config.observer.clone());
+        let jobs = workers::start(host, done_tx, config.observer.clone());
         let mut exec = Self {
             store,
             defs,
@@ -395,7 +396,7 @@ impl Executor {
             workflow = %run.row.workflow,
             "another process took over this run's lease; dropping it here (its writes from this process were not applied)"
         );
-        for token in run.cancels.values() {
+        for (_, token) in run.cancels.values() {
             token.cancel();
         }
         self.dispatch.retain(|job| job.run_id != run_id);

@@ -436,7 +436,7 @@ impl Executor {
         let timeout = timeout_of(step, key);
         let cancel = CancellationToken::new();
         if let Some(run) = self.runs.get_mut(run_id) {
-            run.cancels.insert(key.clone(), cancel.clone());
+            run.cancels.insert(key.clone(), (attempt, cancel.clone()));
             // The host's deadline is real time; a clock that does not follow real time gets
             // the step timeout enforced here, in clock time (`fire_timers`).
             if !self.clock.follows_real_time()
@@ -541,7 +541,15 @@ impl Executor {
         let Some(run) = self.runs.get_mut(&d.run_id) else {
             return;
         };
-        run.cancels.remove(&d.key);
+        // Only this attempt's handle goes: a late answer of an earlier attempt leaves the
+        // current attempt cancellable.
+        if run
+            .cancels
+            .get(&d.key)
+            .is_some_and(|(a, _)| *a == d.attempt)
+        {
+            run.cancels.remove(&d.key);
+        }
         let Some(unit) = run.units.get_mut(&d.key) else {
             return;
         };
@@ -612,7 +620,7 @@ impl Executor {
                     // The attempt's deadline in clock time: stop it and count a timeout
                     // (or a cancellation, when the run already interrupted it).
                     let timeout = run.plan.step_of(&key).map(|s| timeout_of(s, &key));
-                    let failure = match run.cancels.get(&key) {
+                    let failure = match run.cancels.get(&key).map(|(_, t)| t) {
                         Some(token) if token.is_cancelled() => {
                             StepFailure::new(FailureKind::Cancelled, "step was cancelled")
                         }
