@@ -15,3 +15,7 @@ INSERT INTO id_blocks (name, next) SELECT 'signals', COALESCE(MAX(id), 0) + 1 FR
 -- A run whose workflow version no longer plans (an uploaded plugin missing, a grant removed)
 -- waits instead of failing: this says why, and is cleared when it can go on.
 ALTER TABLE runs ADD COLUMN blocked TEXT;
+
+-- A run being cancelled either undoes what it did (compensations newest first, then its
+-- on_failure steps) or stops without (`{"compensate": false}`); kept across a restart.
+ALTER TABLE runs ADD COLUMN cancel_compensates INTEGER NOT NULL DEFAULT 1;

@@ -1526,3 +1526,87 @@ async fn a_late_result_of_an_earlier_attempt_leaves_the_current_one_alone() {
     assert_eq!(status, RunStatus::Cancelled);
     engine.shutdown().await;
 }
+
+const CANCEL_SAGA: &str = r#"
+name: cancel-saga
+version: 1
+steps:
+  - id: one
+    uses: echo@^1
+    with: { made: one }
+    compensate: { uses: echo@^1, with: { undo: "{{ output.made }}" } }
+  - id: two
+    needs: [one]
+    for_each: [a, b]
+    max_parallel: 1
+    uses: echo@^1
+    with: { made: "two-{{ item }}" }
+    compensate: { uses: echo@^1, with: { undo: "{{ output.made }}" } }
+  - id: gate
+    needs: [two]
+    approval: { roles: [operator] }
+on_failure:
+  - id: report
+    uses: echo@^1
+    with: { error: "{{ run.error }}" }
+"#;
+
+/// The compensations that ran, in the order they started.
+fn undone_in_order(
+    events: &mut tokio::sync::broadcast::Receiver<csmp::runtime::RunEvent>,
+    steps: &BTreeMap<String, StepRow>,
+) -> Vec<String> {
+    let mut started = Vec::new();
+    while let Ok(e) = events.try_recv() {
+        if let Some(key) = e
+            .step
+            .filter(|k| k.starts_with('~') && e.status == "running")
+        {
+            started.push(key);
+        }
+    }
+    started
+        .iter()
+        .map(|k| {
+            steps[k]
+                .output
+                .as_ref()
+                .and_then(|o| o["undo"].as_str())
+                .unwrap_or("")
+                .to_string()
+        })
+        .collect()
+}
+
+/// Cancelling interrupts what waits, then undoes what was done, newest first, then runs
+/// `on_failure`; with `compensate: false` it only stops.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancel_compensates_newest_first_then_runs_on_failure_unless_told_not_to() {
+    let h = start(&[CANCEL_SAGA]).await;
+    let mut events = h.engine.subscribe();
+    let id = h.submit("cancel-saga", json!({})).await;
+    h.wait_for_status(&id, "gate", StepStatus::Waiting).await;
+    h.engine.cancel(&id).await.expect("cancel");
+    assert_eq!(h.finish(&id).await, RunStatus::Cancelled);
+    let steps = h.steps(&id).await;
+    assert_eq!(steps["gate"].status, StepStatus::Cancelled);
+    assert_eq!(
+        undone_in_order(&mut events, &steps),
+        ["two-b", "two-a", "one"]
+    );
+    let report = steps["!report"].output.clone().expect("on_failure ran");
+    assert_eq!(report["error"], "cancelled");
+
+    let plain = h.submit("cancel-saga", json!({})).await;
+    h.wait_for_status(&plain, "gate", StepStatus::Waiting).await;
+    h.engine.cancel_with(&plain, false).await.expect("cancel");
+    assert_eq!(h.finish(&plain).await, RunStatus::Cancelled);
+    let steps = h.steps(&plain).await;
+    assert!(
+        steps
+            .keys()
+            .all(|k| !k.starts_with('~') && !k.starts_with('!')),
+        "nothing undone, no on_failure: {:?}",
+        steps.keys().collect::<Vec<_>>()
+    );
+}

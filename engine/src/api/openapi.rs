@@ -58,7 +58,7 @@ impl Modify for Bearer {
         views::TenantList, views::PluginView, views::PluginList, views::PluginUploaded,
         views::CapabilitiesView, views::WorkflowSummary, views::WorkflowList,
         views::WorkflowVersion, views::WorkflowVersions, views::WorkflowUploaded,
-        requests::Order, requests::Decision, runs::StepDecision, incidents::Note,
+        requests::Order, requests::Decision, runs::StepDecision, runs::CancelOptions, incidents::Note,
         admin::NewTokenBody, admin::TenantBody, events::Received,
     )),
     modifiers(&Bearer),

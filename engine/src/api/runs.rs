@@ -98,25 +98,48 @@ pub(super) async fn get_one(
     Ok(Json(detail(&state, &run).await?))
 }
 
-/// Cancel a run: running plugin steps are interrupted, compensations run.
+/// How to cancel a run.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(super) struct CancelOptions {
+    /// Whether the compensations of completed steps (newest first) and the `on_failure` steps
+    /// run before the run ends (default `true`); `false` only stops it.
+    #[serde(default = "yes")]
+    pub compensate: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// Cancel a run: running steps are interrupted, nothing new starts; then the compensations of
+/// completed steps run, newest first, then the `on_failure` steps — unless the body says
+/// `{"compensate": false}`. The body is optional.
 #[utoipa::path(post, path = "/v1/runs/{id}/cancel", tag = "runs",
     params(("id" = String, Path, description = "Run id")),
+    request_body(content = Option<CancelOptions>, description = "Optional; `{\"compensate\": false}` to skip compensations and `on_failure`", content_type = "application/json"),
     responses(
         (status = 202, description = "Cancellation recorded", body = RunSummary),
+        (status = 400, description = "Malformed body", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "Only operators cancel runs", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such run", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "The run is already over", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "A body of the wrong shape", body = Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = [])))]
 pub(super) async fn cancel(
     State(state): State<AppState>,
     Extension(who): Extension<Principal>,
     PathParams(id): PathParams<String>,
+    headers: HeaderMap,
+    RawBody(body): RawBody,
 ) -> Result<Response, Problem> {
     who.require(&[Role::Operator, Role::Admin])?;
+    let options = optional_json::<CancelOptions>(&headers, &body)?;
     visible_run(&state, &who, &id).await?;
-    state.engine.cancel(&id).await?;
+    let compensate = options.is_none_or(|o| o.compensate);
+    state.engine.cancel_with(&id, compensate).await?;
     let run = visible_run(&state, &who, &id).await?;
     Ok((StatusCode::ACCEPTED, Json(RunSummary::of(&run))).into_response())
 }

@@ -168,6 +168,7 @@ pub(crate) enum Command {
     },
     Cancel {
         run_id: String,
+        compensate: bool,
         reply: oneshot::Sender<Result<(), EngineError>>,
     },
     /// Answered after the next turn has committed.
@@ -333,13 +334,21 @@ impl Engine {
         .await
     }
 
-    /// Cancels a run: running plugin attempts are interrupted, nothing new starts.
-    pub async fn cancel(&self, run_id: &str) -> Result<(), EngineError> {
+    /// Cancels a run: running plugin attempts are interrupted and nothing new of the run
+    /// starts; then the compensations of what it completed run, newest first, and its
+    /// `on_failure` steps, unless `compensate` is false.
+    pub async fn cancel_with(&self, run_id: &str, compensate: bool) -> Result<(), EngineError> {
         self.ask(|reply| Command::Cancel {
             run_id: run_id.into(),
+            compensate,
             reply,
         })
         .await
+    }
+
+    /// [`Engine::cancel_with`] compensating.
+    pub async fn cancel(&self, run_id: &str) -> Result<(), EngineError> {
+        self.cancel_with(run_id, true).await
     }
 
     /// Waits for a whole executor turn that starts after this call: every timer due at the

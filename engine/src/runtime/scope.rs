@@ -242,6 +242,7 @@ mod tests {
             lease_until: None,
             lease_epoch: 0,
             blocked: None,
+            cancel_compensates: true,
         }
     }
 

@@ -228,10 +228,12 @@ pub struct RunRow {
     /// Why the run cannot go on, while its workflow version does not plan; it resumes when
     /// the cause is fixed.
     pub blocked: Option<String>,
+    /// While cancelling: whether compensations and `on_failure` steps run first.
+    pub cancel_compensates: bool,
 }
 
 impl RunRow {
-    pub(super) const COLUMNS: &'static str = "id, workflow, version, tenant, requester, inputs, status, outputs, error, parent_run, parent_step, created_at, updated_at, finished_at, lease_owner, lease_until, lease_epoch, blocked";
+    pub(super) const COLUMNS: &'static str = "id, workflow, version, tenant, requester, inputs, status, outputs, error, parent_run, parent_step, created_at, updated_at, finished_at, lease_owner, lease_until, lease_epoch, blocked, cancel_compensates";
 
     pub(super) fn from_row(row: &SqliteRow) -> Result<Self, StoreError> {
         let version: i64 = col(row, "version")?;
@@ -263,6 +265,7 @@ impl RunRow {
             lease_until: col(row, "lease_until")?,
             lease_epoch: col(row, "lease_epoch")?,
             blocked: col(row, "blocked")?,
+            cancel_compensates: col::<i64>(row, "cancel_compensates")? != 0,
         })
     }
 
@@ -282,9 +285,10 @@ impl RunRow {
                  ON CONFLICT (id) DO UPDATE SET status = excluded.status, outputs = excluded.outputs, \
                  error = excluded.error, updated_at = excluded.updated_at, finished_at = excluded.finished_at, \
                  lease_owner = excluded.lease_owner, lease_until = excluded.lease_until, \
-                 lease_epoch = excluded.lease_epoch, blocked = excluded.blocked{}",
+                 lease_epoch = excluded.lease_epoch, blocked = excluded.blocked, \
+                 cancel_compensates = excluded.cancel_compensates{}",
                 Self::COLUMNS,
-                placeholders(chunk.len(), 18),
+                placeholders(chunk.len(), 19),
                 if fenced {
                     " WHERE runs.lease_owner = excluded.lease_owner AND runs.lease_epoch = excluded.lease_epoch"
                 } else {
@@ -311,7 +315,8 @@ impl RunRow {
                     .bind(&r.lease_owner)
                     .bind(r.lease_until)
                     .bind(r.lease_epoch)
-                    .bind(&r.blocked);
+                    .bind(&r.blocked)
+                    .bind(i64::from(r.cancel_compensates));
             }
             changed += q.execute(&mut *conn).await?.rows_affected();
         }

@@ -32,6 +32,7 @@ fn run(id: &str, status: RunStatus) -> RunRow {
         lease_until: None,
         lease_epoch: 0,
         blocked: None,
+        cancel_compensates: true,
     }
 }
 

@@ -265,9 +265,16 @@ fn an_operator_cancels_a_run_waiting_on_a_long_timer() {
         .auth(&app.operator)
         .send()
         .problem(404, "not-found");
+    let wrong = app
+        .post(&format!("/v1/runs/{run}/cancel"))
+        .auth(&app.operator)
+        .json(&json!({ "compensate": "no" }))
+        .send();
+    assert_eq!(wrong.invalid(), vec!["/compensate"]);
     let cancelling = app
         .post(&format!("/v1/runs/{run}/cancel"))
         .auth(&app.operator)
+        .json(&json!({ "compensate": false }))
         .send()
         .expect(202);
     assert_eq!(cancelling["id"], run.as_str());

@@ -71,12 +71,16 @@ impl Executor {
                     Err(e) => drop(reply.send(Err(e))),
                 }
             }
-            Command::Cancel { run_id, reply } => {
+            Command::Cancel {
+                run_id,
+                compensate,
+                reply,
+            } => {
                 if let Err(e) = self.ensure_loaded(&run_id).await {
                     drop(reply.send(Err(e)));
                     return;
                 }
-                self.cancel_run(&run_id);
+                self.cancel_run(&run_id, compensate);
                 self.replies.push(Reply::Done(reply, Some(run_id)));
             }
             Command::Sync(reply) => self.replies.push(Reply::Done(reply, None)),
@@ -253,6 +257,7 @@ impl Executor {
             lease_until: Some(now + self.lease_ms()),
             lease_epoch: 1,
             blocked: None,
+            cancel_compensates: true,
         };
         self.runs.insert(
             id.clone(),
@@ -263,6 +268,8 @@ impl Executor {
                 signals: Vec::new(),
                 cancels: HashMap::new(),
                 scope: ScopeCache::default(),
+                fanouts: HashMap::new(),
+                undo: None,
             },
         );
         self.touched_runs.insert(id.clone());

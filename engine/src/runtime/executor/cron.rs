@@ -73,7 +73,7 @@ impl Executor {
                 if let Some(id) = &fire.run_id {
                     if let (Overlap::CancelPrevious, Some(prev)) = (spec.overlap, &previous) {
                         if self.runs.contains_key(prev) {
-                            self.cancel_run(prev);
+                            self.cancel_run(prev, true);
                         } else {
                             tracing::warn!(
                                 "cron: run {prev} of {} is executed by another process; not cancelled",

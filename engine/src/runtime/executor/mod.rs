@@ -48,6 +48,10 @@ struct RunState {
     cancels: HashMap<UnitKey, (u32, CancellationToken)>,
     /// Its template scope, kept between renders.
     scope: ScopeCache,
+    /// Its fan-outs in progress, by step id (rebuilt from the units after a restart).
+    fanouts: HashMap<String, fanout::FanOut>,
+    /// While failing or cancelling: what is left to compensate, next first.
+    undo: Option<std::collections::VecDeque<UnitKey>>,
 }
 
 pub(super) struct Executor {
@@ -234,6 +238,8 @@ impl Executor {
                     signals,
                     cancels: HashMap::new(),
                     scope: ScopeCache::default(),
+                    fanouts: HashMap::new(),
+                    undo: None,
                 },
             );
             self.rearm(&id);

@@ -39,14 +39,14 @@ impl Executor {
         };
         match status {
             RunStatus::Running => self.advance_running(run_id),
-            RunStatus::Failing => self.advance_failing(run_id),
-            RunStatus::Cancelling => self.advance_cancelling(run_id),
+            RunStatus::Failing | RunStatus::Cancelling => self.advance_ending(run_id),
             _ => {}
         }
         // A run with no attempt in flight is parked (on a timer, an approval, a signal, a
-        // child run): it keeps no scope, so parked runs stay small; waking rebuilds it.
+        // child run): it keeps no scope, so parked runs stay small; waking rebuilds it. (Every
+        // attempt in flight holds a cancellation handle, so this costs nothing per unit.)
         if let Some(run) = self.runs.get_mut(run_id)
-            && !run.units.values().any(|u| u.status == StepStatus::Running)
+            && run.cancels.is_empty()
         {
             run.scope = Default::default();
         }
