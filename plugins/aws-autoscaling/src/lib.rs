@@ -7,6 +7,8 @@
 //! Credentials, region and endpoint: see `csmp_sdk::aws` (secrets `aws_*`). Knows nothing
 //! about the host beyond the SDK.
 
+use std::collections::BTreeMap;
+
 use csmp_sdk::aws::xml::{self, roxmltree::Node};
 use csmp_sdk::aws::{self, Client, Params, Target};
 use csmp_sdk::schemars::JsonSchema;
@@ -68,6 +70,10 @@ pub struct SetDesiredCapacity {
     /// Work out and report the change without making it.
     #[serde(default)]
     pub dry_run: bool,
+    /// Refuse (permanently) unless the group carries all these tags, such as
+    /// `{"csmp:tenant": "{{ run.tenant }}"}` so a tenant can only change its own groups.
+    #[serde(default)]
+    pub require_tags: BTreeMap<String, String>,
     /// Where and as whom to call Auto Scaling.
     #[serde(default)]
     pub aws: Target,
@@ -89,6 +95,10 @@ pub struct UpdateGroup {
     /// The new desired capacity.
     #[serde(default)]
     pub desired: Option<u32>,
+    /// Refuse (permanently) unless the group carries all these tags, such as
+    /// `{"csmp:tenant": "{{ run.tenant }}"}` so a tenant can only change its own groups.
+    #[serde(default)]
+    pub require_tags: BTreeMap<String, String>,
     /// Where and as whom to call Auto Scaling.
     #[serde(default)]
     pub aws: Target,
@@ -124,6 +134,8 @@ pub struct Group {
     pub in_service: u32,
     /// Its instances.
     pub instances: Vec<Member>,
+    /// Its tags.
+    pub tags: BTreeMap<String, String>,
 }
 
 /// The step's output: which shape depends on the action.
@@ -232,7 +244,7 @@ fn describe(ctx: &Context, input: DescribeGroups) -> Result<Groups, PluginError>
 
 fn set_desired(ctx: &Context, input: SetDesiredCapacity) -> Result<Capacity, PluginError> {
     let client = Client::connect(ctx, aws::AUTOSCALING, &input.aws)?;
-    let group = one_group(&client, &input.group)?;
+    let group = one_group(&client, &input.group, &input.require_tags)?;
     let current = group.desired_capacity;
     let target = match (input.desired, input.change_by) {
         (Some(desired), None) => {
@@ -299,7 +311,7 @@ fn set_desired(ctx: &Context, input: SetDesiredCapacity) -> Result<Capacity, Plu
 
 fn update(ctx: &Context, input: UpdateGroup) -> Result<Updated, PluginError> {
     let client = Client::connect(ctx, aws::AUTOSCALING, &input.aws)?;
-    let group = one_group(&client, &input.group)?;
+    let group = one_group(&client, &input.group, &input.require_tags)?;
     let min_size = input.min_size.unwrap_or(group.min_size);
     let max_size = input.max_size.unwrap_or(group.max_size);
     if min_size > max_size {
@@ -336,11 +348,24 @@ fn update(ctx: &Context, input: UpdateGroup) -> Result<Updated, PluginError> {
     })
 }
 
-fn one_group(client: &Client<'_>, name: &str) -> Result<Group, PluginError> {
-    groups(client, std::slice::from_ref(&name.to_owned()))?
+fn one_group(
+    client: &Client<'_>,
+    name: &str,
+    require_tags: &BTreeMap<String, String>,
+) -> Result<Group, PluginError> {
+    let group = groups(client, std::slice::from_ref(&name.to_owned()))?
         .into_iter()
         .find(|g| g.name == name)
-        .ok_or_else(|| no_such_group(name))
+        .ok_or_else(|| no_such_group(name))?;
+    for (key, wanted) in require_tags {
+        if group.tags.get(key) != Some(wanted) {
+            return Err(PluginError::permanent(format!(
+                "group {name} is not tagged {key}={wanted}, so this step may not change it; \
+                 tag the group or change a group that carries the tag"
+            )));
+        }
+    }
+    Ok(group)
 }
 
 fn no_such_group(name: &str) -> PluginError {
@@ -402,7 +427,17 @@ fn group(node: Node<'_, '_>) -> Result<Group, PluginError> {
         .iter()
         .filter(|m| m.lifecycle_state == "InService" && m.health_status == "Healthy")
         .count();
+    let tags = xml::list(node, &["Tags"])
+        .into_iter()
+        .filter_map(|t| {
+            Some((
+                xml::string(t, &["Key"])?,
+                xml::string(t, &["Value"]).unwrap_or_default(),
+            ))
+        })
+        .collect();
     Ok(Group {
+        tags,
         min_size: size("MinSize")?,
         max_size: size("MaxSize")?,
         desired_capacity: size("DesiredCapacity")?,

@@ -177,6 +177,31 @@ fn bad_requests_say_how_to_fix_them() {
 }
 
 #[test]
+fn require_tags_keeps_tenants_to_their_own_groups() {
+    let tagged = DESCRIBE.replace(
+        "<Tags/>",
+        "<Tags><member><ResourceId>web</ResourceId><ResourceType>auto-scaling-group</ResourceType><Key>csmp:tenant</Key><Value>acme</Value><PropagateAtLaunch>true</PropagateAtLaunch></member></Tags>",
+    );
+    let with = |tenant: &str| json!({"action": "set_desired_capacity", "group": "web", "desired": 3, "require_tags": {"csmp:tenant": tenant}});
+    let (out, forms) = run_with(&tagged, with("acme"));
+    assert!(
+        matches!(&out, Ok(Output::Capacity(c)) if c.desired == 3),
+        "{out:?}"
+    );
+    assert_eq!(actions(&forms).len(), 2);
+    let (out, forms) = run_with(&tagged, with("globex"));
+    assert!(
+        matches!(&out, Err(PluginError::Permanent(m)) if m.contains("not tagged csmp:tenant=globex")),
+        "{out:?}"
+    );
+    assert_eq!(
+        actions(&forms),
+        ["DescribeAutoScalingGroups"],
+        "nothing changed"
+    );
+}
+
+#[test]
 fn until_in_service_polls_while_instances_are_pending() {
     let pending = DESCRIBE.replacen(
         "<LifecycleState>InService</LifecycleState>",
