@@ -48,7 +48,7 @@ mod http;
 pub mod testing;
 
 pub use context::{Context, Level};
-pub use describe::{Capabilities, Descriptor};
+pub use describe::{Capabilities, Descriptor, dispatch_on_action};
 pub use error::PluginError;
 pub use http::{HttpError, Request, Response};
 

@@ -18,7 +18,7 @@ use csmp_sdk::{Context, PluginError};
 /// The step's `with:`: one action.
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(crate = "csmp_sdk::serde", tag = "action", rename_all = "snake_case")]
-#[schemars(crate = "csmp_sdk::schemars")]
+#[schemars(crate = "csmp_sdk::schemars", transform = csmp_sdk::dispatch_on_action)]
 pub enum Input {
     /// Describe groups; with `until_in_service`, fail (retryably) until each has as many
     /// healthy in-service instances as it desires.

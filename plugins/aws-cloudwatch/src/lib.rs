@@ -23,7 +23,7 @@ pub use metrics::{Alarm, Datapoint, Series};
 /// The step's `with:`: one action.
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(crate = "csmp_sdk::serde", tag = "action", rename_all = "snake_case")]
-#[schemars(crate = "csmp_sdk::schemars")]
+#[schemars(crate = "csmp_sdk::schemars", transform = csmp_sdk::dispatch_on_action)]
 pub enum Input {
     /// Statistics of one metric per period (`GetMetricStatistics`).
     GetMetricStatistics(GetMetricStatistics),

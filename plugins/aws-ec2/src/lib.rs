@@ -42,7 +42,7 @@ const MAX_PAGES: usize = 20;
 /// The step's `with:`: one action.
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(crate = "csmp_sdk::serde", tag = "action", rename_all = "snake_case")]
-#[schemars(crate = "csmp_sdk::schemars")]
+#[schemars(crate = "csmp_sdk::schemars", transform = csmp_sdk::dispatch_on_action)]
 pub enum Input {
     /// Launch instances (`RunInstances`), or return the ones an earlier attempt of this step
     /// launched.

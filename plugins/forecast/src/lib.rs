@@ -62,6 +62,7 @@ pub struct Input {
     pub gamma: Option<f64>,
     /// Turn the forecast peak into a number of instances.
     #[serde(default)]
+    #[schemars(with = "CapacityPlan")]
     pub capacity: Option<CapacityPlan>,
 }
 
