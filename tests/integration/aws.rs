@@ -170,6 +170,18 @@ fn a_retried_launch_launches_nothing_twice() {
     assert_eq!(made[0]["client_token"], key);
     assert_eq!(made[0]["tags"]["csmp:idempotency-key"], key);
 
+    // Its health checks, as DescribeInstanceStatus reports them.
+    let status = ec2(
+        &host,
+        &moto,
+        "run-retried/health",
+        (KEY_ID, SECRET),
+        json!({"action": "instance_status", "instance_ids": [first["instance_id"]], "until_ok": true}),
+    )
+    .expect("health checks");
+    assert_eq!(status["all_ok"], true, "{status}");
+    assert_eq!(status["statuses"][0]["state"], "running", "{status}");
+
     // Another step (another key) does launch.
     ec2(
         &host,

@@ -18,16 +18,16 @@ use crate::helpers::repo_root;
 use crate::receivers::{ROUTING_KEY, Receivers};
 use crate::runtime::GUARD;
 
-/// The built-in plugins, with `http` and `notify` granted the receivers' address and `notify`
-/// its `notify_*` secrets: the grants an operator writes for these examples.
-fn example_host() -> PluginHost {
+/// The built-in plugins, with `http` and `notify` granted the receivers' exact address and
+/// `notify` its `notify_*` secrets: the grants an operator writes for these examples.
+fn example_host(receivers: &str) -> PluginHost {
     let cache = format!("{}/plugin-cache", env!("CARGO_TARGET_TMPDIR"));
     let mut grants = Grants::default();
     for (plugin, secrets) in [("http", vec![]), ("notify", vec!["notify_*".to_string()])] {
         grants.plugins.insert(
             plugin.into(),
             Grant {
-                http_hosts: vec!["127.0.0.1".into()],
+                http_hosts: vec![receivers.into()],
                 secrets,
                 ..Grant::default()
             },
@@ -48,7 +48,7 @@ struct Examples {
 
 async fn examples() -> Examples {
     let api = Receivers::start().await;
-    let host = example_host();
+    let host = example_host(api.authority());
     let files = validate::collect_files(&[repo_root().join("workflows")]).expect("workflows/");
     let outcome = validate::validate_files(&files, &host.index());
     assert_eq!(outcome.errors(), 0, "{}", validate::render_text(&outcome));
