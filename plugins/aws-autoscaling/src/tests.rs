@@ -116,6 +116,8 @@ fn relative_changes_stay_within_the_group_and_never_lower_keeps_more() {
         (json!({"change_by": -5}), 1, true),
         (json!({"desired": 1, "never_lower": true}), 2, false),
         (json!({"desired": 7, "never_lower": true}), 7, true),
+        // Below the group's minimum, but the current capacity is kept anyway.
+        (json!({"desired": 0, "never_lower": true}), 2, false),
     ] {
         let mut input = json!({"action": "set_desired_capacity", "group": "web"});
         if let (Some(i), Some(w)) = (input.as_object_mut(), with.as_object()) {
