@@ -32,8 +32,11 @@ pub(crate) struct Moto {
     pub(crate) endpoint: String,
     /// `127.0.0.1:PORT`, the exact grant the AWS plugins need.
     pub(crate) authority: String,
-    /// Holds the server's log and the test's databases.
+    /// Holds the server's log and the test's files.
     pub(crate) dir: tempfile::TempDir,
+    /// The database `csmp run` uses, beside the plugin cache all moto tests share; removed on
+    /// drop.
+    database: PathBuf,
 }
 
 impl Moto {
@@ -61,11 +64,14 @@ impl Moto {
             .stderr(log)
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start moto_server ({e}): {INSTALL}"));
+        let runs = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("moto-runs");
+        std::fs::create_dir_all(&runs).expect("the runs directory");
         let moto = Self {
             child,
             endpoint: format!("http://127.0.0.1:{port}"),
             authority: format!("127.0.0.1:{port}"),
             dir,
+            database: runs.join(format!("{}-{port}.db", std::process::id())),
         };
         moto.wait_until_listening(port);
         moto
@@ -162,8 +168,8 @@ impl Moto {
         ]
     }
 
-    /// `csmp run FILE --input …` with the grants and `env`, on a database of its own beside a
-    /// plugin cache all moto tests share.
+    /// `csmp run FILE --input …` with the grants and `env`, on this test's database (beside a
+    /// plugin cache all moto tests share, so each plugin compiles once).
     pub(crate) fn csmp_run(
         &self,
         file: &Path,
@@ -171,13 +177,6 @@ impl Moto {
         grants: &Path,
         env: &[(String, String)],
     ) -> Ran {
-        let data = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("moto-runs");
-        std::fs::create_dir_all(&data).expect("the runs directory");
-        let database = data.join(format!(
-            "{}-{}.db",
-            std::process::id(),
-            self.authority.replace([':', '.'], "-")
-        ));
         let mut command = Command::new(env!("CARGO_BIN_EXE_csmp"));
         command
             .arg("run")
@@ -185,7 +184,7 @@ impl Moto {
             .arg("--grants")
             .arg(grants)
             .arg("--database")
-            .arg(&database);
+            .arg(&self.database);
         for (k, v) in inputs {
             command.args(["--input", &format!("{k}={v}")]);
         }
@@ -202,6 +201,11 @@ impl Moto {
 
 impl Drop for Moto {
     fn drop(&mut self) {
+        for suffix in ["", "-wal", "-shm"] {
+            let mut path = self.database.clone().into_os_string();
+            path.push(suffix);
+            let _ = std::fs::remove_file(path);
+        }
         let _ = Command::new("kill")
             .args(["-TERM", &self.child.id().to_string()])
             .status();

@@ -249,7 +249,11 @@ fn set_desired(ctx: &Context, input: SetDesiredCapacity) -> Result<Capacity, Plu
     let target = match (input.desired, input.change_by) {
         (Some(desired), None) => {
             // Keeping a larger current capacity is always within the group's range.
-            let desired = if input.never_lower { desired.max(current) } else { desired };
+            let desired = if input.never_lower {
+                desired.max(current)
+            } else {
+                desired
+            };
             if desired < group.min_size || desired > group.max_size {
                 return Err(PluginError::permanent(format!(
                     "desired capacity {desired} is outside group {}'s range {}–{}; change its \
