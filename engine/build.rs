@@ -18,6 +18,10 @@ const PLUGINS: &[(&str, &str)] = &[
     ("csmp-plugin-echo", "echo"),
     ("csmp-plugin-http", "http"),
     ("csmp-plugin-notify", "notify"),
+    ("csmp-plugin-aws-ec2", "aws-ec2"),
+    ("csmp-plugin-aws-autoscaling", "aws-autoscaling"),
+    ("csmp-plugin-aws-cloudwatch", "aws-cloudwatch"),
+    ("csmp-plugin-forecast", "forecast"),
     ("csmp-test-hostile", "hostile"),
     ("csmp-test-sockets", "sockets"),
 ];

@@ -6,7 +6,7 @@
 
 use std::fmt;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use crate::PluginError;
 use crate::http::{HttpError, Request, Response};
@@ -40,6 +40,7 @@ pub(crate) trait Backend: Send + Sync {
     fn log(&self, level: Level, message: &str);
     fn http(&self, request: Request) -> Result<Response, HttpError>;
     fn secret(&self, name: &str) -> Option<String>;
+    fn now(&self) -> SystemTime;
 }
 
 /// The step attempt a plugin is running, and the door to everything outside it.
@@ -84,6 +85,12 @@ impl Context {
     /// How long this attempt may run in total before the host stops it.
     pub fn timeout(&self) -> Duration {
         self.timeout
+    }
+
+    /// The current time by the host's clock (the only clock a plugin has): for signatures,
+    /// timestamps and time windows.
+    pub fn now(&self) -> SystemTime {
+        self.backend.now()
     }
 
     /// Appends a line to the step's log.

@@ -79,9 +79,79 @@ impl Descriptor {
     }
 }
 
+/// A schema transform for inputs that are an enum internally tagged by `action`
+/// (`#[serde(tag = "action")]`): replaces schemars' `oneOf` of the variants with
+/// `action: {enum: [...]}` plus one `if action == X then <variant>` per variant.
+///
+/// Same inputs are valid either way, but a `oneOf` failure is reported at the top of the
+/// input, while an `if`/`then` failure is reported at the offending field — which is what
+/// lets `csmp validate` check the literal parts of a step's `with:` and leave the templated
+/// ones to run time. Use it as `#[schemars(transform = csmp_sdk::dispatch_on_action)]`.
+pub fn dispatch_on_action(schema: &mut schemars::Schema) {
+    const TAG: &str = "action";
+    let Some(serde_json::Value::Array(variants)) = schema.remove("oneOf") else {
+        return;
+    };
+    let mut names = Vec::new();
+    let mut branches = Vec::new();
+    for variant in variants {
+        let name = variant
+            .pointer(&format!("/properties/{TAG}/const"))
+            .cloned()
+            .unwrap_or(serde_json::Value::Null);
+        names.push(name.clone());
+        branches.push(serde_json::json!({
+            "if": { "properties": { TAG: { "const": name } }, "required": [TAG] },
+            "then": variant,
+        }));
+    }
+    schema.insert("type".into(), "object".into());
+    schema.insert("required".into(), serde_json::json!([TAG]));
+    schema.insert(
+        "properties".into(),
+        serde_json::json!({ TAG: { "description": "What to do.", "enum": names } }),
+    );
+    schema.insert("allOf".into(), serde_json::Value::Array(branches));
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[derive(JsonSchema, serde::Deserialize)]
+    #[serde(tag = "action", rename_all = "snake_case")]
+    #[schemars(transform = dispatch_on_action)]
+    #[allow(dead_code)]
+    enum Tagged {
+        Start(Start),
+        Stop { id: String },
+    }
+
+    #[derive(JsonSchema, serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    struct Start {
+        count: u32,
+    }
+
+    #[test]
+    fn tagged_inputs_dispatch_on_their_action() {
+        let schema = schemars::schema_for!(Tagged).to_value();
+        assert!(schema.get("oneOf").is_none());
+        assert_eq!(schema["required"], serde_json::json!(["action"]));
+        assert_eq!(
+            schema["properties"]["action"]["enum"],
+            serde_json::json!(["start", "stop"])
+        );
+        let start = &schema["allOf"][0];
+        assert_eq!(start["if"]["properties"]["action"]["const"], "start");
+        assert_eq!(start["then"]["properties"]["count"]["type"], "integer");
+        assert_eq!(start["then"]["additionalProperties"], false);
+        assert_eq!(
+            schema["allOf"][1]["then"]["required"],
+            serde_json::json!(["action", "id"])
+        );
+    }
 
     #[derive(JsonSchema)]
     #[allow(dead_code)]

@@ -101,4 +101,9 @@ impl Backend for HostBackend {
     fn secret(&self, name: &str) -> Option<String> {
         wit_secrets::get(name)
     }
+
+    fn now(&self) -> std::time::SystemTime {
+        // `wasi:clocks/wall-clock`, which the host provides.
+        std::time::SystemTime::now()
+    }
 }

@@ -26,13 +26,16 @@
 //!
 //! Layout: `context` (what a plugin may ask of its host), `http` (request/response types),
 //! `error` (retryable vs permanent), `describe` (metadata and generated schemas), `testing`
-//! (a mock host for native unit tests), `export` and `bindings` (the ABI glue, hidden).
+//! (a mock host for native unit tests), `export` and `bindings` (the ABI glue, hidden), and,
+//! with the `aws` feature, `aws` (SigV4 signing and the AWS Query and JSON protocols).
 //!
 //! The SDK compiles natively too, so a plugin's unit tests run with plain `cargo test` against
 //! [`testing::MockHost`]; only the export glue is limited to `wasm32`.
 
 extern crate self as csmp_sdk;
 
+#[cfg(feature = "aws")]
+pub mod aws;
 #[allow(unsafe_code)]
 #[doc(hidden)]
 pub mod bindings;
@@ -45,7 +48,7 @@ mod http;
 pub mod testing;
 
 pub use context::{Context, Level};
-pub use describe::{Capabilities, Descriptor};
+pub use describe::{Capabilities, Descriptor, dispatch_on_action};
 pub use error::PluginError;
 pub use http::{HttpError, Request, Response};
 

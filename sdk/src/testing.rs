@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use crate::context::{Backend, Context, Level};
 use crate::http::{HttpError, Request, Response};
@@ -43,6 +43,8 @@ pub struct MockHost {
     idempotency_key: String,
     /// Passed to contexts as their time budget.
     timeout: Duration,
+    /// What `Context::now` answers; the real clock when unset.
+    now: Option<SystemTime>,
 }
 
 impl fmt::Debug for MockHost {
@@ -70,6 +72,7 @@ impl MockHost {
             requests: Arc::default(),
             idempotency_key: "test-idempotency-key".into(),
             timeout: Duration::from_secs(30),
+            now: None,
         }
     }
 
@@ -100,6 +103,12 @@ impl MockHost {
         self
     }
 
+    /// Stops the clock contexts read at `now` (for signatures and time windows in tests).
+    pub fn with_now(mut self, now: SystemTime) -> Self {
+        self.now = Some(now);
+        self
+    }
+
     /// A context backed by this host.
     pub fn context(&self) -> Context {
         Context::new(
@@ -110,6 +119,7 @@ impl MockHost {
                 responder: self.responder.clone(),
                 logs: Arc::clone(&self.logs),
                 requests: Arc::clone(&self.requests),
+                now: self.now,
             }),
         )
     }
@@ -136,6 +146,7 @@ struct Recorder {
     responder: Option<Arc<Responder>>,
     logs: Arc<Mutex<Vec<(Level, String)>>>,
     requests: Arc<Mutex<Vec<Request>>>,
+    now: Option<SystemTime>,
 }
 
 impl Backend for Recorder {
@@ -163,5 +174,9 @@ impl Backend for Recorder {
 
     fn secret(&self, name: &str) -> Option<String> {
         self.secrets.get(name).cloned()
+    }
+
+    fn now(&self) -> SystemTime {
+        self.now.unwrap_or_else(SystemTime::now)
     }
 }

@@ -19,6 +19,7 @@ fn every_example_workflow_and_catalog_entry_validates() {
         "scale-service",
         "remediate-high-cpu",
         "escalate-incident",
+        "predictive-scale",
         "hello",
     ] {
         assert!(

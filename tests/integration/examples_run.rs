@@ -1,7 +1,8 @@
-//! Every example in `workflows/` runs to completion, through the library engine, against a
-//! local emulator of the endpoints it calls (`cloud_api.rs`), with the secrets and grants an
-//! operator would set. Long waits (30 s to 45 min) pass on a [`ManualClock`]: whenever no
-//! plugin attempt is in flight, the test moves the clock to the next timer.
+//! The example workflows that need no cloud run to completion through the library engine,
+//! against local stand-ins for the notification endpoints they call (`receivers.rs`), with the
+//! secrets and grants an operator would set. Long waits (up to 45 min) pass on a
+//! [`ManualClock`]: whenever no plugin attempt is in flight, the test moves the clock to the
+//! next timer. The examples that drive AWS run against moto instead (`moto.rs`).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -13,20 +14,20 @@ use csmp::runtime::{Definitions, Engine, EngineConfig, ManualClock, NewRun};
 use csmp::store::{Durability, RunStatus, StepRow, StepStatus, Store};
 use serde_json::{Value, json};
 
-use crate::cloud_api::{Cloud, CloudApi, Host, ROUTING_KEY, Service};
 use crate::helpers::repo_root;
+use crate::receivers::{ROUTING_KEY, Receivers};
 use crate::runtime::GUARD;
 
-/// The built-in plugins, with `http` and `notify` granted the emulator's address and `notify`
-/// its `notify_*` secrets: the grants an operator writes for these examples.
-fn example_host() -> PluginHost {
+/// The built-in plugins, with `http` and `notify` granted the receivers' exact address and
+/// `notify` its `notify_*` secrets: the grants an operator writes for these examples.
+fn example_host(receivers: &str) -> PluginHost {
     let cache = format!("{}/plugin-cache", env!("CARGO_TARGET_TMPDIR"));
     let mut grants = Grants::default();
     for (plugin, secrets) in [("http", vec![]), ("notify", vec!["notify_*".to_string()])] {
         grants.plugins.insert(
             plugin.into(),
             Grant {
-                http_hosts: vec!["127.0.0.1".into()],
+                http_hosts: vec![receivers.into()],
                 secrets,
                 ..Grant::default()
             },
@@ -37,17 +38,17 @@ fn example_host() -> PluginHost {
     host
 }
 
-/// The example workflows on an engine whose secrets point at a cloud emulator.
+/// The example workflows on an engine whose secrets point at the receivers.
 struct Examples {
     _dir: tempfile::TempDir,
     engine: Engine,
     clock: ManualClock,
-    api: CloudApi,
+    api: Receivers,
 }
 
-async fn examples(cloud: Cloud) -> Examples {
-    let api = CloudApi::start(cloud).await;
-    let host = example_host();
+async fn examples() -> Examples {
+    let api = Receivers::start().await;
+    let host = example_host(api.authority());
     let files = validate::collect_files(&[repo_root().join("workflows")]).expect("workflows/");
     let outcome = validate::validate_files(&files, &host.index());
     assert_eq!(outcome.errors(), 0, "{}", validate::render_text(&outcome));
@@ -160,53 +161,9 @@ impl Examples {
     }
 }
 
-fn cloud() -> Cloud {
-    Cloud {
-        quota: 20,
-        capacity: BTreeMap::from([
-            ("small".into(), 20),
-            ("medium".into(), 10),
-            ("large".into(), 2),
-        ]),
-        services: BTreeMap::from([
-            (
-                "web".into(),
-                Service {
-                    replicas: 2,
-                    rolling_out: 0,
-                },
-            ),
-            (
-                "search".into(),
-                Service {
-                    replicas: 9,
-                    rolling_out: 0,
-                },
-            ),
-        ]),
-        hosts: BTreeMap::from([
-            (
-                "web-1".into(),
-                Host {
-                    service: "web".into(),
-                    cpu: 96.0,
-                },
-            ),
-            (
-                "search-3".into(),
-                Host {
-                    service: "search".into(),
-                    cpu: 99.0,
-                },
-            ),
-        ]),
-        ..Cloud::default()
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hello_runs_to_completion() {
-    let ex = examples(cloud()).await;
+    let ex = examples().await;
     let id = ex
         .submit("hello", json!({"who": "operator", "times": 3}))
         .await;
@@ -216,185 +173,8 @@ async fn hello_runs_to_completion() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn provision_vms_creates_the_machines_lets_them_settle_and_tells_ops() {
-    let ex = examples(cloud()).await;
-    let id = ex
-        .submit(
-            "provision-vms",
-            json!({"count": 3, "size": "small", "project": "web"}),
-        )
-        .await;
-    let (status, out) = ex.drive(&id).await;
-    assert_eq!(status, RunStatus::Succeeded, "{out}");
-    let mut ids: Vec<String> = out["instance_ids"]
-        .as_array()
-        .expect("a list of ids")
-        .iter()
-        .filter_map(|v| v.as_str().map(String::from))
-        .collect();
-    ids.sort();
-    assert_eq!(ids, ["i-0001", "i-0002", "i-0003"]);
-    let steps = ex.steps(&id).await;
-    assert_eq!(
-        steps["approve"].status,
-        StepStatus::Skipped,
-        "3 machines need no approval"
-    );
-    assert_eq!(steps["settle"].output, Some(json!({"waited_ms": 30_000})));
-    {
-        let cloud = ex.api.state();
-        assert_eq!(cloud.instances.len(), 3);
-        assert!(
-            cloud
-                .instances
-                .values()
-                .all(|i| i.project == "web" && i.size == "small")
-        );
-    }
-    assert_eq!(
-        ex.messages(),
-        [("ops".into(), "3 small machines ready for acme".into())]
-    );
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn provision_vms_asks_an_operator_for_a_large_order() {
-    let ex = examples(cloud()).await;
-    let id = ex
-        .submit("provision-vms", json!({"count": 12, "size": "small"}))
-        .await;
-    ex.wait_for(&id, "approve", StepStatus::Waiting).await;
-    ex.engine
-        .approve(&id, "approve", true, "olivia")
-        .await
-        .expect("approved");
-    let (status, out) = ex.drive(&id).await;
-    assert_eq!(status, RunStatus::Succeeded, "{out}");
-    assert_eq!(out["instance_ids"].as_array().map(Vec::len), Some(12));
-    assert_eq!(ex.api.state().instances.len(), 12);
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn provision_vms_without_capacity_deletes_what_it_made_and_pages_ops() {
-    let ex = examples(cloud()).await;
-    // Two large machines fit; the third is refused (409), so the run fails and compensates.
-    let id = ex
-        .submit("provision-vms", json!({"count": 3, "size": "large"}))
-        .await;
-    let (status, out) = ex.drive(&id).await;
-    assert_eq!(status, RunStatus::Failed, "{out}");
-    {
-        let cloud = ex.api.state();
-        assert!(cloud.instances.is_empty(), "{:?}", cloud.instances);
-        assert_eq!(cloud.deleted.len(), 2);
-        assert_eq!(cloud.capacity["large"], 2);
-    }
-    let messages = ex.messages();
-    assert_eq!(messages.len(), 1, "{messages:?}");
-    assert_eq!(messages[0].0, "ops");
-    assert!(
-        messages[0].1.contains("failed") && messages[0].1.contains("no capacity left"),
-        "{messages:?}"
-    );
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn provision_vms_over_quota_stops_before_creating_anything() {
-    let ex = examples(Cloud {
-        quota: 2,
-        ..cloud()
-    })
-    .await;
-    let id = ex
-        .submit("provision-vms", json!({"count": 3, "size": "small"}))
-        .await;
-    let (status, out) = ex.drive(&id).await;
-    assert_eq!(status, RunStatus::Failed, "{out}");
-    assert!(
-        out["error"]
-            .as_str()
-            .is_some_and(|e| e.contains("step `quota` failed")),
-        "{out}"
-    );
-    assert_eq!(ex.api.state().created, 0);
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn scale_service_scales_waits_for_the_rollout_and_reports() {
-    let ex = examples(cloud()).await;
-    let id = ex
-        .submit("scale-service", json!({"service": "web", "replicas": 4}))
-        .await;
-    let (status, out) = ex.drive(&id).await;
-    assert_eq!(status, RunStatus::Succeeded, "{out}");
-    assert_eq!(out, json!({"previous_replicas": 2, "healthy": true}));
-    let steps = ex.steps(&id).await;
-    assert_eq!(steps["rollout"].output, Some(json!({"waited_ms": 60_000})));
-    assert_eq!(
-        steps["verify"].attempt, 2,
-        "the first probe met the rollout and was retried"
-    );
-    assert_eq!(ex.api.state().services["web"].replicas, 4);
-    assert_eq!(
-        ex.messages(),
-        [("ops".into(), "web now runs 4 replicas (was 2)".into())]
-    );
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn remediate_high_cpu_resolves_when_capacity_helps() {
-    let ex = examples(cloud()).await;
-    let id = ex
-        .submit(
-            "remediate-high-cpu",
-            json!({"host": "web-1", "service": "web", "cpu": 96}),
-        )
-        .await;
-    let (status, out) = ex.drive(&id).await;
-    assert_eq!(status, RunStatus::Succeeded, "{out}");
-    assert_eq!(out["resolved"], json!(true));
-    let steps = ex.steps(&id).await;
-    assert_eq!(steps["settle"].output, Some(json!({"waited_ms": 300_000})));
-    assert_eq!(
-        steps["check"]
-            .output
-            .as_ref()
-            .map(|o| o["body"]["cpu"].clone()),
-        Some(json!(64.0))
-    );
-    assert_eq!(ex.incident(&out["incident"]).await.status, "resolved");
-    assert!(ex.messages().is_empty(), "nobody is paged");
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn remediate_high_cpu_escalates_when_capacity_does_not_help() {
-    let ex = examples(cloud()).await;
-    let id = ex
-        .submit(
-            "remediate-high-cpu",
-            json!({"host": "search-3", "service": "search"}),
-        )
-        .await;
-    let (status, out) = ex.drive(&id).await;
-    assert_eq!(status, RunStatus::Succeeded, "{out}");
-    assert_eq!(out["resolved"], json!(false));
-    let incident = ex.incident(&out["incident"]).await;
-    assert_eq!(
-        (incident.status.as_str(), incident.severity.as_str()),
-        ("open", "sev2")
-    );
-    assert_eq!(
-        ex.messages(),
-        [(
-            "oncall".into(),
-            "High CPU on search-3 persists after automatic scale-out".into()
-        )]
-    );
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn escalate_incident_stops_at_the_first_acknowledgement() {
-    let ex = examples(cloud()).await;
+    let ex = examples().await;
     let id = ex
         .submit(
             "escalate-incident",
@@ -421,7 +201,7 @@ async fn escalate_incident_stops_at_the_first_acknowledgement() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn escalate_incident_pages_the_manager_after_45_unacknowledged_minutes() {
-    let ex = examples(cloud()).await;
+    let ex = examples().await;
     let start = csmp::runtime::Clock::now_ms(&ex.clock);
     let id = ex
         .submit(

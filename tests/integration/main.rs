@@ -2,14 +2,16 @@
 //! host, real files), no mocks.
 
 mod api;
+mod aws;
 mod bench_cli;
-mod cloud_api;
 mod crash;
 mod cron;
 mod examples;
 mod examples_run;
 mod helpers;
+mod moto;
 mod plugin_sandbox;
+mod receivers;
 mod run_cli;
 mod runtime;
 mod scaffold;
