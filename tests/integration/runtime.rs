@@ -1610,3 +1610,80 @@ async fn cancel_compensates_newest_first_then_runs_on_failure_unless_told_not_to
         steps.keys().collect::<Vec<_>>()
     );
 }
+
+/// Commands wait in a bounded queue: while the executor is held in a commit (a second
+/// connection keeps SQLite's write lock), a command past the queue's size is refused at once
+/// as busy instead of piling up; those queued go through once the lock is released.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_command_queue_refuses_at_once() {
+    use sqlx::Connection as _;
+    let h = start(&[LATE_SIGNAL]).await;
+    h.engine.shutdown().await;
+    let engine = engine_with(
+        &h.path,
+        &h.host,
+        &h.defs,
+        &h.clock,
+        EngineConfig {
+            owner: "queue".into(),
+            command_queue: 2,
+            ..EngineConfig::default()
+        },
+    )
+    .await;
+    let run = engine
+        .submit(NewRun {
+            workflow: "late-signal".into(),
+            version: None,
+            inputs: json!({}),
+            tenant: "acme".into(),
+            requester: None,
+        })
+        .await
+        .expect("submitted");
+    let mut lock = sqlx::SqliteConnection::connect(&format!("sqlite://{}", h.path.display()))
+        .await
+        .expect("a second connection");
+    sqlx::query("BEGIN IMMEDIATE")
+        .execute(&mut lock)
+        .await
+        .expect("the write lock");
+
+    let send = |n: i64| {
+        let (engine, run) = (engine.clone(), run.clone());
+        tokio::spawn(async move { engine.signal(&run, "go", json!(n)).await })
+    };
+    let first = send(0);
+    let deadline = tokio::time::Instant::now() + GUARD;
+    while engine.queued_commands() > 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the loop never took the first command"
+        );
+        tokio::task::yield_now().await;
+    }
+    // The loop now waits on the lock; the queue fills, then refuses.
+    let mut tasks = vec![first];
+    let mut refused = None;
+    for n in 1..20 {
+        let task = send(n);
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        if task.is_finished() {
+            refused = Some(task.await.expect("joined"));
+            break;
+        }
+        tasks.push(task);
+    }
+    let refused = refused.expect("a command past the queue is refused");
+    assert!(matches!(&refused, Err(EngineError::Busy(2))), "{refused:?}");
+    sqlx::query("ROLLBACK")
+        .execute(&mut lock)
+        .await
+        .expect("release");
+    for task in tasks {
+        task.await
+            .expect("joined")
+            .expect("queued commands go through");
+    }
+    engine.shutdown().await;
+}

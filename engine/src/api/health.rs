@@ -135,55 +135,93 @@ pub(super) async fn readyz(State(state): State<AppState>) -> Result<&'static str
     Ok("ready\n")
 }
 
-/// Prometheus metrics: runs, steps, queue depth, requests, SLA breaches, latencies.
+/// Prometheus metrics: runs, steps, attempts, queue depth, storage health, requests, SLA
+/// breaches, API latencies. Served from memory: the executor counts as it commits, and the
+/// request gauges are refreshed in the background (`RequestGauges`).
 #[utoipa::path(get, path = "/metrics", tag = "health",
     responses(
         (status = 200, description = "Prometheus text format", body = String, content_type = "text/plain"),
-        (status = 503, description = "The database is unavailable", body = Problem, content_type = "application/problem+json"),
     ))]
-pub(super) async fn metrics(State(state): State<AppState>) -> Result<Response, Problem> {
-    let c = state.store.counts(state.now_ms()).await?;
+pub(super) async fn metrics(State(state): State<AppState>) -> Response {
+    let m = state.engine.metrics().snapshot();
     let mut out = String::new();
-    let gauge = |out: &mut String, name: &str, help: &str, label: &str, rows: &[(String, i64)]| {
+    let head = |out: &mut String, name: &str, kind: &str, help: &str| {
         let _ = writeln!(out, "# HELP {name} {help}");
-        let _ = writeln!(out, "# TYPE {name} gauge");
-        for (k, n) in rows {
-            let _ = writeln!(out, "{name}{{{label}=\"{}\"}} {n}", escape(k));
+        let _ = writeln!(out, "# TYPE {name} {kind}");
+    };
+    let one = |out: &mut String, name: &str, kind: &str, help: &str, v: u64| {
+        head(out, name, kind, help);
+        let _ = writeln!(out, "{name} {v}");
+    };
+    let by = |out: &mut String, name: &str, kind: &str, help: &str, rows: &[(&str, u64)]| {
+        head(out, name, kind, help);
+        for (status, n) in rows {
+            let _ = writeln!(out, "{name}{{status=\"{status}\"}} {n}");
         }
     };
-    gauge(&mut out, "csmp_runs", "Runs by status.", "status", &c.runs);
-    gauge(
+    one(
         &mut out,
-        "csmp_steps",
-        "Steps (and fan-out items) by status.",
-        "status",
-        &c.steps,
+        "csmp_runs_started_total",
+        "counter",
+        "Runs created by this process.",
+        m.runs_started,
     );
-    gauge(
+    by(
         &mut out,
-        "csmp_requests",
-        "Catalog requests by status.",
-        "status",
-        &c.requests,
+        "csmp_runs_finished_total",
+        "counter",
+        "Runs this process ended, by final status.",
+        &m.runs_finished,
     );
-    let _ = writeln!(
-        out,
-        "# HELP csmp_queue_depth Steps of unfinished runs ready or waiting to retry, not running."
+    by(
+        &mut out,
+        "csmp_steps_finished_total",
+        "counter",
+        "Units (steps, fan-out items, compensations, on_failure steps) this process ended, by final status.",
+        &m.steps_finished,
     );
-    let _ = writeln!(out, "# TYPE csmp_queue_depth gauge");
-    let _ = writeln!(out, "csmp_queue_depth {}", c.queue_depth);
-    let _ = writeln!(
-        out,
-        "# HELP csmp_sla_breaches Requests whose SLA deadline passed before fulfilment."
+    one(
+        &mut out,
+        "csmp_attempts_retried_total",
+        "counter",
+        "Plugin attempts that failed and were scheduled again.",
+        m.attempts_retried,
     );
-    let _ = writeln!(out, "# TYPE csmp_sla_breaches gauge");
-    let _ = writeln!(out, "csmp_sla_breaches {}", c.sla_breaches);
-    let (buckets, sum, count) = &c.run_seconds;
-    let _ = writeln!(
-        out,
-        "# HELP csmp_run_duration_seconds Time from start to end of finished runs."
+    one(
+        &mut out,
+        "csmp_runs_active",
+        "gauge",
+        "Runs this process executes now.",
+        m.runs_active,
     );
-    let _ = writeln!(out, "# TYPE csmp_run_duration_seconds histogram");
+    one(
+        &mut out,
+        "csmp_runs_blocked",
+        "gauge",
+        "Runs waiting because their workflow version does not plan.",
+        m.runs_blocked,
+    );
+    one(
+        &mut out,
+        "csmp_queue_depth",
+        "gauge",
+        "Plugin attempts waiting for a worker thread.",
+        m.attempts_queued,
+    );
+    one(
+        &mut out,
+        "csmp_attempts_running",
+        "gauge",
+        "Plugin attempts on a worker thread now.",
+        m.attempts_running,
+    );
+    let (buckets, sum, count) = &m.run_seconds;
+    head(
+        &mut out,
+        "csmp_run_duration_seconds",
+        "histogram",
+        "Time from start to end of the runs this process ended.",
+    );
     for (b, n) in buckets {
         let _ = writeln!(out, "csmp_run_duration_seconds_bucket{{le=\"{b}\"}} {n}");
     }
@@ -193,44 +231,90 @@ pub(super) async fn metrics(State(state): State<AppState>) -> Result<Response, P
     );
     let _ = writeln!(out, "csmp_run_duration_seconds_sum {sum}");
     let _ = writeln!(out, "csmp_run_duration_seconds_count {count}");
-    let _ = writeln!(
-        out,
-        "# HELP csmp_store_commits_total Transactions committed by this process."
+    one(
+        &mut out,
+        "csmp_store_commits_total",
+        "counter",
+        "Transactions committed by this process.",
+        state.store.commits(),
     );
-    let _ = writeln!(out, "# TYPE csmp_store_commits_total counter");
-    let _ = writeln!(out, "csmp_store_commits_total {}", state.store.commits());
     let health = state.engine.health();
-    let _ = writeln!(
-        out,
-        "# HELP csmp_store_commit_retries_total Executor commits that met a transient database fault and were retried."
+    one(
+        &mut out,
+        "csmp_store_commit_retries_total",
+        "counter",
+        "Executor commits that met a transient database fault and were retried.",
+        health.commits_retried(),
     );
-    let _ = writeln!(out, "# TYPE csmp_store_commit_retries_total counter");
-    let _ = writeln!(
-        out,
-        "csmp_store_commit_retries_total {}",
-        health.commits_retried()
+    one(
+        &mut out,
+        "csmp_runs_refused_total",
+        "counter",
+        "Runs failed because the database refused to store one of their transitions.",
+        health.runs_refused(),
     );
-    let _ = writeln!(
-        out,
-        "# HELP csmp_runs_refused_total Runs failed because the database refused to store one of their transitions."
+    one(
+        &mut out,
+        "csmp_store_failing",
+        "gauge",
+        "1 while the executor cannot commit to the database.",
+        u64::from(health.storage_fault().is_some()),
     );
-    let _ = writeln!(out, "# TYPE csmp_runs_refused_total counter");
-    let _ = writeln!(out, "csmp_runs_refused_total {}", health.runs_refused());
-    let _ = writeln!(
-        out,
-        "# HELP csmp_store_failing 1 while the executor cannot commit to the database."
-    );
-    let _ = writeln!(out, "# TYPE csmp_store_failing gauge");
-    let _ = writeln!(
-        out,
-        "csmp_store_failing {}",
-        u8::from(health.storage_fault().is_some())
-    );
+    state.requests.render(&mut out);
     state.http.render(&mut out);
     let mut response = (StatusCode::OK, out).into_response();
     response.headers_mut().insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
     );
-    Ok(response)
+    response
+}
+
+/// Requests by status and SLA breaches, read from the database by a background task every
+/// `ApiConfig::request_gauges_every` (15 s): they depend on time and on requests other
+/// processes take, so no single process can count them as they happen.
+#[derive(Debug, Default)]
+pub(super) struct RequestGauges {
+    inner: Mutex<Option<(crate::store::RequestCensus, i64)>>,
+}
+
+impl RequestGauges {
+    /// Reads the census now; a failure is logged and the last census kept.
+    pub(super) async fn refresh(&self, store: &crate::store::Store, now_ms: i64) {
+        match store.request_census(now_ms).await {
+            Ok(c) => *self.inner.lock().unwrap_or_else(PoisonError::into_inner) = Some((c, now_ms)),
+            Err(e) => tracing::warn!("cannot read the request gauges for /metrics: {e}"),
+        }
+    }
+
+    fn render(&self, out: &mut String) {
+        let Some((c, at)) = self
+            .inner
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+        else {
+            return;
+        };
+        let _ = writeln!(
+            out,
+            "# HELP csmp_requests Catalog requests by status (read in the background)."
+        );
+        let _ = writeln!(out, "# TYPE csmp_requests gauge");
+        for (k, n) in &c.by_status {
+            let _ = writeln!(out, "csmp_requests{{status=\"{}\"}} {n}", escape(k));
+        }
+        let _ = writeln!(
+            out,
+            "# HELP csmp_sla_breaches Requests whose SLA deadline passed before fulfilment."
+        );
+        let _ = writeln!(out, "# TYPE csmp_sla_breaches gauge");
+        let _ = writeln!(out, "csmp_sla_breaches {}", c.sla_breaches);
+        let _ = writeln!(
+            out,
+            "# HELP csmp_request_gauges_read_at_seconds When the request gauges were read (Unix time)."
+        );
+        let _ = writeln!(out, "# TYPE csmp_request_gauges_read_at_seconds gauge");
+        let _ = writeln!(out, "csmp_request_gauges_read_at_seconds {}", at / 1000);
+    }
 }

@@ -53,12 +53,15 @@ pub const PLUGIN_LIMIT: usize = 64 * 1024 * 1024;
 pub struct ApiConfig {
     /// Longest time a call may take before it is answered 503 (event streams excepted).
     pub request_timeout: Duration,
+    /// How often `/metrics`' request and SLA gauges are read from the database.
+    pub request_gauges_every: Duration,
 }
 
 impl Default for ApiConfig {
     fn default() -> Self {
         Self {
             request_timeout: Duration::from_secs(30),
+            request_gauges_every: Duration::from_secs(15),
         }
     }
 }
@@ -82,6 +85,8 @@ pub struct AppState {
     pub uploads: Arc<tokio::sync::Mutex<()>>,
     /// Per-route call counts and latencies, for `/metrics`.
     pub http: Arc<health::HttpMetrics>,
+    /// Request and SLA gauges, refreshed in the background, for `/metrics`.
+    requests: Arc<health::RequestGauges>,
     /// Cancelled at shutdown, so event streams end and the server can drain.
     pub shutdown: CancellationToken,
     /// Behaviour.
@@ -107,6 +112,7 @@ impl AppState {
             defs: Arc::new(RwLock::new(defs)),
             uploads: Arc::new(tokio::sync::Mutex::new(())),
             http: Arc::new(health::HttpMetrics::default()),
+            requests: Arc::new(health::RequestGauges::default()),
             shutdown: CancellationToken::new(),
             config,
         }
@@ -316,6 +322,17 @@ pub async fn serve(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let token = state.shutdown.clone();
+    // The request gauges of /metrics, read in the background until shutdown.
+    let gauges = state.clone();
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(gauges.config.request_gauges_every);
+        loop {
+            tokio::select! {
+                _ = every.tick() => gauges.requests.refresh(&gauges.store, gauges.now_ms()).await,
+                () = gauges.shutdown.cancelled() => return,
+            }
+        }
+    });
     let app = router(state);
     axum::serve(
         listener,

@@ -234,7 +234,9 @@ impl From<EngineError> for Problem {
             ),
             EngineError::Store(s) => s.into(),
             EngineError::Stopped => Problem::unavailable("the executor is stopping"),
-            e @ EngineError::Unavailable(_) => Problem::unavailable(e.to_string()),
+            e @ (EngineError::Unavailable(_) | EngineError::Busy(_)) => {
+                Problem::unavailable(e.to_string())
+            }
         }
     }
 }

@@ -14,6 +14,7 @@ mod cron;
 mod definitions;
 mod executor;
 mod health;
+mod metrics;
 mod observe;
 mod scope;
 mod workers;
@@ -28,11 +29,17 @@ use tokio::sync::{broadcast, mpsc, oneshot};
 pub use clock::{Clock, ManualClock, Sleep, TokioClock};
 pub use definitions::{Definitions, Unplanned};
 pub use health::{Fault, Health};
+pub use metrics::{Metrics, MetricsSnapshot, RUN_SECONDS_BUCKETS};
 pub use observe::AttemptObserver;
 
 use crate::plan::Plan;
 use crate::plugin::PluginHost;
 use crate::store::{IncidentRow, RunStatus, Store, StoreError};
+
+/// Commands (submits, signals, approvals, …) waiting for the executor at most; past it callers
+/// are refused at once (the API answers 503 with `Retry-After`) instead of queueing without
+/// bound.
+pub const COMMAND_QUEUE: usize = 4096;
 
 /// How the executor runs.
 #[derive(Debug, Clone)]
@@ -51,6 +58,8 @@ pub struct EngineConfig {
     /// those whose lease ran out or was given back. `csmp run` turns it off: it executes the
     /// one run it starts and nothing else.
     pub adopt: bool,
+    /// Commands that may wait for the loop at once (default [`COMMAND_QUEUE`]).
+    pub command_queue: usize,
     /// Told when worker threads start and end plugin attempts (the benchmark's stopwatch).
     pub observer: Option<Arc<dyn AttemptObserver>>,
 }
@@ -63,6 +72,7 @@ impl Default for EngineConfig {
             secrets: BTreeMap::new(),
             cron: true,
             adopt: true,
+            command_queue: COMMAND_QUEUE,
             observer: None,
         }
     }
@@ -110,6 +120,9 @@ pub enum EngineError {
     /// The executor has stopped.
     #[error("the executor has stopped")]
     Stopped,
+    /// The executor's queue of commands is full; retry shortly.
+    #[error("the executor has {0} commands waiting already; retry shortly")]
+    Busy(usize),
 }
 
 /// Something that happened to a run, for progress displays and event streams.
@@ -195,13 +208,15 @@ impl std::fmt::Debug for Command {
 #[derive(Debug, Clone)]
 pub struct Engine {
     /// Commands to the loop.
-    commands: mpsc::UnboundedSender<Command>,
+    commands: mpsc::Sender<Command>,
     /// Run and step transitions, after they are committed.
     events: broadcast::Sender<RunEvent>,
     /// The store, for reads.
     store: Store,
     /// What keeps the executor from progressing.
     health: Arc<Health>,
+    /// The executor's counters.
+    metrics: Arc<Metrics>,
     /// Cancelled at shutdown (see `executor/commit.rs`).
     stopping: tokio_util::sync::CancellationToken,
 }
@@ -215,9 +230,10 @@ impl Engine {
         clock: Arc<dyn Clock>,
         config: EngineConfig,
     ) -> Result<Self, EngineError> {
-        let (commands, rx) = mpsc::unbounded_channel();
+        let (commands, rx) = mpsc::channel(config.command_queue.max(1));
         let (events, _) = broadcast::channel(4096);
         let health = Arc::new(Health::default());
+        let metrics = Arc::new(Metrics::default());
         let stopping = tokio_util::sync::CancellationToken::new();
         let exec = executor::Executor::recover(
             store.clone(),
@@ -228,6 +244,7 @@ impl Engine {
             executor::Shared {
                 events: events.clone(),
                 health: Arc::clone(&health),
+                metrics: Arc::clone(&metrics),
                 stopping: stopping.clone(),
             },
         )
@@ -238,6 +255,7 @@ impl Engine {
             events,
             store,
             health,
+            metrics,
             stopping,
         })
     }
@@ -259,9 +277,10 @@ impl Engine {
         make: impl FnOnce(oneshot::Sender<Result<T, EngineError>>) -> Command,
     ) -> Result<T, EngineError> {
         let (tx, rx) = oneshot::channel();
-        self.commands
-            .send(make(tx))
-            .map_err(|_| EngineError::Stopped)?;
+        self.commands.try_send(make(tx)).map_err(|e| match e {
+            mpsc::error::TrySendError::Full(_) => EngineError::Busy(self.commands.max_capacity()),
+            mpsc::error::TrySendError::Closed(_) => EngineError::Stopped,
+        })?;
         rx.await.map_err(|_| EngineError::Stopped)?
     }
 
@@ -364,6 +383,16 @@ impl Engine {
         &self.health
     }
 
+    /// The executor's counters and gauges (for `/metrics`).
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
+    }
+
+    /// Commands waiting for the loop now.
+    pub fn queued_commands(&self) -> usize {
+        self.commands.max_capacity() - self.commands.capacity()
+    }
+
     /// Whether the executor loop is still taking commands.
     pub fn is_running(&self) -> bool {
         !self.commands.is_closed()
@@ -413,7 +442,8 @@ impl Engine {
     pub async fn shutdown(&self) {
         self.stopping.cancel();
         let (tx, rx) = oneshot::channel();
-        if self.commands.send(Command::Shutdown(tx)).is_ok() {
+        // Waits for room rather than failing: a shutdown is never refused.
+        if self.commands.send(Command::Shutdown(tx)).await.is_ok() {
             let _ = rx.await;
         }
     }

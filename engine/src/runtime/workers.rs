@@ -7,7 +7,7 @@ use std::panic::AssertUnwindSafe;
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex, PoisonError};
 
-use super::AttemptObserver;
+use super::{AttemptObserver, Metrics};
 use crate::plan::UnitKey;
 use crate::plugin::{FailureKind, Invocation, Outcome, PluginHost, StepFailure};
 
@@ -42,17 +42,21 @@ pub(crate) struct Done {
 /// drops.
 pub(crate) fn start(
     host: PluginHost,
-    done: tokio::sync::mpsc::UnboundedSender<Done>,
+    done: tokio::sync::mpsc::Sender<Done>,
     observer: Option<Arc<dyn AttemptObserver>>,
-) -> mpsc::Sender<Job> {
+    metrics: Arc<Metrics>,
+) -> mpsc::SyncSender<Job> {
     let n = host.max_concurrent_steps().max(1);
-    let (tx, rx) = mpsc::channel::<Job>();
+    // One attempt waiting per thread: the executor keeps the rest, so the queue never grows
+    // past what the threads are about to take.
+    let (tx, rx) = mpsc::sync_channel::<Job>(n);
     let rx = Arc::new(Mutex::new(rx));
     for i in 0..n {
         let rx = Arc::clone(&rx);
         let host = host.clone();
         let done = done.clone();
         let observer = observer.clone();
+        let metrics = Arc::clone(&metrics);
         let spawned = std::thread::Builder::new()
             .name(format!("csmp-step-{i}"))
             .spawn(move || {
@@ -62,6 +66,7 @@ pub(crate) fn start(
                         guard.recv()
                     };
                     let Ok(job) = job else { return };
+                    metrics.attempt_running(true);
                     let (run_id, key, attempt) = (job.run_id, job.key, job.attempt);
                     let call = job.call;
                     // A panic here is the host's bug, not the plugin's: it fails this attempt
@@ -84,7 +89,9 @@ pub(crate) fn start(
                             format!("the step worker running this attempt panicked ({what}); the attempt is retried per the step's retry policy"),
                         ))
                     });
-                    let sent = done.send(Done {
+                    metrics.attempt_running(false);
+                    // Waits when the executor is behind: results are never dropped.
+                    let sent = done.blocking_send(Done {
                         run_id,
                         key,
                         attempt,

@@ -2,8 +2,8 @@
 //! events and uploaded plugins. Schema: `migrations/sqlite/0003_api.sql`.
 
 use serde_json::Value as Json;
+use sqlx::AssertSqlSafe;
 use sqlx::sqlite::SqliteRow;
-use sqlx::{AssertSqlSafe, Row};
 
 use super::rows::json_col;
 use super::{RunRow, RunStatus, Store, StoreError, col};
@@ -307,25 +307,14 @@ pub struct PluginRow {
     pub created_at: i64,
 }
 
-/// Counts for `/metrics`.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct Counts {
-    /// Runs by status.
-    pub runs: Vec<(String, i64)>,
-    /// Steps by status.
-    pub steps: Vec<(String, i64)>,
-    /// Steps of unfinished runs ready or waiting to retry, not yet running.
-    pub queue_depth: i64,
-    /// Requests by stored status (`started` is split by the run's status).
-    pub requests: Vec<(String, i64)>,
+/// Requests by public status, and SLA breaches.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RequestCensus {
+    /// Requests by public status (`started` split by the run's status).
+    pub by_status: Vec<(String, i64)>,
     /// Requests whose SLA deadline passed before fulfilment.
     pub sla_breaches: i64,
-    /// Finished runs' durations: `(upper bound s, cumulative count)`, then the sum (s) and count.
-    pub run_seconds: (Vec<(f64, i64)>, f64, i64),
 }
-
-/// Upper bounds (s) of the run-duration histogram.
-pub const RUN_SECONDS_BUCKETS: &[f64] = &[0.1, 0.5, 1.0, 5.0, 30.0, 60.0, 300.0, 900.0, 3600.0];
 
 fn page_clause(cursor: Option<&Cursor>, alias: &str) -> String {
     match cursor {
@@ -784,44 +773,22 @@ impl Store {
         Ok(())
     }
 
-    /// The figures `/metrics` reports.
-    pub async fn counts(&self, now_ms: i64) -> Result<Counts, StoreError> {
-        let pairs = |rows: Vec<SqliteRow>| -> Result<Vec<(String, i64)>, StoreError> {
-            rows.iter()
-                .map(|r| Ok((col(r, "k")?, col(r, "n")?)))
-                .collect()
-        };
-        let runs = pairs(
-            sqlx::query(
-                "SELECT status AS k, COUNT(*) AS n FROM runs GROUP BY status ORDER BY status",
-            )
-            .fetch_all(&self.pool)
-            .await?,
-        )?;
-        let steps = pairs(
-            sqlx::query(
-                "SELECT status AS k, COUNT(*) AS n FROM steps GROUP BY status ORDER BY status",
-            )
-            .fetch_all(&self.pool)
-            .await?,
-        )?;
-        let queue_depth: i64 = sqlx::query_scalar(
-            "SELECT COUNT(*) FROM steps s JOIN runs u ON u.id = s.run_id \
-             WHERE u.status IN ('running', 'failing', 'cancelling') AND s.status IN ('pending', 'retrying')",
+    /// Requests by public status and how many passed their SLA deadline before fulfilment
+    /// (as of `now_ms`). Read for `/metrics` in the background, not on every scrape.
+    pub async fn request_census(&self, now_ms: i64) -> Result<RequestCensus, StoreError> {
+        let rows = sqlx::query(
+            "SELECT CASE WHEN r.status = 'started' THEN \
+                CASE u.status WHEN 'succeeded' THEN 'fulfilled' WHEN 'failed' THEN 'failed' \
+                WHEN 'cancelled' THEN 'cancelled' ELSE 'running' END \
+             ELSE r.status END AS k, COUNT(*) AS n \
+             FROM requests r LEFT JOIN runs u ON u.id = r.run_id GROUP BY k ORDER BY k",
         )
-        .fetch_one(&self.pool)
+        .fetch_all(&self.pool)
         .await?;
-        let requests = pairs(
-            sqlx::query(
-                "SELECT CASE WHEN r.status = 'started' THEN \
-                    CASE u.status WHEN 'succeeded' THEN 'fulfilled' WHEN 'failed' THEN 'failed' \
-                    WHEN 'cancelled' THEN 'cancelled' ELSE 'running' END \
-                 ELSE r.status END AS k, COUNT(*) AS n \
-                 FROM requests r LEFT JOIN runs u ON u.id = r.run_id GROUP BY k ORDER BY k",
-            )
-            .fetch_all(&self.pool)
-            .await?,
-        )?;
+        let by_status = rows
+            .iter()
+            .map(|r| Ok((col(r, "k")?, col(r, "n")?)))
+            .collect::<Result<Vec<(String, i64)>, StoreError>>()?;
         let sla_breaches: i64 = sqlx::query_scalar(
             "SELECT COUNT(*) FROM requests r LEFT JOIN runs u ON u.id = r.run_id \
              WHERE r.sla_deadline IS NOT NULL AND r.status != 'rejected' \
@@ -830,37 +797,9 @@ impl Store {
         .bind(now_ms)
         .fetch_one(&self.pool)
         .await?;
-        let mut select = String::from(
-            "SELECT COUNT(*) AS n, COALESCE(SUM(finished_at - created_at), 0) AS total",
-        );
-        for (i, b) in RUN_SECONDS_BUCKETS.iter().enumerate() {
-            // Bucket bounds are constants, so formatting them into the SQL is safe.
-            #[allow(clippy::cast_possible_truncation)]
-            let ms = (b * 1000.0) as i64;
-            select.push_str(&format!(
-                ", SUM(CASE WHEN finished_at - created_at <= {ms} THEN 1 ELSE 0 END) AS b{i}"
-            ));
-        }
-        select.push_str(" FROM runs WHERE finished_at IS NOT NULL");
-        let row = sqlx::query(AssertSqlSafe(select))
-            .fetch_one(&self.pool)
-            .await?;
-        let count: i64 = col(&row, "n")?;
-        let total_ms: i64 = col(&row, "total")?;
-        let mut buckets = Vec::new();
-        for (i, b) in RUN_SECONDS_BUCKETS.iter().enumerate() {
-            let n: Option<i64> = row.try_get(format!("b{i}").as_str()).ok();
-            buckets.push((*b, n.unwrap_or(0)));
-        }
-        #[allow(clippy::cast_precision_loss)]
-        let total_s = total_ms as f64 / 1000.0;
-        Ok(Counts {
-            runs,
-            steps,
-            queue_depth,
-            requests,
+        Ok(RequestCensus {
+            by_status,
             sla_breaches,
-            run_seconds: (buckets, total_s, count),
         })
     }
 }

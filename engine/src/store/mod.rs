@@ -22,8 +22,8 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{AssertSqlSafe, Row, SqlitePool};
 
 pub use api::{
-    AuditRow, Counts, Cursor, EventRow, NewRequest, PluginRow, RUN_SECONDS_BUCKETS, RequestRow,
-    RequestView, TenantRow, TokenRow,
+    AuditRow, Cursor, EventRow, NewRequest, PluginRow, RequestCensus, RequestRow, RequestView,
+    TenantRow, TokenRow,
 };
 pub use batch::Fence;
 pub use cron::CronFire;

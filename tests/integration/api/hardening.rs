@@ -301,7 +301,15 @@ fn health_readiness_and_metrics() {
         .send()
         .expect(200);
 
-    let metrics = app.get("/metrics").send();
+    // The request gauges are read in the background: wait for a reading.
+    let started = std::time::Instant::now();
+    let metrics = loop {
+        let m = app.get("/metrics").send();
+        if m.text().contains("csmp_sla_breaches ") || started.elapsed() > super::harness::GUARD {
+            break m;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
     assert_eq!(metrics.status, 200);
     assert!(
         metrics
@@ -312,8 +320,13 @@ fn health_readiness_and_metrics() {
     );
     let text = metrics.text();
     for family in [
-        "csmp_runs",
+        "csmp_runs_started_total",
+        "csmp_runs_finished_total",
+        "csmp_steps_finished_total",
+        "csmp_runs_active",
+        "csmp_attempts_running",
         "csmp_queue_depth",
+        "csmp_requests",
         "csmp_sla_breaches",
         "csmp_http_request_duration_seconds",
     ] {
@@ -324,7 +337,7 @@ fn health_readiness_and_metrics() {
     }
     assert!(
         text.lines()
-            .any(|l| l == "csmp_runs{status=\"succeeded\"} 1"),
+            .any(|l| l == "csmp_runs_finished_total{status=\"succeeded\"} 1"),
         "the finished run is counted:\n{text}"
     );
     assert!(text.lines().any(|l| l == "csmp_sla_breaches 0"), "{text}");

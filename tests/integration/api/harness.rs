@@ -613,7 +613,10 @@ impl App {
                 clock,
                 catalog,
                 defs,
-                ApiConfig::default(),
+                ApiConfig {
+                    request_gauges_every: Duration::from_millis(50),
+                    ..ApiConfig::default()
+                },
             );
             let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
                 .await

@@ -274,6 +274,7 @@ impl Executor {
         );
         self.touched_runs.insert(id.clone());
         self.dirty.insert(id.clone());
+        self.created += 1;
         Ok(id)
     }
 

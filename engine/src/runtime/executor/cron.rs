@@ -122,7 +122,9 @@ impl Executor {
 
     /// Drops a run created this turn that must not exist after all.
     fn forget_run(&mut self, id: &str) {
-        self.runs.remove(id);
+        if self.runs.remove(id).is_some() {
+            self.created = self.created.saturating_sub(1);
+        }
         self.touched_runs.remove(id);
         self.dirty.remove(id);
     }

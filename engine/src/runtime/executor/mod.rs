@@ -24,7 +24,7 @@ use tokio::sync::{broadcast, mpsc, oneshot};
 use super::cron::CronTrigger;
 use super::scope::{Extra, Scope, ScopeCache};
 use super::workers::{self, Done, Job};
-use super::{Clock, Command, Definitions, EngineConfig, EngineError, Health, RunEvent};
+use super::{Clock, Command, Definitions, EngineConfig, EngineError, Health, Metrics, RunEvent};
 use crate::plan::{Plan, UnitKey};
 use crate::plugin::{CancellationToken, PluginHost};
 use crate::store::{
@@ -64,6 +64,10 @@ pub(super) struct Executor {
     events: broadcast::Sender<RunEvent>,
     /// What keeps the loop from progressing, for `/readyz`.
     health: Arc<Health>,
+    /// Counters for `/metrics`, updated after each commit.
+    metrics: Arc<Metrics>,
+    /// Runs created this turn (counted once they are committed).
+    created: usize,
     /// Cancelled when shutdown is asked for, so a commit retrying against a failing database
     /// gives up instead of holding the shutdown.
     stopping: Stopping,
@@ -75,8 +79,11 @@ pub(super) struct Executor {
     timers: BTreeSet<(i64, String, UnitKey)>,
     /// Cron triggers of the newest workflow versions (empty when `config.cron` is off).
     crons: Vec<CronTrigger>,
-    jobs: std::sync::mpsc::Sender<Job>,
-    done_rx: mpsc::UnboundedReceiver<Done>,
+    /// Attempts for the worker threads: one waiting per worker at most; the rest wait in
+    /// `backlog`, in order.
+    jobs: std::sync::mpsc::SyncSender<Job>,
+    backlog: std::collections::VecDeque<Job>,
+    done_rx: mpsc::Receiver<Done>,
     /// Signal ids reserved from the store and not yet used.
     signal_ids: std::ops::Range<i64>,
     /// This turn: runs to advance.
@@ -104,6 +111,8 @@ pub(super) struct Shared {
     pub(super) events: broadcast::Sender<RunEvent>,
     /// What keeps the loop from progressing.
     pub(super) health: Arc<Health>,
+    /// The executor's counters.
+    pub(super) metrics: Arc<Metrics>,
     /// Cancelled when a shutdown is coming.
     pub(super) stopping: Stopping,
 }
@@ -140,10 +149,11 @@ impl Executor {
         let Shared {
             events,
             health,
+            metrics,
             stopping,
         } = shared;
-        let (done_tx, done_rx) = mpsc::unbounded_channel();
-        let jobs = workers::start(host, done_tx, config.observer.clone());
+        let (done_tx, done_rx) = mpsc::channel(RESULTS_QUEUE);
+        let jobs = workers::start(host, done_tx, config.observer.clone(), Arc::clone(&metrics));
         let mut exec = Self {
             store,
             defs,
@@ -152,12 +162,15 @@ impl Executor {
             config,
             events,
             health,
+            metrics,
+            created: 0,
             stopping,
             runs: HashMap::new(),
             blocked: HashMap::new(),
             timers: BTreeSet::new(),
             crons: Vec::new(),
             jobs,
+            backlog: std::collections::VecDeque::new(),
             done_rx,
             signal_ids: 0..0,
             dirty: BTreeSet::new(),
@@ -406,6 +419,7 @@ impl Executor {
             token.cancel();
         }
         self.dispatch.retain(|job| job.run_id != run_id);
+        self.backlog.retain(|job| job.run_id != run_id);
         self.touched_units.retain(|(r, _)| r != run_id);
         self.touched_runs.remove(run_id);
         self.dirty.remove(run_id);
@@ -446,13 +460,15 @@ impl Executor {
         }
     }
 
-    pub(super) async fn run(mut self, mut commands: mpsc::UnboundedReceiver<Command>) {
+    pub(super) async fn run(mut self, mut commands: mpsc::Receiver<Command>) {
         let renew_every = (self.config.lease / 3).max(Duration::from_millis(100));
         // While a storage fault is recorded and nothing is retrying a commit, a write is tried
         // this often, so the fault clears as soon as the database takes writes again.
         let mut probe = tokio::time::interval(Duration::from_secs(1));
         probe.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut renew = tokio::time::interval(renew_every);
+        // Recovery has just set every lease: the first renewal is one period away.
+        let mut renew =
+            tokio::time::interval_at(tokio::time::Instant::now() + renew_every, renew_every);
         renew.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut stop: Option<oneshot::Sender<()>> = None;
         // The first turn advances everything recovered.
@@ -479,6 +495,8 @@ impl Executor {
             while let Ok(d) = self.done_rx.try_recv() {
                 self.done(d);
             }
+            // Workers that answered are free for waiting attempts.
+            self.feed_workers();
             while stop.is_none() {
                 match commands.try_recv() {
                     Ok(Command::Shutdown(tx)) => stop = Some(tx),
@@ -551,11 +569,9 @@ impl Executor {
             return false;
         }
         // Committed: now it is safe to act and to tell.
-        for job in self.dispatch.drain(..) {
-            if self.jobs.send(job).is_err() {
-                tracing::error!("step workers are gone");
-            }
-        }
+        let dispatch = std::mem::take(&mut self.dispatch);
+        self.backlog.extend(dispatch);
+        self.feed_workers();
         for reply in self.replies.drain(..) {
             match reply {
                 Reply::Submitted(tx, id) => drop(tx.send(Ok(id))),
@@ -563,9 +579,17 @@ impl Executor {
                 Reply::Incident(tx, row) => drop(tx.send(Ok(*row))),
             }
         }
+        for _ in 0..std::mem::take(&mut self.created) {
+            self.metrics.run_started();
+        }
         for (run, key) in std::mem::take(&mut self.touched_units) {
             if let Some(u) = self.runs.get(&run).and_then(|r| r.units.get(&key)) {
                 log_unit(&run, u);
+                match u.status {
+                    StepStatus::Retrying => self.metrics.attempt_retried(),
+                    s if s.is_final() => self.metrics.unit_ended(s),
+                    _ => {}
+                }
                 let _ = self.events.send(RunEvent {
                     run_id: run.clone(),
                     step: Some(key.to_string()),
@@ -581,6 +605,12 @@ impl Executor {
                     return false;
                 };
                 log_run(&r.row);
+                if r.row.status.is_final() {
+                    self.metrics.run_finished(
+                        r.row.status,
+                        r.row.finished_at.unwrap_or(r.row.updated_at) - r.row.created_at,
+                    );
+                }
                 let _ = self.events.send(RunEvent {
                     run_id: id.clone(),
                     step: None,
@@ -593,7 +623,27 @@ impl Executor {
         for id in finished {
             self.runs.remove(&id);
         }
+        self.metrics
+            .set_load(self.runs.len(), self.blocked.len(), self.backlog.len());
         true
+    }
+
+    /// Hands waiting attempts to the worker threads as long as one is free to take them.
+    fn feed_workers(&mut self) {
+        while let Some(job) = self.backlog.pop_front() {
+            match self.jobs.try_send(job) {
+                Ok(()) => self.metrics.attempt_handed(),
+                Err(std::sync::mpsc::TrySendError::Full(job)) => {
+                    self.backlog.push_front(job);
+                    return;
+                }
+                Err(std::sync::mpsc::TrySendError::Disconnected(_)) => {
+                    tracing::error!("step workers are gone; attempts cannot run");
+                    self.backlog.clear();
+                    return;
+                }
+            }
+        }
     }
 
     // ----- small helpers shared by the concerns -----
@@ -687,6 +737,9 @@ fn log_run(r: &RunRow) {
         }
     }
 }
+
+/// Results of attempts waiting for the executor at most; past it worker threads wait.
+const RESULTS_QUEUE: usize = 1024;
 
 /// Signal ids reserved from the store at a time.
 const SIGNAL_IDS: i64 = 64;
