@@ -15,11 +15,11 @@ use utoipa::ToSchema;
 
 use super::auth::{Principal, Role};
 use super::problem::{Body, Problem, RawBody, optional_json};
-use super::views::{RunDetail, RunList, RunStreamEvent, RunSummary, StepView};
+use super::views::{RunDetail, RunList, RunStreamEvent, RunSummary, StepCount, StepView};
 use super::{AppState, Page, PathParams, Query};
 use crate::plan::PlanKind;
 use crate::runtime::RunEvent;
-use crate::store::{Cursor, RunRow};
+use crate::store::{Cursor, RunRow, StepCursor};
 
 /// The run `id` if the caller may see it; otherwise 404, as for a run that does not exist.
 async fn visible_run(state: &AppState, who: &Principal, id: &str) -> Result<RunRow, Problem> {
@@ -32,14 +32,70 @@ async fn visible_run(state: &AppState, who: &Principal, id: &str) -> Result<RunR
         .ok_or_else(|| Problem::not_found("run", id))
 }
 
-async fn detail(state: &AppState, run: &RunRow) -> Result<RunDetail, Problem> {
-    let steps = state.store.steps(&run.id).await?;
+/// Units per page of a run, when the caller does not say.
+const STEPS_PAGE: u32 = 500;
+/// Most units per page.
+const MAX_STEPS_PAGE: u32 = 1000;
+
+/// A run with one page of its units (after `cursor`) and its counts.
+async fn detail(
+    state: &AppState,
+    run: &RunRow,
+    cursor: Option<&StepCursor>,
+    limit: u32,
+) -> Result<RunDetail, Problem> {
+    let steps = state.store.steps_page(&run.id, cursor, limit).await?;
+    let next_cursor = (steps.len() == limit as usize)
+        .then(|| steps.last())
+        .flatten()
+        .map(|s| StepCursor::after(s).encode());
+    let counts = state
+        .store
+        .step_counts(&run.id)
+        .await?
+        .into_iter()
+        .map(|(step, status, count)| StepCount {
+            step,
+            status,
+            count,
+        })
+        .collect();
     Ok(RunDetail {
         run: RunSummary::of(run),
         inputs: run.inputs.clone(),
         outputs: run.outputs.clone().unwrap_or(Json_::Null),
         steps: steps.iter().map(StepView::of).collect(),
+        next_cursor,
+        counts,
     })
+}
+
+/// Paging of a run's units: `?limit=N&cursor=C`.
+#[derive(Debug, Clone, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub(super) struct StepPage {
+    /// Units per page, 1–1000 (default 500).
+    #[param(minimum = 1, maximum = 1000)]
+    pub limit: Option<u32>,
+    /// `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+}
+
+impl StepPage {
+    fn read(&self) -> Result<(u32, Option<StepCursor>), Problem> {
+        let limit = self.limit.unwrap_or(STEPS_PAGE);
+        if !(1..=MAX_STEPS_PAGE).contains(&limit) {
+            return Err(Problem::invalid_at("/limit", "must be between 1 and 1000"));
+        }
+        let cursor = match &self.cursor {
+            None => None,
+            Some(c) => Some(StepCursor::decode(c).ok_or_else(|| {
+                Problem::invalid_at("/cursor", "is not a cursor this API handed out")
+            })?),
+        };
+        Ok((limit, cursor))
+    }
 }
 
 /// Runs, newest first: a client's tenant's, or every run for operators.
@@ -79,9 +135,10 @@ pub(super) async fn list(
     }))
 }
 
-/// One run with each step's status, attempts, output, error and timings.
+/// One run with a page of its units (status, attempts, output, error, timings) in plan
+/// order, and how many units of each step are in each status.
 #[utoipa::path(get, path = "/v1/runs/{id}", tag = "runs",
-    params(("id" = String, Path, description = "Run id")),
+    params(("id" = String, Path, description = "Run id"), StepPage),
     responses(
         (status = 200, description = "The run", body = RunDetail),
         (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
@@ -93,9 +150,11 @@ pub(super) async fn get_one(
     State(state): State<AppState>,
     Extension(who): Extension<Principal>,
     PathParams(id): PathParams<String>,
+    Query(page): Query<StepPage>,
 ) -> Result<Json<RunDetail>, Problem> {
+    let (limit, cursor) = page.read()?;
     let run = visible_run(&state, &who, &id).await?;
-    Ok(Json(detail(&state, &run).await?))
+    Ok(Json(detail(&state, &run, cursor.as_ref(), limit).await?))
 }
 
 /// How to cancel a run.
@@ -252,10 +311,10 @@ pub(super) async fn events(
     Extension(who): Extension<Principal>,
     PathParams(id): PathParams<String>,
 ) -> Result<Response, Problem> {
-    // Subscribe before the snapshot, so nothing committed in between is missed.
-    let rx = state.engine.subscribe();
+    // Follow before the snapshot, so nothing committed in between is missed.
     let run = visible_run(&state, &who, &id).await?;
-    let snapshot = detail(&state, &run).await?;
+    let rx = state.engine.follow(&id);
+    let snapshot = detail(&state, &run, None, STEPS_PAGE).await?;
     let mut pending = VecDeque::new();
     pending.push_back(snapshot_event(&snapshot));
     let follow = Follow {
@@ -297,7 +356,7 @@ async fn next_event(mut f: Follow) -> Option<(Result<Event, Infallible>, Follow)
         tokio::select! {
             () = f.state.shutdown.cancelled() => return None,
             received = f.rx.recv() => match received {
-                Ok(e) if e.run_id == f.id => {
+                Ok(e) => {
                     let is_run = e.step.is_none();
                     if is_run && matches!(e.status.as_str(), "succeeded" | "failed" | "cancelled") {
                         f.done = true;
@@ -308,12 +367,12 @@ async fn next_event(mut f: Follow) -> Option<(Result<Event, Infallible>, Follow)
                         .unwrap_or_else(|_| Event::default());
                     f.pending.push_back(event);
                 }
-                Ok(_) => {}
                 Err(broadcast::error::RecvError::Lagged(_)) => {
-                    // Too far behind: send a fresh snapshot instead of the missed events.
+                    // Too far behind: send a fresh snapshot (one page and the counts) instead
+                    // of the missed events.
                     match f.state.store.run(&f.id).await {
                         Ok(Some(run)) => {
-                            if let Ok(d) = detail(&f.state, &run).await {
+                            if let Ok(d) = detail(&f.state, &run, None, STEPS_PAGE).await {
                                 f.pending.push_back(snapshot_event(&d));
                             }
                             f.done = run.status.is_final();

@@ -327,15 +327,34 @@ pub(super) struct RunDetail {
     pub inputs: Json,
     /// Its outputs once succeeded (`null` before).
     pub outputs: Json,
-    /// Every step, in key order.
+    /// A page of its units in plan order (a step after what it needs, fan-out items in item
+    /// order, then `on_failure` steps, then compensations).
     pub steps: Vec<StepView>,
+    /// Pass as `cursor` for the next page of units; absent on the last page.
+    pub next_cursor: Option<String>,
+    /// How many units of each step are in each status, for the whole run (a fan-out of any
+    /// width is one line per status here).
+    pub counts: Vec<StepCount>,
+}
+
+/// How many units of one step are in one status.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub(super) struct StepCount {
+    /// The step's id.
+    pub step: String,
+    /// The status.
+    pub status: String,
+    /// How many of its units (one, or a fan-out's items) are in it.
+    pub count: i64,
 }
 
 /// One server-sent event of `GET /v1/runs/{id}/events`.
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub(super) struct RunStreamEvent {
-    /// `snapshot` (data: the run with its steps, as `GET /v1/runs/{id}`), `step` or `run`
-    /// (data: `{run_id, step, status, error}`).
+    /// `snapshot` (data: the run with its first page of units and its counts, as
+    /// `GET /v1/runs/{id}`), `step` (data: `{run_id, step, status, error}`) or `run` (data:
+    /// `{run_id, status, error, outputs}`; the last event of a run that ended carries its
+    /// outputs, so a follower needs no further call).
     pub event: String,
     /// The event's JSON, as text.
     pub data: String,

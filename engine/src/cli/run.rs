@@ -225,7 +225,14 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<RunStatus> {
     loop {
         let e = match events.recv().await {
             Ok(e) if e.run_id == id => e,
-            Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+            Ok(_) => continue,
+            // Too far behind (a wide fan-out): the lines missed are gone, but not the end.
+            Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
+                match engine.store().run(&id).await? {
+                    Some(r) if r.status.is_final() => break,
+                    _ => continue,
+                }
+            }
             Err(tokio::sync::broadcast::error::RecvError::Closed) => bail!("the executor stopped"),
         };
         let Some(step) = &e.step else {

@@ -12,6 +12,7 @@
 mod clock;
 mod cron;
 mod definitions;
+mod events;
 mod executor;
 mod health;
 mod metrics;
@@ -137,6 +138,9 @@ pub struct RunEvent {
     /// Error text, when failed.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// The run's outputs, on the event of a run that succeeded.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub outputs: Option<Json>,
 }
 
 /// What a person does to an incident through the API.
@@ -213,6 +217,8 @@ pub struct Engine {
     events: broadcast::Sender<RunEvent>,
     /// The store, for reads.
     store: Store,
+    /// Channels of the runs somebody follows.
+    followers: Arc<events::Followers>,
     /// What keeps the executor from progressing.
     health: Arc<Health>,
     /// The executor's counters.
@@ -234,6 +240,7 @@ impl Engine {
         let (events, _) = broadcast::channel(4096);
         let health = Arc::new(Health::default());
         let metrics = Arc::new(Metrics::default());
+        let followers = Arc::new(events::Followers::default());
         let stopping = tokio_util::sync::CancellationToken::new();
         let exec = executor::Executor::recover(
             store.clone(),
@@ -245,6 +252,7 @@ impl Engine {
                 events: events.clone(),
                 health: Arc::clone(&health),
                 metrics: Arc::clone(&metrics),
+                followers: Arc::clone(&followers),
                 stopping: stopping.clone(),
             },
         )
@@ -256,6 +264,7 @@ impl Engine {
             store,
             health,
             metrics,
+            followers,
             stopping,
         })
     }
@@ -398,9 +407,17 @@ impl Engine {
         !self.commands.is_closed()
     }
 
-    /// Committed transitions from now on.
+    /// Committed transitions of every run from now on (a busy engine makes a slow reader of
+    /// this lag; to follow one run, use [`Engine::follow`]).
     pub fn subscribe(&self) -> broadcast::Receiver<RunEvent> {
         self.events.subscribe()
+    }
+
+    /// Committed transitions of one run from now on, ending with its last event. Subscribe
+    /// before reading the run's state, so nothing committed in between is missed; a reader
+    /// that lags is told so and should read the state again.
+    pub fn follow(&self, run_id: &str) -> broadcast::Receiver<RunEvent> {
+        self.followers.follow(run_id)
     }
 
     /// The store, for reading runs and steps.
@@ -410,7 +427,7 @@ impl Engine {
 
     /// Waits until the run is over and returns its final status.
     pub async fn wait(&self, run_id: &str) -> Result<RunStatus, EngineError> {
-        let mut events = self.subscribe();
+        let mut events = self.follow(run_id);
         loop {
             let row = self
                 .store

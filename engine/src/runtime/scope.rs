@@ -250,6 +250,7 @@ mod tests {
         StepRow {
             run_id: "r".into(),
             key: key.parse().expect("a unit key"),
+            position: 0,
             status,
             attempt: 0,
             output: None,

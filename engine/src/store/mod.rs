@@ -336,16 +336,60 @@ impl Store {
         rows.iter().map(RunRow::from_row).collect()
     }
 
-    /// The steps of a run, in key order.
+    /// Every unit of a run, in plan order (see [`StepRow::position`]).
     pub async fn steps(&self, run_id: &str) -> Result<Vec<StepRow>, StoreError> {
         let rows = sqlx::query(AssertSqlSafe(format!(
-            "SELECT {} FROM steps WHERE run_id = ? ORDER BY key",
+            "SELECT {} FROM steps WHERE run_id = ? ORDER BY position, item, key",
             StepRow::COLUMNS
         )))
         .bind(run_id)
         .fetch_all(&self.pool)
         .await?;
         rows.iter().map(StepRow::from_row).collect()
+    }
+
+    /// At most `limit` units of a run in plan order, after `after` (the last unit of the
+    /// previous page).
+    pub async fn steps_page(
+        &self,
+        run_id: &str,
+        after: Option<&StepCursor>,
+        limit: u32,
+    ) -> Result<Vec<StepRow>, StoreError> {
+        let (position, item, key) = after.map_or((-1, -2, String::new()), |c| {
+            (i64::from(c.position), c.item, c.key.clone())
+        });
+        let rows = sqlx::query(AssertSqlSafe(format!(
+            "SELECT {} FROM steps WHERE run_id = ? AND (position, item, key) > (?, ?, ?) \
+             ORDER BY position, item, key LIMIT ?",
+            StepRow::COLUMNS
+        )))
+        .bind(run_id)
+        .bind(position)
+        .bind(item)
+        .bind(key)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(StepRow::from_row).collect()
+    }
+
+    /// How many units of each step of a run are in each status: `(step id, status, count)`,
+    /// in plan order (a fan-out of any width is a handful of rows here).
+    pub async fn step_counts(
+        &self,
+        run_id: &str,
+    ) -> Result<Vec<(String, String, i64)>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT step_id, status, COUNT(*) AS n, MIN(position) AS p FROM steps WHERE run_id = ? \
+             GROUP BY step_id, status ORDER BY p, step_id, status",
+        )
+        .bind(run_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| Ok((col(r, "step_id")?, col(r, "status")?, col(r, "n")?)))
+            .collect()
     }
 
     /// Signals delivered to a run and not yet taken by a step, oldest first.
@@ -397,6 +441,60 @@ impl Store {
             }
         }
         Ok(census)
+    }
+}
+
+/// Where a page of a run's units ended: the last unit's place in plan order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StepCursor {
+    /// Its step's position.
+    pub position: u32,
+    /// Its item, -1 for none.
+    pub item: i64,
+    /// Its key's text.
+    pub key: String,
+}
+
+impl StepCursor {
+    /// The cursor after `row`.
+    pub fn after(row: &StepRow) -> Self {
+        Self {
+            position: row.position,
+            item: row
+                .key
+                .item()
+                .and_then(|i| i64::try_from(i).ok())
+                .unwrap_or(-1),
+            key: row.key.to_string(),
+        }
+    }
+
+    /// An opaque text form for APIs, safe in a URL (the key, which may hold `#`, in hex).
+    pub fn encode(&self) -> String {
+        let key: String = self.key.bytes().map(|b| format!("{b:02x}")).collect();
+        format!("{}.{}.{key}", self.position, self.item)
+    }
+
+    /// Reads [`StepCursor::encode`]'s form; `None` when it is not one.
+    pub fn decode(text: &str) -> Option<Self> {
+        let mut parts = text.splitn(3, '.');
+        let position = parts.next()?.parse().ok()?;
+        let item = parts.next()?.parse().ok()?;
+        let hex = parts.next()?.as_bytes();
+        if hex.len() % 2 != 0 {
+            return None;
+        }
+        let bytes = hex
+            .chunks(2)
+            .map(|pair| u8::from_str_radix(std::str::from_utf8(pair).ok()?, 16).ok())
+            .collect::<Option<Vec<u8>>>()?;
+        let key = String::from_utf8(bytes).ok()?;
+        crate::plan::UnitKey::parse(&key)?;
+        Some(Self {
+            position,
+            item,
+            key,
+        })
     }
 }
 

@@ -134,7 +134,7 @@ fn json_text(v: &Option<Json>) -> Option<String> {
     v.as_ref().map(Json::to_string)
 }
 
-/// Most rows in one multi-row statement (16 columns × 128 stays far below SQLite's limit of
+/// Most rows in one multi-row statement (19 columns × 128 stays far below SQLite's limit of
 /// 32,766 parameters).
 const MAX_ROWS_PER_STATEMENT: usize = 128;
 
@@ -330,8 +330,11 @@ pub struct StepRow {
     /// The run.
     pub run_id: String,
     /// Which unit: a step, a fan-out item, an `on_failure` step or a compensation (stored as
-    /// its text form, beside the step's id).
+    /// its text form, beside the step's id and item).
     pub key: UnitKey,
+    /// Where its step comes in the plan (main steps in order, then `on_failure` steps, then
+    /// compensations), for listing units in plan order.
+    pub position: u32,
     /// Where it is.
     pub status: StepStatus,
     /// Attempts started so far.
@@ -351,7 +354,7 @@ pub struct StepRow {
 }
 
 impl StepRow {
-    pub(super) const COLUMNS: &'static str = "run_id, key, step_id, status, attempt, output, error, state, wake_at, started_at, finished_at";
+    pub(super) const COLUMNS: &'static str = "run_id, key, step_id, status, attempt, output, error, state, wake_at, started_at, finished_at, position, item";
 
     pub(super) fn from_row(row: &SqliteRow) -> Result<Self, StoreError> {
         let status: String = col(row, "status")?;
@@ -361,6 +364,7 @@ impl StepRow {
             run_id: col(row, "run_id")?,
             key: UnitKey::parse(&key)
                 .ok_or_else(|| StoreError::Corrupt(format!("unit key `{key}`")))?,
+            position: u32::try_from(col::<i64>(row, "position")?).unwrap_or(u32::MAX),
             status: StepStatus::parse(&status)?,
             attempt: u32::try_from(attempt).unwrap_or(u32::MAX),
             output: json_col(row, "output")?,
@@ -389,18 +393,18 @@ impl StepRow {
                 None => format!(
                     "INSERT INTO steps ({}) VALUES {} {UPDATE}",
                     Self::COLUMNS,
-                    placeholders(chunk.len(), 11)
+                    placeholders(chunk.len(), 13)
                 ),
                 // The rows come as a VALUES table with each row's epoch as a twelfth column,
                 // joined to the run's lease: a row whose run is no longer held is not inserted.
                 // (`WHERE true` tells SQLite's parser the ON CONFLICT belongs to the INSERT.)
                 Some(_) => format!(
                     "INSERT INTO steps ({}) SELECT v.column1, v.column2, v.column3, v.column4, v.column5, \
-                     v.column6, v.column7, v.column8, v.column9, v.column10, v.column11 \
-                     FROM (VALUES {}) AS v JOIN runs r ON r.id = v.column1 AND r.lease_owner = ? \
-                     AND r.lease_epoch = v.column12 WHERE true {UPDATE}",
+                     v.column6, v.column7, v.column8, v.column9, v.column10, v.column11, v.column12, \
+                     v.column13 FROM (VALUES {}) AS v JOIN runs r ON r.id = v.column1 \
+                     AND r.lease_owner = ? AND r.lease_epoch = v.column14 WHERE true {UPDATE}",
                     Self::COLUMNS,
-                    placeholders(chunk.len(), 12)
+                    placeholders(chunk.len(), 14)
                 ),
             };
             let mut q = sqlx::query(AssertSqlSafe(sql));
@@ -416,7 +420,14 @@ impl StepRow {
                     .bind(json_text(&s.state))
                     .bind(s.wake_at)
                     .bind(s.started_at)
-                    .bind(s.finished_at);
+                    .bind(s.finished_at)
+                    .bind(i64::from(s.position))
+                    .bind(
+                        s.key
+                            .item()
+                            .and_then(|i| i64::try_from(i).ok())
+                            .unwrap_or(-1),
+                    );
                 if let Some(f) = fence {
                     q = q.bind(f.epochs.get(&s.run_id).copied().unwrap_or(-1));
                 }

@@ -40,6 +40,7 @@ fn step(run_id: &str, key: &str, status: StepStatus) -> StepRow {
     StepRow {
         run_id: run_id.into(),
         key: key.parse().expect("a unit key"),
+        position: 0,
         status,
         attempt: 1,
         output: Some(json!({"ok": true})),

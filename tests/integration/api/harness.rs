@@ -80,10 +80,38 @@ outputs:
   ack: "{{ steps.ack.output }}"
 "#;
 
+/// Steps whose plan order is not their key order (`s10` after `s9`, not after `s1`), and a
+/// fan-out of 25 items.
+pub(crate) const ORDERED: &str = r#"name: ordered
+version: 1
+description: a chain of eleven steps, then a fan-out of 25
+steps:
+  - { id: s1, uses: echo@^1, with: { n: 1 } }
+  - { id: s2, needs: [s1], uses: echo@^1, with: { n: 2 } }
+  - { id: s3, needs: [s2], uses: echo@^1, with: { n: 3 } }
+  - { id: s4, needs: [s3], uses: echo@^1, with: { n: 4 } }
+  - { id: s5, needs: [s4], uses: echo@^1, with: { n: 5 } }
+  - { id: s6, needs: [s5], uses: echo@^1, with: { n: 6 } }
+  - { id: s7, needs: [s6], uses: echo@^1, with: { n: 7 } }
+  - { id: s8, needs: [s7], uses: echo@^1, with: { n: 8 } }
+  - { id: s9, needs: [s8], uses: echo@^1, with: { n: 9 } }
+  - { id: s10, needs: [s9], uses: echo@^1, with: { n: 10 } }
+  - { id: s11, needs: [s10], uses: echo@^1, with: { n: 11 } }
+  - id: many
+    needs: [s11]
+    for_each: "{{ range 25 }}"
+    uses: echo@^1
+    with: { i: "{{ item }}" }
+outputs:
+  last: "{{ steps.s11.output.n }}"
+  items: "{{ len steps.many.output }}"
+"#;
+
 const FIXTURE_WORKFLOWS: &[(&str, &str)] = &[
     ("steer.yaml", STEER),
     ("sleeper.yaml", SLEEPER_V1),
     ("pager.yaml", PAGER),
+    ("ordered.yaml", ORDERED),
 ];
 
 const FIXTURE_CATALOG: &[(&str, &str)] = &[
@@ -102,6 +130,10 @@ const FIXTURE_CATALOG: &[(&str, &str)] = &[
     (
         "hurried.yaml",
         "id: hurried\ntitle: Hurried\nworkflow: sleeper@1\ntenants: [\"*\"]\nsla: { fulfil_within: 1ms }\n",
+    ),
+    (
+        "ordered.yaml",
+        "id: ordered\ntitle: Ordered\nworkflow: ordered\ntenants: [\"*\"]\n",
     ),
     (
         "tenant-a-only.yaml",

@@ -291,3 +291,85 @@ fn an_operator_cancels_a_run_waiting_on_a_long_timer() {
         .send()
         .problem(409, "conflict");
 }
+
+#[test]
+fn a_runs_units_come_in_plan_order_a_page_at_a_time_with_counts() {
+    let app = App::start();
+    let ordered = app.order(&app.client_a, &json!({ "catalog_id": "ordered" }));
+    let run = s(&ordered, "run_id");
+    let done = app.wait_run(&app.client_a, &run, "succeeded");
+    assert_eq!(done["outputs"], json!({ "last": 11, "items": 25 }));
+
+    // Pages of 7 units, followed to the end, list every unit once in plan order.
+    let mut keys = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let path = match &cursor {
+            Some(c) => format!("/v1/runs/{run}?limit=7&cursor={c}"),
+            None => format!("/v1/runs/{run}?limit=7"),
+        };
+        let page = app.get(&path).auth(&app.client_a).send().expect(200);
+        let units = page["steps"].as_array().expect("steps").clone();
+        assert!(units.len() <= 7);
+        keys.extend(units.iter().map(|u| s(u, "key")));
+        match page["next_cursor"].as_str() {
+            Some(c) => cursor = Some(c.to_string()),
+            None => break,
+        }
+    }
+    let mut want: Vec<String> = (1..=11).map(|i| format!("s{i}")).collect();
+    want.push("many".into());
+    want.extend((0..25).map(|i| format!("many#{i}")));
+    assert_eq!(keys, want);
+
+    // The counts sum up a fan-out in one line per status.
+    let first = app
+        .get(&format!("/v1/runs/{run}?limit=1"))
+        .auth(&app.client_a)
+        .send()
+        .expect(200);
+    let counts = first["counts"].as_array().expect("counts");
+    let many: Vec<&Value> = counts.iter().filter(|c| c["step"] == "many").collect();
+    assert_eq!(many.len(), 1, "{counts:?}");
+    assert_eq!(
+        (many[0]["status"].as_str(), many[0]["count"].as_i64()),
+        (Some("succeeded"), Some(26))
+    );
+    // Bad paging is located.
+    let reply = app
+        .get(&format!("/v1/runs/{run}?limit=0"))
+        .auth(&app.client_a)
+        .send();
+    assert_eq!(reply.invalid(), vec!["/limit"]);
+    let reply = app
+        .get(&format!("/v1/runs/{run}?cursor=nonsense"))
+        .auth(&app.client_a)
+        .send();
+    assert_eq!(reply.invalid(), vec!["/cursor"]);
+}
+
+#[test]
+fn a_followed_runs_last_event_carries_its_outputs() {
+    let app = App::start();
+    let ordered = app.order(&app.client_a, &json!({ "catalog_id": "ordered" }));
+    let run = s(&ordered, "run_id");
+    let mut stream = app
+        .get(&format!("/v1/runs/{run}/events"))
+        .auth(&app.client_a)
+        .stream();
+    let mut last = None;
+    while let Some((name, data)) = stream.next_event() {
+        if name == "snapshot" {
+            assert!(data["steps"].as_array().is_some_and(|s| s.len() <= 500));
+            if data["status"] == "succeeded" {
+                last = Some(data["outputs"].clone());
+            }
+        } else {
+            assert_eq!(data["run_id"], run.as_str(), "only this run's events");
+            if name == "run" && data["status"] == "succeeded" {
+                last = Some(data["outputs"].clone());
+            }
+        }
+    }
+    assert_eq!(last, Some(json!({ "last": 11, "items": 25 })));
+}

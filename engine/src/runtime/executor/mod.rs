@@ -66,6 +66,8 @@ pub(super) struct Executor {
     health: Arc<Health>,
     /// Counters for `/metrics`, updated after each commit.
     metrics: Arc<Metrics>,
+    /// Channels of followed runs.
+    followers: Arc<super::events::Followers>,
     /// Runs created this turn (counted once they are committed).
     created: usize,
     /// Cancelled when shutdown is asked for, so a commit retrying against a failing database
@@ -113,6 +115,8 @@ pub(super) struct Shared {
     pub(super) health: Arc<Health>,
     /// The executor's counters.
     pub(super) metrics: Arc<Metrics>,
+    /// Channels of followed runs.
+    pub(super) followers: Arc<super::events::Followers>,
     /// Cancelled when a shutdown is coming.
     pub(super) stopping: Stopping,
 }
@@ -150,6 +154,7 @@ impl Executor {
             events,
             health,
             metrics,
+            followers,
             stopping,
         } = shared;
         let (done_tx, done_rx) = mpsc::channel(RESULTS_QUEUE);
@@ -163,6 +168,7 @@ impl Executor {
             events,
             health,
             metrics,
+            followers,
             created: 0,
             stopping,
             runs: HashMap::new(),
@@ -418,6 +424,7 @@ impl Executor {
         for (_, token) in run.cancels.values() {
             token.cancel();
         }
+        self.followers.close(run_id);
         self.dispatch.retain(|job| job.run_id != run_id);
         self.backlog.retain(|job| job.run_id != run_id);
         self.touched_units.retain(|(r, _)| r != run_id);
@@ -590,12 +597,15 @@ impl Executor {
                     s if s.is_final() => self.metrics.unit_ended(s),
                     _ => {}
                 }
-                let _ = self.events.send(RunEvent {
+                let event = RunEvent {
                     run_id: run.clone(),
                     step: Some(key.to_string()),
                     status: u.status.as_str().into(),
                     error: u.error.clone(),
-                });
+                    outputs: None,
+                };
+                self.followers.publish(&event, false);
+                let _ = self.events.send(event);
             }
         }
         let finished: Vec<String> = std::mem::take(&mut self.touched_runs)
@@ -611,13 +621,17 @@ impl Executor {
                         r.row.finished_at.unwrap_or(r.row.updated_at) - r.row.created_at,
                     );
                 }
-                let _ = self.events.send(RunEvent {
+                let ended = r.row.status.is_final();
+                let event = RunEvent {
                     run_id: id.clone(),
                     step: None,
                     status: r.row.status.as_str().into(),
                     error: r.row.error.clone(),
-                });
-                r.row.status.is_final()
+                    outputs: r.row.outputs.clone().filter(|_| ended),
+                };
+                self.followers.publish(&event, ended);
+                let _ = self.events.send(event);
+                ended
             })
             .collect();
         for id in finished {
@@ -665,9 +679,14 @@ impl Executor {
     }
 
     fn blank(&self, run_id: &str, key: UnitKey, now: i64) -> StepRow {
+        let position = self
+            .runs
+            .get(run_id)
+            .map_or(0, |r| plan_position(&r.plan, &key));
         StepRow {
             run_id: run_id.into(),
             key,
+            position,
             status: StepStatus::Running,
             attempt: 0,
             output: None,
@@ -736,6 +755,25 @@ fn log_run(r: &RunRow) {
             tracing::debug!(run = %r.id, workflow = %r.workflow, version = r.version, status, "run")
         }
     }
+}
+
+/// Where a unit's step comes in the plan, for listing units in plan order: main steps by
+/// position, then `on_failure` steps, then compensations (by the step they undo).
+fn plan_position(plan: &Plan, key: &UnitKey) -> u32 {
+    let main = plan.steps().len();
+    let index = |id: &str| plan.position(id).unwrap_or(main);
+    let at = match key {
+        UnitKey::Step(id) | UnitKey::Item(id, _) => index(id),
+        UnitKey::OnFailure(id) => {
+            main + plan
+                .on_failure()
+                .iter()
+                .position(|s| s.id == *id)
+                .unwrap_or(0)
+        }
+        UnitKey::Compensation(id, _) => main + plan.on_failure().len() + index(id),
+    };
+    u32::try_from(at).unwrap_or(u32::MAX)
 }
 
 /// Results of attempts waiting for the executor at most; past it worker threads wait.
