@@ -28,7 +28,16 @@ fn csmp_bench_runs_every_workload_and_reports_json() {
         .collect();
     assert_eq!(
         names,
-        ["disk", "chain", "chain40", "fanout", "timers", "recovery"]
+        [
+            "disk",
+            "chain",
+            "chain40",
+            "fanout",
+            "fanout10k",
+            "wide",
+            "timers",
+            "recovery"
+        ]
     );
     let get = |workload: &str, key: &str| -> f64 {
         lines
@@ -42,6 +51,9 @@ fn csmp_bench_runs_every_workload_and_reports_json() {
     assert_eq!(get("chain", "steps"), 100.0);
     assert!(get("chain", "commits") >= 1.0);
     assert_eq!(get("fanout", "children"), 10.0);
+    // The scaling workloads ran both sizes and compared them.
+    assert!(get("fanout10k", "large_total_ms") > 0.0 && get("fanout10k", "per_item_ratio") > 0.0);
+    assert!(get("wide", "large_total_ms") > 0.0 && get("wide", "per_step_ratio") > 0.0);
     assert_eq!(get("timers", "runs"), 100.0);
     assert_eq!(get("timers", "plugin_attempts_held"), 0.0);
     assert_eq!(get("recovery", "runs"), 20.0);

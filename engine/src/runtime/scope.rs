@@ -2,10 +2,11 @@
 //! `output` where they apply.
 //!
 //! Each run keeps its scope between renders ([`ScopeCache`]): taking it refreshes only the
-//! `steps.<id>` entries whose unit changed since, judged by a [`Stamp`] of the unit, so
-//! starting a step costs a comparison per finished step instead of a copy of every output.
+//! `steps.<id>` entries of units that changed since (the executor invalidates each unit it
+//! changes), each checked against a [`Stamp`] of the unit, so starting a step costs what
+//! changed, not a look at every step of the plan.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::ops::Deref;
 
 use serde_json::{Map, Value as Json, json};
@@ -59,7 +60,13 @@ struct Built {
 
 /// A run's scope between renders. Empty until first taken.
 #[derive(Debug, Default)]
-pub(crate) struct ScopeCache(Option<Built>);
+pub(crate) struct ScopeCache {
+    /// The scope as last built, when kept.
+    built: Option<Built>,
+    /// Units changed since the scope was last refreshed (the executor says so of every unit
+    /// it changes, also while the scope is taken out), so a refresh looks at those only.
+    stale: BTreeSet<UnitKey>,
+}
 
 /// A scope taken out of a run's cache to render with; hand it back with
 /// [`ScopeCache::give_back`] to keep the work (a scope not handed back is rebuilt next time).
@@ -135,19 +142,28 @@ fn build(
 }
 
 impl Built {
-    /// Brings the entries of changed units (and `run.error`) up to date.
-    fn refresh(&mut self, run: &RunRow, plan: &Plan, steps: &HashMap<UnitKey, StepRow>) {
+    /// Brings the entries of the units `changed` (and `run.error`) up to date.
+    fn refresh<'k>(
+        &mut self,
+        run: &RunRow,
+        steps: &HashMap<UnitKey, StepRow>,
+        changed: impl IntoIterator<Item = &'k UnitKey>,
+    ) {
         let data = self.ctx.data_mut();
-        for (id, key) in ids(plan) {
-            let Some(row) = steps.get(&key) else { continue };
+        for key in changed {
+            let id = match key {
+                UnitKey::Step(id) | UnitKey::OnFailure(id) => id,
+                UnitKey::Item(..) | UnitKey::Compensation(..) => continue,
+            };
+            let Some(row) = steps.get(key) else { continue };
             let stamp = Stamp::of(row);
-            if self.stamps.get(&key) == Some(&stamp) {
+            if self.stamps.get(key) == Some(&stamp) {
                 continue;
             }
             if let Some(by_id) = data.get_mut("steps").and_then(Json::as_object_mut) {
-                by_id.insert(id.to_string(), entry(row));
+                by_id.insert(id.clone(), entry(row));
             }
-            self.stamps.insert(key, stamp);
+            self.stamps.insert(key.clone(), stamp);
         }
         if self.run_error != run.error {
             if let Some(r) = data.get_mut("run").and_then(Json::as_object_mut) {
@@ -162,7 +178,17 @@ impl Built {
 }
 
 impl ScopeCache {
-    /// The scope templates of a unit render against, up to date with `steps`.
+    /// Notes that a unit changed: its entry is refreshed at the next take.
+    pub(crate) fn invalidate(&mut self, key: &UnitKey) {
+        if matches!(key, UnitKey::Step(_) | UnitKey::OnFailure(_)) {
+            self.stale.insert(key.clone());
+        }
+    }
+
+    /// The scope templates of a unit render against, up to date with `steps` (refreshing the
+    /// entries of the units [`invalidate`]d since the last take, or built whole the first time).
+    ///
+    /// [`invalidate`]: ScopeCache::invalidate
     pub(crate) fn take(
         &mut self,
         run: &RunRow,
@@ -171,9 +197,10 @@ impl ScopeCache {
         secrets: &BTreeMap<String, String>,
         extra: &Extra,
     ) -> Scope {
-        let mut built = match self.0.take() {
+        let stale = std::mem::take(&mut self.stale);
+        let mut built = match self.built.take() {
             Some(mut b) => {
-                b.refresh(run, plan, steps);
+                b.refresh(run, steps, &stale);
                 b
             }
             None => build(run, plan, steps, secrets),
@@ -201,7 +228,7 @@ impl ScopeCache {
             obj.remove("index");
             obj.remove("output");
         }
-        self.0 = Some(built);
+        self.built = Some(built);
     }
 }
 
@@ -275,6 +302,10 @@ mod tests {
         let mut steps = HashMap::new();
         let mut cache = ScopeCache::default();
         let mut check = |run: &RunRow, steps: &HashMap<UnitKey, StepRow>, extra: &Extra| {
+            // Every unit counts as changed since the last take, as the executor would say.
+            for key in steps.keys() {
+                cache.invalidate(key);
+            }
             let kept = cache.take(run, &plan, steps, &secrets, extra);
             let fresh = ScopeCache::default().take(run, &plan, steps, &secrets, extra);
             assert_eq!(kept.data(), fresh.data());

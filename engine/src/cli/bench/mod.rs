@@ -10,6 +10,7 @@
 mod disk;
 mod recovery;
 mod report;
+mod scaling;
 mod workloads;
 
 use std::path::PathBuf;
@@ -61,6 +62,10 @@ pub enum Workload {
     Chain40,
     /// 1 → 1,000 parallel `echo` steps → 1 join: time until every child started, and in total.
     Fanout,
+    /// 1 → N → 1 at N = 1,000 and 10,000: the cost per item as the fan-out grows.
+    Fanout10k,
+    /// One run of N independent steps at N = 100 and 1,000: the cost per step as it grows.
+    Wide,
     /// 10,000 runs each waiting 1 s: memory per parked run and lateness of the wake-ups.
     Timers,
     /// kill -9 of a real `csmp` process under load, then a restart on the same database.
@@ -68,10 +73,12 @@ pub enum Workload {
 }
 
 impl Workload {
-    const ALL: [Workload; 5] = [
+    const ALL: [Workload; 7] = [
         Workload::Chain,
         Workload::Chain40,
         Workload::Fanout,
+        Workload::Fanout10k,
+        Workload::Wide,
         Workload::Timers,
         Workload::Recovery,
     ];
@@ -147,6 +154,8 @@ pub fn main(args: BenchArgs) -> anyhow::Result<()> {
                 Workload::Chain => workloads::chain(&ctx).await,
                 Workload::Chain40 => workloads::chain40(&ctx).await,
                 Workload::Fanout => workloads::fanout(&ctx).await,
+                Workload::Fanout10k => scaling::fanout10k(&ctx).await,
+                Workload::Wide => scaling::wide(&ctx).await,
                 Workload::Timers => workloads::timers(&ctx).await,
                 Workload::Recovery => recovery::parent(&ctx).await,
             }

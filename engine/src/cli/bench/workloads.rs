@@ -89,7 +89,7 @@ pub(super) async fn submit_all(
 /// so runs that ended before their id was known are still in it; the store answers when the
 /// event stream lagged). Returns when the last one ended, and
 /// fails if any run did not succeed.
-async fn wait_all(
+pub(super) async fn wait_all(
     engine: &Engine,
     rx: &mut broadcast::Receiver<RunEvent>,
     ids: &[String],
@@ -143,7 +143,7 @@ fn is_final(status: &str) -> bool {
     matches!(status, "succeeded" | "failed" | "cancelled")
 }
 
-fn ms(d: Duration) -> f64 {
+pub(super) fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
 

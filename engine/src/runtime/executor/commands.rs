@@ -270,6 +270,7 @@ impl Executor {
                 scope: ScopeCache::default(),
                 fanouts: HashMap::new(),
                 undo: None,
+                unstarted: None,
             },
         );
         self.touched_runs.insert(id.clone());

@@ -40,6 +40,7 @@ impl Executor {
             token.cancel();
         }
         let mut children = Vec::new();
+        let mut stopped = Vec::new();
         for u in run.units.values_mut() {
             if u.key.is_main() && matches!(u.status, StepStatus::Waiting | StepStatus::Retrying) {
                 if let Some(child) = u
@@ -54,8 +55,11 @@ impl Executor {
                 u.error = Some(why.to_string());
                 u.wake_at = None;
                 u.finished_at = Some(now);
-                self.touched_units.insert((run_id.into(), u.key.clone()));
+                stopped.push(u.key.clone());
             }
+        }
+        for key in stopped {
+            self.mark(run_id, key);
         }
         for child in children {
             self.cancel_run(&child, compensate);

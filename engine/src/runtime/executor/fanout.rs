@@ -201,6 +201,6 @@ impl Executor {
                 parent.output = Some(Json::Array(outputs));
             }
         }
-        self.touched_units.insert((run_id.into(), parent_key));
+        self.mark(run_id, parent_key);
     }
 }

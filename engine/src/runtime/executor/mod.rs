@@ -52,6 +52,9 @@ struct RunState {
     fanouts: HashMap<String, fanout::FanOut>,
     /// While failing or cancelling: what is left to compensate, next first.
     undo: Option<std::collections::VecDeque<UnitKey>>,
+    /// Main steps (plan positions) not started yet; `None` until the run is first looked at
+    /// (after a restart it is read off the units once).
+    unstarted: Option<BTreeSet<usize>>,
 }
 
 pub(super) struct Executor {
@@ -259,6 +262,7 @@ impl Executor {
                     scope: ScopeCache::default(),
                     fanouts: HashMap::new(),
                     undo: None,
+                    unstarted: None,
                 },
             );
             self.rearm(&id);
@@ -706,14 +710,23 @@ impl Executor {
         if let Some(run) = self.runs.get_mut(run_id) {
             run.units.insert(key.clone(), row);
         }
-        self.touched_units.insert((run_id.into(), key));
+        self.mark(run_id, key);
     }
 
     /// Marks a unit changed: it is written and announced at the end of the turn, and its run
     /// is advanced.
     fn touch(&mut self, run_id: &str, key: UnitKey) {
-        self.touched_units.insert((run_id.into(), key));
+        self.mark(run_id, key);
         self.dirty.insert(run_id.into());
+    }
+
+    /// Records that a unit changed this turn — to be written and announced — and that the
+    /// run's template scope must refresh its entry. Every change of a unit goes through here.
+    fn mark(&mut self, run_id: &str, key: UnitKey) {
+        if let Some(run) = self.runs.get_mut(run_id) {
+            run.scope.invalidate(&key);
+        }
+        self.touched_units.insert((run_id.into(), key));
     }
 }
 

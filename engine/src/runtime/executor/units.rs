@@ -52,51 +52,103 @@ impl Executor {
         }
     }
 
+    /// A running run: a step that failed fails it, fan-outs in progress take their items'
+    /// ends, steps whose needs are final start, and when every main step is final the run
+    /// succeeds. Costs what changed this turn: it looks at the main steps touched in it, the
+    /// fan-outs in progress and the steps not started yet — after a restart, at every step once.
     fn advance_running(&mut self, run_id: &str) {
+        let Some(run) = self.runs.get_mut(run_id) else {
+            return;
+        };
+        let plan = Arc::clone(&run.plan);
+        let mut first_look = false;
+        if run.unstarted.is_none() {
+            first_look = true;
+            run.unstarted = Some(
+                (0..plan.steps().len())
+                    .filter(|&i| {
+                        !run.units
+                            .contains_key(&Section::Main.key(&plan.steps()[i].id))
+                    })
+                    .collect(),
+            );
+        }
+        let mut ended_main = first_look;
         loop {
             let Some(run) = self.runs.get(run_id) else {
                 return;
             };
-            let plan = Arc::clone(&run.plan);
-            let mut progressed = false;
-            for (i, step) in plan.steps().iter().enumerate() {
-                let status = self
-                    .runs
-                    .get(run_id)
-                    .and_then(|r| r.units.get(&Section::Main.key(&step.id)))
-                    .map(|u| u.status);
-                match status {
-                    None => {
-                        if let Some(start) = self.readiness(run_id, plan.steps(), i, Section::Main)
-                        {
-                            self.start_step(run_id, step, Section::Main, start);
-                            progressed = true;
-                        }
-                    }
-                    Some(StepStatus::Waiting) if step.for_each.is_some() => {
-                        progressed |= self.progress_fan_out(run_id, step);
-                    }
-                    Some(StepStatus::Failed) if !step.continue_on_error => {
-                        let error = self
-                            .runs
-                            .get(run_id)
-                            .and_then(|r| r.units.get(&Section::Main.key(&step.id)))
-                            .and_then(|u| u.error.clone())
-                            .unwrap_or_default();
+            // Main steps to look at: those touched this turn (all, on a first look).
+            let looked: Vec<usize> = if first_look {
+                (0..plan.steps().len()).collect()
+            } else {
+                let from = (run_id.to_string(), UnitKey::Step(String::new()));
+                let to = (run_id.to_string(), UnitKey::Item(String::new(), 0));
+                self.touched_units
+                    .range(from..to)
+                    .filter_map(|(_, k)| plan.position(k.step_id()))
+                    .collect()
+            };
+            let mut fan_outs: Vec<usize> = run
+                .fanouts
+                .keys()
+                .filter_map(|id| plan.position(id))
+                .collect();
+            for &i in &looked {
+                let step = &plan.steps()[i];
+                let Some(unit) = run.units.get(&Section::Main.key(&step.id)) else {
+                    continue;
+                };
+                if unit.status.is_final() {
+                    ended_main = true;
+                }
+                match unit.status {
+                    StepStatus::Failed if !step.continue_on_error => {
+                        let error = unit.error.clone().unwrap_or_default();
                         self.begin_failing(run_id, format!("step `{}` failed: {error}", step.id));
                         return;
                     }
+                    // A fan-out recovered after a restart: its counters are rebuilt.
+                    StepStatus::Waiting if first_look && step.for_each.is_some() => {
+                        fan_outs.push(i);
+                    }
                     _ => {}
+                }
+            }
+            first_look = false;
+            let mut progressed = false;
+            fan_outs.sort_unstable();
+            fan_outs.dedup();
+            for i in fan_outs {
+                progressed |= self.progress_fan_out(run_id, &plan.steps()[i]);
+            }
+            let unstarted: Vec<usize> = self
+                .runs
+                .get(run_id)
+                .and_then(|r| r.unstarted.as_ref())
+                .map(|u| u.iter().copied().collect())
+                .unwrap_or_default();
+            for i in unstarted {
+                if let Some(start) = self.readiness(run_id, plan.steps(), i, Section::Main) {
+                    if let Some(u) = self.runs.get_mut(run_id).and_then(|r| r.unstarted.as_mut()) {
+                        u.remove(&i);
+                    }
+                    self.start_step(run_id, &plan.steps()[i], Section::Main, start);
+                    progressed = true;
                 }
             }
             if !progressed {
                 break;
             }
         }
+        // Every main step final can only become true in a turn in which one of them ended.
         let Some(run) = self.runs.get(run_id) else {
             return;
         };
-        let all_final = run.plan.steps().iter().all(|s| {
+        if !ended_main || run.unstarted.as_ref().is_some_and(|u| !u.is_empty()) {
+            return;
+        }
+        let all_final = plan.steps().iter().all(|s| {
             run.units
                 .get(&Section::Main.key(&s.id))
                 .is_some_and(|u| u.status.is_final())
@@ -323,6 +375,8 @@ impl Executor {
                 id: signal.id,
                 by: key.to_string(),
             });
+            // (`run` is borrowed: the same as `touch`, field by field.)
+            run.scope.invalidate(&key);
             self.touched_units.insert((run_id.into(), key));
             self.dirty.insert(run_id.into());
         }
@@ -497,7 +551,7 @@ impl Executor {
                     u.attempt = attempt;
                     u.wake_at = None;
                 }
-                self.touched_units.insert((run_id.into(), key.clone()));
+                self.mark(run_id, key.clone());
                 self.send_attempt(run_id, key, &step, input, attempt);
             }
             Err(e) => {
