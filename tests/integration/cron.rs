@@ -220,3 +220,64 @@ async fn the_overlap_policy_decides_what_a_fire_does_while_the_last_run_goes_on(
         "the 02:00 run was still waiting at 03:00"
     );
 }
+
+fn every(version: u32, cron: Option<&str>) -> String {
+    let triggers = cron.map_or(String::new(), |c| {
+        format!("triggers:\n  - cron: \"{c}\"\n    overlap: allow\n")
+    });
+    format!(
+        "name: redefined\nversion: {version}\n{triggers}steps:\n  - id: greet\n    uses: echo@^1\n    with: {{ v: {version} }}\n"
+    )
+}
+
+/// A version defined while the engine runs (as an upload over the API does) arms its triggers
+/// at once and disarms those of the version it replaces; a version without triggers leaves
+/// none armed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_newly_defined_version_arms_its_triggers_and_disarms_the_old_ones() {
+    let v1 = every(1, Some("0 0 * * * *"));
+    let h = start(&[&v1]).await;
+    let t0 = h.clock.now_ms();
+    let versions = |runs: &[RunRow]| runs.iter().map(|r| r.version).collect::<Vec<_>>();
+    h.clock.advance(HOUR);
+    h.engine.sync().await.expect("turn");
+    assert_eq!(versions(&runs_of(&h.engine, "redefined").await), [1]);
+
+    // Version 2 fires every minute instead; version 1's hourly trigger is gone.
+    let plan = |yaml: &str| {
+        csmp::plan::validate_workflow(
+            yaml.as_bytes(),
+            csmp::plan::Env {
+                plugins: &h.host.index(),
+                workflows: None,
+            },
+        )
+        .expect("valid")
+    };
+    h.engine
+        .define(plan(&every(2, Some("0 * * * * *"))))
+        .await
+        .expect("defined");
+    h.advance_to_just_before(t0 + 3_600_000 + 60_000).await;
+    assert_eq!(versions(&runs_of(&h.engine, "redefined").await), [1]);
+    h.clock.advance(MS);
+    h.engine.sync().await.expect("turn");
+    assert_eq!(versions(&runs_of(&h.engine, "redefined").await), [1, 2]);
+    // An hour later: one fire of version 2 (one catch-up after the jump), none of version 1.
+    h.clock.advance(HOUR);
+    h.engine.sync().await.expect("turn");
+    assert_eq!(versions(&runs_of(&h.engine, "redefined").await), [1, 2, 2]);
+
+    // A newest version without triggers disarms; defining an older one again arms nothing.
+    h.engine
+        .define(plan(&every(3, None)))
+        .await
+        .expect("defined");
+    h.engine
+        .define(plan(&every(2, Some("* * * * * *"))))
+        .await
+        .expect("defined");
+    h.clock.advance(HOUR);
+    h.engine.sync().await.expect("turn");
+    assert_eq!(versions(&runs_of(&h.engine, "redefined").await), [1, 2, 2]);
+}

@@ -86,6 +86,34 @@ pub(crate) fn arm(defs: &Definitions, last: &[CronFire], now: i64) -> Vec<CronTr
     triggers
 }
 
+/// The triggers of a version just defined as its workflow's newest: each fires the instants
+/// after `now` (a new definition catches up on nothing), keeping the run the trigger at the
+/// same position last started, for the overlap policy.
+pub(crate) fn arm_defined(
+    plan: &Arc<Plan>,
+    previous: &[CronTrigger],
+    now: i64,
+) -> Vec<CronTrigger> {
+    plan.triggers()
+        .iter()
+        .enumerate()
+        .filter_map(|(i, spec)| {
+            let index = u32::try_from(i).ok()?;
+            let last_run = previous
+                .iter()
+                .find(|t| t.plan.name() == plan.name() && t.index == index)
+                .and_then(|t| t.last_run.clone());
+            Some(CronTrigger {
+                plan: Arc::clone(plan),
+                index,
+                next: next_after(spec, now),
+                retry_at: None,
+                last_run,
+            })
+        })
+        .collect()
+}
+
 fn at<Z: TimeZone>(ms: i64, zone: &Z) -> Option<DateTime<Z>> {
     DateTime::<Utc>::from_timestamp_millis(ms).map(|t| t.with_timezone(zone))
 }

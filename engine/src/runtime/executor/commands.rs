@@ -30,6 +30,7 @@ impl Executor {
             Command::Define(plan, reply) => {
                 let (name, version) = (plan.name().to_string(), plan.version());
                 Arc::make_mut(&mut self.defs).insert(*plan);
+                self.rearm_crons(&name);
                 self.unblock(&name, version).await;
                 drop(reply.send(Ok(())));
             }

@@ -106,6 +106,37 @@ impl Executor {
         self.crons[i].retry_at = None;
     }
 
+    /// A version of `workflow` was defined: if it is now the newest, its triggers replace
+    /// those of the version it supersedes, from now on.
+    pub(super) fn rearm_crons(&mut self, workflow: &str) {
+        if !self.config.cron {
+            return;
+        }
+        let Some(plan) = self.defs.get(workflow, None).cloned() else {
+            return;
+        };
+        if self
+            .crons
+            .iter()
+            .any(|t| t.plan.name() == workflow && Arc::ptr_eq(&t.plan, &plan))
+        {
+            return; // the newest version is unchanged (an older one was defined)
+        }
+        let (previous, kept): (Vec<_>, Vec<_>) = std::mem::take(&mut self.crons)
+            .into_iter()
+            .partition(|t| t.plan.name() == workflow);
+        self.crons = kept;
+        let armed = cron::arm_defined(&plan, &previous, self.clock.now_ms());
+        tracing::info!(
+            workflow,
+            version = plan.version(),
+            armed = armed.len(),
+            disarmed = previous.len(),
+            "cron triggers follow the newest version"
+        );
+        self.crons.extend(armed);
+    }
+
     /// Whether a run is unfinished (here, or in another process sharing the database).
     async fn run_is_active(&self, id: &str) -> bool {
         if let Some(r) = self.runs.get(id) {
