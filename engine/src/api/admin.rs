@@ -40,6 +40,7 @@ pub(super) struct TenantBody {
 /// Audit log page: `?before=ID&limit=N`.
 #[derive(Debug, Clone, Default, Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
 pub(super) struct AuditPage {
     /// Entries older than this id (the `next_cursor` of the previous page).
     pub before: Option<i64>,
@@ -252,6 +253,7 @@ pub(super) async fn put_tenant(
     params(AuditPage),
     responses(
         (status = 200, description = "A page of the audit log", body = AuditList),
+        (status = 400, description = "An unknown query parameter", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "Admins only", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Bad limit", body = Problem, content_type = "application/problem+json"),

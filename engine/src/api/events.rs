@@ -173,6 +173,7 @@ pub(super) async fn receive(
     params(Page),
     responses(
         (status = 200, description = "A page of events", body = EventList),
+        (status = 400, description = "An unknown query parameter", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "Only operators read events", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Bad limit or cursor", body = Problem, content_type = "application/problem+json"),

@@ -38,6 +38,7 @@ async fn visible(state: &AppState, who: &Principal, id: &str) -> Result<Incident
     params(Page),
     responses(
         (status = 200, description = "A page of incidents", body = IncidentList),
+        (status = 400, description = "An unknown query parameter", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "Role may not read incidents", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Bad limit or cursor", body = Problem, content_type = "application/problem+json"),

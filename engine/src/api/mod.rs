@@ -348,6 +348,7 @@ pub async fn serve(
 /// Pagination query: `?limit=N&cursor=C`.
 #[derive(Debug, Clone, Default, serde::Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
 pub struct Page {
     /// Items per page, 1–200 (default 50).
     #[param(minimum = 1, maximum = 200)]
@@ -389,13 +390,22 @@ where
     ) -> Result<Self, Self::Rejection> {
         match axum::extract::Query::<T>::from_request_parts(parts, state).await {
             Ok(axum::extract::Query(v)) => Ok(Query(v)),
-            Err(e) => Err(Problem::invalid_at(
-                "",
-                format!(
-                    "the query string is not valid: {}",
-                    problem::source_text(&e)
-                ),
-            )),
+            Err(e) => {
+                let text = problem::source_text(&e);
+                // serde names an unknown field, and what it expected, in one sentence.
+                if let Some(rest) = text.split("unknown field `").nth(1) {
+                    let name = rest.split('`').next().unwrap_or_default();
+                    let expected = rest.split(", expected ").nth(1).unwrap_or("none");
+                    return Err(Problem::bad_request(
+                        "unknown-parameter",
+                        format!("unknown query parameter `{name}`; this endpoint takes {expected}"),
+                    ));
+                }
+                Err(Problem::invalid_at(
+                    "",
+                    format!("the query string is not valid: {text}"),
+                ))
+            }
         }
     }
 }

@@ -304,6 +304,7 @@ pub async fn start_pending(state: &AppState) -> Result<usize, crate::store::Stor
     params(Page),
     responses(
         (status = 200, description = "A page of requests", body = RequestList),
+        (status = 400, description = "An unknown query parameter", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "Role may not read requests", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Bad limit or cursor", body = Problem, content_type = "application/problem+json"),

@@ -103,6 +103,7 @@ impl StepPage {
     params(Page),
     responses(
         (status = 200, description = "A page of runs", body = RunList),
+        (status = 400, description = "An unknown query parameter", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "Role may not read runs", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Bad limit or cursor", body = Problem, content_type = "application/problem+json"),
@@ -141,9 +142,11 @@ pub(super) async fn list(
     params(("id" = String, Path, description = "Run id"), StepPage),
     responses(
         (status = 200, description = "The run", body = RunDetail),
+        (status = 400, description = "An unknown query parameter", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "Role may not read runs", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such run (for this tenant)", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Bad limit or cursor", body = Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = [])))]
 pub(super) async fn get_one(

@@ -373,3 +373,28 @@ fn a_followed_runs_last_event_carries_its_outputs() {
     }
     assert_eq!(last, Some(json!({ "last": 11, "items": 25 })));
 }
+
+#[test]
+fn an_unknown_query_parameter_is_a_400_naming_it() {
+    let app = App::start();
+    for path in [
+        "/v1/runs?stauts=running",
+        "/v1/requests?limt=5",
+        "/v1/incidents?x=1",
+    ] {
+        let reply = app.get(path).auth(&app.operator).send();
+        let problem = reply.problem(400, "unknown-parameter");
+        let name = path
+            .split('?')
+            .nth(1)
+            .and_then(|q| q.split('=').next())
+            .unwrap_or("");
+        let detail = problem["detail"].as_str().unwrap_or_default();
+        assert!(
+            detail.contains(&format!("`{name}`")) && detail.contains("limit"),
+            "{path}: {detail}"
+        );
+    }
+    let reply = app.get("/v1/runs?limit=7").auth(&app.operator).send();
+    assert_eq!(reply.status, 200);
+}
