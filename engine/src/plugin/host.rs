@@ -279,15 +279,19 @@ impl PluginHost {
         let descriptor = prepared.descriptor.clone();
         check(&descriptor)?;
         let id = format!("{}@{}", descriptor.name, descriptor.version);
-        let policy = {
-            let grants = self
-                .inner
-                .grants
-                .read()
-                .unwrap_or_else(PoisonError::into_inner);
-            let grant = grants.grant(&descriptor.name);
-            Arc::new(Policy::new(&descriptor.name, &grant, &grants.defaults))
-        };
+        // The grants stay locked until the plugin is registered (always grants, then
+        // registry, as a reload takes them), so a reload cannot slip in between and leave it
+        // with the old policy.
+        let grants = self
+            .inner
+            .grants
+            .read()
+            .unwrap_or_else(PoisonError::into_inner);
+        let policy = Arc::new(Policy::new(
+            &descriptor.name,
+            &grants.grant(&descriptor.name),
+            &grants.defaults,
+        ));
 
         let mut registry = self
             .inner
