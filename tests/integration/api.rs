@@ -14,6 +14,7 @@ mod faults;
 mod hardening;
 mod harness;
 mod incidents;
+mod plugin_loop;
 mod plugins;
 mod process;
 mod requests;

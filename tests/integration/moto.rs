@@ -3,7 +3,7 @@
 //! for Python, `boto_check.py`) as the independent client that seeds state and checks results;
 //! and `csmp run` of a workflow with the grants and secrets an operator would set for moto.
 //!
-//! moto and boto3 come from PyPI (`pip install "moto[server]" boto3`; `.ci/run` installs them
+//! moto and boto3 come from PyPI (`pip install "moto[server]" boto3`; `tests/run` installs them
 //! into `target/ci-venv` and puts it on `PATH`). A test that cannot find them fails and says
 //! how to install them.
 
@@ -18,9 +18,9 @@ use serde_json::Value;
 use crate::helpers::repo_root;
 
 /// How to get what these tests need.
-const INSTALL: &str = "install moto and boto3 with `pip install \"moto[server]\" boto3` (into a \
-    virtualenv: `python3 -m venv target/ci-venv && target/ci-venv/bin/pip install \"moto[server]\" boto3`, \
-    as .ci/run does) and put its bin directory first on PATH (`export PATH=$PWD/target/ci-venv/bin:$PATH`)";
+const INSTALL: &str = "run the tests with `tests/run`, which installs moto and boto3 into the \
+    virtualenv target/ci-venv and puts it on PATH (or, after one tests/run, \
+    `export PATH=$PWD/target/ci-venv/bin:$PATH` before cargo test)";
 
 /// How long moto may take to start listening.
 const START: Duration = Duration::from_secs(60);

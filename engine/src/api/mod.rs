@@ -9,6 +9,7 @@ mod admin;
 pub mod auth;
 mod catalog;
 mod events;
+mod grants;
 mod health;
 mod incidents;
 mod openapi;
@@ -34,6 +35,7 @@ use axum::routing::{get, post, put};
 use tokio_util::sync::CancellationToken;
 
 pub use admin::check_token_request;
+pub use grants::{ReloadedBy, reload_grants};
 pub use openapi::document as openapi_document;
 use problem::Problem;
 pub use requests::start_pending;
@@ -55,6 +57,8 @@ pub struct ApiConfig {
     pub request_timeout: Duration,
     /// How often `/metrics`' request and SLA gauges are read from the database.
     pub request_gauges_every: Duration,
+    /// The operator's grants file, read again by `POST /v1/grants/reload` (and SIGHUP).
+    pub grants_file: Option<std::path::PathBuf>,
 }
 
 impl Default for ApiConfig {
@@ -62,6 +66,7 @@ impl Default for ApiConfig {
         Self {
             request_timeout: Duration::from_secs(30),
             request_gauges_every: Duration::from_secs(15),
+            grants_file: None,
         }
     }
 }
@@ -213,6 +218,8 @@ pub fn router(state: AppState) -> Router {
                 .layer(DefaultBodyLimit::max(PLUGIN_LIMIT))
                 .get(plugins::get_one),
         )
+        .route("/v1/grants", get(grants::get))
+        .route("/v1/grants/reload", post(grants::reload))
         .route("/v1/events", get(events::list))
         .route("/v1/events/{source}", post(events::receive))
         .route("/v1/incidents", get(incidents::list))

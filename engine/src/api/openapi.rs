@@ -5,7 +5,8 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use super::{
-    admin, catalog, events, health, incidents, plugins, problem, requests, runs, views, workflows,
+    admin, catalog, events, grants, health, incidents, plugins, problem, requests, runs, views,
+    workflows,
 };
 
 struct Bearer;
@@ -39,7 +40,7 @@ impl Modify for Bearer {
         requests::create, requests::list, requests::get_one, requests::decide,
         runs::list, runs::get_one, runs::cancel, runs::approve, runs::signal, runs::events,
         workflows::list, workflows::versions, workflows::get_version, workflows::upload,
-        plugins::list, plugins::get_one, plugins::upload,
+        plugins::list, plugins::get_one, plugins::upload, grants::get, grants::reload,
         events::receive, events::list,
         incidents::list, incidents::get_one, incidents::timeline_of, incidents::acknowledge,
         incidents::resolve, incidents::note,
@@ -60,6 +61,8 @@ impl Modify for Bearer {
         views::WorkflowVersion, views::WorkflowVersions, views::WorkflowUploaded,
         requests::Order, requests::Decision, runs::StepDecision, runs::CancelOptions, incidents::Note,
         admin::NewTokenBody, admin::TenantBody, events::Received,
+        grants::GrantView, grants::PluginDetail, grants::GrantsView, grants::GrantChangeView,
+        grants::GrantsReloaded,
     )),
     modifiers(&Bearer),
     tags(
@@ -70,7 +73,7 @@ impl Modify for Bearer {
         (name = "plugins", description = "Step plugins"),
         (name = "events", description = "Alerts in"),
         (name = "incidents", description = "Incidents"),
-        (name = "admin", description = "Tokens, tenants, audit log"),
+        (name = "admin", description = "Tokens, tenants, plugin grants, audit log"),
         (name = "health", description = "Liveness, readiness, metrics"),
     ),
 )]

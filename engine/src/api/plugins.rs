@@ -6,6 +6,7 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Json, Response};
 
 use super::auth::{Principal, Role};
+use super::grants::PluginDetail;
 use super::problem::{Problem, RawBody};
 use super::views::{PluginList, PluginUploaded, PluginView};
 use super::{AppState, PathParams};
@@ -30,11 +31,12 @@ pub(super) async fn list(
     }))
 }
 
-/// One plugin version, with its schemas and the capabilities it asks for.
+/// One plugin version: its schemas, the capabilities it asks for, what the grants in force give
+/// it, and what it asks for that they do not.
 #[utoipa::path(get, path = "/v1/plugins/{name}/{version}", tag = "plugins",
     params(("name" = String, Path, description = "Plugin name"), ("version" = String, Path, description = "Exact semver version")),
     responses(
-        (status = 200, description = "The plugin", body = PluginView),
+        (status = 200, description = "The plugin", body = PluginDetail),
         (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "Role may not read this, or address not allowed", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such plugin version", body = Problem, content_type = "application/problem+json"),
@@ -44,14 +46,16 @@ pub(super) async fn get_one(
     State(state): State<AppState>,
     Extension(who): Extension<Principal>,
     PathParams((name, version)): PathParams<(String, String)>,
-) -> Result<Json<PluginView>, Problem> {
+) -> Result<Json<PluginDetail>, Problem> {
     who.require(&[Role::Client, Role::Operator, Role::Admin])?;
     let index = state.host.index();
+    // The operator's configuration is not a tenant's to read.
+    let grants = (who.role != Role::Client).then(|| state.host.grants());
     index
         .versions(&name)
         .iter()
         .find(|d| d.version.to_string() == version)
-        .map(|d| Json(PluginView::of(d)))
+        .map(|d| Json(PluginDetail::of(d, grants.as_ref())))
         .ok_or_else(|| Problem::not_found("plugin", &format!("{name}@{version}")))
 }
 
@@ -145,7 +149,7 @@ pub(super) async fn upload(
     Ok((
         status,
         Json(PluginUploaded {
-            plugin: PluginView::of(&descriptor),
+            plugin: PluginDetail::of(&descriptor, Some(&state.host.grants())),
             sha256,
             created,
         }),

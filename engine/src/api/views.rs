@@ -672,9 +672,9 @@ pub(super) struct PluginList {
 /// A stored plugin upload.
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub(super) struct PluginUploaded {
-    /// The plugin as loaded.
+    /// The plugin as loaded, with its grant.
     #[serde(flatten)]
-    pub plugin: PluginView,
+    pub plugin: super::grants::PluginDetail,
     /// sha256 of the binary.
     pub sha256: String,
     /// `false` when the same binary was already stored.

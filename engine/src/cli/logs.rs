@@ -1,9 +1,9 @@
 //! The service log: one tracing subscriber per process, installed before any command runs.
 //!
 //! Text for people by default, JSON lines for log shippers (`--log-format json`,
-//! `CSMP_LOG_FORMAT`); the level comes from `RUST_LOG` (default `info`). The log goes to
-//! standard error, so a command's own output (progress, tables, tokens) stays alone on
-//! standard output.
+//! `CSMP_LOG_FORMAT`); the level comes from `RUST_LOG` (default `info`; `warn` for `validate`
+//! and `plugin`, whose output is their report). The log goes to standard error, so a
+//! command's own output (progress, tables, tokens) stays alone on standard output.
 
 use std::io::IsTerminal;
 
@@ -20,15 +20,16 @@ pub enum LogFormat {
     Json,
 }
 
-/// Installs the process's subscriber. A `RUST_LOG` that does not parse falls back to `info`
-/// and says so in the log itself.
-pub fn install(format: LogFormat) {
+/// Installs the process's subscriber, at `default` (`info`, or `warn` for commands whose
+/// output is their own report) unless `RUST_LOG` says otherwise. A `RUST_LOG` that does not
+/// parse falls back to `default` and says so in the log itself.
+pub fn install(format: LogFormat, default: &str) {
     let (filter, bad) = match std::env::var("RUST_LOG") {
         Ok(spec) if !spec.trim().is_empty() => match EnvFilter::try_new(&spec) {
             Ok(f) => (f, None),
-            Err(e) => (EnvFilter::new("info"), Some(format!("{spec:?}: {e}"))),
+            Err(e) => (EnvFilter::new(default), Some(format!("{spec:?}: {e}"))),
         },
-        _ => (EnvFilter::new("info"), None),
+        _ => (EnvFilter::new(default), None),
     };
     let installed = match format {
         LogFormat::Text => tracing_subscriber::fmt()
@@ -48,6 +49,6 @@ pub fn install(format: LogFormat) {
     if installed.is_ok()
         && let Some(bad) = bad
     {
-        tracing::warn!("RUST_LOG {bad}; logging at `info` instead");
+        tracing::warn!("RUST_LOG {bad}; logging at `{default}` instead");
     }
 }

@@ -6,7 +6,12 @@
 pub mod bench;
 pub mod lock;
 pub mod logs;
+pub mod plugin_build;
+pub mod plugin_files;
+pub mod plugin_inspect;
 pub mod plugin_new;
+pub mod plugin_publish;
+pub mod plugin_try;
 pub mod run;
 pub mod validate;
 
@@ -41,9 +46,19 @@ pub enum Command {
         /// Catalog entries to load at start.
         #[arg(long, env = "CSMP_CATALOG", default_value = "catalog")]
         catalog: PathBuf,
-        /// Operator grants for plugins (HTTP hosts, secrets, limits), YAML.
+        /// Operator grants for plugins (HTTP hosts, secrets, limits), YAML; read again on
+        /// SIGHUP and on `POST /v1/grants/reload`.
         #[arg(long, env = "CSMP_GRANTS")]
         grants: Option<PathBuf>,
+        /// A plugin component (`.wasm`) or a directory of them, loaded beside the built-ins;
+        /// repeatable. CSMP_PLUGINS (paths separated by `:`) is used when none is given.
+        #[arg(
+            long = "plugin",
+            value_name = "PATH",
+            env = "CSMP_PLUGINS",
+            value_delimiter = ':'
+        )]
+        plugins: Vec<PathBuf>,
         /// This process's name in run leases. A restarted process with the same name takes its
         /// runs back at once (one `csmp serve` per SQLite file; the name matters when several
         /// processes share a database).
@@ -80,6 +95,15 @@ pub enum Command {
         /// Operator grants for plugins (HTTP hosts, secrets, limits), YAML.
         #[arg(long, env = "CSMP_GRANTS")]
         grants: Option<PathBuf>,
+        /// A plugin component (`.wasm`) or a directory of them, loaded beside the built-ins;
+        /// repeatable. CSMP_PLUGINS (paths separated by `:`) is used when none is given.
+        #[arg(
+            long = "plugin",
+            value_name = "PATH",
+            env = "CSMP_PLUGINS",
+            value_delimiter = ':'
+        )]
+        plugins: Vec<PathBuf>,
     },
     /// Plugin development.
     Plugin {
@@ -95,6 +119,15 @@ pub enum Command {
         /// Output format.
         #[arg(long, value_enum, default_value_t = Format::Text)]
         format: Format,
+        /// A plugin component (`.wasm`) or a directory of them, loaded beside the built-ins;
+        /// repeatable. CSMP_PLUGINS (paths separated by `:`) is used when none is given.
+        #[arg(
+            long = "plugin",
+            value_name = "PATH",
+            env = "CSMP_PLUGINS",
+            value_delimiter = ':'
+        )]
+        plugins: Vec<PathBuf>,
     },
     /// Measure the durable core (throughput, latency, fan-out, timers, kill -9 recovery)
     /// against the disk's fsync rate, on fresh temporary databases.
@@ -115,6 +148,17 @@ pub enum PluginCommand {
         #[arg(long)]
         sdk_path: Option<PathBuf>,
     },
+    /// Build the plugin crate in the current directory (or --manifest-path) to a component,
+    /// installing the wasm32-wasip2 target if it is missing; print its path, size and
+    /// descriptor.
+    Build(plugin_build::BuildArgs),
+    /// Show what a component is: name, version, schemas, imports, requested capabilities and,
+    /// with --grants, what is granted.
+    Inspect(plugin_inspect::InspectArgs),
+    /// Run one attempt of a component in the real sandbox: output, log, error, time, memory.
+    Try(plugin_try::TryArgs),
+    /// Upload a component to a running `csmp serve` (admin token) and print its verdict.
+    Publish(plugin_publish::PublishArgs),
 }
 
 /// `csmp token …` subcommands.
@@ -163,7 +207,12 @@ pub enum Format {
 /// Entry point of the binary.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    logs::install(cli.log_format);
+    // Commands whose output is a report of their own log only what goes wrong.
+    let reports = matches!(
+        cli.command,
+        Command::Plugin { .. } | Command::Validate { .. }
+    );
+    logs::install(cli.log_format, if reports { "warn" } else { "info" });
     match cli.command {
         Command::Bench(args) => match bench::main(args) {
             Ok(()) => ExitCode::SUCCESS,
@@ -172,7 +221,23 @@ pub fn main() -> ExitCode {
                 ExitCode::from(2)
             }
         },
-        Command::Validate { paths, format } => run_validate(&paths, format),
+        Command::Validate {
+            paths,
+            format,
+            plugins,
+        } => run_validate(&paths, format, &plugins),
+        Command::Plugin {
+            command: PluginCommand::Build(args),
+        } => plugin_build::main(args),
+        Command::Plugin {
+            command: PluginCommand::Inspect(args),
+        } => plugin_inspect::main(args),
+        Command::Plugin {
+            command: PluginCommand::Try(args),
+        } => plugin_try::main(args),
+        Command::Plugin {
+            command: PluginCommand::Publish(args),
+        } => plugin_publish::main(args),
         Command::Plugin {
             command:
                 PluginCommand::New {
@@ -187,7 +252,7 @@ pub fn main() -> ExitCode {
                 Ok(()) => {
                     println!("created plugin `{name}` in {}", dest.display());
                     println!("next: cd {} && cargo test", dest.display());
-                    println!("build it: cargo build --release --target wasm32-wasip2");
+                    println!("build it: csmp plugin build");
                     ExitCode::SUCCESS
                 }
                 Err(e) => {
@@ -243,6 +308,7 @@ pub fn main() -> ExitCode {
             workflows,
             catalog,
             grants,
+            plugins,
             owner,
             listen,
             sqlite_busy_timeout,
@@ -252,6 +318,7 @@ pub fn main() -> ExitCode {
                 workflows,
                 catalog,
                 grants,
+                plugins,
                 owner,
                 listen,
                 busy_timeout: sqlite_busy_timeout,
@@ -271,6 +338,7 @@ pub fn main() -> ExitCode {
             inputs,
             database,
             grants,
+            plugins,
         } => {
             let result = run::inputs(&input, inputs.as_deref()).and_then(|inputs| {
                 let opts = run::RunOptions {
@@ -278,6 +346,7 @@ pub fn main() -> ExitCode {
                     inputs,
                     database,
                     grants,
+                    plugins,
                 };
                 runtime()?.block_on(run::run(opts))
             });
@@ -304,7 +373,7 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .build()?)
 }
 
-fn run_validate(paths: &[PathBuf], format: Format) -> ExitCode {
+fn run_validate(paths: &[PathBuf], format: Format, plugin_paths: &[PathBuf]) -> ExitCode {
     let files = match validate::collect_files(paths) {
         Ok(f) => f,
         Err(e) => {
@@ -312,10 +381,10 @@ fn run_validate(paths: &[PathBuf], format: Format) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let plugins = match builtin_plugins() {
+    let plugins = match plugin_index(plugin_paths) {
         Ok(p) => p,
         Err(e) => {
-            eprintln!("error: cannot load the built-in plugins: {e:#}");
+            eprintln!("error: {e:#}");
             return ExitCode::from(2);
         }
     };
@@ -331,16 +400,17 @@ fn run_validate(paths: &[PathBuf], format: Format) -> ExitCode {
     }
 }
 
-/// The built-in plugins' descriptors, loaded through the real host so validation sees exactly
-/// the schemas the engine will enforce.
+/// The built-in plugins' descriptors (see [`plugin_index`]).
 pub fn builtin_plugins() -> anyhow::Result<crate::plugin::PluginIndex> {
-    use crate::plugin::{HostConfig, PluginHost};
-    let config = HostConfig {
-        cache_dir: Some(cache_dir()),
-        ..HostConfig::default()
-    };
-    let host = PluginHost::new(config)?;
-    host.load_builtins()?;
+    plugin_index(&[])
+}
+
+/// The descriptors of the built-in plugins and of the plugin files named by `paths`, loaded
+/// through the real host so validation sees exactly the schemas the engine will enforce.
+pub fn plugin_index(paths: &[PathBuf]) -> anyhow::Result<crate::plugin::PluginIndex> {
+    let (host, mut origins) = plugin_files::dev_host(None)?;
+    let files = plugin_files::wasm_files(paths)?;
+    plugin_files::load(&host, &files, &mut origins)?;
     Ok(host.index())
 }
 

@@ -42,7 +42,12 @@ pub fn scaffold(name: &str, dest: &Path, sdk_path: &Path) -> anyhow::Result<()> 
     let files = [
         ("Cargo.toml", cargo_toml(name, sdk)),
         ("src/lib.rs", LIB_RS.replace("__NAME__", name)),
-        ("README.md", README_MD.replace("__NAME__", name)),
+        (
+            "README.md",
+            README_MD
+                .replace("__SNAKE__", &name.replace('-', "_"))
+                .replace("__NAME__", name),
+        ),
         (".gitignore", "/target\n".to_owned()),
     ];
     std::fs::create_dir_all(dest.join("src"))
@@ -195,12 +200,14 @@ const README_MD: &str = r#"# __NAME__
 A csmp step plugin.
 
 ```sh
-cargo test                                        # unit tests, natively, against a mock host
-cargo build --release --target wasm32-wasip2      # the plugin: target/wasm32-wasip2/release/*.wasm
+cargo test                          # unit tests, natively, against a mock host
+csmp plugin build                   # the component, checked as the engine would check it
+csmp plugin try target/wasm32-wasip2/release/csmp_plugin___SNAKE__.wasm --input '{"name": "ops"}'
 ```
 
-Use it in a workflow as `uses: __NAME__@^0.1` once the engine has loaded the `.wasm`. See the
-csmp SDK's README for logging, HTTP, secrets and grants.
+Use it in a workflow as `uses: __NAME__@^0.1`: locally with `csmp validate --plugin FILE.wasm`
+and `csmp run --plugin FILE.wasm`, on a service after `csmp plugin publish`. See the csmp SDK's
+README for logging, HTTP, secrets and grants.
 "#;
 
 #[cfg(test)]

@@ -10,6 +10,7 @@ use std::time::Instant;
 use anyhow::{Context as _, bail};
 use serde_json::Value as Json;
 
+use crate::cli::plugin_files::{self, Origins};
 use crate::cli::validate;
 use crate::plan::{Env, validate_workflow};
 use crate::plugin::{Grants, HostConfig, PluginHost};
@@ -26,8 +27,9 @@ pub fn secrets_from_env() -> BTreeMap<String, String> {
         .collect()
 }
 
-/// A plugin host with the built-ins loaded, under the operator's grants (if a file is given).
-pub fn host(data: &Path, grants: Option<&Path>) -> anyhow::Result<PluginHost> {
+/// A plugin host with the built-ins loaded, under the operator's grants (if a file is given),
+/// and where each loaded plugin came from.
+pub fn host(data: &Path, grants: Option<&Path>) -> anyhow::Result<(PluginHost, Origins)> {
     let grants = match grants {
         Some(path) => Grants::load(path)?,
         None => Grants::default(),
@@ -36,8 +38,10 @@ pub fn host(data: &Path, grants: Option<&Path>) -> anyhow::Result<PluginHost> {
         std::path::absolute(data).with_context(|| format!("resolving {}", data.display()))?;
     std::fs::create_dir_all(&data).with_context(|| format!("creating {}", data.display()))?;
     let host = PluginHost::new(HostConfig::new(data.join("plugin-cache"), grants))?;
-    host.load_builtins()?;
-    Ok(host)
+    let builtins = host.load_builtins()?;
+    let mut origins = Origins::default();
+    origins.note(&builtins, "a built-in plugin");
+    Ok((host, origins))
 }
 
 /// Stores every workflow file of `dir` (new versions only) and plans every stored version.
@@ -147,6 +151,8 @@ pub struct RunOptions {
     pub database: PathBuf,
     /// The operator's plugin grants.
     pub grants: Option<PathBuf>,
+    /// Plugin files and directories to load beside the built-ins.
+    pub plugins: Vec<PathBuf>,
 }
 
 /// The directory beside the database where csmp keeps its other files (the plugin cache);
@@ -162,7 +168,9 @@ pub fn data_dir(database: &Path) -> PathBuf {
 /// run's final status.
 pub async fn run(opts: RunOptions) -> anyhow::Result<RunStatus> {
     let data = data_dir(&opts.database);
-    let host = host(&data, opts.grants.as_deref())?;
+    let (host, mut origins) = host(&data, opts.grants.as_deref())?;
+    let files = plugin_files::wasm_files(&opts.plugins)?;
+    plugin_files::load(&host, &files, &mut origins)?;
     let bytes =
         std::fs::read(&opts.file).with_context(|| format!("reading {}", opts.file.display()))?;
     let plan = match validate_workflow(
@@ -336,8 +344,10 @@ pub struct ServeOptions {
     pub workflows: PathBuf,
     /// Catalog entries to load at start.
     pub catalog: PathBuf,
-    /// The operator's plugin grants.
+    /// The operator's plugin grants (read again on SIGHUP and `POST /v1/grants/reload`).
     pub grants: Option<PathBuf>,
+    /// Plugin files and directories to load beside the built-ins and the uploaded plugins.
+    pub plugins: Vec<PathBuf>,
     /// This process's name in run leases.
     pub owner: String,
     /// Address to listen on.
@@ -415,17 +425,22 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
         },
     )
     .await?;
-    let host = host(&data, opts.grants.as_deref())?;
+    let (host, mut origins) = host(&data, opts.grants.as_deref())?;
     for p in store.plugins().await? {
-        if let Err(e) = host.load(&p.wasm) {
-            tracing::warn!(
+        match host.load(&p.wasm) {
+            Ok(d) => origins.note([&d], "the plugin uploaded to this service"),
+            Err(e) => tracing::warn!(
                 plugin = %p.name,
                 version = %p.version,
                 "uploaded plugin {}@{} no longer loads: {e}",
                 p.name,
                 p.version
-            );
+            ),
         }
+    }
+    let files = plugin_files::wasm_files(&opts.plugins)?;
+    for d in plugin_files::load(&host, &files, &mut origins)? {
+        tracing::info!(plugin = %d.name, version = %d.version, "plugin {}@{} loaded from a file", d.name, d.version);
     }
     let dir = opts.workflows.is_dir().then_some(opts.workflows.as_path());
     let defs = load_definitions(&store, &host, dir).await?;
@@ -445,14 +460,24 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
         config,
     )
     .await?;
+    let grants_file = match &opts.grants {
+        Some(f) => {
+            Some(std::path::absolute(f).with_context(|| format!("resolving {}", f.display()))?)
+        }
+        None => None,
+    };
     let state = crate::api::AppState::new(
         engine.clone(),
         host,
         clock,
         catalog,
         defs,
-        crate::api::ApiConfig::default(),
+        crate::api::ApiConfig {
+            grants_file,
+            ..crate::api::ApiConfig::default()
+        },
     );
+    reload_on_sighup(state.clone())?;
     let restarted = crate::api::start_pending(&state).await?;
     let listener = tokio::net::TcpListener::bind(&opts.listen)
         .await
@@ -488,6 +513,32 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
     crate::api::serve(listener, state, shutdown).await?;
     engine.shutdown().await;
     tracing::info!("stopped; every acknowledged transition is on disk");
+    Ok(())
+}
+
+/// Reads the grants file again each time the process gets SIGHUP (as `POST /v1/grants/reload`
+/// does); a file that does not read changes nothing and is logged as an error.
+fn reload_on_sighup(state: crate::api::AppState) -> anyhow::Result<()> {
+    #[cfg(unix)]
+    {
+        let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+            .context("cannot handle SIGHUP")?;
+        tokio::spawn(async move {
+            while hup.recv().await.is_some() {
+                match crate::api::reload_grants(&state, crate::api::ReloadedBy::Signal).await {
+                    Ok((_, changes, _)) if changes.is_empty() => {
+                        tracing::info!("SIGHUP: the grants file is unchanged");
+                    }
+                    Ok(_) => {}
+                    Err(problem) => {
+                        tracing::error!("SIGHUP: grants not reloaded: {}", problem.detail)
+                    }
+                }
+            }
+        });
+    }
+    #[cfg(not(unix))]
+    drop(state);
     Ok(())
 }
 

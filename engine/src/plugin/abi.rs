@@ -13,8 +13,8 @@ wasmtime::component::bindgen!({
     imports: { default: trappable },
 });
 
-pub(crate) use csmp::plugin::http::{
+pub(crate) use self::csmp::plugin::http::{
     HttpError as WitHttpError, Request as WitRequest, Response as WitResponse,
 };
-pub(crate) use csmp::plugin::log::Level as WitLevel;
-pub(crate) use csmp::plugin::types::{Context as WitContext, PluginError as WitPluginError};
+pub(crate) use self::csmp::plugin::log::Level as WitLevel;
+pub(crate) use self::csmp::plugin::types::{Context as WitContext, PluginError as WitPluginError};

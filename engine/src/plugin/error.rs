@@ -27,6 +27,16 @@ pub enum PluginError {
 /// A plugin could not be loaded.
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
+    /// The bytes are not WebAssembly at all.
+    #[error(
+        "the file is not WebAssembly (no `\\0asm` header); give the `.wasm` that `csmp plugin build` or `cargo build --release --target wasm32-wasip2` printed"
+    )]
+    NotWasm,
+    /// A core WebAssembly module, not a component.
+    #[error(
+        "the file is a core WebAssembly module, not a component; build it for `wasm32-wasip2` (not wasm32-unknown-unknown or wasm32-wasip1), e.g. with `csmp plugin build`"
+    )]
+    CoreModule,
     /// The bytes are not a valid WebAssembly component for this host.
     #[error(
         "plugin is not a valid wasm component: {0}; build it with `cargo build --target wasm32-wasip2`"
@@ -41,7 +51,9 @@ pub enum LoadError {
         hint: &'static str,
     },
     /// The component's imports or exports do not match the csmp plugin world.
-    #[error("plugin does not implement the csmp plugin world: {0}; build it with csmp-sdk")]
+    #[error(
+        "plugin does not implement the csmp plugin world: {0}; build it against `sdk/wit/plugin.wit` (world `plugin`, exports `describe` and `run`), in Rust with csmp-sdk"
+    )]
     Link(String),
     /// `describe` failed or returned something unusable.
     #[error("plugin describe failed: {0}")]

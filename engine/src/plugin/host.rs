@@ -43,41 +43,91 @@ const KEEP_RESIDENT_TABLE: usize = 64 << 10;
 /// Runs plugins. Cheap to clone (an `Arc` inside); `Send + Sync`.
 #[derive(Clone)]
 pub struct PluginHost {
-    inner: Arc<Inner>,
+    pub(super) inner: Arc<Inner>,
 }
 
-struct Inner {
+pub(super) struct Inner {
     /// The one engine: compiled code and the instance pool live here.
     engine: Engine,
     /// The one linker: WASI (served empty) plus the csmp imports.
     linker: Linker<StepState>,
-    /// Default limits and per-plugin grants.
-    grants: Grants,
+    /// Default limits and per-plugin grants in force; replaced by a reload (`grants.rs`).
+    pub(super) grants: RwLock<Grants>,
+    /// What the instance pool was sized for, which a reload cannot change.
+    pub(super) pool: PoolSize,
     /// The shared HTTP client for plugins' outbound requests.
     outbound: Outbound,
     /// Every loaded plugin.
-    registry: RwLock<Registry>,
+    pub(super) registry: RwLock<Registry>,
     /// Bounds concurrent attempts to the pool's step slots, so a burst waits instead of failing.
     slots: Slots,
     /// Advances the engine's epoch so deadlines and cancellation are noticed.
     _ticker: EpochTicker,
 }
 
+/// The limits the instance pool was built for at start.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct PoolSize {
+    /// `max_concurrent_steps`: the step slots and the executor's worker threads.
+    pub(super) max_concurrent_steps: u32,
+    /// The largest linear memory a slot can hold, in bytes.
+    pub(super) max_memory_bytes: u64,
+}
+
 #[derive(Default)]
-struct Registry {
+pub(super) struct Registry {
     /// name → version → plugin.
-    plugins: BTreeMap<String, BTreeMap<semver::Version, Arc<Loaded>>>,
+    pub(super) plugins: BTreeMap<String, BTreeMap<semver::Version, Arc<Loaded>>>,
     /// sha256 of the wasm → descriptor, so loading the same bytes twice is free.
     by_sha: HashMap<String, PluginDescriptor>,
 }
 
 /// One plugin version, ready to instantiate.
-struct Loaded {
+pub(super) struct Loaded {
+    pub(super) descriptor: PluginDescriptor,
+    pre: abi::PluginPre<StepState>,
+    input: jsonschema::Validator,
+    output: jsonschema::Validator,
+    /// Its grant resolved against the defaults; swapped when the grants are reloaded, so an
+    /// attempt that started keeps the policy it started with.
+    pub(super) policy: RwLock<Arc<Policy>>,
+}
+
+impl Loaded {
+    fn policy(&self) -> Arc<Policy> {
+        Arc::clone(&self.policy.read().unwrap_or_else(PoisonError::into_inner))
+    }
+}
+
+/// A component that passed every load check, not yet registered.
+struct Prepared {
     descriptor: PluginDescriptor,
     pre: abi::PluginPre<StepState>,
     input: jsonschema::Validator,
     output: jsonschema::Validator,
-    policy: Arc<Policy>,
+}
+
+/// What a component is, found without registering it: its imports and its self-description.
+#[derive(Debug)]
+pub struct Examined {
+    /// Every interface it imports, as named in the component (`wasi:cli/stdout@0.2.6`).
+    pub imports: Vec<String>,
+    /// Its descriptor, or why it cannot be loaded (a refused import, not our world, a broken
+    /// `describe` or schema).
+    pub descriptor: Result<PluginDescriptor, LoadError>,
+}
+
+/// One attempt run by [`PluginHost::trial`], measured.
+#[derive(Debug, Clone)]
+pub struct Trial {
+    /// What [`PluginHost::invoke_blocking`] would have returned.
+    pub result: Result<Outcome, StepFailure>,
+    /// From taking a step slot to having checked the output: instantiation, the call, both
+    /// schema checks.
+    pub elapsed: Duration,
+    /// The most linear memory the instance held at once, in bytes (every memory of the
+    /// component together); 0 when it never started.
+    pub peak_memory: usize,
 }
 
 impl std::fmt::Debug for PluginHost {
@@ -167,6 +217,10 @@ impl PluginHost {
         abi::Plugin::add_to_linker::<StepState, HasSelf<StepState>>(&mut linker, |s| s)
             .map_err(|e| PluginError::Engine(format!("{e:#}")))?;
 
+        let pool_size = PoolSize {
+            max_concurrent_steps: grants.max_concurrent_steps,
+            max_memory_bytes: grants.max_memory_bytes(),
+        };
         let tick = config.epoch_tick.unwrap_or(Duration::from_millis(5));
         let ticker = EpochTicker::start(engine.clone(), tick);
         let step_slots = usize::try_from(grants.max_concurrent_steps).unwrap_or(usize::MAX);
@@ -174,7 +228,8 @@ impl PluginHost {
             inner: Arc::new(Inner {
                 engine,
                 linker,
-                grants,
+                grants: RwLock::new(grants),
+                pool: pool_size,
                 outbound: Outbound::new(),
                 registry: RwLock::default(),
                 slots: Slots::new(step_slots),
@@ -219,36 +274,23 @@ impl PluginHost {
             check(d)?;
             return Ok(d.clone());
         }
-        let inner = &self.inner;
-
-        let component = Component::new(&inner.engine, wasm)
-            .map_err(|e| LoadError::Compile(format!("{e:#}")))?;
-        let ty = component.component_type();
-        let import_names: Vec<&str> = ty.imports(&inner.engine).map(|(name, _)| name).collect();
-        imports::check(import_names)?;
-        let pre = inner
-            .linker
-            .instantiate_pre(&component)
-            .map_err(|e| LoadError::Link(format!("{e:#}")))?;
-        let pre = abi::PluginPre::new(pre).map_err(|e| LoadError::Link(format!("{e:#}")))?;
-
-        let descriptor = self.describe(&pre)?;
+        let component = self.compile(wasm)?;
+        let prepared = self.prepare(&component)?;
+        let descriptor = prepared.descriptor.clone();
         check(&descriptor)?;
         let id = format!("{}@{}", descriptor.name, descriptor.version);
-        let compile = |which: &'static str, schema: &serde_json::Value| {
-            jsonschema::validator_for(schema).map_err(|e| LoadError::InvalidSchema {
-                plugin: id.clone(),
-                which,
-                message: e.to_string(),
-            })
-        };
-        let input = compile("input", &descriptor.input_schema)?;
-        let output = compile("output", &descriptor.output_schema)?;
-        let grant = inner.grants.grant(&descriptor.name);
+        // The grants stay locked until the plugin is registered (always grants, then
+        // registry, as a reload takes them), so a reload cannot slip in between and leave it
+        // with the old policy.
+        let grants = self
+            .inner
+            .grants
+            .read()
+            .unwrap_or_else(PoisonError::into_inner);
         let policy = Arc::new(Policy::new(
             &descriptor.name,
-            &grant,
-            &inner.grants.defaults,
+            &grants.grant(&descriptor.name),
+            &grants.defaults,
         ));
 
         let mut registry = self
@@ -268,15 +310,70 @@ impl PluginHost {
             descriptor.version.clone(),
             Arc::new(Loaded {
                 descriptor: descriptor.clone(),
-                pre,
-                input,
-                output,
-                policy,
+                pre: prepared.pre,
+                input: prepared.input,
+                output: prepared.output,
+                policy: RwLock::new(policy),
             }),
         );
         registry.by_sha.insert(sha, descriptor.clone());
         tracing::info!(plugin = %id, "plugin loaded");
         Ok(descriptor)
+    }
+
+    /// Looks at a component the way [`PluginHost::load`] does — compile, imports, link,
+    /// `describe`, schemas — without registering it. `Err` only when it does not compile.
+    pub fn examine(&self, wasm: &[u8]) -> Result<Examined, LoadError> {
+        let component = self.compile(wasm)?;
+        let ty = component.component_type();
+        let imports = ty
+            .imports(&self.inner.engine)
+            .map(|(name, _)| name.to_owned())
+            .collect();
+        let descriptor = self.prepare(&component).map(|p| p.descriptor);
+        Ok(Examined {
+            imports,
+            descriptor,
+        })
+    }
+
+    fn compile(&self, wasm: &[u8]) -> Result<Component, LoadError> {
+        match wasm.get(..8) {
+            Some([0, b'a', b's', b'm', 1, 0, 0, 0]) => return Err(LoadError::CoreModule),
+            Some([0, b'a', b's', b'm', ..]) => {}
+            _ => return Err(LoadError::NotWasm),
+        }
+        Component::new(&self.inner.engine, wasm).map_err(|e| LoadError::Compile(format!("{e:#}")))
+    }
+
+    /// Checks the imports, links, asks the plugin to describe itself and compiles its schemas.
+    fn prepare(&self, component: &Component) -> Result<Prepared, LoadError> {
+        let inner = &self.inner;
+        let ty = component.component_type();
+        let import_names: Vec<&str> = ty.imports(&inner.engine).map(|(name, _)| name).collect();
+        imports::check(import_names)?;
+        let pre = inner
+            .linker
+            .instantiate_pre(component)
+            .map_err(|e| LoadError::Link(format!("{e:#}")))?;
+        let pre = abi::PluginPre::new(pre).map_err(|e| LoadError::Link(format!("{e:#}")))?;
+        let descriptor = self.describe(&pre)?;
+        let id = format!("{}@{}", descriptor.name, descriptor.version);
+        let compile = |which: &'static str, schema: &serde_json::Value| {
+            jsonschema::validator_for(schema).map_err(|e| LoadError::InvalidSchema {
+                plugin: id.clone(),
+                which,
+                message: e.to_string(),
+            })
+        };
+        let input = compile("input", &descriptor.input_schema)?;
+        let output = compile("output", &descriptor.output_schema)?;
+        Ok(Prepared {
+            descriptor,
+            pre,
+            input,
+            output,
+        })
     }
 
     /// Loads the plugins embedded in this binary: `echo`, `http`, `notify`.
@@ -302,7 +399,7 @@ impl PluginHost {
     /// How many attempts run at once at most (`max_concurrent_steps`): the step slots of the
     /// instance pool, and the number of threads an executor runs attempts on.
     pub fn max_concurrent_steps(&self) -> usize {
-        usize::try_from(self.inner.grants.max_concurrent_steps).unwrap_or(usize::MAX)
+        usize::try_from(self.inner.pool.max_concurrent_steps).unwrap_or(usize::MAX)
     }
 
     /// Runs one step attempt on a blocking thread (see [`PluginHost::invoke_blocking`]).
@@ -324,6 +421,23 @@ impl PluginHost {
     /// Runs one step attempt on the calling thread. When `max_concurrent_steps` attempts are
     /// already running it first waits for a slot (or for its cancellation).
     pub fn invoke_blocking(&self, call: Invocation) -> Result<Outcome, StepFailure> {
+        self.trial(call).result
+    }
+
+    /// Runs one step attempt like [`PluginHost::invoke_blocking`] and says how long it took
+    /// and how much memory it held (`csmp plugin try`).
+    pub fn trial(&self, call: Invocation) -> Trial {
+        let started = std::time::Instant::now();
+        let mut peak_memory = 0;
+        let result = self.attempt(call, &mut peak_memory);
+        Trial {
+            result,
+            elapsed: started.elapsed(),
+            peak_memory,
+        }
+    }
+
+    fn attempt(&self, call: Invocation, peak_memory: &mut usize) -> Result<Outcome, StepFailure> {
         let Some(_slot) = self.inner.slots.take(&call.cancel) else {
             return Err(StepFailure::new(
                 FailureKind::Cancelled,
@@ -351,9 +465,11 @@ impl PluginHost {
             ));
         }
 
+        let policy = loaded.policy();
+        let cap = policy.output_bytes;
         let mut store = sandbox::new_store(
             &self.inner.engine,
-            Arc::clone(&loaded.policy),
+            policy,
             call.secrets,
             self.inner.outbound.clone(),
             call.timeout,
@@ -366,7 +482,9 @@ impl PluginHost {
             failure.log = text;
             failure
         };
-        let plugin = loaded.pre.instantiate(&mut store).map_err(|e| {
+        let instantiated = loaded.pre.instantiate(&mut store);
+        *peak_memory = store.data().peak_memory();
+        let plugin = instantiated.map_err(|e| {
             let mut failure = fail(e);
             if failure.kind == FailureKind::Trap {
                 failure.kind = FailureKind::Retryable;
@@ -378,9 +496,9 @@ impl PluginHost {
             failure
         })?;
         let context = sandbox::wit_context(&call.idempotency_key, call.timeout);
-        let result = plugin
-            .call_run(&mut store, &input, &context)
-            .map_err(fail)?;
+        let called = plugin.call_run(&mut store, &input, &context);
+        *peak_memory = store.data().peak_memory();
+        let result = called.map_err(fail)?;
         drop(store);
 
         let with_log = |kind: FailureKind, message: String| StepFailure {
@@ -393,7 +511,6 @@ impl PluginHost {
             Err(WitPluginError::Retryable(m)) => return Err(with_log(FailureKind::Retryable, m)),
             Err(WitPluginError::Permanent(m)) => return Err(with_log(FailureKind::Permanent, m)),
         };
-        let cap = loaded.policy.output_bytes;
         if text.len() > cap {
             return Err(with_log(
                 FailureKind::OutputTooLarge,
@@ -426,8 +543,14 @@ impl PluginHost {
     }
 
     fn describe(&self, pre: &abi::PluginPre<StepState>) -> Result<PluginDescriptor, LoadError> {
-        let defaults = &self.inner.grants.defaults;
-        let policy = Arc::new(Policy::new("(loading)", &Default::default(), defaults));
+        let defaults = self
+            .inner
+            .grants
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .defaults
+            .clone();
+        let policy = Arc::new(Policy::new("(loading)", &Default::default(), &defaults));
         let mut store = sandbox::new_store(
             &self.inner.engine,
             policy,

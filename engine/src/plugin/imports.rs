@@ -24,31 +24,33 @@ const GRANTED: &[&str] = &[
 const REFUSED: &[(&str, &str)] = &[
     (
         "wasi:sockets/",
-        "plugins get no sockets; send HTTP through csmp:plugin/http (csmp_sdk::Context::http), where the operator grants hosts",
+        "plugins get no sockets; send HTTP through csmp:plugin/http (csmp_sdk::Context::http), where the operator grants hosts; a Python plugin built with componentize-py needs `--stub-wasi`, a JavaScript one built with componentize-js `--disable http`",
     ),
     (
         "wasi:http/",
-        "plugins get no direct HTTP; use csmp:plugin/http (csmp_sdk::Context::http), where the operator grants hosts",
+        "plugins get no direct HTTP; use csmp:plugin/http (csmp_sdk::Context::http), where the operator grants hosts; a JavaScript plugin built with componentize-js needs `--disable http` (its `fetch` is wasi:http)",
     ),
 ];
 
 /// Checks every import name; the first one outside the sandbox is the error.
 pub(crate) fn check<'a>(imports: impl IntoIterator<Item = &'a str>) -> Result<(), LoadError> {
-    for import in imports {
-        if GRANTED.iter().any(|p| import.starts_with(p)) {
-            continue;
-        }
-        let hint = REFUSED
-            .iter()
-            .find(|(p, _)| import.starts_with(p))
-            .map(|(_, hint)| *hint)
-            .unwrap_or("the host only provides csmp:plugin/* and WASI cli, io, clocks, random and filesystem (empty); remove the dependency that imports it");
-        return Err(LoadError::ForbiddenImport {
-            import: import.to_owned(),
-            hint,
-        });
+    imports.into_iter().try_for_each(check_one)
+}
+
+/// Checks one import name (`csmp plugin inspect` shows the verdict of each).
+pub fn check_one(import: &str) -> Result<(), LoadError> {
+    if GRANTED.iter().any(|p| import.starts_with(p)) {
+        return Ok(());
     }
-    Ok(())
+    let hint = REFUSED
+        .iter()
+        .find(|(p, _)| import.starts_with(p))
+        .map(|(_, hint)| *hint)
+        .unwrap_or("the host only provides csmp:plugin/* and WASI cli, io, clocks, random and filesystem (empty); remove the dependency that imports it");
+    Err(LoadError::ForbiddenImport {
+        import: import.to_owned(),
+        hint,
+    })
 }
 
 #[cfg(test)]

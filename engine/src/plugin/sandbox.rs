@@ -56,6 +56,11 @@ impl StepState {
     pub(crate) fn log(&self) -> &LogSink {
         &self.log
     }
+
+    /// The most linear memory the instance held at once, in bytes.
+    pub(crate) fn peak_memory(&self) -> usize {
+        self.memory.peak
+    }
 }
 
 /// Creates the store for one attempt, with the memory cap, the deadline and cancellation armed.
@@ -85,6 +90,8 @@ pub(crate) fn new_store(
         memory: MemoryCap {
             limit: policy.memory_bytes,
             plugin: policy.plugin.clone(),
+            in_use: 0,
+            peak: 0,
         },
         log,
         policy,
@@ -139,10 +146,15 @@ pub(crate) fn classify(err: &wasmtime::Error, log: &str) -> StepFailure {
     StepFailure::new(FailureKind::Trap, format!("plugin failed: {err:#}"))
 }
 
-/// The memory cap, enforced when the guest grows a memory or a table.
+/// The memory cap, enforced when the guest creates or grows a memory or a table; it also
+/// keeps the high-water mark that `csmp plugin try` reports.
 struct MemoryCap {
     limit: usize,
     plugin: String,
+    /// Bytes of every linear memory of the instance together.
+    in_use: usize,
+    /// The most `in_use` ever was.
+    peak: usize,
 }
 
 /// Tables hold function references; no honest plugin needs more entries than this.
@@ -151,7 +163,7 @@ const MAX_TABLE_ELEMENTS: usize = 1_000_000;
 impl ResourceLimiter for MemoryCap {
     fn memory_growing(
         &mut self,
-        _current: usize,
+        current: usize,
         desired: usize,
         maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
@@ -161,7 +173,12 @@ impl ResourceLimiter for MemoryCap {
                 mib: self.limit / (1024 * 1024),
             }));
         }
-        Ok(maximum.is_none_or(|m| desired <= m))
+        let allowed = maximum.is_none_or(|m| desired <= m);
+        if allowed {
+            self.in_use = self.in_use.saturating_add(desired.saturating_sub(current));
+            self.peak = self.peak.max(self.in_use);
+        }
+        Ok(allowed)
     }
 
     fn table_growing(
@@ -240,9 +257,13 @@ mod tests {
         let mut cap = MemoryCap {
             limit: 1024,
             plugin: "p".into(),
+            in_use: 0,
+            peak: 0,
         };
         assert!(matches!(cap.memory_growing(0, 1024, None), Ok(true)));
         assert!(matches!(cap.memory_growing(0, 512, Some(256)), Ok(false)));
+        assert!(matches!(cap.memory_growing(0, 256, None), Ok(true)));
+        assert_eq!(cap.peak, 1280, "two memories held together");
         let err = cap.memory_growing(0, 2048, None).err();
         let interrupt = err.as_ref().and_then(|e| e.downcast_ref::<Interrupt>());
         assert!(matches!(interrupt, Some(Interrupt::MemoryLimit { .. })));

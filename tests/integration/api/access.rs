@@ -248,6 +248,18 @@ fn every_route_refuses_roles_it_does_not_serve_and_serves_the_others() {
         ),
         (
             &app.operator,
+            case(Method::GET, "/v1/grants", "/v1/grants".into()),
+        ),
+        (
+            &app.operator,
+            case(
+                Method::POST,
+                "/v1/grants/reload",
+                "/v1/grants/reload".into(),
+            ),
+        ),
+        (
+            &app.operator,
             with_json(
                 case(
                     Method::POST,
@@ -461,6 +473,7 @@ fn every_route_refuses_roles_it_does_not_serve_and_serves_the_others() {
                 ("/v1/tenants", "/v1/tenants".into()),
                 ("/v1/tenants/{id}", format!("/v1/tenants/{TENANT_A}")),
                 ("/v1/audit", "/v1/audit".into()),
+                ("/v1/grants", "/v1/grants".into()),
             ],
         ),
     ];
@@ -587,6 +600,8 @@ fn every_route_refuses_roles_it_does_not_serve_and_serves_the_others() {
         "DELETE /v1/tokens/{id}",
         "PUT /v1/tenants/{id}",
         "GET /v1/runs/{id}/events",
+        // Served to admins in api::plugin_loop (it needs a grants file).
+        "POST /v1/grants/reload",
     ] {
         covered.insert(route.to_string());
     }

@@ -401,6 +401,8 @@ fn the_openapi_document_describes_every_route() {
         ("/v1/workflows/{name}/{version}", &["get"]),
         ("/v1/plugins", &["get"]),
         ("/v1/plugins/{name}/{version}", &["get", "put"]),
+        ("/v1/grants", &["get"]),
+        ("/v1/grants/reload", &["post"]),
         ("/v1/events", &["get"]),
         ("/v1/events/{source}", &["post"]),
         ("/v1/incidents", &["get"]),

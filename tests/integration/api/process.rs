@@ -106,6 +106,15 @@ impl Served {
         self.start_up.clone()
     }
 
+    /// Sends SIGHUP (the service reads its grants file again).
+    pub(super) fn hang_up(&self) {
+        let sent = Command::new("kill")
+            .args(["-HUP", &self.child.id().to_string()])
+            .status()
+            .expect("kill runs");
+        assert!(sent.success(), "SIGHUP sent");
+    }
+
     /// Sends SIGTERM and waits (bounded) for the exit; returns its status and its whole log.
     pub(super) fn terminate(mut self) -> (ExitStatus, String) {
         let pid = self.child.id().to_string();
