@@ -153,13 +153,20 @@ pub(super) fn decode_node(node: &Node, diags: &mut Diagnostics) -> Option<Catalo
             .get("roles")
             .map(|n| yaml::strings(n, "`approval.roles`", diags))
             .unwrap_or_default();
-        if approval_roles.is_empty() {
-            a.missing(
+        match a.get("roles") {
+            None => a.missing(
                 "roles",
                 "`approval`",
                 "say who approves: `roles: [operator]`",
                 diags,
-            );
+            ),
+            Some(n) if approval_roles.is_empty() => yaml::empty_list(
+                n,
+                "`approval.roles`",
+                "say who approves: `roles: [operator]`",
+                diags,
+            ),
+            Some(_) => {}
         }
         for r in &approval_roles {
             if !ROLES.contains(&r.value.as_str()) {

@@ -660,6 +660,22 @@ fn plugin_ref(
     diags: &mut Diagnostics,
 ) -> Option<(Spanned<String>, Spanned<semver::VersionReq>)> {
     let s = yaml::string(node, "`uses`", diags)?;
+    if !s.value.contains('@') {
+        // A bare name would take whatever version is newest, so an upload could change what
+        // a defined workflow runs; the requirement is written out.
+        diags.push(
+            Diagnostic::new(
+                "missing-version",
+                s.span,
+                format!("`uses: {}` says no version requirement", s.value),
+            )
+            .help(format!(
+                "pin the major version you tested with, e.g. `uses: {}@^1`",
+                s.value
+            )),
+        );
+        return None;
+    }
     match parse_plugin_ref(&s.value) {
         Ok((name, req)) => Some((Spanned::new(name, s.span), Spanned::new(req, s.span))),
         Err(e) => {
@@ -751,6 +767,28 @@ fn step(node: &Node, diags: &mut Diagnostics) -> Option<Step> {
     let when = f
         .get("when")
         .and_then(|n| template_string(n, "`when`", diags));
+    let when = match when {
+        // A bare `true`/`false` is a literal; any other text without `{{` is a non-empty
+        // string, always true, which is never what was meant.
+        Some(w) if w.value != "true" && w.value != "false" && !w.value.contains("{{") => {
+            diags.push(
+                Diagnostic::new(
+                    "not-a-template",
+                    w.span,
+                    format!(
+                        "`when: {}` is not a template: as plain text it is always true",
+                        w.value
+                    ),
+                )
+                .help(format!(
+                    "write the condition as a template: `when: \"{{{{ {} }}}}\"`",
+                    as_template_call(&w.value)
+                )),
+            );
+            None
+        }
+        other => other,
+    };
     let for_each = f.get("for_each").map(|n| yaml::value(n, diags));
     let max_parallel = f.get("max_parallel").and_then(|n| {
         yaml::integer(n, "`max_parallel`", 1, 10_000, diags)
@@ -803,6 +841,28 @@ fn step(node: &Node, diags: &mut Diagnostics) -> Option<Step> {
     })
 }
 
+/// `a > b` as the template helper call `gt a b` (the comparison helpers are calls, not
+/// operators); anything else as written.
+fn as_template_call(text: &str) -> String {
+    const OPS: [(&str, &str); 6] = [
+        (">=", "gte"),
+        ("<=", "lte"),
+        ("==", "eq"),
+        ("!=", "ne"),
+        (">", "gt"),
+        ("<", "lt"),
+    ];
+    for (op, helper) in OPS {
+        if let Some((a, b)) = text.split_once(op) {
+            let (a, b) = (a.trim(), b.trim());
+            if !a.is_empty() && !b.is_empty() && !b.starts_with(['=', '>', '<']) {
+                return format!("{helper} {a} {b}");
+            }
+        }
+    }
+    text.trim().to_string()
+}
+
 fn template_string(node: &Node, what: &str, diags: &mut Diagnostics) -> Option<Spanned<String>> {
     if let Some(b) = node.as_scalar().and_then(|s| s.as_bool()) {
         return Some(Spanned::new(b.to_string(), span_of(node)));
@@ -850,13 +910,20 @@ fn step_kind(kind: &str, f: &Fields<'_>, diags: &mut Diagnostics) -> Option<Step
                     diags.push(d);
                 }
             }
-            if roles.is_empty() {
-                a.missing(
+            match a.get("roles") {
+                None => a.missing(
                     "roles",
                     "`approval`",
                     "say who may approve, e.g. `roles: [operator]`",
                     diags,
-                );
+                ),
+                Some(n) if roles.is_empty() => yaml::empty_list(
+                    n,
+                    "`approval.roles`",
+                    "say who may approve, e.g. `roles: [operator]`",
+                    diags,
+                ),
+                Some(_) => {}
             }
             let timeout = a
                 .get("timeout")

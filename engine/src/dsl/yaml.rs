@@ -178,10 +178,33 @@ pub fn parse(bytes: &[u8], diags: &mut Diagnostics) -> Option<Node> {
     match marked_yaml::parse_yaml_with_options(0, text, options) {
         Ok(node) => Some(node),
         Err(e) => {
-            diags.push(load_error(e));
+            // The scanner notices a tab only where it breaks the structure, often lines later
+            // ("did not find expected key"); the tab itself is the thing to fix.
+            diags.push(indenting_tab(text).unwrap_or_else(|| load_error(e)));
             None
         }
     }
+}
+
+/// The first line whose indentation holds a tab, which YAML forbids, as a diagnostic at the
+/// tab. Only consulted when the file fails to parse: a tab inside a block scalar's text is
+/// fine and parses.
+fn indenting_tab(text: &str) -> Option<Diagnostic> {
+    text.lines().enumerate().find_map(|(n, line)| {
+        let indent = &line[..line.len() - line.trim_start_matches([' ', '\t']).len()];
+        let column = indent.find('\t')? + 1;
+        if line.trim().is_empty() {
+            return None;
+        }
+        Some(
+            Diagnostic::new(
+                "yaml-tab",
+                Span::new(n + 1, column),
+                "a tab in indentation: YAML indents with spaces only",
+            )
+            .help("replace the tab with spaces"),
+        )
+    })
 }
 
 fn load_error(e: marked_yaml::LoadError) -> Diagnostic {
@@ -461,6 +484,19 @@ pub fn strings(node: &Node, what: &str, diags: &mut Diagnostics) -> Vec<Spanned<
             .filter_map(|i| string(i, what, diags))
             .collect(),
         other => string(other, what, diags).into_iter().collect(),
+    }
+}
+
+/// Reports a list that was written but holds nothing (`roles: []`). A list whose items were
+/// refused has its own errors already, so only a truly empty sequence is reported here.
+pub fn empty_list(node: &Node, what: &str, help: &str, diags: &mut Diagnostics) {
+    if let Node::Sequence(items) = node
+        && items.is_empty()
+    {
+        diags.push(
+            Diagnostic::new("empty-list", span_of(node), format!("{what} is empty"))
+                .help(help.to_string()),
+        );
     }
 }
 

@@ -407,6 +407,27 @@ fn cases() -> Vec<Case> {
         ("catalog: default of the wrong type", "id: vms\ntitle: VMs\nworkflow: provision-vms\ninputs:\n  type: object\n  properties:\n    count: { type: integer }\ndefaults: { count: lots }\n".into(), &[
             "8:20 invalid-default: default `count` does not match its schema: \"lots\" is not of type \"integer\"",
         ]),
+        ("uses without a version requirement", s("  - id: a\n    uses: http\n    with: { url: x }\n"), &[
+            "5:11 missing-version: `uses: http` says no version requirement",
+        ]),
+        ("compensate uses without a version requirement", s("  - id: a\n    uses: echo@^1\n    compensate:\n      uses: echo\n"), &[
+            "7:13 missing-version: `uses: echo` says no version requirement",
+        ]),
+        ("when that is not a template", s("  - id: a\n    when: inputs.count > 10\n    wait: 1s\n"), &[
+            "5:11 not-a-template: `when: inputs.count > 10` is not a template: as plain text it is always true",
+        ]),
+        ("approval with an empty list of roles", s("  - id: a\n    approval: { roles: [] }\n"), &[
+            "5:24 empty-list: `approval.roles` is empty",
+        ]),
+        ("a tab in indentation", s("  - id: a\n\t  wait: 1s\n  - id: b\n    wait: 1s\n"), &[
+            "5:1 yaml-tab: a tab in indentation: YAML indents with spaces only",
+        ]),
+        ("a tab after spaces in indentation", s("  - id: a\n    wait: 1s\n  - id: b\n   \twait: 1s\n"), &[
+            "7:4 yaml-tab: a tab in indentation: YAML indents with spaces only",
+        ]),
+        ("catalog: approval with an empty list of roles", "id: vms\ntitle: VMs\nworkflow: provision-vms\napproval: { roles: [] }\n".into(), &[
+            "4:20 empty-list: `approval.roles` is empty",
+        ]),
         ("catalog: invalid SLA", "id: vms\ntitle: VMs\nworkflow: provision-vms\nsla: { fulfil_within: fast }\n".into(), &[
             "4:23 invalid-duration: `sla.fulfil_within`: `fast` is not a duration",
         ]),
@@ -467,6 +488,18 @@ fn hints_name_the_fix() {
         (
             s("  - id: a\n    uses: echo@^1\n    with: { x: \"{{ run.tennant }}\" }\n"),
             "did you mean `run.tenant`?",
+        ),
+        (
+            s("  - id: a\n    uses: http\n    with: { url: x }\n"),
+            "pin the major version you tested with, e.g. `uses: http@^1`",
+        ),
+        (
+            s("  - id: a\n    when: inputs.count > 10\n    wait: 1s\n"),
+            "write the condition as a template: `when: \"{{ gt inputs.count 10 }}\"`",
+        ),
+        (
+            s("  - id: a\n    when: steps.b.output.ok\n    wait: 1s\n"),
+            "write the condition as a template: `when: \"{{ steps.b.output.ok }}\"`",
         ),
     ];
     for (yaml, want) in cases {
