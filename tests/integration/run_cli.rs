@@ -51,3 +51,37 @@ fn csmp_run_refuses_inputs_that_break_the_schema() {
         "{err}"
     );
 }
+
+/// A failed step's captured log is printed, so the reason is on the screen.
+#[test]
+fn csmp_run_prints_the_log_of_a_failed_step() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let db = dir.path().join("csmp.db").display().to_string();
+    let workflow = dir.path().join("panic.yaml");
+    std::fs::write(
+        &workflow,
+        "name: panic\nversion: 1\nsteps:\n  - id: boom\n    uses: hostile@0.1\n    with: { mode: panic }\n",
+    )
+    .expect("workflow");
+    let hostile = format!("{}/hostile.wasm", env!("CSMP_PLUGIN_WASM_DIR"));
+    let out = csmp(&[
+        "run",
+        &workflow.display().to_string(),
+        "--plugin",
+        &hostile,
+        "--database",
+        &db,
+    ]);
+    let text = stdout(&out);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("log of boom attempt 1:"), "{text}");
+    assert!(
+        text.contains("│ ") && text.contains("hostile plugin panicked on purpose"),
+        "{text}"
+    );
+}

@@ -11,10 +11,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use csmp::plan::{Env, validate_workflow};
+use csmp::plan::{Env, UnitKey, validate_workflow};
 use csmp::plugin::PluginHost;
 use csmp::runtime::{Clock, Definitions, Engine, EngineConfig, EngineError, ManualClock, NewRun};
-use csmp::store::{Durability, RunStatus, StepRow, StepStatus, Store};
+use csmp::store::{AttemptOutcome, Durability, RunStatus, StepRow, StepStatus, Store};
 use serde_json::{Value, json};
 
 /// Bounds a test that would otherwise hang on a bug.
@@ -699,6 +699,40 @@ async fn retryable_failures_are_retried_until_attempts_run_out() {
     );
     assert_eq!(hits.load(Ordering::SeqCst), 3);
 
+    // Each attempt is kept: when it ran, how it ended and why; the retries start after
+    // their back-off.
+    let history = h
+        .engine
+        .store()
+        .attempts(&id, &UnitKey::Step("call".into()))
+        .await
+        .expect("attempts");
+    let seen: Vec<(u32, AttemptOutcome, Option<&str>)> = history
+        .iter()
+        .map(|a| (a.attempt, a.outcome, a.kind.as_deref()))
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            (1, AttemptOutcome::Failed, Some("retryable")),
+            (2, AttemptOutcome::Failed, Some("retryable")),
+            (3, AttemptOutcome::Succeeded, None),
+        ]
+    );
+    assert!(
+        history[0]
+            .error
+            .as_deref()
+            .is_some_and(|e| e.contains("503")),
+        "{:?}",
+        history[0].error
+    );
+    for a in &history {
+        assert!(a.started_at <= a.finished_at, "{a:?}");
+    }
+    assert!(history[1].started_at >= history[0].finished_at + 8_000);
+    assert!(history[2].started_at >= history[1].finished_at + 16_000);
+
     let (url, hits) = flaky(10);
     let id = h.submit("retries", json!({"url": url})).await;
     h.retry_after(&id, "call", 1, Duration::from_secs(10), &hits)
@@ -717,6 +751,41 @@ async fn retryable_failures_are_retried_until_attempts_run_out() {
         steps["call"].error
     );
     assert_eq!(hits.load(Ordering::SeqCst), 3);
+}
+
+const PANIC: &str = r#"
+name: panic
+version: 1
+steps:
+  - id: boom
+    uses: hostile@0.1
+    with: { mode: panic }
+"#;
+
+/// A failed attempt keeps what the plugin wrote: here the panic message on its stderr.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_attempt_keeps_its_log() {
+    let h = start(&[PANIC]).await;
+    let (id, status) = h.run("panic", json!({})).await;
+    assert_eq!(status, RunStatus::Failed);
+    let history = h
+        .engine
+        .store()
+        .attempts(&id, &UnitKey::Step("boom".into()))
+        .await
+        .expect("attempts");
+    assert_eq!(history.len(), 1, "{history:?}");
+    assert_eq!(history[0].outcome, AttemptOutcome::Failed);
+    assert_eq!(history[0].kind.as_deref(), Some("trap"));
+    assert!(
+        history[0]
+            .log
+            .contains("hostile plugin panicked on purpose"),
+        "{:?}",
+        history[0].log
+    );
+    let failed = h.engine.store().failed_attempts(&id).await.expect("failed");
+    assert_eq!(failed, history);
 }
 
 const TIMEOUT: &str = r#"

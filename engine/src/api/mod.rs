@@ -17,6 +17,7 @@ mod plugins;
 pub mod problem;
 mod requests;
 mod runs;
+mod steps;
 pub mod trace;
 mod views;
 mod workflows;
@@ -199,6 +200,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/requests/{id}/approval", post(requests::decide))
         .route("/v1/runs", get(runs::list))
         .route("/v1/runs/{id}", get(runs::get_one))
+        .route("/v1/runs/{id}/steps/{key}", get(steps::get_one))
         .route("/v1/runs/{id}/cancel", post(runs::cancel))
         .route("/v1/runs/{id}/approvals/{step}", post(runs::approve))
         .route("/v1/runs/{id}/signals/{name}", post(runs::signal))

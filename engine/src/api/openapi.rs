@@ -5,8 +5,8 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use super::{
-    admin, catalog, events, grants, health, incidents, plugins, problem, requests, runs, views,
-    workflows,
+    admin, catalog, events, grants, health, incidents, plugins, problem, requests, runs, steps,
+    views, workflows,
 };
 
 struct Bearer;
@@ -39,6 +39,7 @@ impl Modify for Bearer {
         catalog::list, catalog::get_one,
         requests::create, requests::list, requests::get_one, requests::decide,
         runs::list, runs::get_one, runs::cancel, runs::approve, runs::signal, runs::events,
+        steps::get_one,
         workflows::list, workflows::versions, workflows::get_version, workflows::upload,
         plugins::list, plugins::get_one, plugins::upload, grants::get, grants::reload,
         events::receive, events::list,
@@ -59,7 +60,8 @@ impl Modify for Bearer {
         views::TenantList, views::PluginView, views::PluginList, views::PluginUploaded,
         views::CapabilitiesView, views::WorkflowSummary, views::WorkflowList,
         views::WorkflowVersion, views::WorkflowVersions, views::WorkflowUploaded,
-        requests::Order, requests::Decision, runs::StepDecision, runs::CancelOptions, incidents::Note,
+        requests::Order, requests::Decision, runs::StepDecision, runs::CancelOptions,
+        steps::StepDetail, steps::AttemptView, incidents::Note,
         admin::NewTokenBody, admin::TenantBody, events::Received,
         grants::GrantView, grants::PluginDetail, grants::GrantsView, grants::GrantChangeView,
         grants::GrantsReloaded,

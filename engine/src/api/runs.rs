@@ -22,7 +22,11 @@ use crate::runtime::RunEvent;
 use crate::store::{Cursor, RunRow, StepCursor};
 
 /// The run `id` if the caller may see it; otherwise 404, as for a run that does not exist.
-async fn visible_run(state: &AppState, who: &Principal, id: &str) -> Result<RunRow, Problem> {
+pub(super) async fn visible_run(
+    state: &AppState,
+    who: &Principal,
+    id: &str,
+) -> Result<RunRow, Problem> {
     who.require(&[Role::Client, Role::Operator, Role::Admin])?;
     state
         .store

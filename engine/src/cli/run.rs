@@ -292,6 +292,11 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<RunStatus> {
         }
     }
     let row = engine.store().run(&id).await?.context("the run vanished")?;
+    let failed_attempts = if row.status == RunStatus::Succeeded {
+        Vec::new()
+    } else {
+        engine.store().failed_attempts(&id).await?
+    };
     engine.shutdown().await;
     let took = started.elapsed();
     match row.status {
@@ -301,13 +306,41 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<RunStatus> {
                 println!("{}", serde_json::to_string_pretty(out).unwrap_or_default());
             }
         }
-        other => println!(
-            "run {id} {} after {took:.1?}: {}",
-            other.as_str(),
-            row.error.unwrap_or_default()
-        ),
+        other => {
+            print_failed_logs(&failed_attempts);
+            println!(
+                "run {id} {} after {took:.1?}: {}",
+                other.as_str(),
+                row.error.unwrap_or_default()
+            );
+        }
     }
     Ok(row.status)
+}
+
+/// Most failed units whose log `csmp run` prints; the rest are counted.
+const FAILED_LOGS_SHOWN: usize = 5;
+
+/// The captured log of each unit whose last attempt failed (the first few of a wide
+/// fan-out), so the reason is on the screen without another command.
+fn print_failed_logs(attempts: &[crate::store::AttemptRow]) {
+    for a in attempts.iter().take(FAILED_LOGS_SHOWN) {
+        let log = a.log.trim_end();
+        if log.is_empty() {
+            println!("  {} attempt {} wrote no log", a.key, a.attempt);
+            continue;
+        }
+        println!("  log of {} attempt {}:", a.key, a.attempt);
+        for line in log.lines() {
+            println!("    │ {line}");
+        }
+    }
+    if attempts.len() > FAILED_LOGS_SHOWN {
+        println!(
+            "  … and {} more failed units (each with its attempts and logs: GET /v1/runs/{{id}}/steps/{{key}} on a serve of this database)",
+            attempts.len() - FAILED_LOGS_SHOWN
+        );
+    }
 }
 
 /// 32 random bits for names that must differ between processes.

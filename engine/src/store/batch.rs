@@ -15,6 +15,7 @@ use std::sync::atomic::Ordering;
 use sqlx::sqlite::SqliteConnection;
 use sqlx::{AssertSqlSafe, Row};
 
+use super::attempts::AttemptRow;
 use super::rows::{self, RunRow, StepRow};
 use super::{Store, StoreError, Write};
 
@@ -62,6 +63,7 @@ impl Store {
             .map(|g| match g {
                 Group::Runs(r) => rows::chunks(r).count(),
                 Group::Steps(s) => rows::chunks(s).count(),
+                Group::Attempts(a) => rows::chunks(a).count(),
                 Group::Other(w) => w.len(),
             })
             .sum();
@@ -94,6 +96,7 @@ impl Store {
 enum Group<'a> {
     Runs(Vec<&'a RunRow>),
     Steps(Vec<&'a StepRow>),
+    Attempts(Vec<&'a AttemptRow>),
     Other(&'a [Write]),
 }
 
@@ -122,6 +125,15 @@ fn groups(batch: &[Write]) -> Vec<Group<'_>> {
                     .iter()
                     .filter_map(|w| match w {
                         Write::Step(s) => Some(s),
+                        _ => None,
+                    })
+                    .collect(),
+            ),
+            Write::Attempt(_) => Group::Attempts(
+                group
+                    .iter()
+                    .filter_map(|w| match w {
+                        Write::Attempt(a) => Some(a),
                         _ => None,
                     })
                     .collect(),
@@ -155,6 +167,9 @@ async fn write_group(
         }
         Group::Steps(s) => {
             short |= StepRow::upsert_many(conn, s, fence).await? < s.len() as u64;
+        }
+        Group::Attempts(a) => {
+            short |= AttemptRow::upsert_many(conn, a, fence).await? < a.len() as u64;
         }
         Group::Other(writes) => {
             for w in *writes {
@@ -203,7 +218,7 @@ async fn write_group(
                         .await?;
                         1
                     }
-                    (Write::Run(_) | Write::Step(_), _) => 1,
+                    (Write::Run(_) | Write::Step(_) | Write::Attempt(_), _) => 1,
                 };
                 short |= changed == 0;
             }

@@ -6,6 +6,7 @@
 //! goes behind the same methods, with the schema in `migrations/postgres/`.
 
 mod api;
+mod attempts;
 mod batch;
 mod cron;
 mod leases;
@@ -25,6 +26,7 @@ pub use api::{
     AuditRow, Cursor, EventRow, NewRequest, PluginRow, RequestCensus, RequestRow, RequestView,
     TenantRow, TokenRow,
 };
+pub use attempts::{AttemptOutcome, AttemptRow};
 pub use batch::Fence;
 pub use cron::CronFire;
 pub use leases::Claim;
@@ -148,6 +150,8 @@ pub enum Write {
     Run(RunRow),
     /// Insert or replace a step.
     Step(StepRow),
+    /// Record a finished attempt of a plugin unit.
+    Attempt(AttemptRow),
     /// Buffer a signal for a run.
     Signal(SignalRow),
     /// Mark a buffered signal as taken by a step.
@@ -184,6 +188,7 @@ impl Write {
         match self {
             Write::Run(r) => Some(&r.id),
             Write::Step(s) => Some(&s.run_id),
+            Write::Attempt(a) => Some(&a.run_id),
             Write::Signal(s) => Some(&s.run_id),
             Write::ConsumeSignal { run_id, .. } | Write::StartRequest { run_id, .. } => {
                 Some(run_id)

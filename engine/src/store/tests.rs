@@ -3,6 +3,7 @@
 use serde_json::json;
 
 use super::*;
+use crate::plan::UnitKey;
 
 async fn fresh() -> (tempfile::TempDir, Store) {
     let dir = tempfile::tempdir().expect("temp dir");
@@ -381,6 +382,25 @@ async fn recovery_reads_the_leased_runs_steps_and_signals_at_once() -> Result<()
     Ok(())
 }
 
+fn key(text: &str) -> UnitKey {
+    UnitKey::parse(text).expect("a unit key")
+}
+
+/// A failed first attempt with a log.
+fn attempt(run: &str, unit: &str, n: u32) -> AttemptRow {
+    AttemptRow {
+        run_id: run.into(),
+        key: key(unit),
+        attempt: n,
+        started_at: 10,
+        finished_at: 20,
+        outcome: AttemptOutcome::Failed,
+        kind: Some("retryable".into()),
+        error: Some("503".into()),
+        log: "[info] calling\n".into(),
+    }
+}
+
 #[tokio::test]
 async fn a_process_whose_lease_was_taken_over_writes_nothing_more() -> Result<(), StoreError> {
     let (_dir, store) = fresh().await;
@@ -428,6 +448,8 @@ async fn a_process_whose_lease_was_taken_over_writes_nothing_more() -> Result<()
                 Write::Run(finished),
                 Write::Step(done),
                 Write::Step(step("r2", "b", StepStatus::Running)),
+                Write::Attempt(attempt("r1", "a", 1)),
+                Write::Attempt(attempt("r2", "b", 1)),
                 Write::Signal(SignalRow {
                     id: 1,
                     run_id: "r1".into(),
@@ -452,10 +474,18 @@ async fn a_process_whose_lease_was_taken_over_writes_nothing_more() -> Result<()
         "the stale step was not written"
     );
     assert!(store.pending_signals("r1").await?.is_empty());
+    assert!(
+        store.attempts("r1", &key("a")).await?.is_empty(),
+        "the stale attempt was not written"
+    );
     assert_eq!(
         store.steps("r2").await?.len(),
         1,
         "the held run's write landed"
+    );
+    assert_eq!(
+        store.attempts("r2", &key("b")).await?,
+        [attempt("r2", "b", 1)]
     );
 
     // The new owner writes under its own epoch; the old one's release leaves r1 alone.

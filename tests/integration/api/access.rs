@@ -186,6 +186,14 @@ fn every_route_refuses_roles_it_does_not_serve_and_serves_the_others() {
             &app.integration,
             case(
                 Method::GET,
+                "/v1/runs/{id}/steps/{key}",
+                format!("/v1/runs/{run}/steps/gate"),
+            ),
+        ),
+        (
+            &app.integration,
+            case(
+                Method::GET,
                 "/v1/runs/{id}/events",
                 format!("/v1/runs/{run}/events"),
             ),
@@ -429,6 +437,10 @@ fn every_route_refuses_roles_it_does_not_serve_and_serves_the_others() {
                 ("/v1/requests/{id}", format!("/v1/requests/{req}")),
                 ("/v1/runs", "/v1/runs".into()),
                 ("/v1/runs/{id}", format!("/v1/runs/{run}")),
+                (
+                    "/v1/runs/{id}/steps/{key}",
+                    format!("/v1/runs/{run}/steps/gate"),
+                ),
                 ("/v1/workflows", "/v1/workflows".into()),
                 ("/v1/workflows/{name}", "/v1/workflows/hello".into()),
                 (

@@ -392,6 +392,7 @@ fn the_openapi_document_describes_every_route() {
         ("/v1/requests/{id}/approval", &["post"]),
         ("/v1/runs", &["get"]),
         ("/v1/runs/{id}", &["get"]),
+        ("/v1/runs/{id}/steps/{key}", &["get"]),
         ("/v1/runs/{id}/cancel", &["post"]),
         ("/v1/runs/{id}/approvals/{step}", &["post"]),
         ("/v1/runs/{id}/signals/{name}", &["post"]),

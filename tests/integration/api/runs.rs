@@ -348,6 +348,64 @@ fn a_runs_units_come_in_plan_order_a_page_at_a_time_with_counts() {
     assert_eq!(reply.invalid(), vec!["/cursor"]);
 }
 
+/// `GET /v1/runs/{id}/steps/{key}`: one unit with the history of its attempts, for the run's
+/// readers only; a fan-out item's key is written with `%23` for its `#`.
+#[test]
+fn a_unit_is_shown_with_every_attempt() {
+    let app = App::start();
+    let ordered = app.order(&app.client_a, &json!({ "catalog_id": "ordered" }));
+    let run = s(&ordered, "run_id");
+    app.wait_run(&app.client_a, &run, "succeeded");
+
+    let unit = app
+        .get(&format!("/v1/runs/{run}/steps/s10"))
+        .auth(&app.client_a)
+        .send()
+        .expect(200);
+    assert_eq!(
+        (s(&unit, "key"), s(&unit, "status"), s(&unit, "run_id")),
+        ("s10".to_string(), "succeeded".to_string(), run.clone())
+    );
+    assert_eq!(unit["output"], json!({ "n": 10 }));
+    let history = unit["history"].as_array().expect("history");
+    assert_eq!(history.len(), 1, "{unit}");
+    assert_eq!(history[0]["attempt"], 1);
+    assert_eq!(history[0]["outcome"], "succeeded");
+    assert_eq!(history[0]["error"], Value::Null);
+    assert!(
+        s(&history[0], "started_at") <= s(&history[0], "finished_at"),
+        "{unit}"
+    );
+
+    let item = app
+        .get(&format!("/v1/runs/{run}/steps/many%2312"))
+        .auth(&app.client_a)
+        .send()
+        .expect(200);
+    assert_eq!(s(&item, "key"), "many#12");
+    assert_eq!(item["history"].as_array().map(Vec::len), Some(1), "{item}");
+    // The fan-out itself runs no plugin: no attempts.
+    let parent = app
+        .get(&format!("/v1/runs/{run}/steps/many"))
+        .auth(&app.client_a)
+        .send()
+        .expect(200);
+    assert_eq!(parent["history"], json!([]), "{parent}");
+
+    app.get(&format!("/v1/runs/{run}/steps/nope"))
+        .auth(&app.client_a)
+        .send()
+        .problem(404, "not-found");
+    app.get(&format!("/v1/runs/{run}/steps/s10"))
+        .auth(&app.client_b)
+        .send()
+        .problem(404, "not-found");
+    app.get("/v1/runs/run-nope/steps/s10")
+        .auth(&app.operator)
+        .send()
+        .problem(404, "not-found");
+}
+
 #[test]
 fn a_followed_runs_last_event_carries_its_outputs() {
     let app = App::start();

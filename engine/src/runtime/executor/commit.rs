@@ -106,8 +106,8 @@ impl Executor {
             workflow = %run.row.workflow,
             "run failed: the database refuses to store one of its transitions: {e}"
         );
-        for (_, token) in run.cancels.values() {
-            token.cancel();
+        for f in run.cancels.values() {
+            f.cancel.cancel();
         }
         run.row.status = RunStatus::Failed;
         run.row.error = Some(format!(

@@ -36,8 +36,8 @@ impl Executor {
         let Some(run) = self.runs.get_mut(run_id) else {
             return;
         };
-        for (_, token) in run.cancels.values() {
-            token.cancel();
+        for f in run.cancels.values() {
+            f.cancel.cancel();
         }
         let mut children = Vec::new();
         let mut stopped = Vec::new();

@@ -43,9 +43,9 @@ struct RunState {
     units: HashMap<UnitKey, StepRow>,
     /// Signals delivered and not yet taken.
     signals: Vec<SignalRow>,
-    /// Cancellation handles of attempts in flight, with the attempt each belongs to (a late
-    /// result of an earlier attempt must not take the current attempt's handle).
-    cancels: HashMap<UnitKey, (u32, CancellationToken)>,
+    /// Attempts in flight, by unit (a late result of an earlier attempt must not take the
+    /// current attempt's handle).
+    cancels: HashMap<UnitKey, InFlight>,
     /// Its template scope, kept between renders.
     scope: ScopeCache,
     /// Its fan-outs in progress, by step id (rebuilt from the units after a restart).
@@ -55,6 +55,17 @@ struct RunState {
     /// Main steps (plan positions) not started yet; `None` until the run is first looked at
     /// (after a restart it is read off the units once).
     unstarted: Option<BTreeSet<usize>>,
+}
+
+/// An attempt handed to the workers and not answered yet.
+#[derive(Debug)]
+struct InFlight {
+    /// Which attempt of its unit it is.
+    attempt: u32,
+    /// Stops it.
+    cancel: CancellationToken,
+    /// When it was queued (ms), for its history row.
+    started_at: i64,
 }
 
 pub(super) struct Executor {
@@ -102,6 +113,8 @@ pub(super) struct Executor {
     replies: Vec<Reply>,
     /// Incidents changed this turn.
     incident_writes: Vec<Write>,
+    /// Finished attempts of this turn, for the units' histories.
+    attempt_writes: Vec<Write>,
     /// Signals delivered or taken this turn.
     signal_writes: Vec<Write>,
     /// Requests whose runs were created this turn.
@@ -188,6 +201,7 @@ impl Executor {
             dispatch: Vec::new(),
             replies: Vec::new(),
             incident_writes: Vec::new(),
+            attempt_writes: Vec::new(),
             signal_writes: Vec::new(),
             request_writes: Vec::new(),
             open_incidents: HashMap::new(),
@@ -425,8 +439,8 @@ impl Executor {
             workflow = %run.row.workflow,
             "another process took over this run's lease; dropping it here (its writes from this process were not applied)"
         );
-        for (_, token) in run.cancels.values() {
-            token.cancel();
+        for f in run.cancels.values() {
+            f.cancel.cancel();
         }
         self.followers.close(run_id);
         self.dispatch.retain(|job| job.run_id != run_id);
@@ -576,6 +590,7 @@ impl Executor {
         writes.append(&mut self.signal_writes);
         writes.append(&mut self.request_writes);
         writes.append(&mut self.incident_writes);
+        writes.append(&mut self.attempt_writes);
         if !self.commit(writes).await {
             return false;
         }

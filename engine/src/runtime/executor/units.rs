@@ -6,14 +6,16 @@ use std::time::Duration;
 
 use serde_json::{Value as Json, json};
 
-use super::{Executor, failed, ms, new_id, random_u64};
+use super::{Executor, InFlight, failed, ms, new_id, random_u64};
 use crate::dsl::{IncidentAction, parse_duration};
 use crate::plan::{Plan, PlanKind, PlanStep, RetryPolicy, UnitKey, WaitPlan};
 use crate::plugin::{CancellationToken, FailureKind, Invocation, StepFailure};
 use crate::runtime::NewRun;
 use crate::runtime::scope::{Extra, Scope};
 use crate::runtime::workers::{Done, Job};
-use crate::store::{IncidentRow, RunStatus, StepRow, StepStatus, Write};
+use crate::store::{
+    AttemptOutcome, AttemptRow, IncidentRow, RunStatus, StepRow, StepStatus, Write,
+};
 
 /// Which list of the plan a step is in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -490,7 +492,14 @@ impl Executor {
         let timeout = timeout_of(step, key);
         let cancel = CancellationToken::new();
         if let Some(run) = self.runs.get_mut(run_id) {
-            run.cancels.insert(key.clone(), (attempt, cancel.clone()));
+            run.cancels.insert(
+                key.clone(),
+                InFlight {
+                    attempt,
+                    cancel: cancel.clone(),
+                    started_at: self.clock.now_ms(),
+                },
+            );
             // The host's deadline is real time; a clock that does not follow real time gets
             // the step timeout enforced here, in clock time (`fire_timers`).
             if !self.clock.follows_real_time()
@@ -597,13 +606,10 @@ impl Executor {
         };
         // Only this attempt's handle goes: a late answer of an earlier attempt leaves the
         // current attempt cancellable.
-        if run
-            .cancels
-            .get(&d.key)
-            .is_some_and(|(a, _)| *a == d.attempt)
-        {
-            run.cancels.remove(&d.key);
-        }
+        let in_flight = match run.cancels.get(&d.key) {
+            Some(f) if f.attempt == d.attempt => run.cancels.remove(&d.key),
+            _ => None,
+        };
         let Some(unit) = run.units.get_mut(&d.key) else {
             return;
         };
@@ -612,19 +618,39 @@ impl Executor {
         }
         unit.wake_at = None; // the attempt's deadline, when the executor enforces it
         let retry = policy_of(&run.plan, &d.key);
+        let mut history = AttemptRow {
+            run_id: d.run_id.clone(),
+            key: d.key.clone(),
+            attempt: d.attempt,
+            started_at: in_flight.map_or(now, |f| f.started_at),
+            finished_at: now,
+            outcome: AttemptOutcome::Failed,
+            kind: None,
+            error: None,
+            log: String::new(),
+        };
+        if let Err(f) = &d.result {
+            history.kind = Some(f.kind.as_str().to_string());
+            history.error = Some(f.message.clone());
+        }
         match d.result {
             Ok(out) => {
+                history.outcome = AttemptOutcome::Succeeded;
+                history.log = out.log;
                 unit.status = StepStatus::Succeeded;
                 unit.output = Some(out.output);
                 unit.error = None;
                 unit.finished_at = Some(now);
             }
             Err(f) if f.kind == FailureKind::Cancelled => {
+                history.outcome = AttemptOutcome::Cancelled;
+                history.log = f.log;
                 unit.status = StepStatus::Cancelled;
                 unit.error = Some(f.message);
                 unit.finished_at = Some(now);
             }
             Err(f) if f.kind.is_retryable() && unit.attempt < retry.max_attempts => {
+                history.log = f.log;
                 let base = retry.delay_before(unit.attempt + 1);
                 // Jitter: 80% to 120% of the delay, so retries of many runs spread out.
                 let factor = 0.8 + (random_u64() % 401) as f64 / 1000.0;
@@ -635,6 +661,7 @@ impl Executor {
                 self.timers.insert((at, d.run_id.clone(), d.key.clone()));
             }
             Err(f) => {
+                history.log = f.log;
                 unit.status = StepStatus::Failed;
                 unit.error = Some(if unit.attempt > 1 {
                     format!("{} (after {} attempts)", f.message, unit.attempt)
@@ -644,6 +671,7 @@ impl Executor {
                 unit.finished_at = Some(now);
             }
         }
+        self.attempt_writes.push(Write::Attempt(history));
         self.touch(&d.run_id, d.key);
     }
 
@@ -674,7 +702,7 @@ impl Executor {
                     // The attempt's deadline in clock time: stop it and count a timeout
                     // (or a cancellation, when the run already interrupted it).
                     let timeout = run.plan.step_of(&key).map(|s| timeout_of(s, &key));
-                    let failure = match run.cancels.get(&key).map(|(_, t)| t) {
+                    let failure = match run.cancels.get(&key).map(|f| &f.cancel) {
                         Some(token) if token.is_cancelled() => {
                             StepFailure::new(FailureKind::Cancelled, "step was cancelled")
                         }
