@@ -280,7 +280,8 @@ fn secrets_outside_the_grant_are_denied() {
     let out = host
         .invoke_blocking(with_secrets("allowed"))
         .expect("granted secret is readable");
-    assert_eq!(out.output["secret"], "open");
+    // Read, and masked on the way out like every secret value.
+    assert_eq!(out.output["secret"], "***");
 
     let failure = expect_failure(host.invoke_blocking(with_secrets("forbidden")));
     assert_eq!(failure.kind, FailureKind::Denied, "{failure}");
@@ -445,4 +446,77 @@ async fn hostile_steps_do_not_disturb_concurrent_steps() {
         ]
     );
     assert_eq!(server.hits.load(Ordering::SeqCst), 0);
+}
+
+/// The secrets of the masking tests: one granted, one not.
+fn secret_map() -> std::sync::Arc<BTreeMap<String, String>> {
+    std::sync::Arc::new(BTreeMap::from([
+        ("api".to_string(), "s3cr3t token 42".to_string()),
+        ("other".to_string(), "never-granted-value".to_string()),
+    ]))
+}
+
+/// Output, log (a secret split across two writes, and in a log line), error: every string
+/// that leaves an attempt has every form of every secret masked.
+#[test]
+fn every_way_out_of_an_attempt_is_masked() {
+    let grant = Grant {
+        secrets: vec!["api".into()],
+        ..Grant::default()
+    };
+    let host = host(grants("hostile", grant));
+    let mut c = hostile(json!({"mode": "leak", "secret": "api"}));
+    c.secrets = secret_map();
+    let out = host.invoke_blocking(c).expect("leak returns");
+    let text = format!("{} {}", out.output, out.log);
+    assert!(!text.contains("s3cr3t"), "{text}");
+    assert!(!text.contains("czNjcjN0"), "no base64 of it either: {text}");
+    assert_eq!(out.output["secret"], "***");
+    assert_eq!(out.output["payload"], "url *** b64 ***", "{}", out.output);
+    assert!(
+        out.log.contains("first half *** second half"),
+        "a secret split across two writes is masked: {}",
+        out.log
+    );
+    assert!(out.log.contains("the secret is ***"), "{}", out.log);
+
+    let mut c = hostile(json!({"mode": "leak", "secret": "api", "bytes": 1}));
+    c.secrets = secret_map();
+    let failure = expect_failure(host.invoke_blocking(c));
+    assert_eq!(failure.kind, FailureKind::Retryable, "{failure}");
+    assert!(
+        failure.message.contains("key=***") && !failure.message.contains("s3cr3t"),
+        "{failure}"
+    );
+    assert!(!failure.log.contains("s3cr3t"), "{}", failure.log);
+    assert_echo_works(&host);
+}
+
+/// A secret templated into `with:` reaches the plugin like one it reads: without the grant the
+/// attempt is refused before the plugin runs, naming the secret and never its value.
+#[test]
+fn a_secret_in_the_input_needs_the_grant() {
+    let grant = Grant {
+        secrets: vec!["api".into()],
+        ..Grant::default()
+    };
+    let host = host(grants("echo", grant));
+    let mut granted = call("echo", "1.0.0", json!({"header": "Bearer s3cr3t token 42"}));
+    granted.secrets = secret_map();
+    let out = host
+        .invoke_blocking(granted)
+        .expect("a granted secret passes");
+    assert_eq!(out.output, json!({"header": "Bearer ***"}));
+
+    let mut refused = call("echo", "1.0.0", json!({"x": ["never-granted-value"]}));
+    refused.secrets = secret_map();
+    let failure = expect_failure(host.invoke_blocking(refused));
+    assert_eq!(failure.kind, FailureKind::Denied, "{failure}");
+    assert!(failure.message.contains("secret `other`"), "{failure}");
+    assert!(
+        failure.message.contains("plugins.echo.secrets"),
+        "{failure}"
+    );
+    assert!(!failure.message.contains("never-granted"), "{failure}");
+    assert_echo_works(&host);
 }

@@ -2,7 +2,7 @@
 //! 127.0.0.1 (port 0) so the examples run end to end without the internet:
 //!
 //! - Slack-compatible incoming webhooks (`secrets.notify_<channel>`): `POST /hooks/{channel}`;
-//! - the PagerDuty Events API v2 (`secrets.pagerduty_url`): `POST /v2/enqueue`, which checks
+//! - the PagerDuty Events API v2 (`secrets.notify_pagerduty_url`): `POST /v2/enqueue`, which checks
 //!   the routing key and the event's required fields.
 //!
 //! Requests they cannot serve get the status the real service would give (400), so a
@@ -76,7 +76,7 @@ impl Receivers {
         let mut s = BTreeMap::from([
             ("notify_manager".to_string(), ROUTING_KEY.to_string()),
             (
-                "pagerduty_url".to_string(),
+                "notify_pagerduty_url".to_string(),
                 format!("{}/v2/enqueue", self.base),
             ),
         ]);

@@ -12,7 +12,7 @@ use super::runs::visible_run;
 use super::views::{StepView, time};
 use super::{AppState, PathParams};
 use crate::plan::UnitKey;
-use crate::store::AttemptRow;
+use crate::store::{AttemptOutcome, AttemptRow, StepStatus};
 
 /// One finished attempt of a plugin unit.
 #[derive(Debug, Clone, Serialize, ToSchema)]
@@ -89,10 +89,33 @@ pub(super) async fn get_one(
         .step(&run.id, &unit_key)
         .await?
         .ok_or_else(|| Problem::not_found("step", &key))?;
-    let history = state.store.attempts(&run.id, &unit_key).await?;
+    let mut history: Vec<AttemptView> = state
+        .store
+        .attempts(&run.id, &unit_key)
+        .await?
+        .iter()
+        .map(AttemptView::of)
+        .collect();
+    // A first attempt that succeeded and logged nothing has no row of its own: the unit's
+    // row holds all of it.
+    if history.is_empty()
+        && unit.attempt == 1
+        && unit.status == StepStatus::Succeeded
+        && let (Some(start), Some(end)) = (unit.started_at, unit.finished_at)
+    {
+        history.push(AttemptView {
+            attempt: 1,
+            started_at: time(start),
+            finished_at: time(end),
+            outcome: AttemptOutcome::Succeeded.as_str().to_string(),
+            kind: None,
+            error: None,
+            log: String::new(),
+        });
+    }
     Ok(Json(StepDetail {
         unit: StepView::of(&unit),
         run_id: run.id,
-        history: history.iter().map(AttemptView::of).collect(),
+        history,
     }))
 }

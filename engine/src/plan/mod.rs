@@ -538,7 +538,7 @@ fn plan_steps(
                 if let Some(w) = &c.with {
                     let comp_site = refs::Site {
                         compensate: true,
-                        ..site.clone()
+                        ..site.plugin_input()
                     };
                     ctx.check_value(w, &comp_site, diags);
                 }
@@ -598,7 +598,7 @@ fn plan_kind(
                 .map(|w| compile_value(w, diags))
                 .unwrap_or(TValue::Literal(serde_json::json!({})));
             if let Some(w) = with {
-                ctx.check_value(w, site, diags);
+                ctx.check_value(w, &site.plugin_input(), diags);
             }
             let desc = resolve_plugin(plugin, req, env.plugins, diags)?;
             check_with_schema(&tv, with.as_ref(), s.span, desc, diags);

@@ -31,6 +31,9 @@ pub(crate) struct Site {
     pub(crate) fan_out: bool,
     /// `output` (the compensated step's output) is in scope.
     pub(crate) compensate: bool,
+    /// `secrets.NAME` may be read: only in `with:` of a `uses:` step or of its `compensate:`,
+    /// which goes to a plugin and is never stored.
+    pub(crate) secrets: bool,
 }
 
 impl Site {
@@ -40,6 +43,15 @@ impl Site {
             step: Some(i),
             fan_out,
             compensate: false,
+            secrets: false,
+        }
+    }
+
+    /// The same site, inside a plugin's `with:`.
+    pub(crate) fn plugin_input(&self) -> Self {
+        Self {
+            secrets: true,
+            ..self.clone()
         }
     }
 
@@ -49,6 +61,7 @@ impl Site {
             step: None,
             fan_out: false,
             compensate: false,
+            secrets: false,
         }
     }
 }
@@ -136,6 +149,17 @@ impl Ctx<'_> {
                 format!("`{root}` is only in scope in a step with `for_each`"),
             )
             .map(|d| d.help("add `for_each:` to the step, or read the value another way")),
+            "secrets" if !site.secrets => err(
+                "secret-out-of-place",
+                format!(
+                    "`{shown}` may only be read in `with:` of a `uses:` step or of its `compensate:`; anywhere else its value would be stored"
+                ),
+            )
+            .map(|d| {
+                d.help(
+                    "hand the secret to the plugin that needs it in that step's `with:` (what the plugin returns is masked)",
+                )
+            }),
             "secrets" if path.len() >= 2 => None,
             "secrets" => err(
                 "unknown-variable",

@@ -124,10 +124,10 @@ steps:
     for_each: "{{ range inputs.count }}"
     max_parallel: 5
     uses: http@^1
-    with: { method: POST, url: "https://cloud.test/instances/{{ index }}", body: { size: "{{ inputs.size }}" } }
+    with: { method: POST, url: "https://cloud.test/instances/{{ index }}?key={{ secrets.cloud }}", body: { size: "{{ inputs.size }}" } }
     compensate:
       uses: http@^1
-      with: { method: DELETE, url: "https://cloud.test/instances/{{ output.id }}" }
+      with: { method: DELETE, url: "https://cloud.test/instances/{{ output.id }}?key={{ secrets.cloud }}" }
   - id: settle
     needs: [create]
     wait: 30s
@@ -428,6 +428,21 @@ fn cases() -> Vec<Case> {
         ("catalog: approval with an empty list of roles", "id: vms\ntitle: VMs\nworkflow: provision-vms\napproval: { roles: [] }\n".into(), &[
             "4:20 empty-list: `approval.roles` is empty",
         ]),
+        ("a secret in when", s("  - id: a\n    when: \"{{ secrets.token }}\"\n    wait: 1s\n"), &[
+            "5:11 secret-out-of-place: `secrets.token` may only be read in `with:` of a `uses:` step or of its `compensate:`; anywhere else its value would be stored",
+        ]),
+        ("a secret in the outputs", format!("{HEAD}steps:\n  - id: a\n    wait: 1s\noutputs:\n  leaked: \"{{{{ secrets.token }}}}\"\n"), &[
+            "7:11 secret-out-of-place: `secrets.token` may only be read in `with:` of a `uses:` step or of its `compensate:`; anywhere else its value would be stored",
+        ]),
+        ("a secret in a child workflow's inputs", s("  - id: a\n    workflow: demo@1\n    with: { n: \"{{ secrets.token }}\" }\n"), &[
+            "6:16 secret-out-of-place: `secrets.token` may only be read in `with:` of a `uses:` step or of its `compensate:`; anywhere else its value would be stored",
+        ]),
+        ("a secret in an incident", s("  - id: a\n    incident: { action: open, title: \"x {{ secrets.token }}\", severity: sev3 }\n"), &[
+            "5:38 secret-out-of-place: `secrets.token` may only be read in `with:` of a `uses:` step or of its `compensate:`; anywhere else its value would be stored",
+        ]),
+        ("a secret in an approval message", s("  - id: a\n    approval: { roles: [operator], message: \"{{ secrets.token }}\" }\n"), &[
+            "5:45 secret-out-of-place: `secrets.token` may only be read in `with:` of a `uses:` step or of its `compensate:`; anywhere else its value would be stored",
+        ]),
         ("catalog: invalid SLA", "id: vms\ntitle: VMs\nworkflow: provision-vms\nsla: { fulfil_within: fast }\n".into(), &[
             "4:23 invalid-duration: `sla.fulfil_within`: `fast` is not a duration",
         ]),
@@ -488,6 +503,10 @@ fn hints_name_the_fix() {
         (
             s("  - id: a\n    uses: echo@^1\n    with: { x: \"{{ run.tennant }}\" }\n"),
             "did you mean `run.tenant`?",
+        ),
+        (
+            s("  - id: a\n    when: \"{{ secrets.token }}\"\n    wait: 1s\n"),
+            "hand the secret to the plugin that needs it in that step's `with:` (what the plugin returns is masked)",
         ),
         (
             s("  - id: a\n    uses: http\n    with: { url: x }\n"),

@@ -10,6 +10,8 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
+
+use super::mask::Masker;
 use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
 use wasmtime_wasi::p2::{OutputStream, Pollable, StreamResult};
 
@@ -56,10 +58,17 @@ impl LogSink {
         self.append(&line);
     }
 
-    /// The log as text, with a note when some of it was dropped.
-    pub(crate) fn text(&self) -> String {
+    /// The log as text, masked for `masker`'s secrets — whatever the writes that made it, so
+    /// a secret split across two writes is masked too — with a note when some of it was
+    /// dropped (and then a secret cut in half at the cap masked as well).
+    pub(crate) fn text(&self, masker: &Masker) -> String {
         let b = self.0.lock().unwrap_or_else(PoisonError::into_inner);
-        let mut text = String::from_utf8_lossy(&b.bytes).into_owned();
+        let raw = String::from_utf8_lossy(&b.bytes);
+        let mut text = if b.dropped > 0 {
+            masker.mask_cut(&raw)
+        } else {
+            masker.mask(&raw)
+        };
         if b.dropped > 0 {
             if !text.is_empty() && !text.ends_with('\n') {
                 text.push('\n');
@@ -150,7 +159,7 @@ mod tests {
         sink.append(b"out\n");
         sink.line("info", "hi");
         sink.append(b"0123456789");
-        let text = sink.text();
+        let text = sink.text(&Masker::default());
         assert!(text.starts_with("out\n[info] hi\n01\n[csmp]"), "{text}");
         assert!(text.contains("8 more bytes of log dropped"), "{text}");
         assert!(text.contains("16 bytes"), "{text}");
@@ -161,7 +170,7 @@ mod tests {
         let mut sink = LogSink::new(4);
         assert!(OutputStream::write(&mut sink, Bytes::from_static(b"abcdefgh")).is_ok());
         assert_eq!(sink.check_write().ok(), Some(WRITE_PERMIT));
-        assert!(sink.text().starts_with("abcd\n"));
+        assert!(sink.text(&Masker::default()).starts_with("abcd\n"));
     }
 
     #[test]

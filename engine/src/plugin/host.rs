@@ -6,7 +6,7 @@
 //! the grant checks in `policy`. Knows nothing about workflows, retries or the store.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, PoisonError, RwLock};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::Duration;
 
 use sha2::{Digest, Sha256};
@@ -23,6 +23,7 @@ use super::config::{Grants, HostConfig};
 use super::descriptor::{PluginDescriptor, PluginIndex};
 use super::error::{FailureKind, LoadError, PluginError, StepFailure};
 use super::imports;
+use super::mask::Masker;
 use super::outbound::Outbound;
 use super::policy::Policy;
 use super::sandbox::{self, StepState};
@@ -63,7 +64,13 @@ pub(super) struct Inner {
     slots: Slots,
     /// Advances the engine's epoch so deadlines and cancellation are noticed.
     _ticker: EpochTicker,
+    /// The masker of the secrets map last handed in, kept while callers hand the same map
+    /// (the executor hands one map to every attempt).
+    masker: Mutex<Option<(SecretMap, Arc<Masker>)>>,
 }
+
+/// The secrets handed to attempts.
+type SecretMap = Arc<BTreeMap<String, String>>;
 
 /// The limits the instance pool was built for at start.
 #[derive(Debug, Clone, Copy)]
@@ -234,6 +241,7 @@ impl PluginHost {
                 registry: RwLock::default(),
                 slots: Slots::new(step_slots),
                 _ticker: ticker,
+                masker: Mutex::new(None),
             }),
         })
     }
@@ -429,7 +437,16 @@ impl PluginHost {
     pub fn trial(&self, call: Invocation) -> Trial {
         let started = std::time::Instant::now();
         let mut peak_memory = 0;
-        let result = self.attempt(call, &mut peak_memory);
+        // Everything that leaves the attempt is masked for every secret it was handed: the
+        // output, the error (which may quote the input or a URL) and the log.
+        let masker = self.masker_for(&call.secrets);
+        let mut result = self.attempt(call, &masker, &mut peak_memory);
+        match &mut result {
+            Ok(out) => masker.mask_json(&mut out.output),
+            Err(f) => {
+                masker.mask_in_place(&mut f.message);
+            }
+        }
         Trial {
             result,
             elapsed: started.elapsed(),
@@ -437,7 +454,29 @@ impl PluginHost {
         }
     }
 
-    fn attempt(&self, call: Invocation, peak_memory: &mut usize) -> Result<Outcome, StepFailure> {
+    /// The masker for `secrets`, built once per distinct map.
+    fn masker_for(&self, secrets: &SecretMap) -> Arc<Masker> {
+        let mut cached = self
+            .inner
+            .masker
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Some((map, masker)) = cached.as_ref()
+            && Arc::ptr_eq(map, secrets)
+        {
+            return Arc::clone(masker);
+        }
+        let masker = Arc::new(Masker::new(secrets));
+        *cached = Some((Arc::clone(secrets), Arc::clone(&masker)));
+        masker
+    }
+
+    fn attempt(
+        &self,
+        call: Invocation,
+        masker: &Masker,
+        peak_memory: &mut usize,
+    ) -> Result<Outcome, StepFailure> {
         let Some(_slot) = self.inner.slots.take(&call.cancel) else {
             return Err(StepFailure::new(
                 FailureKind::Cancelled,
@@ -466,6 +505,21 @@ impl PluginHost {
         }
 
         let policy = loaded.policy();
+        // A secret templated into `with:` reaches the plugin as plainly as one it reads: the
+        // grant covers both.
+        if let Some(name) = masker
+            .found_in(&input)
+            .into_iter()
+            .find(|name| !policy.allows_secret(name))
+        {
+            return Err(StepFailure::new(
+                FailureKind::Denied,
+                format!(
+                    "the input of this attempt carries secret `{name}`, which plugin {} is not granted; add it to `plugins.{}.secrets` in the grants file, or take it out of the step's `with:`",
+                    call.plugin, call.plugin
+                ),
+            ));
+        }
         let cap = policy.output_bytes;
         let mut store = sandbox::new_store(
             &self.inner.engine,
@@ -477,7 +531,7 @@ impl PluginHost {
         );
         let log = store.data().log().clone();
         let fail = |e: wasmtime::Error| {
-            let text = log.text();
+            let text = log.text(masker);
             let mut failure = sandbox::classify(&e, &text);
             failure.log = text;
             failure
@@ -504,7 +558,7 @@ impl PluginHost {
         let with_log = |kind: FailureKind, message: String| StepFailure {
             kind,
             message,
-            log: log.text(),
+            log: log.text(masker),
         };
         let text = match result {
             Ok(text) => text,
@@ -538,7 +592,7 @@ impl PluginHost {
         }
         Ok(Outcome {
             output,
-            log: log.text(),
+            log: log.text(masker),
         })
     }
 
@@ -560,8 +614,9 @@ impl PluginHost {
             CancellationToken::new(),
         );
         let log = store.data().log().clone();
-        let fail =
-            |e: wasmtime::Error| LoadError::Describe(sandbox::classify(&e, &log.text()).message);
+        let fail = |e: wasmtime::Error| {
+            LoadError::Describe(sandbox::classify(&e, &log.text(&Masker::default())).message)
+        };
         let plugin = pre.instantiate(&mut store).map_err(fail)?;
         let json = plugin.call_describe(&mut store).map_err(fail)?;
         let descriptor: PluginDescriptor = serde_json::from_str(&json).map_err(|e| {

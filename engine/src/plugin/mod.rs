@@ -60,6 +60,7 @@ mod error;
 mod grants;
 mod host;
 mod imports;
+pub mod mask;
 mod outbound;
 mod policy;
 mod sandbox;

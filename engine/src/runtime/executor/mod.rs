@@ -75,6 +75,8 @@ pub(super) struct Executor {
     config: EngineConfig,
     /// `config.secrets`, shared with every plugin attempt.
     secrets: Arc<std::collections::BTreeMap<String, String>>,
+    /// Masks those secrets in the errors the executor writes.
+    masker: Arc<crate::plugin::mask::Masker>,
     events: broadcast::Sender<RunEvent>,
     /// What keeps the loop from progressing, for `/readyz`.
     health: Arc<Health>,
@@ -180,6 +182,7 @@ impl Executor {
             defs,
             clock,
             secrets: Arc::new(config.secrets.clone()),
+            masker: Arc::new(crate::plugin::mask::Masker::new(&config.secrets)),
             config,
             events,
             health,
@@ -577,13 +580,23 @@ impl Executor {
 
     async fn flush(&mut self) -> bool {
         let mut writes = Vec::new();
+        // Errors the executor composes (a template that cannot render, a run failed because
+        // of a step) are masked here, in memory, before anything stores, logs or streams them;
+        // what came from a plugin attempt was masked by the host already.
+        let masker = &self.masker;
         for id in &self.touched_runs {
-            if let Some(r) = self.runs.get(id) {
+            if let Some(r) = self.runs.get_mut(id) {
+                if let Some(e) = &mut r.row.error {
+                    masker.mask_in_place(e);
+                }
                 writes.push(Write::Run(r.row.clone()));
             }
         }
         for (run, key) in &self.touched_units {
-            if let Some(u) = self.runs.get(run).and_then(|r| r.units.get(key)) {
+            if let Some(u) = self.runs.get_mut(run).and_then(|r| r.units.get_mut(key)) {
+                if let Some(e) = &mut u.error {
+                    masker.mask_in_place(e);
+                }
                 writes.push(Write::Step(u.clone()));
             }
         }

@@ -671,7 +671,14 @@ impl Executor {
                 unit.finished_at = Some(now);
             }
         }
-        self.attempt_writes.push(Write::Attempt(history));
+        // A first attempt that succeeded without a word is all in the unit's own row (its
+        // start, end and output): no history row, so the common step stays one statement.
+        let said_nothing = history.attempt == 1
+            && history.outcome == AttemptOutcome::Succeeded
+            && history.log.is_empty();
+        if !said_nothing {
+            self.attempt_writes.push(Write::Attempt(history));
+        }
         self.touch(&d.run_id, d.key);
     }
 

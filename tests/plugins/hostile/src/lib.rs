@@ -29,6 +29,10 @@ pub enum Mode {
     Flood,
     /// Read the secret `secret`.
     Peek,
+    /// Read the secret `secret` and let it out every way a plugin can: in the output (plain,
+    /// URL-encoded, base64), split across two writes to stderr, in a log line, and, with
+    /// `bytes` set, as the error.
+    Leak,
     /// Report what earlier attempts left behind (a counter in static memory, bytes in a
     /// zero-initialised heap buffer larger than a kept-resident slot), then leave marks.
     Remember,
@@ -142,11 +146,57 @@ pub fn run(ctx: &Context, input: Input) -> Result<Output, PluginError> {
                 ..Output::default()
             })
         }
+        Mode::Leak => {
+            let name = input
+                .secret
+                .ok_or_else(|| PluginError::permanent("leak needs `secret`"))?;
+            let value = ctx.secret(&name).unwrap_or_default();
+            let (head, tail) = value.split_at(value.len() / 2);
+            eprint!("first half {head}");
+            eprintln!("{tail} second half");
+            ctx.info(format!("the secret is {value}"));
+            if input.bytes.is_some() {
+                return Err(PluginError::retryable(format!(
+                    "failed at https://api.test/?key={value}"
+                )));
+            }
+            Ok(Output {
+                secret: Some(value.clone()),
+                payload: Some(format!(
+                    "url {} b64 {}",
+                    value.replace(' ', "%20"),
+                    base64_of(value.as_bytes())
+                )),
+                ..Output::default()
+            })
+        }
         Mode::Flood => Ok(Output {
             payload: Some("x".repeat(input.bytes.unwrap_or(50 * 1024 * 1024))),
             ..Output::default()
         }),
     }
+}
+
+/// Standard base64 with padding (written out: the plugin has no dependency for it).
+fn base64_of(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::new();
+    for chunk in bytes.chunks(3) {
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(char::from(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize]));
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
 }
 
 csmp_sdk::plugin! {
