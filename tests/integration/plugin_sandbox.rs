@@ -241,6 +241,49 @@ fn http_to_a_host_not_granted_is_denied() {
     assert_echo_works(&host);
 }
 
+/// Headers that steer the connection are the host's: each fails only its own attempt,
+/// `denied`, naming the header, and nothing reaches the server.
+#[test]
+fn a_plugin_cannot_set_the_headers_that_steer_the_connection() {
+    let server = serve(200, "{}");
+    let grant = Grant {
+        http_hosts: vec![server.addr.to_string()],
+        ..Grant::default()
+    };
+    let host = host(grants("hostile", grant));
+    let url = format!("http://{}/ok", server.addr);
+    for header in [
+        "Host: metadata.internal",
+        "connection: upgrade",
+        "Transfer-Encoding: chunked",
+        "Upgrade: websocket",
+        "Proxy-Authorization: Basic eA==",
+    ] {
+        let failure = expect_failure(host.invoke_blocking(hostile(
+            json!({"mode": "fetch", "url": url, "header": header}),
+        )));
+        assert_eq!(failure.kind, FailureKind::Denied, "{header}: {failure}");
+        let name = header.split(':').next().unwrap_or_default();
+        assert!(
+            failure.message.contains(&format!("`{name}` header")),
+            "{failure}"
+        );
+    }
+    assert_eq!(server.hits.load(Ordering::SeqCst), 0);
+    for fine in [
+        "X-Request: fine".to_string(),
+        format!("Host: {}", server.addr),
+    ] {
+        let out = host
+            .invoke_blocking(hostile(
+                json!({"mode": "fetch", "url": url, "header": fine}),
+            ))
+            .expect("an ordinary header, or the URL's own Host, goes through");
+        assert_eq!(out.output["status"], 200);
+    }
+    assert_echo_works(&host);
+}
+
 #[test]
 fn http_to_a_granted_host_goes_through() {
     let server = serve(200, "{}");

@@ -193,6 +193,10 @@ pub(crate) enum Interrupt {
     )]
     HttpDenied { plugin: String, host: String },
     #[error(
+        "plugin {plugin} may not set the `{header}` header: the host sets how a request reaches its server (Connection, Transfer-Encoding, Upgrade, Proxy-*, and a Host other than the URL's); leave it out"
+    )]
+    HttpHeaderDenied { plugin: String, header: String },
+    #[error(
         "plugin {plugin} may not read secret `{name}`; add it to `plugins.{plugin}.secrets` in the grants file"
     )]
     SecretDenied { plugin: String, name: String },
@@ -204,7 +208,9 @@ impl Interrupt {
             Self::Timeout(_) => FailureKind::Timeout,
             Self::Cancelled => FailureKind::Cancelled,
             Self::MemoryLimit { .. } => FailureKind::MemoryLimit,
-            Self::HttpDenied { .. } | Self::SecretDenied { .. } => FailureKind::Denied,
+            Self::HttpDenied { .. } | Self::HttpHeaderDenied { .. } | Self::SecretDenied { .. } => {
+                FailureKind::Denied
+            }
         }
     }
 }

@@ -73,6 +73,24 @@ impl Outbound {
             Ok(m) => m,
             Err(_) => return Ok(Err(invalid(format!("bad method `{}`", request.method)))),
         };
+        // Headers that would steer the connection itself (another virtual host behind the
+        // granted address, request smuggling, a protocol switch, a proxy hop) are the host's.
+        // A `Host` equal to the URL's own authority says nothing new (request signing, such
+        // as AWS's SigV4, covers it) and is allowed; any other is refused.
+        let authority = uri.authority().map(|a| a.as_str().to_ascii_lowercase());
+        let same_host = |value: &str| {
+            let value = value.trim().to_ascii_lowercase();
+            authority.as_deref() == Some(value.as_str())
+                || (value == host.to_ascii_lowercase() && port == default_port)
+        };
+        if let Some((name, _)) = request.headers.iter().find(|(name, value)| {
+            reserved(name) && !(name.trim().eq_ignore_ascii_case("host") && same_host(value))
+        }) {
+            return Err(Interrupt::HttpHeaderDenied {
+                plugin: policy.plugin.clone(),
+                header: name.clone(),
+            });
+        }
         let mut builder = http::Request::builder().method(method).uri(uri);
         for (name, value) in &request.headers {
             builder = builder.header(name.as_str(), value.as_str());
@@ -121,6 +139,15 @@ impl Outbound {
             }
         }
     }
+}
+
+/// Whether a plugin may not set this request header.
+fn reserved(name: &str) -> bool {
+    let name = name.trim().to_ascii_lowercase();
+    matches!(
+        name.as_str(),
+        "host" | "connection" | "transfer-encoding" | "upgrade" | "keep-alive" | "te" | "trailer"
+    ) || name.starts_with("proxy-")
 }
 
 /// How often an attempt waiting on a request looks at its cancellation.

@@ -58,9 +58,12 @@ pub struct Input {
     /// For `flood`: how many bytes of output.
     #[serde(default)]
     pub bytes: Option<usize>,
-    /// For `peek`: which secret to read.
+    /// For `peek` and `leak`: which secret to read.
     #[serde(default)]
     pub secret: Option<String>,
+    /// For `fetch`: one header to send, `Name: value`.
+    #[serde(default)]
+    pub header: Option<String>,
 }
 
 /// What the plugin saw or made.
@@ -119,7 +122,11 @@ pub fn run(ctx: &Context, input: Input) -> Result<Output, PluginError> {
             let url = input
                 .url
                 .ok_or_else(|| PluginError::permanent("fetch needs `url`"))?;
-            let response = ctx.http(Request::get(url))?;
+            let mut request = Request::get(url);
+            if let Some((name, value)) = input.header.as_deref().and_then(|h| h.split_once(':')) {
+                request = request.header(name.trim(), value.trim());
+            }
+            let response = ctx.http(request)?;
             Ok(Output {
                 status: Some(response.status),
                 ..Output::default()
@@ -221,6 +228,7 @@ mod tests {
                 url: None,
                 bytes: Some(10),
                 secret: None,
+                header: None,
             },
         )?;
         assert_eq!(out.payload.as_deref(), Some("xxxxxxxxxx"));
@@ -236,6 +244,7 @@ mod tests {
                 url: None,
                 bytes: None,
                 secret: None,
+                header: None,
             },
         );
         assert!(matches!(err, Err(PluginError::Permanent(_))));
