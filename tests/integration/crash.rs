@@ -114,7 +114,7 @@ fn grants_file(dir: &Path) -> PathBuf {
     let path = dir.join("grants.yaml");
     std::fs::write(
         &path,
-        "plugins:\n  http:\n    http_hosts: [\"127.0.0.1\"]\n",
+        "plugins:\n  http:\n    http_hosts: [\"127.0.0.1:*\"]\n",
     )
     .expect("grants");
     path

@@ -31,7 +31,7 @@ pub(crate) fn loopback_host() -> csmp::plugin::PluginHost {
     grants.plugins.insert(
         "http".into(),
         Grant {
-            http_hosts: vec!["127.0.0.1".into()],
+            http_hosts: vec!["127.0.0.1:*".into()],
             ..Grant::default()
         },
     );

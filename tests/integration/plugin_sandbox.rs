@@ -395,7 +395,7 @@ fn the_http_builtin_classifies_statuses() {
     let down = serve(503, "busy");
     let bad = serve(404, "no such thing");
     let grant = Grant {
-        http_hosts: vec!["127.0.0.1".into()],
+        http_hosts: vec!["127.0.0.1:*".into()],
         ..Grant::default()
     };
     let host = host(grants("http", grant));

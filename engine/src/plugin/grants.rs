@@ -84,7 +84,8 @@ fn host_covered(policy: &Policy, grant: &Grant, requested: &str) -> bool {
         },
         _ => (requested.clone(), 443),
     };
-    policy.allows_host(&host, port)
+    // A request without a port asks for https' default.
+    policy.allows_host(&host, port, 443)
 }
 
 /// A requested secret is covered when the grant names it, or (for a `prefix*` request) a
@@ -267,7 +268,14 @@ plugins:
         type Case<'a> = (&'a [&'a str], &'a [&'a str], &'a [&'a str], &'a [&'a str]);
         let cases: &[Case] = &[
             (&["api.example.com"], &["token"], &[], &[]),
-            (&["API.example.com:8443"], &["aws_key"], &[], &[]),
+            (&["API.example.com"], &["aws_key"], &[], &[]),
+            // A grant without a port is the default port only.
+            (
+                &["api.example.com:8443"],
+                &[],
+                &["api.example.com:8443"],
+                &[],
+            ),
             (
                 &["127.0.0.1:9000", "127.0.0.1:9001"],
                 &[],

@@ -32,7 +32,7 @@
 //! max_concurrent_steps: 64      # attempts running at once (sizes the instance pool)
 //! plugins:
 //!   http:
-//!     http_hosts:               # host (any port), host:port, *.domain (subdomains), or *
+//!     http_hosts:               # host (its scheme's default port), host:port, host:*, *.domain (subdomains, default port), or *
 //!       - api.cloud.example.com
 //!       - "*.svc.example.com"
 //!       - "localhost:8080"

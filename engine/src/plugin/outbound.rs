@@ -62,7 +62,7 @@ impl Outbound {
             return Ok(Err(invalid(format!("url `{}` has no host", request.url))));
         };
         let port = uri.port_u16().unwrap_or(default_port);
-        if !policy.allows_host(host, port) {
+        if !policy.allows_host(host, port, default_port) {
             return Err(Interrupt::HttpDenied {
                 plugin: policy.plugin.clone(),
                 host: format!("{host}:{port}"),

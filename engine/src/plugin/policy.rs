@@ -30,12 +30,24 @@ pub(crate) struct Policy {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum HostPattern {
-    /// `*`.
+    /// `*`: any host on any port.
     Any,
-    /// `*.example.com`: any subdomain, not the apex.
+    /// `*.example.com`: any subdomain, not the apex, on the scheme's default port.
     Suffix(String),
-    /// `example.com` or `example.com:8443`.
-    Exact { host: String, port: Option<u16> },
+    /// `example.com` (the scheme's default port), `example.com:8443` (that port) or
+    /// `example.com:*` (any port).
+    Exact { host: String, port: Port },
+}
+
+/// The ports a host pattern grants.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Port {
+    /// 80 for `http`, 443 for `https`.
+    Default,
+    /// Exactly this one.
+    Only(u16),
+    /// Every port (`host:*`).
+    Any,
 }
 
 impl Policy {
@@ -58,17 +70,24 @@ impl Policy {
     }
 
     /// Whether the plugin may send a request to `host` (as in a URL, IPv6 in brackets) on
-    /// `port` (the URL's port or its scheme's default).
-    pub(crate) fn allows_host(&self, host: &str, port: u16) -> bool {
+    /// `port` (the URL's port or its scheme's default), where `default_port` is its scheme's
+    /// default: a grant without a port grants only that one.
+    pub(crate) fn allows_host(&self, host: &str, port: u16, default_port: u16) -> bool {
         let host = host.trim_end_matches('.').to_ascii_lowercase();
+        let ports = |p: Port| match p {
+            Port::Default => port == default_port,
+            Port::Only(granted) => port == granted,
+            Port::Any => true,
+        };
         self.http_hosts.iter().any(|p| match p {
             HostPattern::Any => true,
-            HostPattern::Suffix(suffix) => host
-                .strip_suffix(suffix.as_str())
-                .is_some_and(|rest| rest.ends_with('.') && rest.len() > 1),
-            HostPattern::Exact { host: h, port: p } => {
-                *h == host && p.is_none_or(|granted| granted == port)
+            HostPattern::Suffix(suffix) => {
+                ports(Port::Default)
+                    && host
+                        .strip_suffix(suffix.as_str())
+                        .is_some_and(|rest| rest.ends_with('.') && rest.len() > 1)
             }
+            HostPattern::Exact { host: h, port: p } => *h == host && ports(*p),
         })
     }
 
@@ -90,19 +109,24 @@ impl HostPattern {
         if let Some(suffix) = p.strip_prefix("*.") {
             return Self::Suffix(suffix.to_owned());
         }
-        // `host:port`, `[v6]:port`, `[v6]` or `host`.
+        // `host:port`, `host:*`, `[v6]:port`, `[v6]` or `host`.
         if let Some((host, port)) = p.rsplit_once(':')
             && (!host.contains(':') || host.ends_with(']'))
-            && let Ok(port) = port.parse::<u16>()
         {
-            return Self::Exact {
-                host: host.to_owned(),
-                port: Some(port),
+            let port = match port {
+                "*" => Some(Port::Any),
+                n => n.parse::<u16>().ok().map(Port::Only),
             };
+            if let Some(port) = port {
+                return Self::Exact {
+                    host: host.to_owned(),
+                    port,
+                };
+            }
         }
         Self::Exact {
             host: p,
-            port: None,
+            port: Port::Default,
         }
     }
 }
@@ -129,12 +153,16 @@ mod tests {
                 "localhost:8080",
                 "[::1]:9000",
                 "Mixed.Case",
+                "any-port.test:*",
             ],
             &[],
         );
         let cases = [
             ("api.example.com", 443, true),
-            ("API.example.com", 80, true),
+            ("API.example.com", 443, true),
+            ("api.example.com", 8443, false),
+            ("any-port.test", 1, true),
+            ("any-port.test", 65535, true),
             ("api.example.com.", 443, true),
             ("evil.api.example.com", 443, false),
             ("example.com", 443, false),
@@ -146,20 +174,25 @@ mod tests {
             ("localhost", 8081, false),
             ("[::1]", 9000, true),
             ("[::1]", 9001, false),
-            ("mixed.case", 1, true),
-            ("127.0.0.1", 80, false),
+            ("mixed.case", 443, true),
+            ("mixed.case", 1, false),
+            ("a.svc.example.com", 8443, false),
+            ("127.0.0.1", 443, false),
         ];
         for (host, port, allowed) in cases {
-            assert_eq!(p.allows_host(host, port), allowed, "{host}:{port}");
+            assert_eq!(p.allows_host(host, port, 443), allowed, "{host}:{port}");
         }
+        // A bare host on plain http means port 80.
+        assert!(p.allows_host("api.example.com", 80, 80));
+        assert!(!p.allows_host("api.example.com", 443, 80));
     }
 
     #[test]
     fn nothing_granted_means_nothing_allowed() {
         let p = policy(&[], &[]);
-        assert!(!p.allows_host("example.com", 443));
+        assert!(!p.allows_host("example.com", 443, 443));
         assert!(!p.allows_secret("anything"));
-        assert!(policy(&["*"], &[]).allows_host("anything.at.all", 1));
+        assert!(policy(&["*"], &[]).allows_host("anything.at.all", 1, 443));
     }
 
     #[test]
