@@ -15,6 +15,7 @@ mod incidents;
 mod openapi;
 mod plugins;
 pub mod problem;
+mod reach;
 mod requests;
 mod runs;
 mod steps;

@@ -8,12 +8,14 @@ use axum::response::{IntoResponse, Json, Response};
 use super::auth::{Principal, Role};
 use super::grants::PluginDetail;
 use super::problem::{Problem, RawBody};
+use super::reach::Reach;
 use super::views::{PluginList, PluginUploaded, PluginView};
 use super::{AppState, PathParams};
 use crate::plugin::LoadError;
 use crate::store::{PluginRow, PutWorkflow, hex_sha256};
 
-/// Every loaded plugin version (built-in and uploaded).
+/// Every loaded plugin version (built-in and uploaded); for a client, those the workflows it
+/// may read use.
 #[utoipa::path(get, path = "/v1/plugins", tag = "plugins",
     responses(
         (status = 200, description = "Every plugin version", body = PluginList),
@@ -26,8 +28,15 @@ pub(super) async fn list(
     Extension(who): Extension<Principal>,
 ) -> Result<Json<PluginList>, Problem> {
     who.require(&[Role::Client, Role::Operator, Role::Admin])?;
+    let reach = Reach::of(&state, &who);
     Ok(Json(PluginList {
-        items: state.host.index().all().map(PluginView::of).collect(),
+        items: state
+            .host
+            .index()
+            .all()
+            .filter(|d| reach.plugin(&d.name, &d.version))
+            .map(PluginView::of)
+            .collect(),
     }))
 }
 
@@ -51,10 +60,11 @@ pub(super) async fn get_one(
     let index = state.host.index();
     // The operator's configuration is not a tenant's to read.
     let grants = (who.role != Role::Client).then(|| state.host.grants());
+    let reach = Reach::of(&state, &who);
     index
         .versions(&name)
         .iter()
-        .find(|d| d.version.to_string() == version)
+        .find(|d| d.version.to_string() == version && reach.plugin(&d.name, &d.version))
         .map(|d| Json(PluginDetail::of(d, grants.as_ref())))
         .ok_or_else(|| Problem::not_found("plugin", &format!("{name}@{version}")))
 }

@@ -7,6 +7,7 @@ use axum::response::{IntoResponse, Json, Response};
 
 use super::auth::{Principal, Role};
 use super::problem::{Located, Problem, RawBody};
+use super::reach::Reach;
 use super::views::{
     WorkflowList, WorkflowSummary, WorkflowUploaded, WorkflowVersion, WorkflowVersions,
 };
@@ -22,7 +23,8 @@ const YAML_TYPES: &[&str] = &[
     "text/plain",
 ];
 
-/// Every runnable workflow with its versions.
+/// Every runnable workflow with its versions (for a client, those its tenant's catalog entries
+/// start, and the child workflows they start).
 #[utoipa::path(get, path = "/v1/workflows", tag = "workflows",
     responses(
         (status = 200, description = "Every workflow", body = WorkflowList),
@@ -35,10 +37,12 @@ pub(super) async fn list(
     Extension(who): Extension<Principal>,
 ) -> Result<Json<WorkflowList>, Problem> {
     who.require(&[Role::Client, Role::Operator, Role::Admin])?;
+    let reach = Reach::of(&state, &who);
     let names = state.workflow_names();
     Ok(Json(WorkflowList {
         items: names
             .into_iter()
+            .filter(|(name, _)| reach.workflow(name))
             .filter_map(|(name, versions)| {
                 let latest = *versions.last()?;
                 let description = state
@@ -71,6 +75,9 @@ pub(super) async fn versions(
     PathParams(name): PathParams<String>,
 ) -> Result<Json<WorkflowVersions>, Problem> {
     who.require(&[Role::Client, Role::Operator, Role::Admin])?;
+    if !Reach::of(&state, &who).workflow(&name) {
+        return Err(Problem::not_found("workflow", &name));
+    }
     let versions: Vec<WorkflowVersion> = state
         .store
         .workflows()
@@ -106,12 +113,13 @@ pub(super) async fn get_version(
     PathParams((name, version)): PathParams<(String, u32)>,
 ) -> Result<Json<WorkflowVersion>, Problem> {
     who.require(&[Role::Client, Role::Operator, Role::Admin])?;
+    let reach = Reach::of(&state, &who);
     state
         .store
         .workflows()
         .await?
         .into_iter()
-        .find(|w| w.name == name && w.version == version)
+        .find(|w| w.name == name && w.version == version && reach.workflow(&w.name))
         .map(|w| {
             Json(WorkflowVersion {
                 name: w.name,

@@ -280,8 +280,14 @@ fn grants_reload_over_the_api_is_for_admins_audited_and_all_or_nothing() {
         json!({ "http_hosts": ["*"], "secrets": ["*"] }),
         "{uploaded}"
     );
+    // No workflow a client may order uses it: to a client it does not exist. A plugin its
+    // workflows use it sees without the operator's grants.
+    app.get("/v1/plugins/hostile/0.1.0")
+        .auth(&client)
+        .send()
+        .problem(404, "not-found");
     let seen = app
-        .get("/v1/plugins/hostile/0.1.0")
+        .get("/v1/plugins/echo/1.0.0")
         .auth(&client)
         .send()
         .expect(200);

@@ -24,11 +24,11 @@ fn the_built_in_plugins_are_listed_with_their_schemas() {
     let app = App::start();
     let list = app
         .get("/v1/plugins")
-        .auth(&app.client_a)
+        .auth(&app.operator)
         .send()
         .expect(200);
     let listed = names(&list);
-    for builtin in ["echo@1.0.0", "http@1.0.0", "notify@1.0.0"] {
+    for builtin in ["echo@1.0.0", "http@1.0.0", "notify@1.0.0", "forecast@1.0.0"] {
         assert!(
             listed.contains(&builtin.to_string()),
             "{builtin} in {listed:?}"
@@ -147,7 +147,7 @@ fn uploads_are_validated_in_the_sandbox() {
     assert_eq!(again["created"], false);
     let got = app
         .get("/v1/plugins/hostile/0.1.0")
-        .auth(&app.client_a)
+        .auth(&app.operator)
         .send()
         .expect(200);
     assert_eq!(got["name"], "hostile");

@@ -316,7 +316,7 @@ fn sigterm_ends_streams_and_exits_0_and_a_restart_has_everything() {
     );
     let plugin = app
         .get("/v1/plugins/hostile/0.1.0")
-        .auth(&client)
+        .auth(&operator)
         .send()
         .expect(200);
     assert_eq!(

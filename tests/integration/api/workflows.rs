@@ -41,7 +41,7 @@ fn uploads_are_stored_once_and_versions_are_immutable() {
 
     let list = app
         .get("/v1/workflows")
-        .auth(&app.client_a)
+        .auth(&app.operator)
         .send()
         .expect(200);
     let greeter = list["items"]
@@ -65,7 +65,7 @@ fn uploads_are_stored_once_and_versions_are_immutable() {
 
     let versions = app
         .get("/v1/workflows/greeter")
-        .auth(&app.client_a)
+        .auth(&app.operator)
         .send()
         .expect(200);
     assert_eq!(versions["name"], "greeter");
@@ -73,6 +73,11 @@ fn uploads_are_stored_once_and_versions_are_immutable() {
     assert_eq!(versions["versions"][0]["source"], GREETER_V1);
     assert_eq!(versions["versions"][0]["sha256"], sha.as_str());
     assert_eq!(versions["versions"][1]["source"], GREETER_V2);
+    // No catalog entry starts it: not a client's to read.
+    app.get("/v1/workflows/greeter")
+        .auth(&app.client_a)
+        .send()
+        .problem(404, "not-found");
     let one = app
         .get("/v1/workflows/greeter/1")
         .auth(&app.operator)
