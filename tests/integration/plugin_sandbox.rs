@@ -563,3 +563,155 @@ fn a_secret_in_the_input_needs_the_grant() {
     assert!(!failure.message.contains("never-granted"), "{failure}");
     assert_echo_works(&host);
 }
+
+/// A resolver that answers from a table: what a hostile DNS server would say.
+#[derive(Debug)]
+struct FakeDns(BTreeMap<&'static str, Vec<std::net::IpAddr>>);
+
+impl csmp::plugin::address::Lookup for FakeDns {
+    fn lookup(&self, host: &str, port: u16) -> std::io::Result<Vec<SocketAddr>> {
+        self.0
+            .get(host)
+            .map(|ips| ips.iter().map(|ip| SocketAddr::new(*ip, port)).collect())
+            .ok_or_else(|| std::io::Error::other(format!("{host}: no such name")))
+    }
+}
+
+fn host_with_dns(grants: Grants, dns: FakeDns) -> PluginHost {
+    let cache = format!("{}/plugin-cache", env!("CARGO_TARGET_TMPDIR"));
+    let mut config = HostConfig::new(cache, grants);
+    config.lookup = Some(Arc::new(dns));
+    let host = PluginHost::new(config).expect("host starts");
+    host.load_builtins().expect("built-ins load");
+    host.load(&wasm("hostile")).expect("hostile plugin loads");
+    host
+}
+
+fn ip(text: &str) -> std::net::IpAddr {
+    text.parse().expect("an address")
+}
+
+/// Addresses inside the machine and its networks are refused under a wide grant: loopback,
+/// the cloud metadata service (IPv4 and IPv6), a name that resolves to a public and a private
+/// address at once. Each fails only its own attempt, `denied`, naming the address and why;
+/// nothing reaches the local server.
+#[test]
+fn inside_addresses_need_to_be_named_in_the_grant() {
+    let server = serve(200, "{}");
+    let port = server.addr.port();
+    let dns = FakeDns(BTreeMap::from([
+        ("localhost.test", vec![ip("127.0.0.1")]),
+        ("rebind.test", vec![ip("93.184.216.34"), ip("127.0.0.1")]),
+        ("metadata.test", vec![ip("169.254.169.254")]),
+    ]));
+    let wide = Grant {
+        http_hosts: vec!["*".into()],
+        ..Grant::default()
+    };
+    let host = host_with_dns(grants("hostile", wide), dns);
+    let cases = [
+        (
+            format!("http://127.0.0.1:{port}/"),
+            "127.0.0.1",
+            "a loopback address",
+        ),
+        (
+            format!("http://localhost.test:{port}/"),
+            "127.0.0.1",
+            "a loopback address",
+        ),
+        (
+            format!("http://rebind.test:{port}/"),
+            "127.0.0.1",
+            "a loopback address",
+        ),
+        (
+            "http://metadata.test/latest/meta-data".to_string(),
+            "169.254.169.254",
+            "link-local",
+        ),
+        (
+            "http://169.254.169.254/latest/meta-data".to_string(),
+            "169.254.169.254",
+            "link-local",
+        ),
+        (
+            "http://[fd00:ec2::254]/latest/meta-data".to_string(),
+            "fd00:ec2::254",
+            "unique-local",
+        ),
+        (
+            format!("http://[::ffff:127.0.0.1]:{port}/"),
+            "127.0.0.1",
+            "a loopback address",
+        ),
+    ];
+    for (url, addr, kind) in &cases {
+        let failure =
+            expect_failure(host.invoke_blocking(hostile(json!({"mode": "fetch", "url": url}))));
+        assert_eq!(failure.kind, FailureKind::Denied, "{url}: {failure}");
+        assert!(failure.message.contains(addr), "{url}: {failure}");
+        assert!(failure.message.contains(kind), "{url}: {failure}");
+        assert!(failure.message.contains("allow_private"), "{failure}");
+    }
+    assert_eq!(
+        server.hits.load(Ordering::SeqCst),
+        0,
+        "nothing reached the server"
+    );
+    assert_echo_works(&host);
+}
+
+/// The grant names the address, or allows private ones: then the request goes through, to
+/// the address that was checked — a name only the test's resolver knows reaches the local
+/// server, so no second lookup happened.
+#[test]
+fn a_named_or_allowed_inside_address_is_reached_at_the_checked_address() {
+    let server = serve(200, "{}");
+    let port = server.addr.port();
+    let dns = FakeDns(BTreeMap::from([("pinned.test", vec![ip("127.0.0.1")])]));
+    let allowed = Grant {
+        http_hosts: vec![format!("pinned.test:{port}"), format!("127.0.0.1:{port}")],
+        allow_private: true,
+        ..Grant::default()
+    };
+    let host = host_with_dns(grants("hostile", allowed), dns);
+    for url in [
+        format!("http://pinned.test:{port}/ok"),
+        format!("http://127.0.0.1:{port}/ok"),
+    ] {
+        let out = host
+            .invoke_blocking(hostile(json!({"mode": "fetch", "url": url})))
+            .expect("an allowed inside address is reached");
+        assert_eq!(out.output["status"], 200);
+    }
+    assert_eq!(server.hits.load(Ordering::SeqCst), 2);
+
+    // Without allow_private, a granted name that resolves inside is refused; once the grant
+    // names the address too, it is the operator's choice and goes through.
+    let dns = || FakeDns(BTreeMap::from([("pinned.test", vec![ip("127.0.0.1")])]));
+    let name_only = Grant {
+        http_hosts: vec![format!("pinned.test:{port}")],
+        ..Grant::default()
+    };
+    let host = host_with_dns(grants("hostile", name_only), dns());
+    let failure = expect_failure(host.invoke_blocking(hostile(
+        json!({"mode": "fetch", "url": format!("http://pinned.test:{port}/")}),
+    )));
+    assert_eq!(failure.kind, FailureKind::Denied, "{failure}");
+    let named = Grant {
+        http_hosts: vec![format!("pinned.test:{port}"), format!("127.0.0.1:{port}")],
+        ..Grant::default()
+    };
+    let host = host_with_dns(grants("hostile", named), dns());
+    host.invoke_blocking(hostile(
+        json!({"mode": "fetch", "url": format!("http://pinned.test:{port}/")}),
+    ))
+    .expect("a name resolving to a granted address is reached");
+    host.invoke_blocking(hostile(
+        json!({"mode": "fetch", "url": format!("http://127.0.0.1:{port}/")}),
+    ))
+    .expect("the granted address itself is reached");
+    assert_eq!(server.hits.load(Ordering::SeqCst), 4);
+    assert_echo_works(&host);
+}

@@ -68,8 +68,9 @@ impl Default for Limits {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Grant {
-    /// Hosts the plugin may reach: `example.com` (any port), `example.com:8443` (that port),
-    /// `*.example.com` (any subdomain), or `*` (any host).
+    /// Hosts the plugin may reach: `example.com` (its scheme's default port),
+    /// `example.com:8443` (that port), `example.com:*` (any port), `*.example.com` (any
+    /// subdomain, default port), or `*` (any host and port).
     #[serde(default)]
     pub http_hosts: Vec<String>,
     /// Secrets the plugin may read: exact names, or a prefix ending in `*` (`notify_*`).
@@ -81,6 +82,11 @@ pub struct Grant {
     /// Overrides `defaults.output_bytes`.
     #[serde(default)]
     pub output_bytes: Option<usize>,
+    /// Lets the plugin reach addresses inside the machine and its networks (loopback,
+    /// link-local, private, unique-local) under any host it is granted. Without it, such an
+    /// address is reachable only when `http_hosts` names it (`127.0.0.1:8080`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub allow_private: bool,
 }
 
 /// The grants file (`csmp serve --plugin-grants FILE`).
@@ -186,6 +192,9 @@ pub struct HostConfig {
     pub grants: Grants,
     /// How often the CPU deadline is checked; also the cancellation latency. 5 ms unless set.
     pub epoch_tick: Option<Duration>,
+    /// Resolves the host names plugins ask for; the system's resolver unless set (tests
+    /// give one that answers what they need, a rebinding name among them).
+    pub lookup: Option<std::sync::Arc<dyn super::address::Lookup>>,
 }
 
 impl HostConfig {
@@ -195,6 +204,7 @@ impl HostConfig {
             cache_dir: Some(cache_dir.into()),
             grants,
             epoch_tick: None,
+            lookup: None,
         }
     }
 }

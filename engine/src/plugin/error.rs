@@ -197,6 +197,15 @@ pub(crate) enum Interrupt {
     )]
     HttpHeaderDenied { plugin: String, header: String },
     #[error(
+        "plugin {plugin} may not reach `{host}` at {addr}: it is {kind}; name that address in its grant (`plugins.{plugin}.http_hosts: [\"{addr}\"]`) or set `allow_private: true` if it is meant to"
+    )]
+    HttpAddressDenied {
+        plugin: String,
+        host: String,
+        addr: String,
+        kind: &'static str,
+    },
+    #[error(
         "plugin {plugin} may not read secret `{name}`; add it to `plugins.{plugin}.secrets` in the grants file"
     )]
     SecretDenied { plugin: String, name: String },
@@ -208,9 +217,10 @@ impl Interrupt {
             Self::Timeout(_) => FailureKind::Timeout,
             Self::Cancelled => FailureKind::Cancelled,
             Self::MemoryLimit { .. } => FailureKind::MemoryLimit,
-            Self::HttpDenied { .. } | Self::HttpHeaderDenied { .. } | Self::SecretDenied { .. } => {
-                FailureKind::Denied
-            }
+            Self::HttpDenied { .. }
+            | Self::HttpHeaderDenied { .. }
+            | Self::HttpAddressDenied { .. }
+            | Self::SecretDenied { .. } => FailureKind::Denied,
         }
     }
 }

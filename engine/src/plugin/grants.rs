@@ -150,6 +150,12 @@ pub fn diff(old: &Grants, new: &Grants) -> Vec<GrantChange> {
                 shown(b.output_bytes)
             ));
         }
+        if a.allow_private != b.allow_private {
+            parts.push(format!(
+                "allow_private {} → {}",
+                a.allow_private, b.allow_private
+            ));
+        }
         if parts.is_empty() {
             // Only the order of a list changed.
             parts.push("reordered".into());

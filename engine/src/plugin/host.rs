@@ -237,7 +237,12 @@ impl PluginHost {
                 linker,
                 grants: RwLock::new(grants),
                 pool: pool_size,
-                outbound: Outbound::new(),
+                outbound: Outbound::new(
+                    config
+                        .lookup
+                        .clone()
+                        .unwrap_or_else(|| Arc::new(super::address::SystemLookup)),
+                ),
                 registry: RwLock::default(),
                 slots: Slots::new(step_slots),
                 _ticker: ticker,

@@ -35,7 +35,8 @@
 //!     http_hosts:               # host (its scheme's default port), host:port, host:*, *.domain (subdomains, default port), or *
 //!       - api.cloud.example.com
 //!       - "*.svc.example.com"
-//!       - "localhost:8080"
+//!       - "127.0.0.1:8080"        # an inside address is reachable only when named, or with:
+//!     allow_private: false      # true: inside addresses under any granted host
 //!     secrets: [cloud_api_token]   # exact names, or a prefix ending in *
 //!     memory_mib: 128
 //!     output_bytes: 4194304
@@ -52,6 +53,7 @@
 //! the step path, where each attempt instantiates a pre-linked `InstancePre` from a pool.
 
 mod abi;
+pub mod address;
 pub mod builtin;
 mod capture;
 pub mod config;

@@ -14,7 +14,12 @@ use tokio_util::sync::CancellationToken;
 use ureq::RequestExt;
 use ureq::http;
 
+use std::net::{IpAddr, SocketAddr};
+
+use ureq::unversioned::transport::DefaultConnector;
+
 use super::abi::{WitHttpError, WitRequest, WitResponse};
+use super::address::{self, PinnedResolver, SharedLookup, private_kind};
 use super::error::Interrupt;
 use super::policy::Policy;
 
@@ -22,17 +27,62 @@ use super::policy::Policy;
 #[derive(Debug, Clone)]
 pub(crate) struct Outbound {
     agent: ureq::Agent,
+    /// Resolves host names, once per request, before the addresses are checked.
+    lookup: SharedLookup,
 }
 
 impl Outbound {
-    pub(crate) fn new() -> Self {
-        let agent = ureq::Agent::config_builder()
+    pub(crate) fn new(lookup: SharedLookup) -> Self {
+        let config = ureq::Agent::config_builder()
             .http_status_as_error(false)
             .max_redirects(0)
             .proxy(None)
-            .build()
-            .new_agent();
-        Self { agent }
+            .build();
+        // The agent never resolves a name itself: it connects to the addresses `send`
+        // checked and pinned.
+        let agent = ureq::Agent::with_parts(config, DefaultConnector::default(), PinnedResolver);
+        Self { agent, lookup }
+    }
+
+    /// Every address `host` stands for on `port`, each allowed by `policy`, or why not.
+    fn checked_addresses(
+        &self,
+        policy: &Policy,
+        host: &str,
+        port: u16,
+        default_port: u16,
+    ) -> Result<Result<Vec<SocketAddr>, WitHttpError>, Interrupt> {
+        let literal = host.trim_start_matches('[').trim_end_matches(']');
+        let addrs = match literal.parse::<IpAddr>() {
+            Ok(ip) => vec![SocketAddr::new(ip, port)],
+            Err(_) => match self.lookup.lookup(host, port) {
+                Ok(a) if !a.is_empty() => a,
+                Ok(_) => {
+                    return Ok(Err(WitHttpError::Transport(format!(
+                        "`{host}` resolves to no address"
+                    ))));
+                }
+                Err(e) => {
+                    return Ok(Err(WitHttpError::Transport(format!(
+                        "cannot resolve `{host}`: {e}"
+                    ))));
+                }
+            },
+        };
+        for a in &addrs {
+            if let Some(kind) = private_kind(a.ip())
+                && !policy.allow_private
+                && !policy.names_address(a.ip(), port, default_port)
+            {
+                return Err(Interrupt::HttpAddressDenied {
+                    plugin: policy.plugin.clone(),
+                    host: host.to_string(),
+                    addr: a.to_string(),
+                    kind,
+                });
+            }
+        }
+        Ok(Ok(addrs))
     }
 
     /// Sends `request` if `policy` allows its host. A host outside the grant is an
@@ -58,11 +108,11 @@ impl Outbound {
                 ))));
             }
         };
-        let Some(host) = uri.host() else {
+        let Some(host) = uri.host().map(str::to_string) else {
             return Ok(Err(invalid(format!("url `{}` has no host", request.url))));
         };
         let port = uri.port_u16().unwrap_or(default_port);
-        if !policy.allows_host(host, port, default_port) {
+        if !policy.allows_host(&host, port, default_port) {
             return Err(Interrupt::HttpDenied {
                 plugin: policy.plugin.clone(),
                 host: format!("{host}:{port}"),
@@ -100,6 +150,11 @@ impl Outbound {
             Err(e) => return Ok(Err(invalid(format!("bad request: {e}")))),
         };
 
+        let addrs = match self.checked_addresses(policy, &host, port, default_port)? {
+            Ok(a) => a,
+            Err(e) => return Ok(Err(e)),
+        };
+
         let asked = request
             .timeout_ms
             .map(Duration::from_millis)
@@ -117,6 +172,7 @@ impl Outbound {
         let spawned = std::thread::Builder::new()
             .name("csmp-plugin-http".into())
             .spawn(move || {
+                address::pin(addrs);
                 let _ = tx.send(exchange(&agent, req, timeout, cap));
             });
         if let Err(e) = spawned {

@@ -16,6 +16,8 @@ pub(crate) struct Policy {
     http_hosts: Vec<HostPattern>,
     /// Granted secret names or `prefix*` patterns.
     secrets: Vec<String>,
+    /// Addresses inside the machine and its networks are reachable under any granted host.
+    pub(crate) allow_private: bool,
     /// Linear memory cap in bytes.
     pub(crate) memory_bytes: usize,
     /// Output cap in bytes.
@@ -61,6 +63,7 @@ impl Policy {
                 .map(|h| HostPattern::parse(h))
                 .collect(),
             secrets: grant.secrets.clone(),
+            allow_private: grant.allow_private,
             memory_bytes: usize::try_from(mib.saturating_mul(1024 * 1024)).unwrap_or(usize::MAX),
             output_bytes: grant.output_bytes.unwrap_or(defaults.output_bytes),
             log_bytes: defaults.log_bytes,
@@ -88,6 +91,25 @@ impl Policy {
                         .is_some_and(|rest| rest.ends_with('.') && rest.len() > 1)
             }
             HostPattern::Exact { host: h, port: p } => *h == host && ports(*p),
+        })
+    }
+
+    /// Whether a granted host pattern is this very address (an IP literal, with a port rule
+    /// that admits `port`): then the operator meant it, private or not.
+    pub(crate) fn names_address(&self, ip: std::net::IpAddr, port: u16, default_port: u16) -> bool {
+        self.http_hosts.iter().any(|p| match p {
+            HostPattern::Exact { host, port: rule } => {
+                host.trim_start_matches('[')
+                    .trim_end_matches(']')
+                    .parse::<std::net::IpAddr>()
+                    .is_ok_and(|granted| granted == ip)
+                    && match rule {
+                        Port::Default => port == default_port,
+                        Port::Only(p) => *p == port,
+                        Port::Any => true,
+                    }
+            }
+            _ => false,
         })
     }
 
