@@ -23,3 +23,4 @@ pub mod plugin;
 pub mod runtime;
 pub mod store;
 pub mod template;
+pub mod vault;

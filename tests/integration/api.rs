@@ -19,4 +19,5 @@ mod plugins;
 mod process;
 mod requests;
 mod runs;
+mod secrets;
 mod workflows;

@@ -18,6 +18,7 @@ pub mod problem;
 mod reach;
 mod requests;
 mod runs;
+mod secrets;
 mod steps;
 pub mod trace;
 mod views;
@@ -61,6 +62,8 @@ pub struct ApiConfig {
     pub request_gauges_every: Duration,
     /// The operator's grants file, read again by `POST /v1/grants/reload` (and SIGHUP).
     pub grants_file: Option<std::path::PathBuf>,
+    /// Seals secrets set over `PUT /v1/secrets/{name}`; without it that answers 503.
+    pub master_key: Option<crate::vault::MasterKey>,
 }
 
 impl Default for ApiConfig {
@@ -69,6 +72,7 @@ impl Default for ApiConfig {
             request_timeout: Duration::from_secs(30),
             request_gauges_every: Duration::from_secs(15),
             grants_file: None,
+            master_key: None,
         }
     }
 }
@@ -248,6 +252,8 @@ pub fn router(state: AppState) -> Router {
             put(admin::put_tenant).get(admin::get_tenant),
         )
         .route("/v1/audit", get(admin::audit))
+        .route("/v1/secrets", get(secrets::list))
+        .route("/v1/secrets/{name}", put(secrets::put))
         .layer(middleware::from_fn_with_state(state.clone(), time_limit));
     let streaming = Router::new().route("/v1/runs/{id}/events", get(runs::events));
     let v1 = timed

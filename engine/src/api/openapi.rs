@@ -5,8 +5,8 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use super::{
-    admin, catalog, events, grants, health, incidents, plugins, problem, requests, runs, steps,
-    views, workflows,
+    admin, catalog, events, grants, health, incidents, plugins, problem, requests, runs, secrets,
+    steps, views, workflows,
 };
 
 struct Bearer;
@@ -46,7 +46,7 @@ impl Modify for Bearer {
         incidents::list, incidents::get_one, incidents::timeline_of, incidents::acknowledge,
         incidents::resolve, incidents::note,
         admin::create_token, admin::list_tokens, admin::revoke_token, admin::list_tenants,
-        admin::get_tenant, admin::put_tenant, admin::audit,
+        admin::get_tenant, admin::put_tenant, admin::audit, secrets::list, secrets::put,
         health::healthz, health::readyz, health::metrics, serve,
     ),
     components(schemas(
@@ -64,7 +64,7 @@ impl Modify for Bearer {
         steps::StepDetail, steps::AttemptView, incidents::Note,
         admin::NewTokenBody, admin::TenantBody, events::Received,
         grants::GrantView, grants::PluginDetail, grants::GrantsView, grants::GrantChangeView,
-        grants::GrantsReloaded,
+        grants::GrantsReloaded, secrets::SecretBody, secrets::SecretView, secrets::SecretList,
     )),
     modifiers(&Bearer),
     tags(

@@ -5,6 +5,7 @@
 //! and `plugin`, whose output is their report). The log goes to standard error, so a
 //! command's own output (progress, tables, tokens) stays alone on standard output.
 
+use std::collections::BTreeMap;
 use std::io::{IsTerminal, Write};
 use std::sync::Arc;
 
@@ -29,7 +30,8 @@ pub enum LogFormat {
 /// parse falls back to `default` and says so in the log itself.
 pub fn install(format: LogFormat, default: &str) {
     let secrets = super::run::secrets_from_env();
-    let masked = MaskedStderr(Arc::new(Masker::new(&secrets)));
+    set_log_secrets(&secrets);
+    let masked = MaskedStderr;
     let (filter, bad) = match std::env::var("RUST_LOG") {
         Ok(spec) if !spec.trim().is_empty() => match EnvFilter::try_new(&spec) {
             Ok(f) => (f, None),
@@ -67,16 +69,21 @@ pub fn install(format: LogFormat, default: &str) {
     }
 }
 
+/// Makes the service log mask these secrets (all of them: pass the whole set).
+pub fn set_log_secrets(secrets: &BTreeMap<String, String>) {
+    crate::plugin::mask::set_service_log_secrets(secrets);
+}
+
 /// Standard error with every secret masked: the subscriber formats each event whole and writes
 /// it at once, so a line is masked whole — whatever code logged it, and whatever it quoted.
-#[derive(Debug, Clone)]
-struct MaskedStderr(Arc<Masker>);
+#[derive(Debug, Clone, Copy)]
+struct MaskedStderr;
 
 impl<'a> MakeWriter<'a> for MaskedStderr {
     type Writer = MaskedLine;
 
     fn make_writer(&'a self) -> Self::Writer {
-        MaskedLine(Arc::clone(&self.0))
+        MaskedLine(crate::plugin::mask::service_log_masker())
     }
 }
 

@@ -13,6 +13,7 @@ pub mod plugin_new;
 pub mod plugin_publish;
 pub mod plugin_try;
 pub mod run;
+pub mod secret;
 pub mod validate;
 
 use std::path::PathBuf;
@@ -104,6 +105,12 @@ pub enum Command {
             value_delimiter = ':'
         )]
         plugins: Vec<PathBuf>,
+    },
+    /// Secrets stored encrypted in the service's database.
+    Secret {
+        /// What to do with secrets.
+        #[command(subcommand)]
+        command: secret::SecretCommand,
     },
     /// Plugin development.
     Plugin {
@@ -297,6 +304,15 @@ pub fn main() -> ExitCode {
                     println!("{secret}");
                     ExitCode::SUCCESS
                 }
+                Err(e) => {
+                    eprintln!("error: {e:#}");
+                    ExitCode::from(2)
+                }
+            }
+        }
+        Command::Secret { command } => {
+            match runtime().and_then(|rt| rt.block_on(secret::run(command))) {
+                Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("error: {e:#}");
                     ExitCode::from(2)

@@ -191,6 +191,8 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<RunStatus> {
         }
     };
     let store = Store::open(&opts.database, Durability::Full).await?;
+    let (secrets, _) = super::secret::startup_secrets(&store, &opts.database).await?;
+    super::logs::set_log_secrets(&secrets);
     let source = String::from_utf8_lossy(&bytes).into_owned();
     store
         .put_workflow(
@@ -204,7 +206,7 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<RunStatus> {
     let (name, version) = (plan.name().to_string(), plan.version());
     defs.insert(plan);
     let config = EngineConfig {
-        secrets: secrets_from_env(),
+        secrets,
         // A lease name of its own, and no other run: a `csmp serve` on the same database keeps
         // its runs, and is the one that finishes this run if this process dies (once the
         // lease runs out) or is interrupted (at once: the lease is given back).
@@ -479,8 +481,10 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
     let defs = load_definitions(&store, &host, dir).await?;
     let catalog = load_catalog(&opts.catalog, &defs)?;
     let count = defs.plans().count();
+    let (secrets, master_key) = super::secret::startup_secrets(&store, &opts.database).await?;
+    super::logs::set_log_secrets(&secrets);
     let config = EngineConfig {
-        secrets: secrets_from_env(),
+        secrets,
         owner: opts.owner.clone(),
         ..EngineConfig::default()
     };
@@ -507,6 +511,7 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
         defs,
         crate::api::ApiConfig {
             grants_file,
+            master_key: Some(master_key),
             ..crate::api::ApiConfig::default()
         },
     );

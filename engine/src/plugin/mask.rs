@@ -169,6 +169,28 @@ impl Masker {
     }
 }
 
+/// The secrets the service log masks: every secret the process knows (the environment's at
+/// start, the stored ones, those set over the API), replaced whole on each change.
+static SERVICE_LOG: std::sync::RwLock<Option<std::sync::Arc<Masker>>> =
+    std::sync::RwLock::new(None);
+
+/// Makes the service log mask `secrets` (the whole set the process knows).
+pub fn set_service_log_secrets(secrets: &BTreeMap<String, String>) {
+    let masker = std::sync::Arc::new(Masker::new(secrets));
+    *SERVICE_LOG
+        .write()
+        .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(masker);
+}
+
+/// The service log's masker now.
+pub fn service_log_masker() -> std::sync::Arc<Masker> {
+    SERVICE_LOG
+        .read()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .clone()
+        .unwrap_or_default()
+}
+
 /// The forms a value takes in text: itself, URL-encoded (component and form style), and base64
 /// in both alphabets with and without padding.
 fn forms(value: &str) -> Vec<String> {

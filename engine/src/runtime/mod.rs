@@ -188,6 +188,12 @@ pub(crate) enum Command {
         compensate: bool,
         reply: oneshot::Sender<Result<(), EngineError>>,
     },
+    /// A secret set or changed: attempts dispatched from now on get it, and it is masked.
+    SetSecret {
+        name: String,
+        value: String,
+        reply: oneshot::Sender<Result<(), EngineError>>,
+    },
     /// Answered after the next turn has committed.
     Sync(oneshot::Sender<Result<(), EngineError>>),
     Shutdown(oneshot::Sender<()>),
@@ -198,6 +204,7 @@ impl std::fmt::Debug for Command {
         f.write_str(match self {
             Command::Submit(..) => "Submit",
             Command::Define(..) => "Define",
+            Command::SetSecret { .. } => "SetSecret",
             Command::Incident { .. } => "Incident",
             Command::Signal { .. } => "Signal",
             Command::Approve { .. } => "Approve",
@@ -306,6 +313,14 @@ impl Engine {
         request_id: &str,
     ) -> Result<String, EngineError> {
         self.ask(|reply| Command::Submit(run, Some(request_id.into()), reply))
+            .await
+    }
+
+    /// Sets a secret for the attempts dispatched from now on (the value is also masked in
+    /// everything they let out). Storing it is the caller's job (`vault`).
+    pub async fn set_secret(&self, name: &str, value: &str) -> Result<(), EngineError> {
+        let (name, value) = (name.to_string(), value.to_string());
+        self.send(|reply| Command::SetSecret { name, value, reply })
             .await
     }
 

@@ -11,6 +11,7 @@ mod batch;
 mod cron;
 mod leases;
 mod rows;
+mod secrets;
 mod tx;
 
 use std::path::Path;
@@ -31,6 +32,7 @@ pub use batch::Fence;
 pub use cron::CronFire;
 pub use leases::Claim;
 pub use rows::{IncidentRow, RunRow, RunStatus, SignalRow, StepRow, StepStatus, WorkflowRow};
+pub use secrets::SealedSecret;
 
 /// What went wrong, grouped by what the caller does next.
 #[derive(Debug, thiserror::Error)]

@@ -260,6 +260,17 @@ fn every_route_refuses_roles_it_does_not_serve_and_serves_the_others() {
         ),
         (
             &app.operator,
+            case(Method::GET, "/v1/secrets", "/v1/secrets".into()),
+        ),
+        (
+            &app.operator,
+            with_json(
+                case(Method::PUT, "/v1/secrets/{name}", "/v1/secrets/x".into()),
+                &json!({ "value": "v" }),
+            ),
+        ),
+        (
+            &app.operator,
             case(
                 Method::POST,
                 "/v1/grants/reload",
@@ -486,6 +497,7 @@ fn every_route_refuses_roles_it_does_not_serve_and_serves_the_others() {
                 ("/v1/tenants/{id}", format!("/v1/tenants/{TENANT_A}")),
                 ("/v1/audit", "/v1/audit".into()),
                 ("/v1/grants", "/v1/grants".into()),
+                ("/v1/secrets", "/v1/secrets".into()),
             ],
         ),
     ];
@@ -614,6 +626,8 @@ fn every_route_refuses_roles_it_does_not_serve_and_serves_the_others() {
         "GET /v1/runs/{id}/events",
         // Served to admins in api::plugin_loop (it needs a grants file).
         "POST /v1/grants/reload",
+        // Served to admins in api::secrets (it needs a master key).
+        "PUT /v1/secrets/{name}",
     ] {
         covered.insert(route.to_string());
     }

@@ -417,6 +417,8 @@ fn the_openapi_document_describes_every_route() {
         ("/v1/tenants", &["get"]),
         ("/v1/tenants/{id}", &["get", "put"]),
         ("/v1/audit", &["get"]),
+        ("/v1/secrets", &["get"]),
+        ("/v1/secrets/{name}", &["put"]),
         ("/healthz", &["get"]),
         ("/readyz", &["get"]),
         ("/metrics", &["get"]),

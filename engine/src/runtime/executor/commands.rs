@@ -84,6 +84,13 @@ impl Executor {
                 self.cancel_run(&run_id, compensate);
                 self.replies.push(Reply::Done(reply, Some(run_id)));
             }
+            Command::SetSecret { name, value, reply } => {
+                let mut secrets = (*self.secrets).clone();
+                secrets.insert(name, value);
+                self.masker = Arc::new(crate::plugin::mask::Masker::new(&secrets));
+                self.secrets = Arc::new(secrets);
+                drop(reply.send(Ok(())));
+            }
             Command::Sync(reply) => self.replies.push(Reply::Done(reply, None)),
             Command::Shutdown(_) => {}
         }
