@@ -236,3 +236,91 @@ fn secrets_set_three_ways_never_leave_their_plugin() {
     // And what was masked says so.
     assert!(seen.contains("***"), "{seen}");
 }
+
+fn csmp_secret(db: &Path, args: &[&str], env: &[(&str, &str)]) -> (bool, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_csmp"))
+        .arg("secret")
+        .args(args)
+        .arg("--database")
+        .arg(db)
+        .envs(env.iter().copied())
+        .env_remove("CSMP_MASTER_KEY")
+        .output()
+        .expect("csmp secret runs");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// `csmp secret list` shows names and keys, never values; `rotate-key` re-seals everything
+/// under a new key file, and the values still open (a run reads them); a wrong key is refused
+/// at start with the secret it cannot open.
+#[test]
+fn rotating_the_master_key_keeps_every_secret() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let db = dir.path().join("csmp.db");
+    set_secret(&db, "api_key", STORED);
+    set_secret(&db, "other", OVER_API);
+    let (ok, listed, _) = csmp_secret(&db, &["list"], &[]);
+    assert!(ok);
+    let old_key = std::fs::read_to_string(dir.path().join("csmp.db.key")).expect("key file");
+    assert!(
+        listed.contains("api_key") && listed.contains("other"),
+        "{listed}"
+    );
+    assert!(
+        !listed.contains(STORED) && !listed.contains(OVER_API),
+        "{listed}"
+    );
+
+    let (ok, _, said) = csmp_secret(&db, &["rotate-key"], &[]);
+    assert!(ok, "{said}");
+    assert!(said.contains("2 secrets re-encrypted"), "{said}");
+    let new_key = std::fs::read_to_string(dir.path().join("csmp.db.key")).expect("key file");
+    assert_ne!(old_key, new_key);
+    let (_, relisted, _) = csmp_secret(&db, &["list"], &[]);
+    assert_ne!(listed, relisted, "the rows name the new key");
+
+    // The values open with the new key: a run hands one to a plugin (and masks it).
+    let workflow = dir.path().join("peek.yaml");
+    std::fs::write(
+        &workflow,
+        "name: peek\nversion: 1\nsteps:\n  - id: peek\n    uses: hostile@0.1\n    with: { mode: peek, secret: api_key }\noutputs:\n  seen: \"{{ steps.peek.output.secret }}\"\n",
+    )
+    .expect("workflow");
+    let grants = dir.path().join("grants.yaml");
+    std::fs::write(&grants, "plugins:\n  hostile: { secrets: [api_key] }\n").expect("grants");
+    let hostile = format!("{}/hostile.wasm", env!("CSMP_PLUGIN_WASM_DIR"));
+    let run = |env: &[(&str, &str)]| {
+        Command::new(env!("CARGO_BIN_EXE_csmp"))
+            .arg("run")
+            .arg(&workflow)
+            .args(["--plugin", &hostile, "--grants"])
+            .arg(&grants)
+            .arg("--database")
+            .arg(&db)
+            .envs(env.iter().copied())
+            .output()
+            .expect("csmp run runs")
+    };
+    let out = run(&[]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("\"seen\": \"***\""), "{text}");
+
+    // The old key no longer opens them.
+    let out = run(&[("CSMP_MASTER_KEY", old_key.trim())]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("cannot be opened with this master key"),
+        "{err}"
+    );
+}
