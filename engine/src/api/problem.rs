@@ -160,6 +160,21 @@ impl IntoResponse for Problem {
         if self.request_id.is_none() {
             self.request_id = super::trace::current().map(String::into_boxed_str);
         }
+        // A problem may quote what the caller sent or what the service knows; no secret
+        // value the process knows leaves in one.
+        let masker = crate::plugin::mask::service_log_masker();
+        if !masker.is_empty() {
+            masker.mask_in_place(&mut self.detail);
+            for v in self.errors.iter_mut().flatten() {
+                masker.mask_in_place(&mut v.message);
+            }
+            for l in self.problems.iter_mut().flatten() {
+                masker.mask_in_place(&mut l.message);
+                if let Some(h) = &mut l.help {
+                    masker.mask_in_place(h);
+                }
+            }
+        }
         let status = self.status_code();
         let body = serde_json::to_vec(&self).unwrap_or_default();
         let mut response = (status, body).into_response();

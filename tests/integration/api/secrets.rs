@@ -158,6 +158,16 @@ fn secrets_set_three_ways_never_leave_their_plugin() {
     assert_eq!(names, ["api_key", "put_key"]);
     seen.push(listed.to_string());
 
+    // A problem that quotes what the caller sent masks it too.
+    let refused = app
+        .post("/v1/requests")
+        .auth(&client)
+        .json(&json!({ "catalog_id": "hello", "inputs": { "times": STORED } }))
+        .send();
+    assert_eq!(refused.status, 422, "{}", refused.text());
+    assert!(refused.text().contains("***"), "{}", refused.text());
+    seen.push(refused.text());
+
     let ordered = app.order(&client, &json!({ "catalog_id": "leak" }));
     let run = s(&ordered, "run_id");
     let done = app.wait_run(&client, &run, "succeeded");
