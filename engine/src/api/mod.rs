@@ -64,6 +64,8 @@ pub struct ApiConfig {
     pub grants_file: Option<std::path::PathBuf>,
     /// Seals secrets set over `PUT /v1/secrets/{name}`; without it that answers 503.
     pub master_key: Option<crate::vault::MasterKey>,
+    /// Most run event streams open at once; a new one past it is answered 503.
+    pub max_event_streams: usize,
 }
 
 impl Default for ApiConfig {
@@ -73,6 +75,7 @@ impl Default for ApiConfig {
             request_gauges_every: Duration::from_secs(15),
             grants_file: None,
             master_key: None,
+            max_event_streams: 1024,
         }
     }
 }
@@ -100,6 +103,8 @@ pub struct AppState {
     requests: Arc<health::RequestGauges>,
     /// Cancelled at shutdown, so event streams end and the server can drain.
     pub shutdown: CancellationToken,
+    /// Run event streams open now.
+    pub(crate) streams: Arc<std::sync::atomic::AtomicUsize>,
     /// Behaviour.
     pub config: ApiConfig,
 }
@@ -125,6 +130,7 @@ impl AppState {
             http: Arc::new(health::HttpMetrics::default()),
             requests: Arc::new(health::RequestGauges::default()),
             shutdown: CancellationToken::new(),
+            streams: Arc::default(),
             config,
         }
     }

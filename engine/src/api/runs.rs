@@ -311,6 +311,7 @@ pub(super) async fn signal(
         (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "Role may not read runs", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such run (for this tenant)", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "As many event streams are open as the service keeps; retry after Retry-After", body = Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = [])))]
 pub(super) async fn events(
@@ -318,8 +319,19 @@ pub(super) async fn events(
     Extension(who): Extension<Principal>,
     PathParams(id): PathParams<String>,
 ) -> Result<Response, Problem> {
-    // Follow before the snapshot, so nothing committed in between is missed.
     let run = visible_run(&state, &who, &id).await?;
+    let Some(slot) = StreamSlot::take(&state) else {
+        tracing::warn!(
+            run = %id,
+            "refused an event stream: {} are open, the most this service keeps",
+            state.config.max_event_streams
+        );
+        return Err(Problem::unavailable(format!(
+            "{} event streams are open, the most this service keeps (--max-event-streams); retry later, or poll GET /v1/runs/{id}",
+            state.config.max_event_streams
+        )));
+    };
+    // Follow before the snapshot, so nothing committed in between is missed.
     let rx = state.engine.follow(&id);
     let snapshot = detail(&state, &run, None, STEPS_PAGE).await?;
     let mut pending = VecDeque::new();
@@ -330,6 +342,7 @@ pub(super) async fn events(
         id,
         pending,
         done: run.status.is_final(),
+        _slot: slot,
     };
     let stream = futures_util::stream::unfold(follow, next_event);
     Ok(Sse::new(stream)
@@ -343,6 +356,31 @@ struct Follow {
     id: String,
     pending: VecDeque<Event>,
     done: bool,
+    /// Given back when the stream ends or its client goes away.
+    _slot: StreamSlot,
+}
+
+/// One of the `max_event_streams` places, held while a stream is open.
+struct StreamSlot(std::sync::Arc<std::sync::atomic::AtomicUsize>);
+
+impl StreamSlot {
+    fn take(state: &AppState) -> Option<Self> {
+        use std::sync::atomic::Ordering;
+        let cap = state.config.max_event_streams;
+        state
+            .streams
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < cap).then_some(n + 1)
+            })
+            .ok()
+            .map(|_| Self(std::sync::Arc::clone(&state.streams)))
+    }
+}
+
+impl Drop for StreamSlot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+    }
 }
 
 fn snapshot_event(run: &RunDetail) -> Event {

@@ -73,6 +73,10 @@ pub enum Command {
         /// retried and shown on /readyz.
         #[arg(long, env = "CSMP_SQLITE_BUSY_TIMEOUT", default_value = "10s", value_parser = duration)]
         sqlite_busy_timeout: std::time::Duration,
+        /// Most run event streams open at once; past it a new one is answered 503 with
+        /// Retry-After (each holds a connection and a subscription).
+        #[arg(long, env = "CSMP_MAX_EVENT_STREAMS", default_value_t = 1024)]
+        max_event_streams: usize,
     },
     /// API tokens.
     Token {
@@ -328,8 +332,10 @@ pub fn main() -> ExitCode {
             owner,
             listen,
             sqlite_busy_timeout,
+            max_event_streams,
         } => {
             let opts = run::ServeOptions {
+                max_event_streams,
                 database,
                 workflows,
                 catalog,

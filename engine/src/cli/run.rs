@@ -389,6 +389,8 @@ pub struct ServeOptions {
     pub listen: String,
     /// How long a commit waits for another process's write lock.
     pub busy_timeout: std::time::Duration,
+    /// Most run event streams open at once.
+    pub max_event_streams: usize,
 }
 
 /// Validates every catalog entry in `dir` against the loaded workflows.
@@ -512,6 +514,7 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
         crate::api::ApiConfig {
             grants_file,
             master_key: Some(master_key),
+            max_event_streams: opts.max_event_streams,
             ..crate::api::ApiConfig::default()
         },
     );

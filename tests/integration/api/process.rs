@@ -745,3 +745,81 @@ fn a_run_whose_workflow_no_longer_plans_waits_blocked_and_goes_on_when_fixed() {
     let (status, _) = app.terminate();
     assert!(status.success());
 }
+
+/// Past `--max-event-streams`, a new event stream is a 503 with Retry-After, and an open one
+/// is unaffected; when a stream ends its place is free again.
+#[test]
+fn event_streams_past_the_cap_are_refused_until_one_ends() {
+    use std::io::{Read as _, Write as _};
+
+    let dir = tempfile::tempdir().expect("temp dir");
+    write_definitions(dir.path());
+    let db = dir.path().join("csmp.db");
+    let operator = cli_token(&db, &["--role", "operator"]);
+    let client = cli_token(&db, &["--role", "client", "--tenant", "acme"]);
+    let app = Served::start_with(dir.path(), "streams", &["--max-event-streams", "1"], &[]);
+    let ordered = app.order(&client, &json!({ "catalog_id": "steer" }));
+    let run = s(&ordered, "run_id");
+    app.wait_step(&client, &run, "gate", "waiting");
+
+    // One stream, held open on a raw connection.
+    let addr = app.base.trim_start_matches("http://").to_string();
+    let mut held = std::net::TcpStream::connect(&addr).expect("connect");
+    write!(
+        held,
+        "GET /v1/runs/{run}/events HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {}\r\nConnection: close\r\n\r\n",
+        client.secret
+    )
+    .expect("request sent");
+    held.set_read_timeout(Some(GUARD)).expect("timeout");
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        held.read_exact(&mut byte).expect("the stream's head");
+        head.push(byte[0]);
+    }
+    let head = String::from_utf8_lossy(&head);
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+
+    let refused = app
+        .get(&format!("/v1/runs/{run}/events"))
+        .auth(&client)
+        .send();
+    let body = refused.problem(503, "unavailable");
+    assert!(s(&body, "detail").contains("max-event-streams"), "{body}");
+    assert!(
+        refused.header("retry-after").is_some(),
+        "Retry-After is set"
+    );
+
+    // The run ends, so does the held stream, and its place is free again.
+    app.post(&format!("/v1/runs/{run}/signals/go"))
+        .auth(&operator)
+        .json(&json!({}))
+        .send()
+        .expect(202);
+    app.post(&format!("/v1/runs/{run}/approvals/gate"))
+        .auth(&operator)
+        .json(&json!({ "approved": true }))
+        .send()
+        .expect(200);
+    let mut rest = String::new();
+    held.read_to_string(&mut rest).expect("the stream ends");
+    drop(held);
+    app.wait_run(&client, &run, "succeeded");
+    let started = Instant::now();
+    loop {
+        let again = app
+            .get(&format!("/v1/runs/{run}/events"))
+            .auth(&client)
+            .send();
+        if again.status == 200 {
+            assert!(again.text().contains("snapshot"), "{}", again.text());
+            break;
+        }
+        assert!(started.elapsed() < GUARD, "the place was never given back");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let (status, _) = app.terminate();
+    assert!(status.success(), "exit status {status}");
+}
