@@ -114,13 +114,8 @@ pub(super) async fn put(
             vault::VaultError::Store(s) => Problem::from(s),
             other => Problem::unavailable(other.to_string()),
         })?;
+    // The engine hands it to attempts from now on, and masks it, in the service log too.
     state.engine.set_secret(&name, &body.value).await?;
-    // The service log masks it from now on too.
-    let mut known = crate::cli::run::secrets_from_env();
-    if let Ok(stored) = vault::open_all(&state.store, key).await {
-        known.extend(stored);
-    }
-    crate::plugin::mask::set_service_log_secrets(&known);
     Ok(Json(SecretView {
         name,
         set_by: who.token_id.clone(),

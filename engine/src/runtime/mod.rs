@@ -316,8 +316,9 @@ impl Engine {
             .await
     }
 
-    /// Sets a secret for the attempts dispatched from now on (the value is also masked in
-    /// everything they let out). Storing it is the caller's job (`vault`).
+    /// Sets a secret for the attempts dispatched from now on; the value is masked in
+    /// everything they let out and in the service log. Storing it is the caller's job
+    /// (`vault`).
     pub async fn set_secret(&self, name: &str, value: &str) -> Result<(), EngineError> {
         let (name, value) = (name.to_string(), value.to_string());
         self.send(|reply| Command::SetSecret { name, value, reply })

@@ -1,6 +1,6 @@
 //! The operator's secrets as stored: sealed (see `vault`), never in the clear.
 
-use sqlx::sqlite::SqliteRow;
+use sqlx::sqlite::{SqliteConnection, SqliteRow};
 
 use super::{Store, StoreError, col};
 
@@ -42,19 +42,8 @@ const UPSERT: &str = "INSERT INTO secrets (name, nonce, ciphertext, key_id, set_
 impl Store {
     /// Stores (or replaces) one sealed secret.
     pub async fn put_secret(&self, s: &SealedSecret) -> Result<(), StoreError> {
-        self.write_statement(async |conn| {
-            sqlx::query(UPSERT)
-                .bind(&s.name)
-                .bind(&s.nonce)
-                .bind(&s.ciphertext)
-                .bind(&s.key_id)
-                .bind(&s.set_by)
-                .bind(s.set_at)
-                .execute(&mut *conn)
-                .await?;
-            Ok(())
-        })
-        .await
+        self.write_statement(async |conn| upsert(conn, s).await)
+            .await
     }
 
     /// Every sealed secret, by name.
@@ -71,18 +60,23 @@ impl Store {
     pub async fn replace_secrets(&self, rows: &[SealedSecret]) -> Result<(), StoreError> {
         self.write_transaction(async |conn| {
             for s in rows {
-                sqlx::query(UPSERT)
-                    .bind(&s.name)
-                    .bind(&s.nonce)
-                    .bind(&s.ciphertext)
-                    .bind(&s.key_id)
-                    .bind(&s.set_by)
-                    .bind(s.set_at)
-                    .execute(&mut *conn)
-                    .await?;
+                upsert(conn, s).await?;
             }
             Ok(())
         })
         .await
     }
+}
+
+async fn upsert(conn: &mut SqliteConnection, s: &SealedSecret) -> Result<(), StoreError> {
+    sqlx::query(UPSERT)
+        .bind(&s.name)
+        .bind(&s.nonce)
+        .bind(&s.ciphertext)
+        .bind(&s.key_id)
+        .bind(&s.set_by)
+        .bind(s.set_at)
+        .execute(conn)
+        .await?;
+    Ok(())
 }

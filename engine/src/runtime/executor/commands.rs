@@ -88,6 +88,9 @@ impl Executor {
                 let mut secrets = (*self.secrets).clone();
                 secrets.insert(name, value);
                 self.masker = Arc::new(crate::plugin::mask::Masker::new(&secrets));
+                // The engine holds every secret the process knows: the service log masks
+                // the same set.
+                crate::plugin::mask::set_service_log_secrets(&secrets);
                 self.secrets = Arc::new(secrets);
                 drop(reply.send(Ok(())));
             }
