@@ -198,20 +198,24 @@ pub async fn set(
     value: &str,
     by: &str,
     at: i64,
+    audit: Option<&crate::store::AuditFor<'_, ()>>,
 ) -> Result<(), VaultError> {
     if !valid_name(name) {
         return Err(VaultError::BadName(name.to_string()));
     }
     let (nonce, ciphertext) = key.seal(name, value)?;
     store
-        .put_secret(&SealedSecret {
-            name: name.to_string(),
-            nonce,
-            ciphertext,
-            key_id: key.id().to_string(),
-            set_by: by.to_string(),
-            set_at: at,
-        })
+        .put_secret(
+            &SealedSecret {
+                name: name.to_string(),
+                nonce,
+                ciphertext,
+                key_id: key.id().to_string(),
+                set_by: by.to_string(),
+                set_at: at,
+            },
+            audit,
+        )
         .await?;
     Ok(())
 }

@@ -9,6 +9,8 @@
 
 mod access;
 mod admin;
+mod approvals;
+mod control;
 mod events;
 mod faults;
 mod hardening;
@@ -20,4 +22,6 @@ mod process;
 mod requests;
 mod runs;
 mod secrets;
+mod start;
+mod strangers;
 mod workflows;

@@ -183,7 +183,7 @@ async fn engine(db: &Path, owner: &str) -> Engine {
     defs.insert(plan);
     let store = Store::open(db, Durability::Full).await.expect("store");
     store
-        .put_workflow("crash", 1, WORKFLOW, 0)
+        .put_workflow("crash", 1, WORKFLOW, 0, None)
         .await
         .expect("stored");
     let config = EngineConfig {

@@ -183,7 +183,7 @@ async fn escalate_incident_stops_at_the_first_acknowledgement() {
         .await;
     ex.wait_for(&id, "ack-1", StepStatus::Waiting).await;
     ex.engine
-        .signal(&id, "ack", json!({"by": "lee"}))
+        .signal(&id, "ack", json!({"by": "lee"}), None)
         .await
         .expect("delivered");
     let (status, out) = ex.drive(&id).await;

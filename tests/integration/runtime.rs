@@ -413,12 +413,12 @@ async fn timers_approvals_and_signals() {
     let id = h.submit("waits", json!({})).await;
     // A signal that arrives before its step waits is kept for it.
     h.engine
-        .signal(&id, "ack", json!({"by": "bob"}))
+        .signal(&id, "ack", json!({"by": "bob"}), None)
         .await
         .expect("signal buffered");
     let early = h
         .engine
-        .approve(&id, "gate", true, "carol")
+        .approve(&id, "gate", true, "carol", None)
         .await
         .expect_err("not waiting yet");
     assert!(matches!(early, EngineError::Conflict(_)), "{early}");
@@ -435,7 +435,7 @@ async fn timers_approvals_and_signals() {
     assert_eq!(pause.status, StepStatus::Succeeded);
     assert_eq!(pause.output, Some(json!({"waited_ms": 3_600_000})));
     h.engine
-        .approve(&id, "gate", true, "carol")
+        .approve(&id, "gate", true, "carol", None)
         .await
         .expect("approved");
     // `ack` takes the buffered signal; `late` waits for one that never comes, for 30 minutes.
@@ -472,7 +472,7 @@ async fn a_rejected_approval_fails_the_run() {
     h.clock.advance(HOUR);
     h.wait_for_status(&id, "gate", StepStatus::Waiting).await;
     h.engine
-        .approve(&id, "gate", false, "dave")
+        .approve(&id, "gate", false, "dave", None)
         .await
         .expect("decided");
     assert_eq!(h.finish(&id).await, RunStatus::Failed);
@@ -495,7 +495,7 @@ async fn a_signal_sent_while_its_step_waits_is_taken_at_once() {
     let id = h.submit("listen", json!({})).await;
     h.wait_for_status(&id, "ack", StepStatus::Waiting).await;
     h.engine
-        .signal(&id, "ack", json!({"by": "lee"}))
+        .signal(&id, "ack", json!({"by": "lee"}), None)
         .await
         .expect("delivered");
     // The clock never moves: only the signal can end the step.
@@ -534,7 +534,7 @@ async fn an_approval_without_a_decision_times_out() {
     assert!(!h.steps(&id).await.contains_key("after"));
     let late = h
         .engine
-        .approve(&id, "gate", true, "erin")
+        .approve(&id, "gate", true, "erin", None)
         .await
         .expect_err("too late");
     assert!(matches!(late, EngineError::Conflict(_)), "{late}");
@@ -1164,7 +1164,7 @@ async fn a_process_whose_lease_was_taken_over_is_fenced_out() {
 
     // a still has the run in memory: its approval is refused, and nothing of it is stored.
     let refused = a
-        .approve(&run, "gate", true, "alice")
+        .approve(&run, "gate", true, "alice", None)
         .await
         .expect_err("fenced");
     assert!(
@@ -1174,7 +1174,7 @@ async fn a_process_whose_lease_was_taken_over_is_fenced_out() {
     assert_eq!(h.step(&run, "gate").await.status, StepStatus::Waiting);
     // ... and a has let go of the run.
     let again = a
-        .approve(&run, "gate", true, "alice")
+        .approve(&run, "gate", true, "alice", None)
         .await
         .expect_err("dropped");
     assert!(
@@ -1183,7 +1183,7 @@ async fn a_process_whose_lease_was_taken_over_is_fenced_out() {
     );
 
     // b, the owner now, finishes it.
-    b.approve(&run, "gate", true, "bob")
+    b.approve(&run, "gate", true, "bob", None)
         .await
         .expect("b decides");
     let status = tokio::time::timeout(GUARD, b.wait(&run))
@@ -1225,10 +1225,10 @@ async fn signal_ids_come_from_the_database() {
     let run_a = a.submit(new()).await.expect("a submits");
     let run_b = b.submit(new()).await.expect("b submits");
     // Both sent before their signal step waits: both are buffered.
-    a.signal(&run_a, "go", json!("to a"))
+    a.signal(&run_a, "go", json!("to a"), None)
         .await
         .expect("a buffers");
-    b.signal(&run_b, "go", json!("to b"))
+    b.signal(&run_b, "go", json!("to b"), None)
         .await
         .expect("b buffers");
     let store = h.engine.store();
@@ -1668,7 +1668,10 @@ async fn cancel_compensates_newest_first_then_runs_on_failure_unless_told_not_to
 
     let plain = h.submit("cancel-saga", json!({})).await;
     h.wait_for_status(&plain, "gate", StepStatus::Waiting).await;
-    h.engine.cancel_with(&plain, false).await.expect("cancel");
+    h.engine
+        .cancel_with(&plain, false, None)
+        .await
+        .expect("cancel");
     assert_eq!(h.finish(&plain).await, RunStatus::Cancelled);
     let steps = h.steps(&plain).await;
     assert!(
@@ -1720,7 +1723,7 @@ async fn a_full_command_queue_refuses_at_once() {
 
     let send = |n: i64| {
         let (engine, run) = (engine.clone(), run.clone());
-        tokio::spawn(async move { engine.signal(&run, "go", json!(n)).await })
+        tokio::spawn(async move { engine.signal(&run, "go", json!(n), None).await })
     };
     let first = send(0);
     let deadline = tokio::time::Instant::now() + GUARD;

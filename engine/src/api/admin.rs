@@ -7,6 +7,7 @@ use axum::response::{IntoResponse, Json, Response};
 use serde::Deserialize;
 use utoipa::ToSchema;
 
+use super::audit::Audit;
 use super::auth::{Principal, Role, mint};
 use super::problem::{Body, Problem, Violation};
 use super::views::{
@@ -78,18 +79,19 @@ pub fn check_token_request(role: Role, tenant: Option<&str>) -> Result<(), Strin
 pub(super) async fn create_token(
     State(state): State<AppState>,
     Extension(who): Extension<Principal>,
+    Extension(audit): Extension<Audit>,
     Body(body): Body<NewTokenBody>,
 ) -> Result<Response, Problem> {
     who.require(&[Role::Admin])?;
     check_token_request(body.role, body.tenant.as_deref())
         .map_err(|m| Problem::invalid_at("/tenant", m))?;
     let now = state.now_ms();
-    if let Some(t) = &body.tenant {
-        state.store.ensure_tenant(t, now).await?;
-    }
     let token = mint(body.role, body.tenant, body.name, now)
         .map_err(|e| Problem::unavailable(format!("no randomness available: {e}")))?;
-    state.store.insert_token(&token.row).await?;
+    state
+        .store
+        .insert_token(&token.row, Some(&audit.at(StatusCode::CREATED)))
+        .await?;
     Ok((
         StatusCode::CREATED,
         Json(CreatedToken {
@@ -137,10 +139,15 @@ pub(super) async fn list_tokens(
 pub(super) async fn revoke_token(
     State(state): State<AppState>,
     Extension(who): Extension<Principal>,
+    Extension(audit): Extension<Audit>,
     PathParams(id): PathParams<String>,
 ) -> Result<StatusCode, Problem> {
     who.require(&[Role::Admin])?;
-    if state.store.revoke_token(&id, state.now_ms()).await? {
+    if state
+        .store
+        .revoke_token(&id, state.now_ms(), Some(&audit.at(StatusCode::NO_CONTENT)))
+        .await?
+    {
         Ok(StatusCode::NO_CONTENT)
     } else {
         Err(Problem::not_found("token", &id))
@@ -212,6 +219,7 @@ pub(super) async fn get_tenant(
 pub(super) async fn put_tenant(
     State(state): State<AppState>,
     Extension(who): Extension<Principal>,
+    Extension(audit): Extension<Audit>,
     PathParams(id): PathParams<String>,
     Body(body): Body<TenantBody>,
 ) -> Result<Json<TenantView>, Problem> {
@@ -242,7 +250,12 @@ pub(super) async fn put_tenant(
     }
     let row = state
         .store
-        .put_tenant(&id, &body.allowlist, state.now_ms())
+        .put_tenant(
+            &id,
+            &body.allowlist,
+            state.now_ms(),
+            Some(&audit.at(StatusCode::OK)),
+        )
         .await?;
     Ok(Json(TenantView::of(&row)))
 }
@@ -269,6 +282,9 @@ pub(super) async fn audit(
     if !(1..=200).contains(&limit) {
         return Err(Problem::invalid_at("/limit", "must be between 1 and 200"));
     }
+    // Entries of refused calls wait in the queue for their batch: written first, so the log
+    // shows every call answered before this one.
+    state.audit.flush().await;
     let rows = state.store.audit_page(page.before, limit).await?;
     let next_cursor = (rows.len() == limit as usize)
         .then(|| rows.last())

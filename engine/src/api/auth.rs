@@ -3,7 +3,7 @@
 //! A token is `csmp_<id>_<secret>`: the id is public (it names the caller in the audit log),
 //! the database keeps only the sha256 of the whole token. Every `/v1` call is authenticated
 //! here before any handler runs; every state-changing call is written to the audit log with
-//! its outcome, whoever made it.
+//! its outcome, whoever made it (`audit.rs`); each token has a rate limit (`limits.rs`).
 
 use std::net::{IpAddr, SocketAddr};
 
@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::AppState;
+use super::audit::Audit;
 use super::problem::Problem;
 use crate::store::{AuditRow, Store, StoreError, TokenRow, hex_sha256};
 
@@ -227,7 +228,9 @@ async fn identify(store: &Store, authorization: Option<String>) -> Result<Princi
     })
 }
 
-/// Middleware on `/v1`: authenticates, then writes state-changing calls to the audit log.
+/// Middleware on `/v1`: authenticates, applies the token's rate limit, and drafts the audit
+/// entry of a state-changing call. The handler writes that entry with its change (see
+/// [`Audit`]); the entry of a call that changed nothing goes to the batched audit queue.
 pub async fn guard(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
@@ -242,28 +245,56 @@ pub async fn guard(
         .get(header::AUTHORIZATION)
         .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
     let principal = authenticate(&state.store, authorization, peer.ip()).await;
-    let (response, who) = match principal {
-        Ok(p) => {
-            req.extensions_mut().insert(p.clone());
-            (next.run(req).await, Some(p))
-        }
-        Err((problem, who)) => (problem.into_response(), who),
+    let who = match &principal {
+        Ok(p) => Some(p.clone()),
+        Err((_, who)) => who.clone(),
     };
-    if changes_state {
-        let entry = AuditRow {
+    let audit = changes_state.then(|| {
+        Audit::new(AuditRow {
             id: 0,
             at: state.now_ms(),
             actor: who.as_ref().map(|p| p.token_id.clone()),
             role: who.as_ref().map(|p| p.role.as_str().to_string()),
-            tenant: who.and_then(|p| p.tenant),
+            tenant: who.as_ref().and_then(|p| p.tenant.clone()),
             method,
             path,
-            status: response.status().as_u16(),
+            status: 0,
             remote: peer.to_string(),
-        };
-        if let Err(e) = state.store.audit(&entry).await {
-            tracing::error!("cannot write the audit log: {e}");
-        }
+        })
+    });
+    let response = match principal {
+        Ok(p) => match state.rate_limit.as_ref().map(|l| l.check(&p.token_id)) {
+            Some(Err(wait)) => rate_limited(wait, state.rate_limit.as_deref()),
+            _ => {
+                req.extensions_mut().insert(p);
+                if let Some(a) = &audit {
+                    req.extensions_mut().insert(a.clone());
+                }
+                next.run(req).await
+            }
+        },
+        Err((problem, _)) => problem.into_response(),
+    };
+    if let Some(entry) = audit.and_then(|a| a.unwritten(response.status())) {
+        state.audit.push(entry);
     }
+    response
+}
+
+/// 429 with the seconds to wait in `Retry-After`.
+fn rate_limited(wait: std::time::Duration, limit: Option<&super::limits::RateLimit>) -> Response {
+    let secs = wait.as_secs_f64().ceil().max(1.0) as u64;
+    let mut response = Problem::new(
+        axum::http::StatusCode::TOO_MANY_REQUESTS,
+        "rate-limited",
+        format!(
+            "this token made more than {} calls a second; retry in {secs} s (an admin sets the limit with --rate-limit)",
+            limit.map_or(0, super::limits::RateLimit::per_second)
+        ),
+    )
+    .into_response();
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, axum::http::HeaderValue::from(secs));
     response
 }

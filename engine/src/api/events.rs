@@ -9,6 +9,7 @@ use serde::Serialize;
 use serde_json::Value as Json_;
 use utoipa::ToSchema;
 
+use super::audit::Audit;
 use super::auth::{Principal, Role, random_id};
 use super::problem::{Problem, RawBody, Violation, optional_json};
 use super::views::{EventList, EventView};
@@ -126,6 +127,7 @@ fn check(source: &str, payload: &Json_) -> Result<(Option<String>, u32), Vec<Vio
 pub(super) async fn receive(
     State(state): State<AppState>,
     Extension(who): Extension<Principal>,
+    Extension(audit): Extension<Audit>,
     PathParams(source): PathParams<String>,
     headers: HeaderMap,
     RawBody(body): RawBody,
@@ -156,7 +158,10 @@ pub(super) async fn receive(
         alerts,
         payload,
     };
-    state.store.insert_event(&row).await?;
+    state
+        .store
+        .insert_event(&row, Some(&audit.at(StatusCode::ACCEPTED)))
+        .await?;
     Ok((
         StatusCode::ACCEPTED,
         Json(Received {

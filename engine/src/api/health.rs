@@ -262,6 +262,11 @@ pub(super) async fn metrics(State(state): State<AppState>) -> Response {
     );
     state.requests.render(&mut out);
     state.http.render(&mut out);
+    state.connections.render(&mut out);
+    if let Some(limit) = &state.rate_limit {
+        limit.render(&mut out);
+    }
+    state.audit.render(&mut out);
     let mut response = (StatusCode::OK, out).into_response();
     response.headers_mut().insert(
         header::CONTENT_TYPE,

@@ -2,11 +2,12 @@
 
 use axum::Extension;
 use axum::extract::State;
-use axum::http::HeaderMap;
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::Json;
 use serde::Deserialize;
 use utoipa::ToSchema;
 
+use super::audit::Audit;
 use super::auth::{Principal, Role};
 use super::problem::{Body, Problem, RawBody, optional_json};
 use super::views::{IncidentList, IncidentView, Timeline, timeline};
@@ -113,6 +114,7 @@ pub(super) async fn timeline_of(
 async fn steer(
     state: &AppState,
     who: &Principal,
+    audit: &Audit,
     id: &str,
     action: IncidentSteer,
     note: Option<String>,
@@ -121,7 +123,13 @@ async fn steer(
     visible(state, who, id).await?;
     let row = state
         .engine
-        .steer_incident(id, action, &who.token_id, note)
+        .steer_incident(
+            id,
+            action,
+            &who.token_id,
+            note,
+            Some(audit.entry(StatusCode::OK)),
+        )
         .await?;
     Ok(Json(IncidentView::of(&row)))
 }
@@ -145,12 +153,13 @@ async fn steer(
 pub(super) async fn acknowledge(
     State(state): State<AppState>,
     Extension(who): Extension<Principal>,
+    Extension(audit): Extension<Audit>,
     PathParams(id): PathParams<String>,
     headers: HeaderMap,
     RawBody(body): RawBody,
 ) -> Result<Json<IncidentView>, Problem> {
     let note = optional_json::<Note>(&headers, &body)?.and_then(|n| n.note);
-    steer(&state, &who, &id, IncidentSteer::Acknowledge, note).await
+    steer(&state, &who, &audit, &id, IncidentSteer::Acknowledge, note).await
 }
 
 /// Resolve an incident.
@@ -171,12 +180,13 @@ pub(super) async fn acknowledge(
 pub(super) async fn resolve(
     State(state): State<AppState>,
     Extension(who): Extension<Principal>,
+    Extension(audit): Extension<Audit>,
     PathParams(id): PathParams<String>,
     headers: HeaderMap,
     RawBody(body): RawBody,
 ) -> Result<Json<IncidentView>, Problem> {
     let note = optional_json::<Note>(&headers, &body)?.and_then(|n| n.note);
-    steer(&state, &who, &id, IncidentSteer::Resolve, note).await
+    steer(&state, &who, &audit, &id, IncidentSteer::Resolve, note).await
 }
 
 /// Add a note to an open incident's timeline.
@@ -198,6 +208,7 @@ pub(super) async fn resolve(
 pub(super) async fn note(
     State(state): State<AppState>,
     Extension(who): Extension<Principal>,
+    Extension(audit): Extension<Audit>,
     PathParams(id): PathParams<String>,
     Body(body): Body<Note>,
 ) -> Result<Json<IncidentView>, Problem> {
@@ -207,5 +218,5 @@ pub(super) async fn note(
             "is required and must not be empty",
         ));
     };
-    steer(&state, &who, &id, IncidentSteer::Note, Some(text)).await
+    steer(&state, &who, &audit, &id, IncidentSteer::Note, Some(text)).await
 }

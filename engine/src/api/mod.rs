@@ -6,19 +6,25 @@
 //! (`openapi.rs`), so it cannot drift from the code.
 
 mod admin;
+mod approvals;
+pub mod audit;
 pub mod auth;
 mod catalog;
+mod control;
 mod events;
 mod grants;
 mod health;
 mod incidents;
+pub mod limits;
 mod openapi;
 mod plugins;
 pub mod problem;
 mod reach;
 mod requests;
+mod run_list;
 mod runs;
 mod secrets;
+mod start;
 mod steps;
 pub mod trace;
 mod views;
@@ -66,7 +72,17 @@ pub struct ApiConfig {
     pub master_key: Option<crate::vault::MasterKey>,
     /// Most run event streams open at once; a new one past it is answered 503.
     pub max_event_streams: usize,
+    /// Most client connections open at once; a new one past it is answered 503 and closed.
+    pub max_connections: usize,
+    /// Calls per second each token may make (bursts of twice that); past it 429. `None`: no
+    /// limit.
+    pub rate_limit: Option<std::num::NonZeroU32>,
 }
+
+/// Default of `--rate-limit`: calls per second per token.
+pub const DEFAULT_RATE_LIMIT: u32 = 200;
+/// Default of `--max-connections`.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 4096;
 
 impl Default for ApiConfig {
     fn default() -> Self {
@@ -76,6 +92,8 @@ impl Default for ApiConfig {
             grants_file: None,
             master_key: None,
             max_event_streams: 1024,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            rate_limit: std::num::NonZeroU32::new(DEFAULT_RATE_LIMIT),
         }
     }
 }
@@ -105,12 +123,21 @@ pub struct AppState {
     pub shutdown: CancellationToken,
     /// Run event streams open now.
     pub(crate) streams: Arc<std::sync::atomic::AtomicUsize>,
+    /// Writes the audit entries of calls that changed nothing, in batches.
+    pub audit: audit::AuditQueue,
+    /// Calls per second per token, when limited.
+    pub rate_limit: Option<Arc<limits::RateLimit>>,
+    /// The listener's connection counts, for `/metrics`.
+    pub connections: Arc<limits::ConnectionCounters>,
+    /// Idempotency-Keys of `POST /v1/runs` calls starting their run now.
+    pub(crate) starting: Arc<start::Starting>,
     /// Behaviour.
     pub config: ApiConfig,
 }
 
 impl AppState {
-    /// A state over a started engine.
+    /// A state over a started engine. Call inside a Tokio runtime: it starts the audit
+    /// queue's writer.
     pub fn new(
         engine: Engine,
         host: PluginHost,
@@ -119,8 +146,10 @@ impl AppState {
         defs: Definitions,
         config: ApiConfig,
     ) -> Self {
+        let store = engine.store().clone();
         Self {
-            store: engine.store().clone(),
+            audit: audit::AuditQueue::start(store.clone()),
+            store,
             engine,
             host,
             clock,
@@ -131,6 +160,11 @@ impl AppState {
             requests: Arc::new(health::RequestGauges::default()),
             shutdown: CancellationToken::new(),
             streams: Arc::default(),
+            rate_limit: config
+                .rate_limit
+                .map(|n| Arc::new(limits::RateLimit::per_token(n))),
+            connections: Arc::default(),
+            starting: Arc::default(),
             config,
         }
     }
@@ -209,10 +243,13 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/requests", post(requests::create).get(requests::list))
         .route("/v1/requests/{id}", get(requests::get_one))
         .route("/v1/requests/{id}/approval", post(requests::decide))
-        .route("/v1/runs", get(runs::list))
+        .route("/v1/runs", post(start::create).get(run_list::list))
+        .route("/v1/approvals", get(approvals::list))
         .route("/v1/runs/{id}", get(runs::get_one))
         .route("/v1/runs/{id}/steps/{key}", get(steps::get_one))
         .route("/v1/runs/{id}/cancel", post(runs::cancel))
+        .route("/v1/runs/{id}/pause", post(control::pause))
+        .route("/v1/runs/{id}/resume", post(control::resume))
         .route("/v1/runs/{id}/approvals/{step}", post(runs::approve))
         .route("/v1/runs/{id}/signals/{name}", post(runs::signal))
         .route("/v1/workflows", get(workflows::list))
@@ -355,16 +392,26 @@ pub async fn serve(
             }
         }
     });
-    let app = router(state);
-    axum::serve(
+    let audit = state.audit.clone();
+    let listener = limits::Limited::new(
         listener,
+        state.config.max_connections,
+        Arc::clone(&state.connections),
+    );
+    let app = router(state);
+    // `tap_io` only so `ConnectInfo<SocketAddr>` works with a listener of our own.
+    let served = axum::serve(
+        axum::serve::ListenerExt::tap_io(listener, |_| {}),
         app.into_make_service_with_connect_info::<SocketAddr>(),
     )
     .with_graceful_shutdown(async move {
         shutdown.await;
         token.cancel();
     })
-    .await
+    .await;
+    // The entries of the last refused calls.
+    audit.flush().await;
+    served
 }
 
 /// Pagination query: `?limit=N&cursor=C`.

@@ -5,8 +5,8 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use super::{
-    admin, catalog, events, grants, health, incidents, plugins, problem, requests, runs, secrets,
-    steps, views, workflows,
+    admin, approvals, catalog, control, events, grants, health, incidents, plugins, problem,
+    requests, run_list, runs, secrets, start, steps, views, workflows,
 };
 
 struct Bearer;
@@ -28,6 +28,44 @@ impl Modify for Bearer {
     }
 }
 
+/// Every `/v1` call may be answered 429 when its token is past `--rate-limit`.
+struct RateLimited;
+
+impl Modify for RateLimited {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::header::Header;
+        use utoipa::openapi::{Content, Object, Ref, ResponseBuilder, Type};
+        let response = ResponseBuilder::new()
+            .description("This token made more calls than `--rate-limit` allows; retry after `Retry-After` seconds")
+            .content(
+                problem::PROBLEM_JSON,
+                Content::new(Some(Ref::from_schema_name("Problem"))),
+            )
+            .header("Retry-After", Header::new(Object::with_type(Type::Integer)))
+            .build();
+        for (path, item) in openapi.paths.paths.iter_mut() {
+            if !path.starts_with("/v1/") {
+                continue;
+            }
+            for op in [
+                &mut item.get,
+                &mut item.post,
+                &mut item.put,
+                &mut item.delete,
+                &mut item.patch,
+            ]
+            .into_iter()
+            .flatten()
+            {
+                op.responses
+                    .responses
+                    .entry("429".into())
+                    .or_insert_with(|| response.clone().into());
+            }
+        }
+    }
+}
+
 #[derive(OpenApi)]
 #[openapi(
     info(
@@ -38,7 +76,7 @@ impl Modify for Bearer {
     paths(
         catalog::list, catalog::get_one,
         requests::create, requests::list, requests::get_one, requests::decide,
-        runs::list, runs::get_one, runs::cancel, runs::approve, runs::signal, runs::events,
+        run_list::list, start::create, approvals::list, runs::get_one, runs::cancel, control::pause, control::resume, runs::approve, runs::signal, runs::events,
         steps::get_one,
         workflows::list, workflows::versions, workflows::get_version, workflows::upload,
         plugins::list, plugins::get_one, plugins::upload, grants::get, grants::reload,
@@ -60,13 +98,13 @@ impl Modify for Bearer {
         views::TenantList, views::PluginView, views::PluginList, views::PluginUploaded,
         views::CapabilitiesView, views::WorkflowSummary, views::WorkflowList,
         views::WorkflowVersion, views::WorkflowVersions, views::WorkflowUploaded,
-        requests::Order, requests::Decision, runs::StepDecision, runs::CancelOptions,
+        requests::Order, requests::Decision, start::StartRun, approvals::Waiting, approvals::WaitingList, runs::StepDecision, runs::CancelOptions,
         steps::StepDetail, steps::AttemptView, incidents::Note,
         admin::NewTokenBody, admin::TenantBody, events::Received,
         grants::GrantView, grants::PluginDetail, grants::GrantsView, grants::GrantChangeView,
         grants::GrantsReloaded, secrets::SecretBody, secrets::SecretView, secrets::SecretList,
     )),
-    modifiers(&Bearer),
+    modifiers(&Bearer, &RateLimited),
     tags(
         (name = "catalog", description = "What clients may order"),
         (name = "requests", description = "Orders of catalog entries"),

@@ -5,6 +5,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Json, Response};
 
+use super::audit::Audit;
 use super::auth::{Principal, Role};
 use super::grants::PluginDetail;
 use super::problem::{Problem, RawBody};
@@ -89,6 +90,7 @@ pub(super) async fn get_one(
 pub(super) async fn upload(
     State(state): State<AppState>,
     Extension(who): Extension<Principal>,
+    Extension(audit): Extension<Audit>,
     PathParams((name, version)): PathParams<(String, String)>,
     headers: HeaderMap,
     RawBody(body): RawBody,
@@ -139,23 +141,22 @@ pub(super) async fn upload(
     let sha256 = hex_sha256(&body);
     let outcome = state
         .store
-        .put_plugin(&PluginRow {
-            name: descriptor.name.clone(),
-            version: descriptor.version.to_string(),
-            hash: sha256.clone(),
-            wasm: body.to_vec(),
-            uploaded_by: who.token_id.clone(),
-            created_at: state.now_ms(),
-        })
+        .put_plugin(
+            &PluginRow {
+                name: descriptor.name.clone(),
+                version: descriptor.version.to_string(),
+                hash: sha256.clone(),
+                wasm: body.to_vec(),
+                uploaded_by: who.token_id.clone(),
+                created_at: state.now_ms(),
+            },
+            Some(&|put: &PutWorkflow| audit.entry(put_status(put))),
+        )
         .await?;
     let created = outcome == PutWorkflow::Inserted;
     // A workflow version that needed this plugin may plan again, and its runs go on.
     state.replan_unplanned().await;
-    let status = if created {
-        StatusCode::CREATED
-    } else {
-        StatusCode::OK
-    };
+    let status = put_status(&outcome);
     Ok((
         status,
         Json(PluginUploaded {
@@ -165,4 +166,12 @@ pub(super) async fn upload(
         }),
     )
         .into_response())
+}
+
+/// The answer to an upload: 201 for a new version, 200 for the same one again.
+pub(super) fn put_status(put: &PutWorkflow) -> StatusCode {
+    match put {
+        PutWorkflow::Inserted => StatusCode::CREATED,
+        PutWorkflow::Unchanged => StatusCode::OK,
+    }
 }

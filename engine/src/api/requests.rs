@@ -13,13 +13,14 @@ use serde::Deserialize;
 use serde_json::{Map, Value as Json_};
 use utoipa::ToSchema;
 
+use super::audit::Audit;
 use super::auth::{Principal, Role, random_id};
 use super::problem::{Body, Problem, Violation};
 use super::views::{RequestBody, RequestList};
 use super::{AppState, Page, PathParams, Query};
 use crate::diag::plural;
 use crate::runtime::NewRun;
-use crate::store::{Cursor, NewRequest, RequestRow, RequestView, hex_sha256};
+use crate::store::{AuditRow, Cursor, NewRequest, RequestRow, RequestView, hex_sha256};
 
 /// An order.
 #[derive(Debug, Clone, Deserialize, ToSchema)]
@@ -47,7 +48,7 @@ pub(super) struct Decision {
     pub comment: Option<String>,
 }
 
-fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, Problem> {
+pub(super) fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, Problem> {
     let Some(v) = headers.get("idempotency-key") else {
         return Ok(None);
     };
@@ -87,6 +88,7 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, Problem> {
 pub(super) async fn create(
     State(state): State<AppState>,
     Extension(who): Extension<Principal>,
+    Extension(audit): Extension<Audit>,
     headers: HeaderMap,
     Body(order): Body<Order>,
 ) -> Result<Response, Problem> {
@@ -238,25 +240,49 @@ pub(super) async fn create(
         created_at: now,
         updated_at: now,
     };
-    match state.store.insert_request(&row).await? {
-        NewRequest::Existing(earlier) => {
-            if earlier.request.body_hash != body_hash {
-                return Err(Problem::new(
-                    StatusCode::UNPROCESSABLE_ENTITY,
-                    "idempotency-key-reused",
-                    "this Idempotency-Key was already used for a different order; use a new key",
-                ));
-            }
-            let mut response = accepted(&earlier, state.now_ms());
-            response
-                .headers_mut()
-                .insert("idempotent-replayed", HeaderValue::from_static("true"));
-            return Ok(response);
-        }
-        NewRequest::Inserted => {}
+    let status = StatusCode::ACCEPTED;
+    // Two calls with one key at once: the second is told to retry, so one order is placed.
+    let _holding = match &row.idempotency_key {
+        None => None,
+        Some(k) => Some(
+            state
+                .starting
+                .hold(&format!("order {}", who.token_id), k)
+                .ok_or_else(|| {
+                    Problem::conflict(
+                        "a call with this Idempotency-Key is placing its order now; retry in a moment to get that order",
+                    )
+                })?,
+        ),
+    };
+    if let Some(earlier) = state
+        .store
+        .request_by_key(&row.requester, row.idempotency_key.as_deref())
+        .await?
+    {
+        return replay(&earlier, &body_hash, state.now_ms());
     }
-    if !gated {
-        start(&state, &row).await;
+    if gated {
+        if let NewRequest::Existing(earlier) = state
+            .store
+            .insert_request(&row, Some(&audit.at(status)))
+            .await?
+        {
+            return replay(&earlier, &body_hash, state.now_ms());
+        }
+    } else {
+        // One commit, one fsync: the order (stored `started`), its run and this call's entry.
+        let run = NewRun {
+            workflow: row.workflow.clone(),
+            version: row.workflow_version,
+            inputs: row.inputs.clone(),
+            tenant: row.tenant.clone(),
+            requester: Some(row.requester.clone()),
+        };
+        state
+            .engine
+            .submit_order(run, row.clone(), Some(audit.entry(status)))
+            .await?;
     }
     let view = state
         .store
@@ -264,6 +290,22 @@ pub(super) async fn create(
         .await?
         .ok_or_else(|| Problem::unavailable("the request vanished; retry with the same key"))?;
     Ok(accepted(&view, state.now_ms()))
+}
+
+/// The answer to an order repeating an Idempotency-Key: the earlier order, if it asked the same.
+fn replay(earlier: &RequestView, body_hash: &str, now: i64) -> Result<Response, Problem> {
+    if earlier.request.body_hash != body_hash {
+        return Err(Problem::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "idempotency-key-reused",
+            "this Idempotency-Key was already used for a different order; use a new key",
+        ));
+    }
+    let mut response = accepted(earlier, now);
+    response
+        .headers_mut()
+        .insert("idempotent-replayed", HeaderValue::from_static("true"));
+    Ok(response)
 }
 
 fn accepted(view: &RequestView, now: i64) -> Response {
@@ -276,7 +318,7 @@ fn accepted(view: &RequestView, now: i64) -> Response {
 
 /// Starts the run of a stored request. A failure leaves the request `submitted`; it is
 /// started again at the next start-up.
-async fn start(state: &AppState, r: &RequestRow) {
+async fn start(state: &AppState, r: &RequestRow, audit: Option<AuditRow>) {
     let run = NewRun {
         workflow: r.workflow.clone(),
         version: r.workflow_version,
@@ -284,7 +326,7 @@ async fn start(state: &AppState, r: &RequestRow) {
         tenant: r.tenant.clone(),
         requester: Some(r.requester.clone()),
     };
-    if let Err(e) = state.engine.submit_for_request(run, &r.id).await {
+    if let Err(e) = state.engine.submit_for_request(run, &r.id, audit).await {
         tracing::error!(request = %r.id, "cannot start the run of a request: {e}");
     }
 }
@@ -294,7 +336,7 @@ async fn start(state: &AppState, r: &RequestRow) {
 pub async fn start_pending(state: &AppState) -> Result<usize, crate::store::StoreError> {
     let pending = state.store.unstarted_requests().await?;
     for r in &pending {
-        start(state, r).await;
+        start(state, r, None).await;
     }
     Ok(pending.len())
 }
@@ -382,6 +424,7 @@ pub(super) async fn get_one(
 pub(super) async fn decide(
     State(state): State<AppState>,
     Extension(who): Extension<Principal>,
+    Extension(audit): Extension<Audit>,
     PathParams(id): PathParams<String>,
     Body(decision): Body<Decision>,
 ) -> Result<Json<RequestBody>, Problem> {
@@ -407,6 +450,7 @@ pub(super) async fn decide(
             &who.token_id,
             decision.comment.as_deref(),
             state.now_ms(),
+            Some(&audit.at(StatusCode::OK)),
         )
         .await?;
     if !decided {
@@ -416,7 +460,7 @@ pub(super) async fn decide(
         )));
     }
     if decision.approved {
-        start(&state, &view.request).await;
+        start(&state, &view.request, None).await;
     }
     let view = state
         .store

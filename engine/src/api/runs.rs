@@ -1,4 +1,5 @@
-//! Runs: list, inspect, follow (server-sent events), cancel, approve steps, send signals.
+//! Runs: inspect, follow (server-sent events), cancel, approve steps, send signals (lists
+//! are `run_list.rs`, starting one is `start.rs`).
 
 use std::collections::VecDeque;
 use std::convert::Infallible;
@@ -13,13 +14,14 @@ use serde_json::Value as Json_;
 use tokio::sync::broadcast;
 use utoipa::ToSchema;
 
+use super::audit::Audit;
 use super::auth::{Principal, Role};
 use super::problem::{Body, Problem, RawBody, optional_json};
-use super::views::{RunDetail, RunList, RunStreamEvent, RunSummary, StepCount, StepView};
-use super::{AppState, Page, PathParams, Query};
+use super::views::{RunDetail, RunStreamEvent, RunSummary, StepCount, StepView};
+use super::{AppState, PathParams, Query};
 use crate::plan::PlanKind;
 use crate::runtime::RunEvent;
-use crate::store::{Cursor, RunRow, StepCursor};
+use crate::store::{RunRow, StepCursor};
 
 /// The run `id` if the caller may see it; otherwise 404, as for a run that does not exist.
 pub(super) async fn visible_run(
@@ -64,8 +66,9 @@ async fn detail(
             count,
         })
         .collect();
+    let labels = state.store.labels_of(&[run.id.as_str()]).await?;
     Ok(RunDetail {
-        run: RunSummary::of(run),
+        run: RunSummary::labelled(run, labels.get(&run.id)),
         inputs: run.inputs.clone(),
         outputs: run.outputs.clone().unwrap_or(Json_::Null),
         steps: steps.iter().map(StepView::of).collect(),
@@ -100,44 +103,6 @@ impl StepPage {
         };
         Ok((limit, cursor))
     }
-}
-
-/// Runs, newest first: a client's tenant's, or every run for operators.
-#[utoipa::path(get, path = "/v1/runs", tag = "runs",
-    params(Page),
-    responses(
-        (status = 200, description = "A page of runs", body = RunList),
-        (status = 400, description = "An unknown query parameter", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Role may not read runs", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Bad limit or cursor", body = Problem, content_type = "application/problem+json"),
-    ),
-    security(("bearer" = [])))]
-pub(super) async fn list(
-    State(state): State<AppState>,
-    Extension(who): Extension<Principal>,
-    Query(page): Query<Page>,
-) -> Result<Json<RunList>, Problem> {
-    who.require(&[Role::Client, Role::Operator, Role::Admin])?;
-    let (limit, cursor) = page.read()?;
-    let rows = state
-        .store
-        .runs_page(who.scope(), cursor.as_ref(), limit)
-        .await?;
-    let next_cursor = (rows.len() == limit as usize)
-        .then(|| rows.last())
-        .flatten()
-        .map(|r| {
-            Cursor {
-                created_at: r.created_at,
-                id: r.id.clone(),
-            }
-            .encode()
-        });
-    Ok(Json(RunList {
-        items: rows.iter().map(RunSummary::of).collect(),
-        next_cursor,
-    }))
 }
 
 /// One run with a page of its units (status, attempts, output, error, timings) in plan
@@ -197,6 +162,7 @@ fn yes() -> bool {
 pub(super) async fn cancel(
     State(state): State<AppState>,
     Extension(who): Extension<Principal>,
+    Extension(audit): Extension<Audit>,
     PathParams(id): PathParams<String>,
     headers: HeaderMap,
     RawBody(body): RawBody,
@@ -205,7 +171,10 @@ pub(super) async fn cancel(
     let options = optional_json::<CancelOptions>(&headers, &body)?;
     visible_run(&state, &who, &id).await?;
     let compensate = options.is_none_or(|o| o.compensate);
-    state.engine.cancel_with(&id, compensate).await?;
+    state
+        .engine
+        .cancel_with(&id, compensate, Some(audit.entry(StatusCode::ACCEPTED)))
+        .await?;
     let run = visible_run(&state, &who, &id).await?;
     Ok((StatusCode::ACCEPTED, Json(RunSummary::of(&run))).into_response())
 }
@@ -237,6 +206,7 @@ pub(super) struct StepDecision {
 pub(super) async fn approve(
     State(state): State<AppState>,
     Extension(who): Extension<Principal>,
+    Extension(audit): Extension<Audit>,
     PathParams((id, step)): PathParams<(String, String)>,
     Body(decision): Body<StepDecision>,
 ) -> Result<Json<RunSummary>, Problem> {
@@ -262,7 +232,13 @@ pub(super) async fn approve(
     }
     state
         .engine
-        .approve(&id, &step, decision.approved, &who.token_id)
+        .approve(
+            &id,
+            &step,
+            decision.approved,
+            &who.token_id,
+            Some(audit.entry(StatusCode::OK)),
+        )
         .await?;
     let run = visible_run(&state, &who, &id).await?;
     Ok(Json(RunSummary::of(&run)))
@@ -287,6 +263,7 @@ pub(super) async fn approve(
 pub(super) async fn signal(
     State(state): State<AppState>,
     Extension(who): Extension<Principal>,
+    Extension(audit): Extension<Audit>,
     PathParams((id, name)): PathParams<(String, String)>,
     headers: HeaderMap,
     RawBody(body): RawBody,
@@ -297,7 +274,10 @@ pub(super) async fn signal(
         return Err(Problem::not_found("signal", &name));
     }
     visible_run(&state, &who, &id).await?;
-    state.engine.signal(&id, &name, payload).await?;
+    state
+        .engine
+        .signal(&id, &name, payload, Some(audit.entry(StatusCode::ACCEPTED)))
+        .await?;
     let run = visible_run(&state, &who, &id).await?;
     Ok((StatusCode::ACCEPTED, Json(RunSummary::of(&run))).into_response())
 }

@@ -89,6 +89,7 @@ pub(super) async fn list(
 pub(super) async fn put(
     State(state): State<AppState>,
     Extension(who): Extension<Principal>,
+    Extension(audit): Extension<super::audit::Audit>,
     PathParams(name): PathParams<String>,
     Body(body): Body<SecretBody>,
 ) -> Result<Json<SecretView>, Problem> {
@@ -108,12 +109,21 @@ pub(super) async fn put(
         ));
     };
     let now = state.clock.now_ms();
-    vault::set(&state.store, key, &name, &body.value, &who.token_id, now)
-        .await
-        .map_err(|e| match e {
-            vault::VaultError::Store(s) => Problem::from(s),
-            other => Problem::unavailable(other.to_string()),
-        })?;
+    let audit = audit.at(axum::http::StatusCode::OK);
+    vault::set(
+        &state.store,
+        key,
+        &name,
+        &body.value,
+        &who.token_id,
+        now,
+        Some(&audit),
+    )
+    .await
+    .map_err(|e| match e {
+        vault::VaultError::Store(s) => Problem::from(s),
+        other => Problem::unavailable(other.to_string()),
+    })?;
     // The engine hands it to attempts from now on, and masks it, in the service log too.
     state.engine.set_secret(&name, &body.value).await?;
     Ok(Json(SecretView {

@@ -17,7 +17,7 @@ pub(super) fn time(ms: i64) -> String {
         .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
 
-fn opt_time(ms: Option<i64>) -> Option<String> {
+pub(super) fn opt_time(ms: Option<i64>) -> Option<String> {
     ms.map(time)
 }
 
@@ -206,6 +206,8 @@ pub(super) enum RunStatusView {
     /// Waiting because its workflow version does not plan now (see `blocked`); it goes on
     /// when that is fixed.
     Blocked,
+    /// Paused by an operator: nothing new starts until it is resumed (see `paused_at`).
+    Paused,
     /// Done.
     Succeeded,
     /// Failed.
@@ -219,6 +221,9 @@ impl RunStatusView {
         use crate::store::RunStatus as S;
         if r.blocked.is_some() && !r.status.is_final() {
             return Self::Blocked;
+        }
+        if r.paused_at.is_some() && r.status == S::Running {
+            return Self::Paused;
         }
         match r.status {
             S::Running => Self::Running,
@@ -257,9 +262,26 @@ pub(super) struct RunSummary {
     pub updated_at: String,
     /// End.
     pub finished_at: Option<String>,
+    /// Since when it is paused.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub paused_at: Option<String>,
+    /// Key/value labels it was started with (`POST /v1/runs`).
+    #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub labels: std::collections::BTreeMap<String, String>,
 }
 
 impl RunSummary {
+    /// The run with its labels.
+    pub(super) fn labelled(
+        r: &RunRow,
+        labels: Option<&std::collections::BTreeMap<String, String>>,
+    ) -> Self {
+        Self {
+            labels: labels.cloned().unwrap_or_default(),
+            ..Self::of(r)
+        }
+    }
+
     pub(super) fn of(r: &RunRow) -> Self {
         Self {
             id: r.id.clone(),
@@ -273,6 +295,8 @@ impl RunSummary {
             created_at: time(r.created_at),
             updated_at: time(r.updated_at),
             finished_at: opt_time(r.finished_at),
+            paused_at: opt_time(r.paused_at.filter(|_| !r.status.is_final())),
+            labels: std::collections::BTreeMap::new(),
         }
     }
 }

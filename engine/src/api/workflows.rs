@@ -5,6 +5,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Json, Response};
 
+use super::audit::Audit;
 use super::auth::{Principal, Role};
 use super::problem::{Located, Problem, RawBody};
 use super::reach::Reach;
@@ -152,6 +153,7 @@ pub(super) async fn get_version(
 pub(super) async fn upload(
     State(state): State<AppState>,
     Extension(who): Extension<Principal>,
+    Extension(audit): Extension<Audit>,
     PathParams(name): PathParams<String>,
     headers: HeaderMap,
     RawBody(body): RawBody,
@@ -214,7 +216,13 @@ pub(super) async fn upload(
     let source = String::from_utf8_lossy(&body).into_owned();
     let outcome = state
         .store
-        .put_workflow(plan.name(), plan.version(), &source, state.now_ms())
+        .put_workflow(
+            plan.name(),
+            plan.version(),
+            &source,
+            state.now_ms(),
+            Some(&|put: &PutWorkflow| audit.entry(super::plugins::put_status(put))),
+        )
         .await?;
     let uploaded = WorkflowUploaded {
         name: plan.name().to_string(),
@@ -231,10 +239,5 @@ pub(super) async fn upload(
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .insert(plan);
     }
-    let status = if uploaded.created {
-        StatusCode::CREATED
-    } else {
-        StatusCode::OK
-    };
-    Ok((status, Json(uploaded)).into_response())
+    Ok((super::plugins::put_status(&outcome), Json(uploaded)).into_response())
 }

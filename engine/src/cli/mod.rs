@@ -77,6 +77,14 @@ pub enum Command {
         /// Retry-After (each holds a connection and a subscription).
         #[arg(long, env = "CSMP_MAX_EVENT_STREAMS", default_value_t = 1024)]
         max_event_streams: usize,
+        /// Most client connections open at once; past it a new one is answered 503 with
+        /// Retry-After and closed.
+        #[arg(long, env = "CSMP_MAX_CONNECTIONS", default_value_t = crate::api::DEFAULT_MAX_CONNECTIONS)]
+        max_connections: usize,
+        /// Calls per second each token may make, in bursts of twice that; past it 429 with
+        /// Retry-After. 0: no limit.
+        #[arg(long, env = "CSMP_RATE_LIMIT", default_value_t = crate::api::DEFAULT_RATE_LIMIT)]
+        rate_limit: u32,
     },
     /// API tokens.
     Token {
@@ -333,9 +341,13 @@ pub fn main() -> ExitCode {
             listen,
             sqlite_busy_timeout,
             max_event_streams,
+            max_connections,
+            rate_limit,
         } => {
             let opts = run::ServeOptions {
                 max_event_streams,
+                max_connections,
+                rate_limit: std::num::NonZeroU32::new(rate_limit),
                 database,
                 workflows,
                 catalog,

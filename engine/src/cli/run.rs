@@ -72,7 +72,7 @@ pub async fn load_definitions(
                 crate::dsl::decode_any(source.as_bytes(), &mut ignored)
             {
                 store
-                    .put_workflow(&wf.name.value, wf.version.value, &source, now)
+                    .put_workflow(&wf.name.value, wf.version.value, &source, now, None)
                     .await
                     .with_context(|| format!("storing {}", file.display()))?;
             }
@@ -200,6 +200,7 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<RunStatus> {
             plan.version(),
             &source,
             crate::runtime::Clock::now_ms(&TokioClock::new()),
+            None,
         )
         .await?;
     let mut defs = load_definitions(&store, &host, None).await?;
@@ -391,6 +392,10 @@ pub struct ServeOptions {
     pub busy_timeout: std::time::Duration,
     /// Most run event streams open at once.
     pub max_event_streams: usize,
+    /// Most client connections open at once.
+    pub max_connections: usize,
+    /// Calls per second per token; `None`: no limit.
+    pub rate_limit: Option<std::num::NonZeroU32>,
 }
 
 /// Validates every catalog entry in `dir` against the loaded workflows.
@@ -515,6 +520,8 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
             grants_file,
             master_key: Some(master_key),
             max_event_streams: opts.max_event_streams,
+            max_connections: opts.max_connections,
+            rate_limit: opts.rate_limit,
             ..crate::api::ApiConfig::default()
         },
     );
@@ -602,12 +609,10 @@ pub async fn create_token(opts: TokenOptions) -> anyhow::Result<String> {
         .map_err(anyhow::Error::msg)?;
     let store = Store::open(&opts.database, Durability::Full).await?;
     let now = crate::runtime::Clock::now_ms(&TokioClock::new());
-    if let Some(t) = &opts.tenant {
-        store.ensure_tenant(t, now).await?;
-    }
     let token = crate::api::auth::mint(opts.role, opts.tenant, opts.name, now)
         .map_err(|e| anyhow::anyhow!("no randomness available: {e}"))?;
-    store.insert_token(&token.row).await?;
+    // The token's tenant is created with it when missing.
+    store.insert_token(&token.row, None).await?;
     Ok(token.secret)
 }
 

@@ -65,7 +65,7 @@ pub async fn run(command: SecretCommand) -> anyhow::Result<()> {
             let store = Store::open(&database, Durability::Full).await?;
             let key = MasterKey::load_or_create(&vault::key_file_of(&database))?;
             let now = crate::runtime::TokioClock::new().now_ms();
-            vault::set(&store, &key, &name, value, "cli", now).await?;
+            vault::set(&store, &key, &name, value, "cli", now, None).await?;
             eprintln!(
                 "secret `{name}` stored, encrypted under key {}; `csmp serve` reads it at its next start",
                 key.id()

@@ -35,7 +35,7 @@ pub use observe::AttemptObserver;
 
 use crate::plan::Plan;
 use crate::plugin::PluginHost;
-use crate::store::{IncidentRow, RunStatus, Store, StoreError};
+use crate::store::{AuditRow, IncidentRow, RunStatus, Store, StoreError};
 
 /// Commands (submits, signals, approvals, …) waiting for the executor at most; past it callers
 /// are refused at once (the API answers 503 with `Retry-After`) instead of queueing without
@@ -92,6 +92,27 @@ pub struct NewRun {
     pub tenant: String,
     /// Who asked.
     pub requester: Option<String>,
+}
+
+/// The catalog request a run fulfils.
+#[derive(Debug, Clone)]
+pub(crate) enum OrderStart {
+    /// Stored already (approved, or accepted before a restart): marked started.
+    Stored(String),
+    /// Stored with the run, in its commit.
+    New(Box<crate::store::RequestRow>),
+}
+
+/// What a run started over the API carries besides its inputs, written in the commit that
+/// creates it.
+#[derive(Debug, Clone, Default)]
+pub struct Submission {
+    /// Key/value labels kept with the run (runs are filtered by them).
+    pub labels: std::collections::BTreeMap<String, String>,
+    /// The Idempotency-Key it was started with.
+    pub key: Option<crate::store::RunKey>,
+    /// The audit entry of the call that started it.
+    pub audit: Option<AuditRow>,
 }
 
 /// What went wrong, by what the caller does next.
@@ -156,11 +177,12 @@ pub enum IncidentSteer {
 
 pub(crate) enum Command {
     /// A run to start, and the request it fulfils (marked started in the same commit).
-    Submit(
-        NewRun,
-        Option<String>,
-        oneshot::Sender<Result<String, EngineError>>,
-    ),
+    Submit {
+        run: NewRun,
+        request: Option<OrderStart>,
+        extras: Submission,
+        reply: oneshot::Sender<Result<String, EngineError>>,
+    },
     /// A workflow version to make runnable.
     Define(Box<Plan>, oneshot::Sender<Result<(), EngineError>>),
     Incident {
@@ -168,12 +190,14 @@ pub(crate) enum Command {
         action: IncidentSteer,
         by: String,
         note: Option<String>,
+        audit: Option<AuditRow>,
         reply: oneshot::Sender<Result<IncidentRow, EngineError>>,
     },
     Signal {
         run_id: String,
         name: String,
         payload: Json,
+        audit: Option<AuditRow>,
         reply: oneshot::Sender<Result<(), EngineError>>,
     },
     Approve {
@@ -181,11 +205,20 @@ pub(crate) enum Command {
         step: String,
         approved: bool,
         by: String,
+        audit: Option<AuditRow>,
         reply: oneshot::Sender<Result<(), EngineError>>,
     },
     Cancel {
         run_id: String,
         compensate: bool,
+        audit: Option<AuditRow>,
+        reply: oneshot::Sender<Result<(), EngineError>>,
+    },
+    /// Pause (`true`) or resume (`false`) a run.
+    Pause {
+        run_id: String,
+        pause: bool,
+        audit: Option<AuditRow>,
         reply: oneshot::Sender<Result<(), EngineError>>,
     },
     /// A secret set or changed: attempts dispatched from now on get it, and it is masked.
@@ -202,13 +235,14 @@ pub(crate) enum Command {
 impl std::fmt::Debug for Command {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {
-            Command::Submit(..) => "Submit",
+            Command::Submit { .. } => "Submit",
             Command::Define(..) => "Define",
             Command::SetSecret { .. } => "SetSecret",
             Command::Incident { .. } => "Incident",
             Command::Signal { .. } => "Signal",
             Command::Approve { .. } => "Approve",
             Command::Cancel { .. } => "Cancel",
+            Command::Pause { .. } => "Pause",
             Command::Sync(_) => "Sync",
             Command::Shutdown(_) => "Shutdown",
         })
@@ -302,7 +336,23 @@ impl Engine {
 
     /// Starts a run. When this returns `Ok`, the run is on disk.
     pub async fn submit(&self, run: NewRun) -> Result<String, EngineError> {
-        self.ask(|reply| Command::Submit(run, None, reply)).await
+        self.submit_with(run, Submission::default()).await
+    }
+
+    /// Starts a run with its labels, Idempotency-Key and audit entry, all written in the
+    /// commit that creates it.
+    pub async fn submit_with(
+        &self,
+        run: NewRun,
+        extras: Submission,
+    ) -> Result<String, EngineError> {
+        self.ask(|reply| Command::Submit {
+            run,
+            request: None,
+            extras,
+            reply,
+        })
+        .await
     }
 
     /// Starts the run fulfilling a stored request; the request is marked started in the same
@@ -311,9 +361,39 @@ impl Engine {
         &self,
         run: NewRun,
         request_id: &str,
+        audit: Option<AuditRow>,
     ) -> Result<String, EngineError> {
-        self.ask(|reply| Command::Submit(run, Some(request_id.into()), reply))
-            .await
+        self.ask(|reply| Command::Submit {
+            run,
+            request: Some(OrderStart::Stored(request_id.into())),
+            extras: Submission {
+                audit,
+                ..Submission::default()
+            },
+            reply,
+        })
+        .await
+    }
+
+    /// Stores a new order and starts its run in one commit (with the call's audit entry): the
+    /// request is written `started`, with the run's id. When this returns `Ok`, both are on
+    /// disk; on `Err`, neither is.
+    pub async fn submit_order(
+        &self,
+        run: NewRun,
+        request: crate::store::RequestRow,
+        audit: Option<AuditRow>,
+    ) -> Result<String, EngineError> {
+        self.ask(|reply| Command::Submit {
+            run,
+            request: Some(OrderStart::New(Box::new(request))),
+            extras: Submission {
+                audit,
+                ..Submission::default()
+            },
+            reply,
+        })
+        .await
     }
 
     /// Sets a secret for the attempts dispatched from now on; the value is masked in
@@ -338,23 +418,32 @@ impl Engine {
         action: IncidentSteer,
         by: &str,
         note: Option<String>,
+        audit: Option<AuditRow>,
     ) -> Result<IncidentRow, EngineError> {
         self.ask(|reply| Command::Incident {
             id: id.into(),
             action,
             by: by.into(),
             note,
+            audit,
             reply,
         })
         .await
     }
 
     /// Delivers a named signal to a run; a `signal:` step waiting for it (now or later) takes it.
-    pub async fn signal(&self, run_id: &str, name: &str, payload: Json) -> Result<(), EngineError> {
+    pub async fn signal(
+        &self,
+        run_id: &str,
+        name: &str,
+        payload: Json,
+        audit: Option<AuditRow>,
+    ) -> Result<(), EngineError> {
         self.ask(|reply| Command::Signal {
             run_id: run_id.into(),
             name: name.into(),
             payload,
+            audit,
             reply,
         })
         .await
@@ -367,12 +456,14 @@ impl Engine {
         step: &str,
         approved: bool,
         by: &str,
+        audit: Option<AuditRow>,
     ) -> Result<(), EngineError> {
         self.ask(|reply| Command::Approve {
             run_id: run_id.into(),
             step: step.into(),
             approved,
             by: by.into(),
+            audit,
             reply,
         })
         .await
@@ -381,10 +472,35 @@ impl Engine {
     /// Cancels a run: running plugin attempts are interrupted and nothing new of the run
     /// starts; then the compensations of what it completed run, newest first, and its
     /// `on_failure` steps, unless `compensate` is false.
-    pub async fn cancel_with(&self, run_id: &str, compensate: bool) -> Result<(), EngineError> {
+    pub async fn cancel_with(
+        &self,
+        run_id: &str,
+        compensate: bool,
+        audit: Option<AuditRow>,
+    ) -> Result<(), EngineError> {
         self.ask(|reply| Command::Cancel {
             run_id: run_id.into(),
             compensate,
+            audit,
+            reply,
+        })
+        .await
+    }
+
+    /// Pauses a run (`pause`) or resumes it: a paused run dispatches nothing new — attempts
+    /// running finish and are recorded, timers that fall due wait — until it is resumed; the
+    /// pause is stored with the run, so it outlives a restart. Pausing a paused run changes
+    /// nothing; resuming a run that is not paused, or pausing one that is over, is a conflict.
+    pub async fn pause(
+        &self,
+        run_id: &str,
+        pause: bool,
+        audit: Option<AuditRow>,
+    ) -> Result<(), EngineError> {
+        self.ask(|reply| Command::Pause {
+            run_id: run_id.into(),
+            pause,
+            audit,
             reply,
         })
         .await
@@ -392,7 +508,7 @@ impl Engine {
 
     /// [`Engine::cancel_with`] compensating.
     pub async fn cancel(&self, run_id: &str) -> Result<(), EngineError> {
-        self.cancel_with(run_id, true).await
+        self.cancel_with(run_id, true, None).await
     }
 
     /// Waits for a whole executor turn that starts after this call: every timer due at the

@@ -270,6 +270,7 @@ mod tests {
             lease_epoch: 0,
             blocked: None,
             cancel_compensates: true,
+            paused_at: None,
         }
     }
 

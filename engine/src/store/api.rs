@@ -3,7 +3,7 @@
 
 use serde_json::Value as Json;
 use sqlx::AssertSqlSafe;
-use sqlx::sqlite::SqliteRow;
+use sqlx::sqlite::{SqliteConnection, SqliteRow};
 
 use super::rows::json_col;
 use super::{RunRow, RunStatus, Store, StoreError, col};
@@ -334,18 +334,23 @@ impl Store {
         id: &str,
         allowlist: &[String],
         now_ms: i64,
+        audit: Option<&super::AuditFor<'_, ()>>,
     ) -> Result<TenantRow, StoreError> {
         let list = serde_json::to_string(allowlist)
             .map_err(|e| StoreError::Corrupt(format!("allowlist: {e}")))?;
-        sqlx::query(
-            "INSERT INTO tenants (id, allowlist, created_at, updated_at) VALUES (?, ?, ?, ?) \
-             ON CONFLICT (id) DO UPDATE SET allowlist = excluded.allowlist, updated_at = excluded.updated_at",
-        )
-        .bind(id)
-        .bind(&list)
-        .bind(now_ms)
-        .bind(now_ms)
-        .execute(&self.pool)
+        self.audited(audit, async |conn| {
+            sqlx::query(
+                "INSERT INTO tenants (id, allowlist, created_at, updated_at) VALUES (?, ?, ?, ?) \
+                 ON CONFLICT (id) DO UPDATE SET allowlist = excluded.allowlist, updated_at = excluded.updated_at",
+            )
+            .bind(id)
+            .bind(&list)
+            .bind(now_ms)
+            .bind(now_ms)
+            .execute(&mut *conn)
+            .await?;
+            Ok(())
+        })
         .await?;
         self.tenant(id)
             .await?
@@ -387,22 +392,54 @@ impl Store {
 
     // ----- tokens -----
 
-    /// Stores a new token (its hash only).
-    pub async fn insert_token(&self, token: &TokenRow) -> Result<(), StoreError> {
-        sqlx::query(AssertSqlSafe(format!(
-            "INSERT INTO tokens ({}) VALUES (?, ?, ?, ?, ?, ?, ?)",
-            TokenRow::COLUMNS
-        )))
-        .bind(&token.id)
-        .bind(&token.hash)
-        .bind(&token.role)
-        .bind(&token.tenant)
-        .bind(&token.name)
-        .bind(token.created_at)
-        .bind(token.revoked_at)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
+    /// Stores a new token (its hash only), and its tenant (with no allowlist) unless that
+    /// exists.
+    pub async fn insert_token(
+        &self,
+        token: &TokenRow,
+        audit: Option<&super::AuditFor<'_, ()>>,
+    ) -> Result<(), StoreError> {
+        let write = async |conn: &mut SqliteConnection| {
+            if let Some(tenant) = &token.tenant {
+                sqlx::query(
+                    "INSERT INTO tenants (id, allowlist, created_at, updated_at) VALUES (?, '[]', ?, ?) \
+                     ON CONFLICT (id) DO NOTHING",
+                )
+                .bind(tenant)
+                .bind(token.created_at)
+                .bind(token.created_at)
+                .execute(&mut *conn)
+                .await?;
+            }
+            sqlx::query(AssertSqlSafe(format!(
+                "INSERT INTO tokens ({}) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                TokenRow::COLUMNS
+            )))
+            .bind(&token.id)
+            .bind(&token.hash)
+            .bind(&token.role)
+            .bind(&token.tenant)
+            .bind(&token.name)
+            .bind(token.created_at)
+            .bind(token.revoked_at)
+            .execute(&mut *conn)
+            .await?;
+            Ok(())
+        };
+        match (audit, &token.tenant) {
+            (None, None) => self.write_statement(write).await,
+            // Two statements: one transaction, audited or not.
+            _ => {
+                self.write_transaction(async |conn| {
+                    write(conn).await?;
+                    if let Some(entry) = audit {
+                        insert_audit(conn, &entry(&())).await?;
+                    }
+                    Ok(())
+                })
+                .await
+            }
+        }
     }
 
     /// The live (not revoked) token with this hash.
@@ -429,65 +466,81 @@ impl Store {
     }
 
     /// Revokes a token; `false` when there is no live token with that id.
-    pub async fn revoke_token(&self, id: &str, now_ms: i64) -> Result<bool, StoreError> {
-        let done =
-            sqlx::query("UPDATE tokens SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL")
+    pub async fn revoke_token(
+        &self,
+        id: &str,
+        now_ms: i64,
+        audit: Option<&super::AuditFor<'_, bool>>,
+    ) -> Result<bool, StoreError> {
+        self.audited_if(
+            audit,
+            async |conn| {
+                let done = sqlx::query(
+                    "UPDATE tokens SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL",
+                )
                 .bind(now_ms)
                 .bind(id)
-                .execute(&self.pool)
+                .execute(&mut *conn)
                 .await?;
-        Ok(done.rows_affected() > 0)
+                Ok(done.rows_affected() > 0)
+            },
+            |revoked| *revoked,
+        )
+        .await
     }
 
     // ----- requests -----
 
     /// Stores a new request, unless its requester already used its `Idempotency-Key`, in which
     /// case the earlier request is returned and nothing is written.
-    pub async fn insert_request(&self, r: &RequestRow) -> Result<NewRequest, StoreError> {
-        let done = sqlx::query(AssertSqlSafe(format!(
-            "INSERT INTO requests ({REQUEST_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
-             ON CONFLICT (requester, idempotency_key) DO NOTHING"
-        )))
-        .bind(&r.id)
-        .bind(&r.catalog_id)
-        .bind(&r.workflow)
-        .bind(r.workflow_version.map(i64::from))
-        .bind(&r.tenant)
-        .bind(&r.requester)
-        .bind(r.inputs.to_string())
-        .bind(&r.status)
-        .bind(&r.run_id)
-        .bind(serde_json::to_string(&r.approval_roles).unwrap_or_else(|_| "[]".into()))
-        .bind(&r.decided_by)
-        .bind(r.decided_at)
-        .bind(&r.decision_note)
-        .bind(r.sla_deadline)
-        .bind(&r.idempotency_key)
-        .bind(&r.body_hash)
-        .bind(r.created_at)
-        .bind(r.updated_at)
-        .execute(&self.pool)
-        .await?;
-        if done.rows_affected() > 0 {
+    pub async fn insert_request(
+        &self,
+        r: &RequestRow,
+        audit: Option<&super::AuditFor<'_, bool>>,
+    ) -> Result<NewRequest, StoreError> {
+        // A repeated Idempotency-Key changes nothing: its call is audited by the caller.
+        let inserted = self
+            .audited_if(
+                audit,
+                async |conn| insert_request_row(conn, r).await,
+                |inserted| *inserted,
+            )
+            .await?;
+        if inserted {
             return Ok(NewRequest::Inserted);
         }
+        match self
+            .request_by_key(&r.requester, r.idempotency_key.as_deref())
+            .await?
+        {
+            Some(view) => Ok(NewRequest::Existing(Box::new(view))),
+            None => Err(StoreError::Conflict(format!(
+                "request `{}` could not be stored",
+                r.id
+            ))),
+        }
+    }
+
+    /// The request `requester` made with Idempotency-Key `key`.
+    pub async fn request_by_key(
+        &self,
+        requester: &str,
+        key: Option<&str>,
+    ) -> Result<Option<RequestView>, StoreError> {
+        let Some(key) = key else {
+            return Ok(None);
+        };
         let row = sqlx::query(AssertSqlSafe(format!(
             "SELECT {}, u.status AS run_status, u.finished_at AS run_finished_at \
              FROM requests r LEFT JOIN runs u ON u.id = r.run_id \
              WHERE r.requester = ? AND r.idempotency_key = ?",
             prefixed("r", REQUEST_COLUMNS)
         )))
-        .bind(&r.requester)
-        .bind(&r.idempotency_key)
+        .bind(requester)
+        .bind(key)
         .fetch_optional(&self.pool)
         .await?;
-        match row {
-            Some(row) => Ok(NewRequest::Existing(Box::new(RequestView::from_row(&row)?))),
-            None => Err(StoreError::Conflict(format!(
-                "request `{}` could not be stored",
-                r.id
-            ))),
-        }
+        row.as_ref().map(RequestView::from_row).transpose()
     }
 
     /// One request (of `tenant` only, when given).
@@ -533,6 +586,27 @@ impl Store {
         rows.iter().map(RequestView::from_row).collect()
     }
 
+    /// Requests waiting at their approval gate, oldest first (of `tenant` only, when given).
+    pub async fn awaiting_requests(
+        &self,
+        tenant: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<RequestView>, StoreError> {
+        let sql = format!(
+            "SELECT {}, NULL AS run_status, NULL AS run_finished_at FROM requests r \
+             WHERE r.status = 'awaiting_approval' AND (? IS NULL OR r.tenant = ?) \
+             ORDER BY r.created_at, r.id LIMIT ?",
+            prefixed("r", REQUEST_COLUMNS),
+        );
+        let rows = sqlx::query(AssertSqlSafe(sql))
+            .bind(tenant)
+            .bind(tenant)
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(RequestView::from_row).collect()
+    }
+
     /// Records the decision on a request awaiting approval: approved requests become
     /// `submitted` (their run starts next), rejected ones `rejected`. `false` when the request
     /// was not awaiting approval.
@@ -543,7 +617,9 @@ impl Store {
         by: &str,
         note: Option<&str>,
         now_ms: i64,
+        audit: Option<&super::AuditFor<'_, bool>>,
     ) -> Result<bool, StoreError> {
+        self.audited_if(audit, async |conn| {
         let done = sqlx::query(
             "UPDATE requests SET status = ?, decided_by = ?, decided_at = ?, decision_note = ?, updated_at = ? \
              WHERE id = ? AND status = 'awaiting_approval'",
@@ -554,9 +630,11 @@ impl Store {
         .bind(note)
         .bind(now_ms)
         .bind(id)
-        .execute(&self.pool)
+        .execute(&mut *conn)
         .await?;
         Ok(done.rows_affected() > 0)
+        }, |decided| *decided)
+        .await
     }
 
     /// Requests whose run must start (approved or ungated, run not yet created), oldest first.
@@ -615,26 +693,62 @@ impl Store {
 
     // ----- audit -----
 
-    /// Appends an audit entry.
+    /// Appends an audit entry on its own (the grants reload's per-scope entries).
     pub async fn audit(&self, e: &AuditRow) -> Result<(), StoreError> {
-        sqlx::query(
-            "INSERT INTO audit (at, actor, role, tenant, method, path, status, remote) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-        )
-        .bind(e.at)
-        .bind(&e.actor)
-        .bind(&e.role)
-        .bind(&e.tenant)
-        .bind(&e.method)
-        .bind(&e.path)
-        .bind(i64::from(e.status))
-        .bind(&e.remote)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
+        self.write_statement(async |conn| insert_audit(conn, e).await)
+            .await
     }
 
-    /// Audit entries newest first, before the entry `before` when given.
+    /// Appends audit entries in one transaction: the entries of calls that changed nothing
+    /// (refused, unauthenticated, invalid), written in batches rather than one fsync each.
+    pub async fn audit_many(&self, entries: &[AuditRow]) -> Result<(), StoreError> {
+        if entries.is_empty() {
+            return Ok(());
+        }
+        self.write_transaction(async |conn| {
+            for e in entries {
+                insert_audit(conn, e).await?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    /// Runs the writes of `body` and, when given, the audit entry of the call that asked for
+    /// them, in one transaction: the change and its entry are both durable, or neither.
+    pub(super) async fn audited<T>(
+        &self,
+        audit: Option<&super::AuditFor<'_, T>>,
+        body: impl AsyncFnOnce(&mut SqliteConnection) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        self.audited_if(audit, body, |_| true).await
+    }
+
+    /// [`Store::audited`], writing the entry only when `changed` says the body changed
+    /// something (a call that changed nothing is audited by the caller, with its real answer).
+    pub(super) async fn audited_if<T>(
+        &self,
+        audit: Option<&super::AuditFor<'_, T>>,
+        body: impl AsyncFnOnce(&mut SqliteConnection) -> Result<T, StoreError>,
+        changed: impl FnOnce(&T) -> bool,
+    ) -> Result<T, StoreError> {
+        match audit {
+            None => self.write_statement(body).await,
+            Some(entry) => {
+                self.write_transaction(async |conn| {
+                    let value = body(conn).await?;
+                    if changed(&value) {
+                        insert_audit(conn, &entry(&value)).await?;
+                    }
+                    Ok(value)
+                })
+                .await
+            }
+        }
+    }
+
+    /// Audit entries, the newest call first (entries of refused calls are written in batches,
+    /// so ids do not follow the calls' order), after the entry `before` when given.
     pub async fn audit_page(
         &self,
         before: Option<i64>,
@@ -642,7 +756,8 @@ impl Store {
     ) -> Result<Vec<AuditRow>, StoreError> {
         let rows = sqlx::query(
             "SELECT id, at, actor, role, tenant, method, path, status, remote FROM audit \
-             WHERE (? IS NULL OR id < ?) ORDER BY id DESC LIMIT ?",
+             WHERE (? IS NULL OR (at, id) < (SELECT at, id FROM audit WHERE id = ?)) \
+             ORDER BY at DESC, id DESC LIMIT ?",
         )
         .bind(before)
         .bind(before)
@@ -670,8 +785,13 @@ impl Store {
     // ----- events -----
 
     /// Stores an inbound event.
-    pub async fn insert_event(&self, e: &EventRow) -> Result<(), StoreError> {
-        sqlx::query(
+    pub async fn insert_event(
+        &self,
+        e: &EventRow,
+        audit: Option<&super::AuditFor<'_, ()>>,
+    ) -> Result<(), StoreError> {
+        self.audited(audit, async |conn| {
+            sqlx::query(
             "INSERT INTO events (id, source, received_at, received_by, status, alerts, payload) \
              VALUES (?, ?, ?, ?, ?, ?, ?)",
         )
@@ -682,9 +802,11 @@ impl Store {
         .bind(&e.status)
         .bind(i64::from(e.alerts))
         .bind(e.payload.to_string())
-        .execute(&self.pool)
+        .execute(&mut *conn)
         .await?;
-        Ok(())
+            Ok(())
+        })
+        .await
     }
 
     /// Inbound events, newest first.
@@ -713,15 +835,26 @@ impl Store {
 
     /// Stores an uploaded plugin. The same binary twice is a no-op; another binary under a
     /// stored name and version is a conflict.
-    pub async fn put_plugin(&self, p: &PluginRow) -> Result<super::PutWorkflow, StoreError> {
+    pub async fn put_plugin(
+        &self,
+        p: &PluginRow,
+        audit: Option<&super::AuditFor<'_, super::PutWorkflow>>,
+    ) -> Result<super::PutWorkflow, StoreError> {
+        // Checked and written in one transaction: two uploads of one version cannot both win.
+        self.write_transaction(async |conn| {
         let existing: Option<String> =
             sqlx::query_scalar("SELECT hash FROM plugins WHERE name = ? AND version = ?")
                 .bind(&p.name)
                 .bind(&p.version)
-                .fetch_optional(&self.pool)
+                .fetch_optional(&mut *conn)
                 .await?;
         match existing {
-            Some(h) if h == p.hash => Ok(super::PutWorkflow::Unchanged),
+            Some(h) if h == p.hash => {
+                if let Some(entry) = audit {
+                    insert_audit(conn, &entry(&super::PutWorkflow::Unchanged)).await?;
+                }
+                Ok(super::PutWorkflow::Unchanged)
+            }
             Some(_) => Err(StoreError::Conflict(format!(
                 "plugin `{}` version {} is already stored with another binary; publish a new version",
                 p.name, p.version
@@ -737,11 +870,16 @@ impl Store {
                 .bind(&p.wasm)
                 .bind(&p.uploaded_by)
                 .bind(p.created_at)
-                .execute(&self.pool)
+                .execute(&mut *conn)
                 .await?;
+                if let Some(entry) = audit {
+                    insert_audit(conn, &entry(&super::PutWorkflow::Inserted)).await?;
+                }
                 Ok(super::PutWorkflow::Inserted)
             }
         }
+        })
+        .await
     }
 
     /// Every uploaded plugin.
@@ -805,10 +943,65 @@ impl Store {
 }
 
 /// `a, b` → `r.a, r.b`.
-fn prefixed(alias: &str, columns: &str) -> String {
+pub(super) fn prefixed(alias: &str, columns: &str) -> String {
     columns
         .split(", ")
         .map(|c| format!("{alias}.{c}"))
         .collect::<Vec<_>>()
         .join(", ")
+}
+
+/// Inserts a request on `conn` unless its requester used its Idempotency-Key already; whether
+/// it did.
+pub(super) async fn insert_request_row(
+    conn: &mut SqliteConnection,
+    r: &RequestRow,
+) -> Result<bool, StoreError> {
+    let done = sqlx::query(AssertSqlSafe(format!(
+        "INSERT INTO requests ({REQUEST_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
+         ON CONFLICT (requester, idempotency_key) DO NOTHING"
+    )))
+    .bind(&r.id)
+    .bind(&r.catalog_id)
+    .bind(&r.workflow)
+    .bind(r.workflow_version.map(i64::from))
+    .bind(&r.tenant)
+    .bind(&r.requester)
+    .bind(r.inputs.to_string())
+    .bind(&r.status)
+    .bind(&r.run_id)
+    .bind(serde_json::to_string(&r.approval_roles).unwrap_or_else(|_| "[]".into()))
+    .bind(&r.decided_by)
+    .bind(r.decided_at)
+    .bind(&r.decision_note)
+    .bind(r.sla_deadline)
+    .bind(&r.idempotency_key)
+    .bind(&r.body_hash)
+    .bind(r.created_at)
+    .bind(r.updated_at)
+    .execute(&mut *conn)
+    .await?;
+    Ok(done.rows_affected() > 0)
+}
+
+/// Inserts one audit entry on `conn` (inside the caller's transaction, if any).
+pub(super) async fn insert_audit(
+    conn: &mut SqliteConnection,
+    e: &AuditRow,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO audit (at, actor, role, tenant, method, path, status, remote) \
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+    )
+    .bind(e.at)
+    .bind(&e.actor)
+    .bind(&e.role)
+    .bind(&e.tenant)
+    .bind(&e.method)
+    .bind(&e.path)
+    .bind(i64::from(e.status))
+    .bind(&e.remote)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
 }

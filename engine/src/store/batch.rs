@@ -218,6 +218,29 @@ async fn write_group(
                         .await?;
                         1
                     }
+                    (
+                        Write::RunMeta {
+                            run_id,
+                            labels,
+                            key,
+                            at,
+                        },
+                        _,
+                    ) => {
+                        // The run it names was created in this batch: nothing to fence.
+                        super::run_meta::insert(conn, run_id, labels, key.as_ref(), *at).await?;
+                        1
+                    }
+                    (Write::Request(r), _) => {
+                        // Its run is created in this batch: nothing to fence. The API checked
+                        // its Idempotency-Key first, so a clash leaves the earlier request.
+                        super::api::insert_request_row(conn, r).await?;
+                        1
+                    }
+                    (Write::Audit { row, .. }, _) => {
+                        super::api::insert_audit(conn, row).await?;
+                        1
+                    }
                     (Write::Run(_) | Write::Step(_) | Write::Attempt(_), _) => 1,
                 };
                 short |= changed == 0;

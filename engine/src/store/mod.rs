@@ -11,8 +11,10 @@ mod batch;
 mod cron;
 mod leases;
 mod rows;
+mod run_meta;
 mod secrets;
 mod tx;
+mod waiting;
 
 use std::path::Path;
 use std::str::FromStr;
@@ -32,7 +34,9 @@ pub use batch::Fence;
 pub use cron::CronFire;
 pub use leases::Claim;
 pub use rows::{IncidentRow, RunRow, RunStatus, SignalRow, StepRow, StepStatus, WorkflowRow};
+pub use run_meta::{RunFilter, RunKey, StatusFilter};
 pub use secrets::SealedSecret;
+pub use waiting::WaitingApproval;
 
 /// What went wrong, grouped by what the caller does next.
 #[derive(Debug, thiserror::Error)]
@@ -173,6 +177,9 @@ pub enum Write {
         /// The run whose step changed it.
         by_run: Option<String>,
     },
+    /// A new request whose run is created in the same transaction (`run_id` set, status
+    /// `started`).
+    Request(Box<RequestRow>),
     /// A request's run was created (in the same transaction as the run itself).
     StartRequest {
         /// The request.
@@ -181,6 +188,25 @@ pub enum Write {
         run_id: String,
         /// When (ms).
         at: i64,
+    },
+    /// A new run's labels and Idempotency-Key (in the commit that creates it).
+    RunMeta {
+        /// The run.
+        run_id: String,
+        /// Its labels.
+        labels: std::collections::BTreeMap<String, String>,
+        /// The key it was started with.
+        key: Option<RunKey>,
+        /// When (ms).
+        at: i64,
+    },
+    /// The audit entry of the API call that asked for a change in this batch, written in the
+    /// same transaction as the change.
+    Audit {
+        /// The entry.
+        row: AuditRow,
+        /// The run the change was for: the entry is kept with that run's writes.
+        run: Option<String>,
     },
 }
 
@@ -192,13 +218,20 @@ impl Write {
             Write::Step(s) => Some(&s.run_id),
             Write::Attempt(a) => Some(&a.run_id),
             Write::Signal(s) => Some(&s.run_id),
-            Write::ConsumeSignal { run_id, .. } | Write::StartRequest { run_id, .. } => {
-                Some(run_id)
-            }
+            Write::ConsumeSignal { run_id, .. }
+            | Write::StartRequest { run_id, .. }
+            | Write::RunMeta { run_id, .. } => Some(run_id),
             Write::Incident { by_run, .. } => by_run.as_deref(),
+            Write::Audit { run, .. } => run.as_deref(),
+            Write::Request(r) => r.run_id.as_deref(),
         }
     }
 }
+
+/// Makes the audit entry of a call, from the outcome of its change (`201` for a new version,
+/// `200` for the same one again, say), inside the transaction of the change: called only when
+/// the entry is written.
+pub type AuditFor<'a, T> = dyn Fn(&T) -> AuditRow + Send + Sync + 'a;
 
 /// The outcome of storing a workflow definition.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -280,34 +313,49 @@ impl Store {
         version: u32,
         source: &str,
         now_ms: i64,
+        audit: Option<&AuditFor<'_, PutWorkflow>>,
     ) -> Result<PutWorkflow, StoreError> {
         let hash = hex_sha256(source.as_bytes());
-        let existing: Option<String> =
-            sqlx::query_scalar("SELECT hash FROM workflows WHERE name = ? AND version = ?")
-                .bind(name)
-                .bind(i64::from(version))
-                .fetch_optional(&self.pool)
-                .await?;
-        match existing {
-            Some(h) if h == hash => Ok(PutWorkflow::Unchanged),
-            Some(_) => Err(StoreError::Conflict(format!(
-                "workflow `{name}` version {version} is already stored with other content; bump `version` to change it"
-            ))),
-            None => {
-                sqlx::query(
-                    "INSERT INTO workflows (name, version, hash, source, created_at) VALUES (?, ?, ?, ?, ?)",
-                )
-                .bind(name)
-                .bind(i64::from(version))
-                .bind(&hash)
-                .bind(source)
-                .bind(now_ms)
-                .execute(&self.pool)
-                .await?;
-                self.commits.fetch_add(1, Ordering::Relaxed);
-                Ok(PutWorkflow::Inserted)
-            }
+        // Checked and written in one transaction, with the call's audit entry.
+        let put = self
+            .write_transaction(async |conn| {
+                let existing: Option<String> =
+                    sqlx::query_scalar("SELECT hash FROM workflows WHERE name = ? AND version = ?")
+                        .bind(name)
+                        .bind(i64::from(version))
+                        .fetch_optional(&mut *conn)
+                        .await?;
+                let put = match existing {
+                    Some(h) if h == hash => PutWorkflow::Unchanged,
+                    Some(_) => {
+                        return Err(StoreError::Conflict(format!(
+                            "workflow `{name}` version {version} is already stored with other content; bump `version` to change it"
+                        )));
+                    }
+                    None => {
+                        sqlx::query(
+                            "INSERT INTO workflows (name, version, hash, source, created_at) VALUES (?, ?, ?, ?, ?)",
+                        )
+                        .bind(name)
+                        .bind(i64::from(version))
+                        .bind(&hash)
+                        .bind(source)
+                        .bind(now_ms)
+                        .execute(&mut *conn)
+                        .await?;
+                        PutWorkflow::Inserted
+                    }
+                };
+                if let Some(entry) = audit {
+                    api::insert_audit(conn, &entry(&put)).await?;
+                }
+                Ok(put)
+            })
+            .await?;
+        if put == PutWorkflow::Inserted {
+            self.commits.fetch_add(1, Ordering::Relaxed);
         }
+        Ok(put)
     }
 
     /// Every stored workflow version.

@@ -47,14 +47,19 @@ impl RunStatus {
     }
 
     pub(super) fn parse(s: &str) -> Result<Self, StoreError> {
-        Ok(match s {
+        Self::named(s).ok_or_else(|| StoreError::Corrupt(format!("unknown run status `{s}`")))
+    }
+
+    /// The status with this stored spelling.
+    pub fn named(s: &str) -> Option<Self> {
+        Some(match s {
             "running" => RunStatus::Running,
             "failing" => RunStatus::Failing,
             "cancelling" => RunStatus::Cancelling,
             "succeeded" => RunStatus::Succeeded,
             "failed" => RunStatus::Failed,
             "cancelled" => RunStatus::Cancelled,
-            other => return Err(StoreError::Corrupt(format!("unknown run status `{other}`"))),
+            _ => return None,
         })
     }
 }
@@ -134,7 +139,7 @@ fn json_text(v: &Option<Json>) -> Option<String> {
     v.as_ref().map(Json::to_string)
 }
 
-/// Most rows in one multi-row statement (19 columns × 128 stays far below SQLite's limit of
+/// Most rows in one multi-row statement (20 columns × 128 stays far below SQLite's limit of
 /// 32,766 parameters).
 const MAX_ROWS_PER_STATEMENT: usize = 128;
 
@@ -230,10 +235,12 @@ pub struct RunRow {
     pub blocked: Option<String>,
     /// While cancelling: whether compensations and `on_failure` steps run first.
     pub cancel_compensates: bool,
+    /// Since when it is paused (ms): it dispatches nothing new until resumed.
+    pub paused_at: Option<i64>,
 }
 
 impl RunRow {
-    pub(super) const COLUMNS: &'static str = "id, workflow, version, tenant, requester, inputs, status, outputs, error, parent_run, parent_step, created_at, updated_at, finished_at, lease_owner, lease_until, lease_epoch, blocked, cancel_compensates";
+    pub(super) const COLUMNS: &'static str = "id, workflow, version, tenant, requester, inputs, status, outputs, error, parent_run, parent_step, created_at, updated_at, finished_at, lease_owner, lease_until, lease_epoch, blocked, cancel_compensates, paused_at";
 
     pub(super) fn from_row(row: &SqliteRow) -> Result<Self, StoreError> {
         let version: i64 = col(row, "version")?;
@@ -266,6 +273,7 @@ impl RunRow {
             lease_epoch: col(row, "lease_epoch")?,
             blocked: col(row, "blocked")?,
             cancel_compensates: col::<i64>(row, "cancel_compensates")? != 0,
+            paused_at: col(row, "paused_at")?,
         })
     }
 
@@ -286,9 +294,9 @@ impl RunRow {
                  error = excluded.error, updated_at = excluded.updated_at, finished_at = excluded.finished_at, \
                  lease_owner = excluded.lease_owner, lease_until = excluded.lease_until, \
                  lease_epoch = excluded.lease_epoch, blocked = excluded.blocked, \
-                 cancel_compensates = excluded.cancel_compensates{}",
+                 cancel_compensates = excluded.cancel_compensates, paused_at = excluded.paused_at{}",
                 Self::COLUMNS,
-                placeholders(chunk.len(), 19),
+                placeholders(chunk.len(), 20),
                 if fenced {
                     " WHERE runs.lease_owner = excluded.lease_owner AND runs.lease_epoch = excluded.lease_epoch"
                 } else {
@@ -316,7 +324,8 @@ impl RunRow {
                     .bind(r.lease_until)
                     .bind(r.lease_epoch)
                     .bind(&r.blocked)
-                    .bind(i64::from(r.cancel_compensates));
+                    .bind(i64::from(r.cancel_compensates))
+                    .bind(r.paused_at);
             }
             changed += q.execute(&mut *conn).await?.rows_affected();
         }

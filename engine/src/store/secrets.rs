@@ -40,9 +40,13 @@ const UPSERT: &str = "INSERT INTO secrets (name, nonce, ciphertext, key_id, set_
      set_at = excluded.set_at";
 
 impl Store {
-    /// Stores (or replaces) one sealed secret.
-    pub async fn put_secret(&self, s: &SealedSecret) -> Result<(), StoreError> {
-        self.write_statement(async |conn| upsert(conn, s).await)
+    /// Stores (or replaces) one sealed secret, with the audit entry of the call that set it.
+    pub async fn put_secret(
+        &self,
+        s: &SealedSecret,
+        audit: Option<&super::AuditFor<'_, ()>>,
+    ) -> Result<(), StoreError> {
+        self.audited(audit, async |conn| upsert(conn, s).await)
             .await
     }
 

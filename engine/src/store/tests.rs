@@ -34,6 +34,7 @@ fn run(id: &str, status: RunStatus) -> RunRow {
         lease_epoch: 0,
         blocked: None,
         cancel_compensates: true,
+        paused_at: None,
     }
 }
 
@@ -57,15 +58,19 @@ fn step(run_id: &str, key: &str, status: StepStatus) -> StepRow {
 async fn workflow_versions_are_immutable() -> Result<(), StoreError> {
     let (_dir, store) = fresh().await;
     assert_eq!(
-        store.put_workflow("demo", 1, "name: demo\n", 1).await?,
+        store
+            .put_workflow("demo", 1, "name: demo\n", 1, None)
+            .await?,
         PutWorkflow::Inserted
     );
     assert_eq!(
-        store.put_workflow("demo", 1, "name: demo\n", 2).await?,
+        store
+            .put_workflow("demo", 1, "name: demo\n", 2, None)
+            .await?,
         PutWorkflow::Unchanged
     );
     let err = store
-        .put_workflow("demo", 1, "name: demo\n# changed\n", 3)
+        .put_workflow("demo", 1, "name: demo\n# changed\n", 3, None)
         .await
         .expect_err("conflict");
     assert!(
@@ -74,7 +79,7 @@ async fn workflow_versions_are_immutable() -> Result<(), StoreError> {
     );
     assert_eq!(
         store
-            .put_workflow("demo", 2, "name: demo\n# changed\n", 3)
+            .put_workflow("demo", 2, "name: demo\n# changed\n", 3, None)
             .await?,
         PutWorkflow::Inserted
     );

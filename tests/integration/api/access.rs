@@ -202,6 +202,40 @@ fn every_route_refuses_roles_it_does_not_serve_and_serves_the_others() {
             &app.client_a,
             case(
                 Method::POST,
+                "/v1/runs/{id}/pause",
+                format!("/v1/runs/{run}/pause"),
+            ),
+        ),
+        (
+            &app.client_a,
+            case(
+                Method::POST,
+                "/v1/runs/{id}/resume",
+                format!("/v1/runs/{run}/resume"),
+            ),
+        ),
+        (
+            &app.client_a,
+            with_json(
+                case(Method::POST, "/v1/runs", "/v1/runs".into()),
+                &json!({ "workflow": "hello" }),
+            ),
+        ),
+        (
+            &app.integration,
+            case(Method::GET, "/v1/approvals", "/v1/approvals".into()),
+        ),
+        (
+            &app.integration,
+            with_json(
+                case(Method::POST, "/v1/runs", "/v1/runs".into()),
+                &json!({ "workflow": "hello" }),
+            ),
+        ),
+        (
+            &app.client_a,
+            case(
+                Method::POST,
                 "/v1/runs/{id}/cancel",
                 format!("/v1/runs/{run}/cancel"),
             ),
@@ -612,6 +646,13 @@ fn every_route_refuses_roles_it_does_not_serve_and_serves_the_others() {
         "POST /v1/requests",
         "POST /v1/requests/{id}/approval",
         "POST /v1/runs/{id}/cancel",
+        // Served to operators and admins in api::start.
+        "POST /v1/runs",
+        // Served to operators in api::control.
+        "POST /v1/runs/{id}/pause",
+        "POST /v1/runs/{id}/resume",
+        // Served to clients, operators and admins in api::approvals.
+        "GET /v1/approvals",
         "POST /v1/runs/{id}/approvals/{step}",
         "POST /v1/runs/{id}/signals/{name}",
         "PUT /v1/workflows/{name}",

@@ -694,7 +694,7 @@ impl App {
             }
             let token = mint(role, tenant.map(String::from), None, now).expect("randomness");
             self.store
-                .insert_token(&token.row)
+                .insert_token(&token.row, None)
                 .await
                 .expect("the token is stored");
             Token {

@@ -211,14 +211,20 @@ fn the_sdk_readme_from_scaffold_to_a_catalog_order() {
     app.wait_for(&admin, "/v1/plugins/greeter/0.1.0", "the new grant", |p| {
         p["granted"]["memory_mib"] == 32
     });
-    let audit = app.get("/v1/audit").auth(&admin).send().expect(200);
-    assert!(
-        audit["items"]
-            .as_array()
-            .is_some_and(|items| items.iter().any(|e| e["method"] == "GRANT"
-                && s(e, "path") == "grants plugins.greeter: memory_mib default → 32"
-                && e["remote"] == "signal SIGHUP")),
-        "the change is in the audit log: {audit}"
+    // The reload writes its entries after the new grant is in force: wait for them too.
+    app.wait_for(
+        &admin,
+        "/v1/audit",
+        "the change in the audit log",
+        |audit| {
+            audit["items"].as_array().is_some_and(|items| {
+                items.iter().any(|e| {
+                    e["method"] == "GRANT"
+                        && s(e, "path") == "grants plugins.greeter: memory_mib default → 32"
+                        && e["remote"] == "signal SIGHUP"
+                })
+            })
+        },
     );
     let (status, _) = app.terminate();
     assert!(status.success());

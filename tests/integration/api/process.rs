@@ -648,7 +648,7 @@ outputs:
 "#;
 
 /// Runs `sql` on the database from outside the service.
-fn sql(db: &Path, statement: &str) {
+pub(super) fn sql(db: &Path, statement: &str) {
     let rt = tokio::runtime::Runtime::new().expect("a runtime");
     rt.block_on(async {
         use sqlx::Connection as _;

@@ -241,7 +241,7 @@ async fn engine(
     let store = Store::open(&path, Durability::Full).await?;
     let plan = plan(&ctx.host, yaml)?;
     store
-        .put_workflow(plan.name(), plan.version(), yaml, 0)
+        .put_workflow(plan.name(), plan.version(), yaml, 0, None)
         .await?;
     let mut defs = Definitions::default();
     defs.insert(plan);

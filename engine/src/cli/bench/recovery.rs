@@ -62,7 +62,7 @@ pub(super) async fn child(db: &Path, trace: Option<&Path>, submit: usize) -> any
     let store = Store::open(db, Durability::Full).await?;
     let plan = plan(&host, &yaml)?;
     store
-        .put_workflow(plan.name(), plan.version(), &yaml, 0)
+        .put_workflow(plan.name(), plan.version(), &yaml, 0, None)
         .await?;
     let mut defs = Definitions::default();
     defs.insert(plan);

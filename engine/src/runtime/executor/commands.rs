@@ -8,21 +8,43 @@ use serde_json::{Value as Json, json};
 
 use super::{Executor, Reply, RunState, ScopeCache, new_id};
 use crate::plan::{PlanKind, UnitKey};
-use crate::runtime::{Command, EngineError, IncidentSteer, NewRun};
+use crate::runtime::{Command, EngineError, IncidentSteer, NewRun, OrderStart};
 use crate::store::{IncidentRow, RunRow, RunStatus, SignalRow, StepStatus, Write};
 
 impl Executor {
     pub(super) async fn command(&mut self, c: Command) {
         match c {
-            Command::Submit(new, request, reply) => match self.create_run(new, None) {
+            Command::Submit {
+                run: new,
+                request,
+                extras,
+                reply,
+            } => match self.create_run(new, None) {
                 Ok(id) => {
-                    if let Some(request_id) = request {
-                        self.request_writes.push(Write::StartRequest {
-                            request_id,
+                    if !extras.labels.is_empty() || extras.key.is_some() {
+                        self.request_writes.push(Write::RunMeta {
                             run_id: id.clone(),
+                            labels: extras.labels,
+                            key: extras.key,
                             at: self.clock.now_ms(),
                         });
                     }
+                    match request {
+                        Some(OrderStart::Stored(request_id)) => {
+                            self.request_writes.push(Write::StartRequest {
+                                request_id,
+                                run_id: id.clone(),
+                                at: self.clock.now_ms(),
+                            });
+                        }
+                        Some(OrderStart::New(mut row)) => {
+                            row.status = "started".into();
+                            row.run_id = Some(id.clone());
+                            self.request_writes.push(Write::Request(row));
+                        }
+                        None => {}
+                    }
+                    self.audited(extras.audit, Some(&id));
                     self.replies.push(Reply::Submitted(reply, id));
                 }
                 Err(e) => drop(reply.send(Err(e))),
@@ -39,19 +61,27 @@ impl Executor {
                 action,
                 by,
                 note,
+                audit,
                 reply,
             } => match self.steer_incident(&id, action, &by, note).await {
-                Ok(row) => self.replies.push(Reply::Incident(reply, Box::new(row))),
+                Ok(row) => {
+                    self.audited(audit, None);
+                    self.replies.push(Reply::Incident(reply, Box::new(row)));
+                }
                 Err(e) => drop(reply.send(Err(e))),
             },
             Command::Signal {
                 run_id,
                 name,
                 payload,
+                audit,
                 reply,
             } => match self.ensure_loaded(&run_id).await {
                 Ok(()) => match self.deliver_signal(run_id.clone(), name, payload).await {
-                    Ok(()) => self.replies.push(Reply::Done(reply, Some(run_id))),
+                    Ok(()) => {
+                        self.audited(audit, Some(&run_id));
+                        self.replies.push(Reply::Done(reply, Some(run_id)));
+                    }
                     Err(e) => drop(reply.send(Err(e))),
                 },
                 Err(e) => drop(reply.send(Err(e))),
@@ -61,6 +91,7 @@ impl Executor {
                 step,
                 approved,
                 by,
+                audit,
                 reply,
             } => {
                 if let Err(e) = self.ensure_loaded(&run_id).await {
@@ -68,13 +99,17 @@ impl Executor {
                     return;
                 }
                 match self.decide(&run_id, &step, approved, &by) {
-                    Ok(()) => self.replies.push(Reply::Done(reply, Some(run_id))),
+                    Ok(()) => {
+                        self.audited(audit, Some(&run_id));
+                        self.replies.push(Reply::Done(reply, Some(run_id)));
+                    }
                     Err(e) => drop(reply.send(Err(e))),
                 }
             }
             Command::Cancel {
                 run_id,
                 compensate,
+                audit,
                 reply,
             } => {
                 if let Err(e) = self.ensure_loaded(&run_id).await {
@@ -82,7 +117,26 @@ impl Executor {
                     return;
                 }
                 self.cancel_run(&run_id, compensate);
+                self.audited(audit, Some(&run_id));
                 self.replies.push(Reply::Done(reply, Some(run_id)));
+            }
+            Command::Pause {
+                run_id,
+                pause,
+                audit,
+                reply,
+            } => {
+                if let Err(e) = self.ensure_loaded(&run_id).await {
+                    drop(reply.send(Err(e)));
+                    return;
+                }
+                match self.set_paused(&run_id, pause) {
+                    Ok(()) => {
+                        self.audited(audit, Some(&run_id));
+                        self.replies.push(Reply::Done(reply, Some(run_id)));
+                    }
+                    Err(e) => drop(reply.send(Err(e))),
+                }
             }
             Command::SetSecret { name, value, reply } => {
                 let mut secrets = (*self.secrets).clone();
@@ -96,6 +150,58 @@ impl Executor {
             }
             Command::Sync(reply) => self.replies.push(Reply::Done(reply, None)),
             Command::Shutdown(_) => {}
+        }
+    }
+
+    /// Pauses or resumes a run active here; on resume the timers held meanwhile are due.
+    fn set_paused(&mut self, run_id: &str, pause: bool) -> Result<(), EngineError> {
+        let now = self.clock.now_ms();
+        let Some(run) = self.runs.get_mut(run_id) else {
+            return Err(EngineError::UnknownRun(run_id.into()));
+        };
+        match (pause, run.row.paused_at) {
+            (_, _) if run.row.status.is_final() => {
+                return Err(EngineError::Conflict(format!(
+                    "run `{run_id}` is {}; only an unfinished run can be paused or resumed",
+                    run.row.status.as_str()
+                )));
+            }
+            (true, Some(_)) => return Ok(()),
+            (true, None) if run.row.status != RunStatus::Running => {
+                return Err(EngineError::Conflict(format!(
+                    "run `{run_id}` is {}; it is ending and cannot be paused",
+                    run.row.status.as_str()
+                )));
+            }
+            (true, None) => run.row.paused_at = Some(now),
+            (false, None) => {
+                return Err(EngineError::Conflict(format!(
+                    "run `{run_id}` is not paused"
+                )));
+            }
+            (false, Some(_)) => {
+                run.row.paused_at = None;
+                for (t, key) in std::mem::take(&mut run.held) {
+                    self.timers.insert((t, run_id.to_string(), key));
+                }
+            }
+        }
+        if let Some(run) = self.runs.get_mut(run_id) {
+            run.row.updated_at = now;
+        }
+        self.touched_runs.insert(run_id.into());
+        self.dirty.insert(run_id.into());
+        Ok(())
+    }
+
+    /// Writes the audit entry of the call behind a change in the turn's commit, with the
+    /// writes of the run it changed.
+    fn audited(&mut self, audit: Option<crate::store::AuditRow>, run: Option<&str>) {
+        if let Some(row) = audit {
+            self.request_writes.push(Write::Audit {
+                row,
+                run: run.map(str::to_string),
+            });
         }
     }
 
@@ -269,6 +375,7 @@ impl Executor {
             lease_epoch: 1,
             blocked: None,
             cancel_compensates: true,
+            paused_at: None,
         };
         self.runs.insert(
             id.clone(),
@@ -282,6 +389,7 @@ impl Executor {
                 fanouts: HashMap::new(),
                 undo: None,
                 unstarted: None,
+                held: Vec::new(),
             },
         );
         self.touched_runs.insert(id.clone());

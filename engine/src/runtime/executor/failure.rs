@@ -188,10 +188,16 @@ impl Executor {
             return;
         }
         run.row.status = RunStatus::Cancelling;
+        // Cancelling overrides a pause: the run stops now.
+        run.row.paused_at = None;
+        let held = std::mem::take(&mut run.held);
         run.row.error = Some("cancelled".into());
         run.row.cancel_compensates = compensate;
         run.row.updated_at = now;
         self.touched_runs.insert(run_id.into());
+        for (t, key) in held {
+            self.timers.insert((t, run_id.to_string(), key));
+        }
         self.stop_open_units(run_id, "the run was cancelled", compensate);
         self.dirty.insert(run_id.into());
     }

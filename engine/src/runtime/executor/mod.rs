@@ -55,6 +55,8 @@ struct RunState {
     /// Main steps (plan positions) not started yet; `None` until the run is first looked at
     /// (after a restart it is read off the units once).
     unstarted: Option<BTreeSet<usize>>,
+    /// Timers that fell due while the run was paused (time, unit), fired when it resumes.
+    held: Vec<(i64, UnitKey)>,
 }
 
 /// An attempt handed to the workers and not answered yet.
@@ -280,6 +282,7 @@ impl Executor {
                     fanouts: HashMap::new(),
                     undo: None,
                     unstarted: None,
+                    held: Vec::new(),
                 },
             );
             self.rearm(&id);

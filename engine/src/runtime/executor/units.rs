@@ -39,7 +39,13 @@ impl Executor {
         let Some(status) = self.runs.get(run_id).map(|r| r.row.status) else {
             return;
         };
+        let paused = self
+            .runs
+            .get(run_id)
+            .is_some_and(|r| r.row.paused_at.is_some());
         match status {
+            // Paused: what runs finishes and is recorded; nothing new starts until it resumes.
+            RunStatus::Running if paused => {}
             RunStatus::Running => self.advance_running(run_id),
             RunStatus::Failing | RunStatus::Cancelling => self.advance_ending(run_id),
             _ => {}
@@ -698,6 +704,15 @@ impl Executor {
             };
             if unit.wake_at != Some(t) {
                 continue; // the unit moved on; this timer is stale
+            }
+            // A paused run keeps its timers (a running attempt's deadline excepted) until
+            // it resumes: a wait ends, a retry starts, a timeout fails then.
+            if run.row.paused_at.is_some()
+                && run.row.status == RunStatus::Running
+                && unit.status != StepStatus::Running
+            {
+                run.held.push((t, key));
+                continue;
             }
             unit.wake_at = None;
             match unit.status {

@@ -1,0 +1,75 @@
+//! Run control beyond cancel: pause and resume (operators and admins). Each is a command to
+//! the executor, stored with the run and its audit entry in one commit, so it outlives a
+//! restart; the answer (202) comes once that commit is on disk.
+
+use axum::Extension;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Json, Response};
+
+use super::audit::Audit;
+use super::auth::{Principal, Role};
+use super::problem::Problem;
+use super::runs::visible_run;
+use super::views::RunSummary;
+use super::{AppState, PathParams};
+
+async fn steer(
+    state: &AppState,
+    who: &Principal,
+    audit: &Audit,
+    id: &str,
+    pause: bool,
+) -> Result<Response, Problem> {
+    who.require(&[Role::Operator, Role::Admin])?;
+    visible_run(state, who, id).await?;
+    state
+        .engine
+        .pause(id, pause, Some(audit.entry(StatusCode::ACCEPTED)))
+        .await?;
+    let run = visible_run(state, who, id).await?;
+    Ok((StatusCode::ACCEPTED, Json(RunSummary::of(&run))).into_response())
+}
+
+/// Pause a run: nothing new starts — attempts running now finish and are recorded, timers
+/// that fall due (waits, retries, approval and signal timeouts) wait — until it is resumed.
+/// Pausing a paused run changes nothing.
+#[utoipa::path(post, path = "/v1/runs/{id}/pause", tag = "runs",
+    params(("id" = String, Path, description = "Run id")),
+    responses(
+        (status = 202, description = "Paused (on disk)", body = RunSummary),
+        (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Only operators and admins pause runs", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such run", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The run is over or ending", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = [])))]
+pub(super) async fn pause(
+    State(state): State<AppState>,
+    Extension(who): Extension<Principal>,
+    Extension(audit): Extension<Audit>,
+    PathParams(id): PathParams<String>,
+) -> Result<Response, Problem> {
+    steer(&state, &who, &audit, &id, true).await
+}
+
+/// Resume a paused run: what became ready while it was paused starts, and the timers that
+/// fell due fire.
+#[utoipa::path(post, path = "/v1/runs/{id}/resume", tag = "runs",
+    params(("id" = String, Path, description = "Run id")),
+    responses(
+        (status = 202, description = "Resumed (on disk)", body = RunSummary),
+        (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Only operators and admins resume runs", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such run", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The run is not paused", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = [])))]
+pub(super) async fn resume(
+    State(state): State<AppState>,
+    Extension(who): Extension<Principal>,
+    Extension(audit): Extension<Audit>,
+    PathParams(id): PathParams<String>,
+) -> Result<Response, Problem> {
+    steer(&state, &who, &audit, &id, false).await
+}
