@@ -7,6 +7,7 @@
 //! workload. Figures are also given as ratios to the probe: steps per fsync, latencies in fsync
 //! latencies. Knows the engine's public API only; nothing here changes how runs execute.
 
+mod api;
 mod disk;
 mod recovery;
 mod report;
@@ -70,10 +71,17 @@ pub enum Workload {
     Timers,
     /// kill -9 of a real `csmp` process under load, then a restart on the same database.
     Recovery,
+    /// Over HTTP to a real `csmp serve`: 1,000 orders × 10 steps, 100 in flight, each awaited
+    /// on its event stream.
+    ApiChain,
+    /// Over HTTP: orders of 40 sequential steps, one at a time: latency per step.
+    ApiChain40,
+    /// Over HTTP: orders of 1 → 1,000 → 1, one at a time: time from order to final event.
+    ApiFanout,
 }
 
 impl Workload {
-    const ALL: [Workload; 7] = [
+    const ALL: [Workload; 10] = [
         Workload::Chain,
         Workload::Chain40,
         Workload::Fanout,
@@ -81,6 +89,9 @@ impl Workload {
         Workload::Wide,
         Workload::Timers,
         Workload::Recovery,
+        Workload::ApiChain,
+        Workload::ApiChain40,
+        Workload::ApiFanout,
     ];
 }
 
@@ -158,6 +169,9 @@ pub fn main(args: BenchArgs) -> anyhow::Result<()> {
                 Workload::Wide => scaling::wide(&ctx).await,
                 Workload::Timers => workloads::timers(&ctx).await,
                 Workload::Recovery => recovery::parent(&ctx).await,
+                Workload::ApiChain => api::chain(&ctx).await,
+                Workload::ApiChain40 => api::chain40(&ctx).await,
+                Workload::ApiFanout => api::fanout(&ctx).await,
             }
         })?;
         missed.extend(report.missed());
