@@ -36,7 +36,10 @@ fn csmp_bench_runs_every_workload_and_reports_json() {
             "fanout10k",
             "wide",
             "timers",
-            "recovery"
+            "recovery",
+            "api-chain",
+            "api-chain40",
+            "api-fanout"
         ]
     );
     let get = |workload: &str, key: &str| -> f64 {
@@ -61,6 +64,14 @@ fn csmp_bench_runs_every_workload_and_reports_json() {
     assert_eq!(get("recovery", "steps_never_started"), 0.0);
     assert_eq!(get("recovery", "steps_succeeded"), 200.0);
     assert!(get("recovery", "duplicate_attempts") <= get("recovery", "steps_in_flight_at_kill"));
+    // The REST workloads placed their orders on a real service and counted its commits.
+    assert_eq!(get("api-chain", "orders"), 10.0);
+    assert!(get("api-chain", "commits") >= 1.0);
+    assert!(
+        get("api-chain40", "commits_per_order") >= 40.0,
+        "a step of a chain is a commit"
+    );
+    assert_eq!(get("api-fanout", "orders"), 1.0);
     // The scratch directory is removed afterwards.
     let left: Vec<_> = std::fs::read_dir(dir.path()).expect("dir").collect();
     assert!(left.is_empty(), "left behind: {left:?}");

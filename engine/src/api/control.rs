@@ -1,4 +1,4 @@
-//! Run control beyond cancel: pause and resume (operators and admins). Each is a command to
+//! Run control beyond cancel: retry, pause and resume (operators and admins). Each is a command to
 //! the executor, stored with the run and its audit entry in one commit, so it outlives a
 //! restart; the answer (202) comes once that commit is on disk.
 
@@ -28,6 +28,36 @@ async fn steer(
         .pause(id, pause, Some(audit.entry(StatusCode::ACCEPTED)))
         .await?;
     let run = visible_run(state, who, id).await?;
+    Ok((StatusCode::ACCEPTED, Json(RunSummary::of(&run))).into_response())
+}
+
+/// Retry a failed run in place: its failed and interrupted steps run again (plugin steps
+/// continue their attempt history), what they held up starts after them, and completed steps
+/// keep their outputs and never run again. The run's `retries` show each retry. A run whose
+/// completed steps were compensated when it failed cannot be retried in place.
+#[utoipa::path(post, path = "/v1/runs/{id}/retry", tag = "runs",
+    params(("id" = String, Path, description = "Run id")),
+    responses(
+        (status = 202, description = "Running again (on disk)", body = RunSummary),
+        (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Only operators and admins retry runs", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such run", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The run is not failed, or was compensated", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = [])))]
+pub(super) async fn retry(
+    State(state): State<AppState>,
+    Extension(who): Extension<Principal>,
+    Extension(audit): Extension<Audit>,
+    PathParams(id): PathParams<String>,
+) -> Result<Response, Problem> {
+    who.require(&[Role::Operator, Role::Admin])?;
+    visible_run(&state, &who, &id).await?;
+    state
+        .engine
+        .retry(&id, &who.token_id, Some(audit.entry(StatusCode::ACCEPTED)))
+        .await?;
+    let run = visible_run(&state, &who, &id).await?;
     Ok((StatusCode::ACCEPTED, Json(RunSummary::of(&run))).into_response())
 }
 

@@ -76,7 +76,7 @@ impl Modify for RateLimited {
     paths(
         catalog::list, catalog::get_one,
         requests::create, requests::list, requests::get_one, requests::decide,
-        run_list::list, start::create, approvals::list, runs::get_one, runs::cancel, control::pause, control::resume, runs::approve, runs::signal, runs::events,
+        run_list::list, start::create, approvals::list, runs::get_one, runs::cancel, control::retry, control::pause, control::resume, runs::approve, runs::signal, runs::events,
         steps::get_one,
         workflows::list, workflows::versions, workflows::get_version, workflows::upload,
         plugins::list, plugins::get_one, plugins::upload, grants::get, grants::reload,
@@ -91,7 +91,7 @@ impl Modify for RateLimited {
         problem::Problem, problem::Violation, problem::Located,
         views::CatalogEntryView, views::CatalogList, views::RequestBody, views::RequestList,
         views::RequestStatus, views::ApprovalView, views::SlaView, views::RunSummary,
-        views::RunDetail, views::RunList, views::RunStreamEvent, views::RunStatusView, views::StepView,
+        views::RunDetail, views::RetryView, views::RunList, views::RunStreamEvent, views::RunStatusView, views::StepView,
         views::IncidentView, views::IncidentList, views::TimelineEntry, views::Timeline,
         views::EventView, views::EventList, views::AuditView, views::AuditList,
         views::TokenView, views::TokenList, views::CreatedToken, views::TenantView,

@@ -74,6 +74,13 @@ async fn detail(
         steps: steps.iter().map(StepView::of).collect(),
         next_cursor,
         counts,
+        retries: state
+            .store
+            .retries(&run.id)
+            .await?
+            .iter()
+            .map(super::views::RetryView::of)
+            .collect(),
     })
 }
 

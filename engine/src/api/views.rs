@@ -359,6 +359,33 @@ pub(super) struct RunDetail {
     /// How many units of each step are in each status, for the whole run (a fan-out of any
     /// width is one line per status here).
     pub counts: Vec<StepCount>,
+    /// Each retry of the run (`POST /v1/runs/{id}/retry`), oldest first.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub retries: Vec<RetryView>,
+}
+
+/// One retry of a run.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub(super) struct RetryView {
+    /// 1 for the first.
+    pub n: i64,
+    /// When.
+    pub at: String,
+    /// The token id that asked.
+    pub by: String,
+    /// The units it ran again.
+    pub units: Vec<String>,
+}
+
+impl RetryView {
+    pub(super) fn of(r: &crate::store::RetryRow) -> Self {
+        Self {
+            n: r.n,
+            at: time(r.at),
+            by: r.by.clone(),
+            units: r.units.clone(),
+        }
+    }
 }
 
 /// How many units of one step are in one status.

@@ -12,6 +12,7 @@ pub mod plugin_inspect;
 pub mod plugin_new;
 pub mod plugin_publish;
 pub mod plugin_try;
+pub mod remote;
 pub mod run;
 pub mod secret;
 pub mod validate;
@@ -148,6 +149,34 @@ pub enum Command {
         )]
         plugins: Vec<PathBuf>,
     },
+    /// Runs on a running service: list, show (--follow), start, retry, cancel, pause, resume,
+    /// logs.
+    Runs {
+        /// The service and the caller.
+        #[command(flatten)]
+        server: remote::Server,
+        /// What to do with runs.
+        #[command(subcommand)]
+        command: remote::RunsCommand,
+    },
+    /// What waits on your role (approval steps, request gates), and deciding it.
+    Approvals {
+        /// The service and the caller.
+        #[command(flatten)]
+        server: remote::Server,
+        /// What to do with approvals.
+        #[command(subcommand)]
+        command: remote::ApprovalsCommand,
+    },
+    /// Catalog requests on a running service.
+    Requests {
+        /// The service and the caller.
+        #[command(flatten)]
+        server: remote::Server,
+        /// What to do with requests.
+        #[command(subcommand)]
+        command: remote::RequestsCommand,
+    },
     /// Measure the durable core (throughput, latency, fan-out, timers, kill -9 recovery)
     /// against the disk's fsync rate, on fresh temporary databases.
     Bench(bench::BenchArgs),
@@ -233,6 +262,9 @@ pub fn main() -> ExitCode {
     );
     logs::install(cli.log_format, if reports { "warn" } else { "info" });
     match cli.command {
+        Command::Runs { server, command } => remote::runs(&server, command),
+        Command::Approvals { server, command } => remote::approvals(&server, command),
+        Command::Requests { server, command } => remote::requests(&server, command),
         Command::Bench(args) => match bench::main(args) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {

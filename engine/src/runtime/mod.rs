@@ -214,6 +214,13 @@ pub(crate) enum Command {
         audit: Option<AuditRow>,
         reply: oneshot::Sender<Result<(), EngineError>>,
     },
+    /// Retry a failed run in place.
+    Retry {
+        run_id: String,
+        by: String,
+        audit: Option<AuditRow>,
+        reply: oneshot::Sender<Result<(), EngineError>>,
+    },
     /// Pause (`true`) or resume (`false`) a run.
     Pause {
         run_id: String,
@@ -243,6 +250,7 @@ impl std::fmt::Debug for Command {
             Command::Approve { .. } => "Approve",
             Command::Cancel { .. } => "Cancel",
             Command::Pause { .. } => "Pause",
+            Command::Retry { .. } => "Retry",
             Command::Sync(_) => "Sync",
             Command::Shutdown(_) => "Shutdown",
         })
@@ -500,6 +508,25 @@ impl Engine {
         self.ask(|reply| Command::Pause {
             run_id: run_id.into(),
             pause,
+            audit,
+            reply,
+        })
+        .await
+    }
+
+    /// Retries a failed run in place: its failed and interrupted units run again (plugin
+    /// units continue their attempt history), what they held up starts after them, completed
+    /// steps keep their outputs. The retry is recorded in the run's history. A run whose
+    /// completed steps were compensated, or that is not `failed`, is a conflict.
+    pub async fn retry(
+        &self,
+        run_id: &str,
+        by: &str,
+        audit: Option<AuditRow>,
+    ) -> Result<(), EngineError> {
+        self.ask(|reply| Command::Retry {
+            run_id: run_id.into(),
+            by: by.into(),
             audit,
             reply,
         })

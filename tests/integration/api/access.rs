@@ -202,6 +202,14 @@ fn every_route_refuses_roles_it_does_not_serve_and_serves_the_others() {
             &app.client_a,
             case(
                 Method::POST,
+                "/v1/runs/{id}/retry",
+                format!("/v1/runs/{run}/retry"),
+            ),
+        ),
+        (
+            &app.client_a,
+            case(
+                Method::POST,
                 "/v1/runs/{id}/pause",
                 format!("/v1/runs/{run}/pause"),
             ),
@@ -648,7 +656,8 @@ fn every_route_refuses_roles_it_does_not_serve_and_serves_the_others() {
         "POST /v1/runs/{id}/cancel",
         // Served to operators and admins in api::start.
         "POST /v1/runs",
-        // Served to operators in api::control.
+        // Served to operators in api::control and api::retry.
+        "POST /v1/runs/{id}/retry",
         "POST /v1/runs/{id}/pause",
         "POST /v1/runs/{id}/resume",
         // Served to clients, operators and admins in api::approvals.

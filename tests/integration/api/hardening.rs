@@ -392,6 +392,7 @@ fn the_openapi_document_describes_every_route() {
         ("/v1/requests/{id}/approval", &["post"]),
         ("/v1/runs", &["get", "post"]),
         ("/v1/runs/{id}/pause", &["post"]),
+        ("/v1/runs/{id}/retry", &["post"]),
         ("/v1/runs/{id}/resume", &["post"]),
         ("/v1/approvals", &["get"]),
         ("/v1/runs/{id}", &["get"]),

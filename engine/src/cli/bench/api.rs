@@ -151,10 +151,10 @@ fn order(
     // The stream ends after the run's final event (or a snapshot of a run already over).
     let last = text
         .lines()
+        .rev()
         .filter_map(|l| l.strip_prefix("data:"))
         .filter_map(|d| serde_json::from_str::<Value>(d.trim()).ok())
-        .filter(|e| e.get("step").is_none_or(Value::is_null))
-        .last();
+        .find(|e| e.get("step").is_none_or(Value::is_null));
     match last.as_ref().and_then(|e| e["status"].as_str()) {
         Some("succeeded") => Ok(took),
         other => bail!("run {run} ended {other:?}: {last:?}"),

@@ -138,6 +138,15 @@ impl Executor {
                     Err(e) => drop(reply.send(Err(e))),
                 }
             }
+            Command::Retry {
+                run_id,
+                by,
+                audit,
+                reply,
+            } => match self.retry_run(&run_id, &by, audit).await {
+                Ok(()) => self.replies.push(Reply::Done(reply, Some(run_id))),
+                Err(e) => drop(reply.send(Err(e))),
+            },
             Command::SetSecret { name, value, reply } => {
                 let mut secrets = (*self.secrets).clone();
                 secrets.insert(name, value);

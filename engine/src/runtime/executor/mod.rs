@@ -11,6 +11,7 @@ mod commit;
 mod cron;
 mod failure;
 mod fanout;
+mod retry;
 mod units;
 
 use std::collections::hash_map::RandomState;

@@ -1,0 +1,225 @@
+//! `POST /v1/runs/{id}/retry`: a failed run runs its failed and interrupted units again, in
+//! place; completed units keep their outputs and are not run again.
+
+use std::collections::HashMap;
+use std::io::{BufRead as _, BufReader, Write as _};
+use std::net::TcpListener;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+use serde_json::{Value, json};
+
+use super::harness::{App, s, step};
+
+/// A listener answering `GET /ok…` with 200 and `GET /flaky…` with 404 until `healed`; it
+/// counts the calls per path.
+struct Flaky {
+    url: String,
+    healed: Arc<AtomicBool>,
+    hits: Arc<Mutex<HashMap<String, usize>>>,
+}
+
+impl Flaky {
+    fn start() -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let url = format!("http://{}", listener.local_addr().expect("address"));
+        let healed = Arc::new(AtomicBool::new(false));
+        let hits: Arc<Mutex<HashMap<String, usize>>> = Arc::default();
+        let (h, c) = (Arc::clone(&healed), Arc::clone(&hits));
+        std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                let Ok(mut conn) = conn else { return };
+                let mut line = String::new();
+                let mut reader = BufReader::new(conn.try_clone().expect("clone"));
+                if reader.read_line(&mut line).is_err() {
+                    continue;
+                }
+                // Read the head to its end.
+                let mut header = String::new();
+                while reader.read_line(&mut header).is_ok_and(|n| n > 2) {
+                    header.clear();
+                }
+                let path = line.split_whitespace().nth(1).unwrap_or("/").to_string();
+                *c.lock().expect("hits").entry(path.clone()).or_default() += 1;
+                let ok = path.starts_with("/ok") || h.load(Ordering::SeqCst);
+                let status = if ok { "200 OK" } else { "404 Not Found" };
+                let _ = write!(
+                    conn,
+                    "HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncontent-length: 2\r\nconnection: close\r\n\r\n{{}}"
+                );
+            }
+        });
+        Self { url, healed, hits }
+    }
+
+    fn hits(&self, path: &str) -> usize {
+        self.hits
+            .lock()
+            .expect("hits")
+            .get(path)
+            .copied()
+            .unwrap_or(0)
+    }
+}
+
+const FLAKY: &str = r#"name: flaky
+version: 1
+inputs: { type: object, required: [url], properties: { url: { type: string } } }
+steps:
+  - id: first
+    uses: echo@^1
+    with: { n: 1 }
+  - id: call
+    needs: [first]
+    uses: http@^1
+    with: { url: "{{ inputs.url }}/flaky/call" }
+  - id: after
+    needs: [call]
+    uses: echo@^1
+    with: { status: "{{ steps.call.output.status }}" }
+  - id: wide
+    needs: [first]
+    for_each: [ok, flaky, ok]
+    uses: http@^1
+    with: { url: "{{ inputs.url }}/{{ item }}/item{{ index }}" }
+on_failure:
+  - id: tell
+    uses: echo@^1
+    with: { failed: true }
+outputs:
+  after: "{{ steps.after.output.status }}"
+  wide: "{{ len steps.wide.output }}"
+"#;
+
+const UNDONE: &str = r#"name: undone
+version: 1
+inputs: { type: object, required: [url], properties: { url: { type: string } } }
+steps:
+  - id: make
+    uses: echo@^1
+    with: { n: 1 }
+    compensate: { uses: echo@^1, with: { undo: 1 } }
+  - id: boom
+    needs: [make]
+    uses: http@^1
+    with: { url: "{{ inputs.url }}/flaky/boom" }
+"#;
+
+fn upload(app: &App, name: &str, yaml: &str) {
+    app.put(&format!("/v1/workflows/{name}"))
+        .auth(&app.operator)
+        .body("application/yaml", yaml)
+        .send()
+        .expect(201);
+}
+
+fn start(app: &App, workflow: &str, url: &str) -> String {
+    let run = app
+        .post("/v1/runs")
+        .auth(&app.operator)
+        .json(&json!({ "workflow": workflow, "inputs": { "url": url } }))
+        .send()
+        .expect(202);
+    s(&run, "id")
+}
+
+fn unit<'v>(run: &'v Value, key: &str) -> &'v Value {
+    step(run, key).unwrap_or_else(|| panic!("unit {key} in {run}"))
+}
+
+#[test]
+fn a_failed_run_runs_again_what_failed_and_keeps_what_completed() {
+    let app = App::start();
+    let flaky = Flaky::start();
+    upload(&app, "flaky", FLAKY);
+    let run = start(&app, "flaky", &flaky.url);
+    let failed = app.wait_run(&app.operator, &run, "failed");
+    assert_eq!(unit(&failed, "call")["status"], "failed", "{failed}");
+    assert!(step(&failed, "after").is_none(), "never started: {failed}");
+    assert_eq!(unit(&failed, "wide#0")["status"], "succeeded");
+    assert_eq!(unit(&failed, "wide#1")["status"], "failed");
+    let first_done = unit(&failed, "first")["finished_at"].clone();
+
+    // Not yet fixed: a client may not retry; the operator may.
+    app.post(&format!("/v1/runs/{run}/retry"))
+        .auth(&app.client_a)
+        .send()
+        .problem(403, "forbidden");
+    flaky.healed.store(true, Ordering::SeqCst);
+    let retried = app
+        .post(&format!("/v1/runs/{run}/retry"))
+        .auth(&app.operator)
+        .send()
+        .expect(202);
+    assert_eq!(retried["status"], "running");
+    let done = app.wait_run(&app.operator, &run, "succeeded");
+    assert_eq!(
+        done["outputs"],
+        json!({ "after": 200, "wide": 3 }),
+        "{done}"
+    );
+
+    // What completed ran once; what failed ran twice, its history continued.
+    assert_eq!(unit(&done, "first")["finished_at"], first_done);
+    assert_eq!((flaky.hits("/ok/item0"), flaky.hits("/ok/item2")), (1, 1));
+    assert_eq!(
+        (flaky.hits("/flaky/call"), flaky.hits("/flaky/item1")),
+        (2, 2)
+    );
+    let call = app
+        .get(&format!("/v1/runs/{run}/steps/call"))
+        .auth(&app.operator)
+        .send()
+        .expect(200);
+    let outcomes: Vec<String> = call["history"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|a| format!("{} {}", a["attempt"], s(a, "outcome")))
+        .collect();
+    assert_eq!(outcomes, ["1 failed", "2 succeeded"], "{call}");
+    // The retry is in the run's history, with what it ran again.
+    let retries = done["retries"].as_array().cloned().unwrap_or_default();
+    assert_eq!(retries.len(), 1, "{done}");
+    assert_eq!(retries[0]["by"], app.operator.id.as_str());
+    let units: Vec<&str> = retries[0]["units"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .collect();
+    for key in ["call", "wide", "wide#1"] {
+        assert!(units.contains(&key), "{key} in {units:?}");
+    }
+
+    // Only a failed run is retried.
+    app.post(&format!("/v1/runs/{run}/retry"))
+        .auth(&app.operator)
+        .send()
+        .problem(409, "conflict");
+    app.post("/v1/runs/run-none/retry")
+        .auth(&app.operator)
+        .send()
+        .problem(404, "not-found");
+}
+
+#[test]
+fn a_run_whose_work_was_compensated_is_not_retried_in_place() {
+    let app = App::start();
+    let flaky = Flaky::start();
+    upload(&app, "undone", UNDONE);
+    let run = start(&app, "undone", &flaky.url);
+    app.wait_run(&app.operator, &run, "failed");
+    let refused = app
+        .post(&format!("/v1/runs/{run}/retry"))
+        .auth(&app.operator)
+        .send()
+        .problem(409, "conflict");
+    assert!(s(&refused, "detail").contains("compensated"), "{refused}");
+    let still = app
+        .get(&format!("/v1/runs/{run}"))
+        .auth(&app.operator)
+        .send()
+        .expect(200);
+    assert_eq!(still["status"], "failed");
+}
