@@ -250,6 +250,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/runs/{id}/cancel", post(runs::cancel))
         .route("/v1/runs/{id}/pause", post(control::pause))
         .route("/v1/runs/{id}/retry", post(control::retry))
+        .route("/v1/runs/{id}/rerun", post(control::rerun))
         .route("/v1/runs/{id}/resume", post(control::resume))
         .route("/v1/runs/{id}/approvals/{step}", post(runs::approve))
         .route("/v1/runs/{id}/signals/{name}", post(runs::signal))

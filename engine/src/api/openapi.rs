@@ -76,7 +76,7 @@ impl Modify for RateLimited {
     paths(
         catalog::list, catalog::get_one,
         requests::create, requests::list, requests::get_one, requests::decide,
-        run_list::list, start::create, approvals::list, runs::get_one, runs::cancel, control::retry, control::pause, control::resume, runs::approve, runs::signal, runs::events,
+        run_list::list, start::create, approvals::list, runs::get_one, runs::cancel, control::retry, control::rerun, control::pause, control::resume, runs::approve, runs::signal, runs::events,
         steps::get_one,
         workflows::list, workflows::versions, workflows::get_version, workflows::upload,
         plugins::list, plugins::get_one, plugins::upload, grants::get, grants::reload,
@@ -98,7 +98,7 @@ impl Modify for RateLimited {
         views::TenantList, views::PluginView, views::PluginList, views::PluginUploaded,
         views::CapabilitiesView, views::WorkflowSummary, views::WorkflowList,
         views::WorkflowVersion, views::WorkflowVersions, views::WorkflowUploaded,
-        requests::Order, requests::Decision, start::StartRun, approvals::Waiting, approvals::WaitingList, runs::StepDecision, runs::CancelOptions,
+        requests::Order, requests::Decision, start::StartRun, control::RerunFrom, approvals::Waiting, approvals::WaitingList, runs::StepDecision, runs::CancelOptions,
         steps::StepDetail, steps::AttemptView, incidents::Note,
         admin::NewTokenBody, admin::TenantBody, events::Received,
         grants::GrantView, grants::PluginDetail, grants::GrantsView, grants::GrantChangeView,

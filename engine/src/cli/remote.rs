@@ -101,6 +101,17 @@ pub enum RunsCommand {
         #[arg(long)]
         follow: bool,
     },
+    /// Rerun a finished run from a step, as a new run (what is upstream is copied).
+    Rerun {
+        /// The run's id.
+        run: String,
+        /// The step that runs again, with everything downstream of it.
+        #[arg(long)]
+        from: String,
+        /// Follow the new run until it ends; the exit code is its outcome.
+        #[arg(long)]
+        follow: bool,
+    },
     /// Pause a run: nothing new starts until it is resumed.
     Pause {
         /// The run's id.
@@ -597,6 +608,23 @@ fn runs_inner(server: &Server, command: RunsCommand) -> Result<Option<String>, F
             );
             if follow {
                 return api.follow(&run).map(Some);
+            }
+            Ok(None)
+        }
+        RunsCommand::Rerun { run, from, follow } => {
+            let r = api.call(
+                "POST",
+                &format!("/v1/runs/{}/rerun", encode(&run)),
+                Some(&json!({ "from": from })),
+            )?;
+            let new = text(&r["id"]);
+            say(
+                server,
+                &r,
+                &format!("started run {new}, rerunning {run} from {from}"),
+            );
+            if follow {
+                return api.follow(&new).map(Some);
             }
             Ok(None)
         }

@@ -221,6 +221,14 @@ pub(crate) enum Command {
         audit: Option<AuditRow>,
         reply: oneshot::Sender<Result<(), EngineError>>,
     },
+    /// Rerun a finished run from a step, as a new run.
+    Rerun {
+        run_id: String,
+        from: String,
+        by: String,
+        audit: Option<AuditRow>,
+        reply: oneshot::Sender<Result<String, EngineError>>,
+    },
     /// Pause (`true`) or resume (`false`) a run.
     Pause {
         run_id: String,
@@ -251,6 +259,7 @@ impl std::fmt::Debug for Command {
             Command::Cancel { .. } => "Cancel",
             Command::Pause { .. } => "Pause",
             Command::Retry { .. } => "Retry",
+            Command::Rerun { .. } => "Rerun",
             Command::Sync(_) => "Sync",
             Command::Shutdown(_) => "Shutdown",
         })
@@ -526,6 +535,27 @@ impl Engine {
     ) -> Result<(), EngineError> {
         self.ask(|reply| Command::Retry {
             run_id: run_id.into(),
+            by: by.into(),
+            audit,
+            reply,
+        })
+        .await
+    }
+
+    /// Starts a new run of a finished run's workflow version, inputs and tenant in which step
+    /// `from` and everything downstream of it run again and every other step that succeeded
+    /// (or was skipped) is copied with its output; labelled `rerun-of` and `rerun-from`.
+    /// Returns the new run's id once it is on disk.
+    pub async fn rerun(
+        &self,
+        run_id: &str,
+        from: &str,
+        by: &str,
+        audit: Option<AuditRow>,
+    ) -> Result<String, EngineError> {
+        self.ask(|reply| Command::Rerun {
+            run_id: run_id.into(),
+            from: from.into(),
             by: by.into(),
             audit,
             reply,

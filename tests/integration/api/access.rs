@@ -200,6 +200,17 @@ fn every_route_refuses_roles_it_does_not_serve_and_serves_the_others() {
         ),
         (
             &app.client_a,
+            with_json(
+                case(
+                    Method::POST,
+                    "/v1/runs/{id}/rerun",
+                    format!("/v1/runs/{run}/rerun"),
+                ),
+                &json!({ "from": "gate" }),
+            ),
+        ),
+        (
+            &app.client_a,
             case(
                 Method::POST,
                 "/v1/runs/{id}/retry",
@@ -658,6 +669,7 @@ fn every_route_refuses_roles_it_does_not_serve_and_serves_the_others() {
         "POST /v1/runs",
         // Served to operators in api::control and api::retry.
         "POST /v1/runs/{id}/retry",
+        "POST /v1/runs/{id}/rerun",
         "POST /v1/runs/{id}/pause",
         "POST /v1/runs/{id}/resume",
         // Served to clients, operators and admins in api::approvals.

@@ -393,6 +393,7 @@ fn the_openapi_document_describes_every_route() {
         ("/v1/runs", &["get", "post"]),
         ("/v1/runs/{id}/pause", &["post"]),
         ("/v1/runs/{id}/retry", &["post"]),
+        ("/v1/runs/{id}/rerun", &["post"]),
         ("/v1/runs/{id}/resume", &["post"]),
         ("/v1/approvals", &["get"]),
         ("/v1/runs/{id}", &["get"]),

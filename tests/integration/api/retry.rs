@@ -223,3 +223,71 @@ fn a_run_whose_work_was_compensated_is_not_retried_in_place() {
         .expect(200);
     assert_eq!(still["status"], "failed");
 }
+
+#[test]
+fn a_rerun_from_a_step_copies_what_is_upstream_and_runs_the_rest_again() {
+    let app = App::start();
+    let flaky = Flaky::start();
+    flaky.healed.store(true, Ordering::SeqCst);
+    upload(&app, "flaky", FLAKY);
+    let old = start(&app, "flaky", &flaky.url);
+    let done = app.wait_run(&app.operator, &old, "succeeded");
+
+    let reply = app
+        .post(&format!("/v1/runs/{old}/rerun"))
+        .auth(&app.operator)
+        .json(&json!({ "from": "call" }))
+        .send();
+    let new = reply.expect(202);
+    let id = s(&new, "id");
+    assert_ne!(id, old);
+    assert_eq!(reply.header("location"), Some(format!("/v1/runs/{id}")));
+    assert_eq!(new["labels"]["rerun-of"], old.as_str());
+    assert_eq!(new["labels"]["rerun-from"], "call");
+    let again = app.wait_run(&app.operator, &id, "succeeded");
+    assert_eq!(again["outputs"], done["outputs"]);
+    // `first` and the fan-out are not downstream of `call`: copied, not run again.
+    assert_eq!(
+        unit(&again, "first")["finished_at"],
+        unit(&done, "first")["finished_at"]
+    );
+    assert_eq!(
+        unit(&again, "wide#0")["output"],
+        unit(&done, "wide#0")["output"]
+    );
+    assert_eq!((flaky.hits("/ok/item0"), flaky.hits("/ok/item2")), (1, 1));
+    // `call` and `after` ran again.
+    assert_eq!(flaky.hits("/flaky/call"), 2);
+    assert_ne!(
+        unit(&again, "after")["finished_at"],
+        unit(&done, "after")["finished_at"]
+    );
+    // The old run is as it was; a rerun is found by its label.
+    let listed = app
+        .get(&format!("/v1/runs?label=rerun-of={old}"))
+        .auth(&app.operator)
+        .send()
+        .expect(200);
+    assert_eq!(super::harness::ids(&listed), vec![id.clone()]);
+
+    let bad = app
+        .post(&format!("/v1/runs/{old}/rerun"))
+        .auth(&app.operator)
+        .json(&json!({ "from": "nope" }))
+        .send();
+    assert_eq!(bad.invalid(), ["/from"]);
+    app.post(&format!("/v1/runs/{old}/rerun"))
+        .auth(&app.client_a)
+        .json(&json!({ "from": "call" }))
+        .send()
+        .problem(403, "forbidden");
+    // A run not over yet is not rerun.
+    let steered = app.order(&app.client_a, &json!({ "catalog_id": "steer" }));
+    let running = s(&steered, "run_id");
+    app.wait_step(&app.client_a, &running, "gate", "waiting");
+    app.post(&format!("/v1/runs/{running}/rerun"))
+        .auth(&app.operator)
+        .json(&json!({ "from": "gate" }))
+        .send()
+        .problem(409, "conflict");
+}

@@ -147,6 +147,16 @@ impl Executor {
                 Ok(()) => self.replies.push(Reply::Done(reply, Some(run_id))),
                 Err(e) => drop(reply.send(Err(e))),
             },
+            Command::Rerun {
+                run_id,
+                from,
+                by,
+                audit,
+                reply,
+            } => match self.rerun(&run_id, &from, &by, audit).await {
+                Ok(id) => self.replies.push(Reply::Submitted(reply, id)),
+                Err(e) => drop(reply.send(Err(e))),
+            },
             Command::SetSecret { name, value, reply } => {
                 let mut secrets = (*self.secrets).clone();
                 secrets.insert(name, value);

@@ -1,5 +1,8 @@
-//! Retrying a failed run in place: its failed and interrupted units run again, what they held
-//! up starts after them, and completed steps keep their outputs and never run again.
+//! Running a run again: a failed run retried in place, or any finished run rerun from a step
+//! as a new run.
+//!
+//! **Retry.** Its failed and interrupted units run again, what they held up starts after
+//! them, and completed steps keep their outputs and never run again.
 //!
 //! A plugin unit that failed or was interrupted is put back `retrying`, due now, so its next
 //! attempt continues its attempt history; a fan-out waits for its items again (only the items
@@ -8,10 +11,12 @@
 //! `on_failure` units are forgotten, so they run again should the run fail again. A run whose
 //! completed steps were compensated when it failed is not retried: its work was undone.
 
+use std::collections::BTreeSet;
+
 use super::Executor;
 use crate::plan::{PlanKind, UnitKey};
-use crate::runtime::EngineError;
-use crate::store::{AuditRow, Retry, RunStatus, StepStatus};
+use crate::runtime::{EngineError, NewRun, Submission};
+use crate::store::{AuditRow, Retry, RunStatus, StepStatus, Write};
 
 impl Executor {
     /// Puts the failed run `run_id` back to running here; its units run again from the next
@@ -112,5 +117,116 @@ impl Executor {
         // Announced as running again with the turn's other transitions.
         self.touched_runs.insert(run_id.to_string());
         Ok(())
+    }
+
+    /// **Rerun.** Starts a new run of finished run `run_id`'s workflow version, inputs and
+    /// tenant in which step `from` and every step that needs it (directly or not) run again,
+    /// and every other main step that succeeded or was skipped in the old run is copied with
+    /// its output (a fan-out with its items). The new run carries the old one's labels and
+    /// `rerun-of`/`rerun-from` labels naming it; returns its id.
+    pub(super) async fn rerun(
+        &mut self,
+        run_id: &str,
+        from: &str,
+        by: &str,
+        audit: Option<AuditRow>,
+    ) -> Result<String, EngineError> {
+        let old = self
+            .store
+            .run(run_id)
+            .await?
+            .ok_or_else(|| EngineError::UnknownRun(run_id.into()))?;
+        if !old.status.is_final() {
+            return Err(EngineError::Conflict(format!(
+                "run `{run_id}` is {}; rerun it once it is over (or cancel it)",
+                old.status.as_str()
+            )));
+        }
+        let plan = self
+            .defs
+            .get(&old.workflow, Some(old.version))
+            .cloned()
+            .ok_or_else(|| {
+                EngineError::Conflict(format!(
+                    "{}@{} is not loaded, so run `{run_id}` cannot run again; upload that version",
+                    old.workflow, old.version
+                ))
+            })?;
+        let Some(start) = plan.position(from) else {
+            return Err(EngineError::Conflict(format!(
+                "workflow `{}` has no main step `{from}`; its steps: {}",
+                old.workflow,
+                plan.steps()
+                    .iter()
+                    .map(|s| s.id.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )));
+        };
+        // `from` and everything downstream of it (steps are in topological order).
+        let mut again: BTreeSet<usize> = BTreeSet::from([start]);
+        for (i, step) in plan.steps().iter().enumerate().skip(start + 1) {
+            if step.needs.iter().any(|n| again.contains(n)) {
+                again.insert(i);
+            }
+        }
+        let units = self.store.steps(run_id).await?;
+        let kept: BTreeSet<String> = units
+            .iter()
+            .filter(|u| matches!(u.key, UnitKey::Step(_)))
+            .filter(|u| matches!(u.status, StepStatus::Succeeded | StepStatus::Skipped))
+            .filter_map(|u| {
+                let i = plan.position(u.key.step_id())?;
+                (!again.contains(&i)).then(|| u.key.step_id().to_string())
+            })
+            .collect();
+        let mut labels = self
+            .store
+            .labels_of(&[run_id])
+            .await?
+            .remove(run_id)
+            .unwrap_or_default();
+        labels.insert("rerun-of".into(), run_id.to_string());
+        labels.insert("rerun-from".into(), from.to_string());
+        let id = self.create_run(
+            NewRun {
+                workflow: old.workflow.clone(),
+                version: Some(old.version),
+                inputs: old.inputs.clone(),
+                tenant: old.tenant.clone(),
+                requester: Some(by.to_string()),
+            },
+            None,
+        )?;
+        let now = self.clock.now_ms();
+        for mut u in units {
+            let copied = match &u.key {
+                UnitKey::Step(s) | UnitKey::Item(s, _) => kept.contains(s),
+                _ => false,
+            };
+            if copied {
+                u.run_id = id.clone();
+                self.put(&id, u);
+            }
+        }
+        let extras = Submission {
+            labels,
+            key: None,
+            audit,
+        };
+        self.request_writes.push(Write::RunMeta {
+            run_id: id.clone(),
+            labels: extras.labels,
+            key: None,
+            at: now,
+        });
+        if let Some(row) = extras.audit {
+            self.request_writes.push(Write::Audit {
+                row,
+                run: Some(id.clone()),
+            });
+        }
+        tracing::info!(run = %id, of = %run_id, from, by, copied = kept.len(), "run rerun from a step");
+        Ok(id)
     }
 }
