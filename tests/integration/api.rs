@@ -10,6 +10,7 @@
 mod access;
 mod admin;
 mod approvals;
+mod catalog;
 mod control;
 mod events;
 mod faults;

@@ -44,6 +44,7 @@ use axum::routing::{get, post, put};
 use tokio_util::sync::CancellationToken;
 
 pub use admin::check_token_request;
+pub use catalog::overlay_catalog;
 pub use grants::{ReloadedBy, reload_grants};
 pub use openapi::document as openapi_document;
 use problem::Problem;
@@ -109,8 +110,8 @@ pub struct AppState {
     pub host: PluginHost,
     /// Time.
     pub clock: Arc<dyn Clock>,
-    /// Orderable entries by id.
-    pub catalog: Arc<BTreeMap<String, CatalogPlan>>,
+    /// Orderable entries by id; replaced whole when an entry is set or deleted over the API.
+    catalog: Arc<RwLock<Arc<BTreeMap<String, CatalogPlan>>>>,
     /// Runnable workflow versions, as the engine has them.
     pub defs: Arc<RwLock<Definitions>>,
     /// Serialises definition uploads (check-then-store must not interleave).
@@ -153,7 +154,7 @@ impl AppState {
             engine,
             host,
             clock,
-            catalog: Arc::new(catalog),
+            catalog: Arc::new(RwLock::new(Arc::new(catalog))),
             defs: Arc::new(RwLock::new(defs)),
             uploads: Arc::new(tokio::sync::Mutex::new(())),
             http: Arc::new(health::HttpMetrics::default()),
@@ -167,6 +168,16 @@ impl AppState {
             starting: Arc::default(),
             config,
         }
+    }
+
+    /// The orderable entries now.
+    pub fn catalog(&self) -> Arc<BTreeMap<String, CatalogPlan>> {
+        Arc::clone(&self.catalog.read().unwrap_or_else(PoisonError::into_inner))
+    }
+
+    /// Puts `entries` in force (callers hold `uploads`, so changes do not interleave).
+    pub(crate) fn set_catalog(&self, entries: BTreeMap<String, CatalogPlan>) {
+        *self.catalog.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(entries);
     }
 
     /// Now, in ms since the epoch.
@@ -239,7 +250,12 @@ impl AppState {
 pub fn router(state: AppState) -> Router {
     let timed = Router::new()
         .route("/v1/catalog", get(catalog::list))
-        .route("/v1/catalog/{id}", get(catalog::get_one))
+        .route(
+            "/v1/catalog/{id}",
+            get(catalog::get_one)
+                .put(catalog::put)
+                .delete(catalog::delete),
+        )
         .route("/v1/requests", post(requests::create).get(requests::list))
         .route("/v1/requests/{id}", get(requests::get_one))
         .route("/v1/requests/{id}/approval", post(requests::decide))

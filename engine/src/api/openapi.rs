@@ -74,7 +74,7 @@ impl Modify for RateLimited {
         license(name = "Apache-2.0"),
     ),
     paths(
-        catalog::list, catalog::get_one,
+        catalog::list, catalog::get_one, catalog::put, catalog::delete,
         requests::create, requests::list, requests::get_one, requests::decide,
         run_list::list, start::create, approvals::list, runs::get_one, runs::cancel, control::retry, control::rerun, control::pause, control::resume, runs::approve, runs::signal, runs::events,
         steps::get_one,

@@ -23,7 +23,7 @@ impl Reach {
             return Self::default();
         };
         let mut todo: Vec<String> = state
-            .catalog
+            .catalog()
             .values()
             .filter(|e| e.allows_tenant(tenant))
             .map(|e| e.workflow.clone())

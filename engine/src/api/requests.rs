@@ -120,7 +120,7 @@ pub(super) async fn create(
         }
     };
     let entry = state
-        .catalog
+        .catalog()
         .get(&order.catalog_id)
         .filter(|e| e.allows_tenant(&tenant))
         .ok_or_else(|| {

@@ -159,18 +159,7 @@ pub(super) async fn upload(
     RawBody(body): RawBody,
 ) -> Result<Response, Problem> {
     who.require(&[Role::Operator, Role::Admin])?;
-    let media = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split(';').next())
-        .map(|v| v.trim().to_ascii_lowercase());
-    if !media.is_some_and(|m| YAML_TYPES.contains(&m.as_str())) {
-        return Err(Problem::new(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "unsupported-media-type",
-            "send the workflow with `Content-Type: application/yaml`",
-        ));
-    }
+    yaml_body(&headers, "workflow")?;
     let _one_at_a_time = state.uploads.lock().await;
     let names = state.workflow_names();
     let plan = validate_workflow(
@@ -180,30 +169,7 @@ pub(super) async fn upload(
             workflows: Some(&names),
         },
     )
-    .map_err(|diagnostics| {
-        let problems: Vec<Located> = diagnostics
-            .iter()
-            .map(|d| Located {
-                line: d.span.line,
-                column: d.span.column,
-                code: d.code.to_string(),
-                message: d.message.clone(),
-                help: d.help.clone(),
-            })
-            .collect();
-        let first = problems
-            .first()
-            .map(|p| format!("{}:{}: {}", p.line, p.column, p.message))
-            .unwrap_or_default();
-        let summary = match problems.len() {
-            1 => format!("the workflow is not valid: {first}"),
-            n => format!("the workflow is not valid: {n} problems (first: {first})"),
-        };
-        Problem {
-            problems: Some(problems.clone()),
-            ..Problem::bad_request("invalid-definition", summary)
-        }
-    })?;
+    .map_err(|diagnostics| invalid_definition("workflow", &diagnostics))?;
     if plan.name() != name {
         return Err(Problem::invalid_at(
             "/name",
@@ -240,4 +206,48 @@ pub(super) async fn upload(
             .insert(plan);
     }
     Ok((super::plugins::put_status(&outcome), Json(uploaded)).into_response())
+}
+
+/// 415 unless the body is sent as YAML (`what` names it in the answer).
+pub(super) fn yaml_body(headers: &HeaderMap, what: &str) -> Result<(), Problem> {
+    let media = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .map(|v| v.trim().to_ascii_lowercase());
+    if media.is_some_and(|m| YAML_TYPES.contains(&m.as_str())) {
+        Ok(())
+    } else {
+        Err(Problem::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported-media-type",
+            format!("send the {what} with `Content-Type: application/yaml`"),
+        ))
+    }
+}
+
+/// 400 with every located problem of an uploaded definition (`what`: workflow, catalog entry).
+pub(super) fn invalid_definition(what: &str, diagnostics: &[crate::diag::Diagnostic]) -> Problem {
+    let problems: Vec<Located> = diagnostics
+        .iter()
+        .map(|d| Located {
+            line: d.span.line,
+            column: d.span.column,
+            code: d.code.to_string(),
+            message: d.message.clone(),
+            help: d.help.clone(),
+        })
+        .collect();
+    let first = problems
+        .first()
+        .map(|p| format!("{}:{}: {}", p.line, p.column, p.message))
+        .unwrap_or_default();
+    let summary = match problems.len() {
+        1 => format!("the {what} is not valid: {first}"),
+        n => format!("the {what} is not valid: {n} problems (first: {first})"),
+    };
+    Problem {
+        problems: Some(problems),
+        ..Problem::bad_request("invalid-definition", summary)
+    }
 }

@@ -398,11 +398,8 @@ pub struct ServeOptions {
     pub rate_limit: Option<std::num::NonZeroU32>,
 }
 
-/// Validates every catalog entry in `dir` against the loaded workflows.
-pub fn load_catalog(
-    dir: &Path,
-    defs: &Definitions,
-) -> anyhow::Result<BTreeMap<String, crate::plan::CatalogPlan>> {
+/// Every loaded workflow name with its versions.
+fn workflow_names(defs: &Definitions) -> crate::plan::WorkflowNames {
     let mut names = crate::plan::WorkflowNames::new();
     for p in defs.plans() {
         names
@@ -410,6 +407,15 @@ pub fn load_catalog(
             .or_default()
             .push(p.version());
     }
+    names
+}
+
+/// Validates every catalog entry in `dir` against the loaded workflows.
+pub fn load_catalog(
+    dir: &Path,
+    defs: &Definitions,
+) -> anyhow::Result<BTreeMap<String, crate::plan::CatalogPlan>> {
+    let names = workflow_names(defs);
     let mut entries = BTreeMap::new();
     if !dir.is_dir() {
         return Ok(entries);
@@ -486,7 +492,8 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
     }
     let dir = opts.workflows.is_dir().then_some(opts.workflows.as_path());
     let defs = load_definitions(&store, &host, dir).await?;
-    let catalog = load_catalog(&opts.catalog, &defs)?;
+    let mut catalog = load_catalog(&opts.catalog, &defs)?;
+    crate::api::overlay_catalog(&store, &mut catalog, &workflow_names(&defs)).await?;
     let count = defs.plans().count();
     let (secrets, master_key) = super::secret::startup_secrets(&store, &opts.database).await?;
     super::logs::set_log_secrets(&secrets);
@@ -534,10 +541,10 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
     tracing::info!(
         database = %opts.database.display(),
         workflows = count,
-        catalog = state.catalog.len(),
+        catalog = state.catalog().len(),
         "executor running on {} with {count} workflow versions and {} catalog entries; unfinished runs resumed",
         opts.database.display(),
-        state.catalog.len()
+        state.catalog().len()
     );
     if restarted > 0 {
         tracing::info!("started the runs of {restarted} accepted requests");

@@ -8,6 +8,7 @@
 mod api;
 mod attempts;
 mod batch;
+mod catalog;
 mod cron;
 mod leases;
 mod retry;
@@ -32,6 +33,7 @@ pub use api::{
 };
 pub use attempts::{AttemptOutcome, AttemptRow};
 pub use batch::Fence;
+pub use catalog::CatalogRow;
 pub use cron::CronFire;
 pub use leases::Claim;
 pub use retry::{Retry, RetryRow};

@@ -139,6 +139,10 @@ fn every_route_refuses_roles_it_does_not_serve_and_serves_the_others() {
         "application/yaml",
         b"name: x\nversion: 1\nsteps: []\n".to_vec(),
     );
+    let yaml_entry = (
+        "application/yaml",
+        b"id: x\ntitle: X\nworkflow: hello\ntenants: [\"*\"]\n".to_vec(),
+    );
     let wasm = ("application/wasm", b"\0asm\x01\0\0\0".to_vec());
     let alert = json!({ "status": "firing", "alerts": [{ "labels": { "alertname": "x" } }] });
 
@@ -231,6 +235,21 @@ fn every_route_refuses_roles_it_does_not_serve_and_serves_the_others() {
                 Method::POST,
                 "/v1/runs/{id}/resume",
                 format!("/v1/runs/{run}/resume"),
+            ),
+        ),
+        (
+            &app.client_a,
+            Case {
+                body: Some(yaml_entry.clone()),
+                ..case(Method::PUT, "/v1/catalog/{id}", "/v1/catalog/x".into())
+            },
+        ),
+        (
+            &app.client_a,
+            case(
+                Method::DELETE,
+                "/v1/catalog/{id}",
+                "/v1/catalog/hello".into(),
             ),
         ),
         (
@@ -665,6 +684,9 @@ fn every_route_refuses_roles_it_does_not_serve_and_serves_the_others() {
         "POST /v1/requests",
         "POST /v1/requests/{id}/approval",
         "POST /v1/runs/{id}/cancel",
+        // Served to operators in api::catalog.
+        "PUT /v1/catalog/{id}",
+        "DELETE /v1/catalog/{id}",
         // Served to operators and admins in api::start.
         "POST /v1/runs",
         // Served to operators in api::control and api::retry.

@@ -386,7 +386,7 @@ fn the_openapi_document_describes_every_route() {
     // Every route of the router, with every method it serves.
     let routes: &[(&str, &[&str])] = &[
         ("/v1/catalog", &["get"]),
-        ("/v1/catalog/{id}", &["get"]),
+        ("/v1/catalog/{id}", &["get", "put", "delete"]),
         ("/v1/requests", &["get", "post"]),
         ("/v1/requests/{id}", &["get"]),
         ("/v1/requests/{id}/approval", &["post"]),
