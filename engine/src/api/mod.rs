@@ -273,7 +273,9 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/workflows", get(workflows::list))
         .route(
             "/v1/workflows/{name}",
-            put(workflows::upload).get(workflows::versions),
+            put(workflows::upload)
+                .get(workflows::versions)
+                .delete(workflows::delete),
         )
         .route(
             "/v1/workflows/{name}/{version}",

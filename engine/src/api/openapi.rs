@@ -78,7 +78,7 @@ impl Modify for RateLimited {
         requests::create, requests::list, requests::get_one, requests::decide,
         run_list::list, start::create, approvals::list, runs::get_one, runs::cancel, control::retry, control::rerun, control::pause, control::resume, runs::approve, runs::signal, runs::events,
         steps::get_one,
-        workflows::list, workflows::versions, workflows::get_version, workflows::upload,
+        workflows::list, workflows::versions, workflows::get_version, workflows::upload, workflows::delete,
         plugins::list, plugins::get_one, plugins::upload, grants::get, grants::reload,
         events::receive, events::list,
         incidents::list, incidents::get_one, incidents::timeline_of, incidents::acknowledge,

@@ -208,6 +208,82 @@ pub(super) async fn upload(
     Ok((super::plugins::put_status(&outcome), Json(uploaded)).into_response())
 }
 
+/// Delete a workflow, every version of it (operators): refused while an unfinished run uses
+/// it, while a catalog entry orders it, or while another workflow starts it as a child; its
+/// cron triggers stop. Finished runs of it are kept.
+#[utoipa::path(delete, path = "/v1/workflows/{name}", tag = "workflows",
+    params(("name" = String, Path, description = "Workflow name")),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Only operators and admins delete workflows", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such workflow", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Unfinished runs, catalog entries or other workflows use it", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = [])))]
+pub(super) async fn delete(
+    State(state): State<AppState>,
+    Extension(who): Extension<Principal>,
+    Extension(audit): Extension<Audit>,
+    PathParams(name): PathParams<String>,
+) -> Result<StatusCode, Problem> {
+    who.require(&[Role::Operator, Role::Admin])?;
+    let _one_at_a_time = state.uploads.lock().await;
+    let (known, parents) = {
+        let defs = state
+            .defs
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let parents: std::collections::BTreeSet<String> = defs
+            .plans()
+            .filter(|p| p.name() != name)
+            .filter(|p| {
+                p.steps().iter().chain(p.on_failure()).any(|s| {
+                    matches!(&s.kind, crate::plan::PlanKind::Workflow { name: child, .. } if *child == name)
+                })
+            })
+            .map(|p| p.name().to_string())
+            .collect();
+        (defs.knows(&name), parents)
+    };
+    if !known {
+        return Err(Problem::not_found("workflow", &name));
+    }
+    let entries: Vec<String> = state
+        .catalog()
+        .values()
+        .filter(|e| e.workflow == name)
+        .map(|e| format!("`{}`", e.id))
+        .collect();
+    if !entries.is_empty() {
+        return Err(Problem::conflict(format!(
+            "catalog entries {} order workflow `{name}`; delete or change them first (DELETE /v1/catalog/{{id}})",
+            entries.join(", ")
+        )));
+    }
+    if !parents.is_empty() {
+        return Err(Problem::conflict(format!(
+            "workflows {} start `{name}` as a child; change them first",
+            parents
+                .iter()
+                .map(|p| format!("`{p}`"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        )));
+    }
+    state.engine.undefine(&name).await?;
+    state
+        .store
+        .delete_workflow(&name, Some(&audit.at(StatusCode::NO_CONTENT)))
+        .await?;
+    state
+        .defs
+        .write()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .remove(&name);
+    Ok(StatusCode::NO_CONTENT)
+}
+
 /// 415 unless the body is sent as YAML (`what` names it in the answer).
 pub(super) fn yaml_body(headers: &HeaderMap, what: &str) -> Result<(), Problem> {
     let media = headers

@@ -67,6 +67,20 @@ impl Definitions {
             .map(|((name, version), u)| (name.as_str(), *version, u))
     }
 
+    /// Forgets every version of `name`, planned or not; whether it knew any.
+    pub fn remove(&mut self, name: &str) -> bool {
+        let before = self.plans.len() + self.unplanned.len();
+        self.plans.retain(|(n, _), _| n != name);
+        self.unplanned.retain(|(n, _), _| n != name);
+        self.latest.remove(name);
+        before != self.plans.len() + self.unplanned.len()
+    }
+
+    /// Whether any version of `name` is known, planned or not.
+    pub fn knows(&self, name: &str) -> bool {
+        self.latest.contains_key(name) || self.unplanned.keys().any(|(n, _)| n == name)
+    }
+
     /// Every plan.
     pub fn plans(&self) -> impl Iterator<Item = &Arc<Plan>> {
         self.plans.values()

@@ -221,6 +221,8 @@ pub(crate) enum Command {
         audit: Option<AuditRow>,
         reply: oneshot::Sender<Result<(), EngineError>>,
     },
+    /// Forget every version of a workflow no unfinished run uses.
+    Undefine(String, oneshot::Sender<Result<(), EngineError>>),
     /// Rerun a finished run from a step, as a new run.
     Rerun {
         run_id: String,
@@ -260,6 +262,7 @@ impl std::fmt::Debug for Command {
             Command::Pause { .. } => "Pause",
             Command::Retry { .. } => "Retry",
             Command::Rerun { .. } => "Rerun",
+            Command::Undefine(..) => "Undefine",
             Command::Sync(_) => "Sync",
             Command::Shutdown(_) => "Shutdown",
         })
@@ -426,6 +429,13 @@ impl Engine {
     pub async fn define(&self, plan: Plan) -> Result<(), EngineError> {
         self.send(|reply| Command::Define(Box::new(plan), reply))
             .await
+    }
+
+    /// Forgets every version of workflow `name` (its cron triggers are disarmed); a conflict
+    /// while an unfinished run uses it. Deleting it from the store is the caller's job.
+    pub async fn undefine(&self, name: &str) -> Result<(), EngineError> {
+        let name = name.to_string();
+        self.ask(|reply| Command::Undefine(name, reply)).await
     }
 
     /// Acknowledges, resolves or annotates an incident; returns it as committed.

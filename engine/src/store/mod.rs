@@ -362,6 +362,33 @@ impl Store {
         Ok(put)
     }
 
+    /// Deletes every stored version of workflow `name`, with the call's audit entry; how many.
+    pub async fn delete_workflow(
+        &self,
+        name: &str,
+        audit: Option<&AuditFor<'_, u64>>,
+    ) -> Result<u64, StoreError> {
+        self.audited(audit, async |conn| {
+            let done = sqlx::query("DELETE FROM workflows WHERE name = ?")
+                .bind(name)
+                .execute(&mut *conn)
+                .await?;
+            Ok(done.rows_affected())
+        })
+        .await
+    }
+
+    /// How many unfinished runs (any process's) run a version of workflow `name`.
+    pub async fn unfinished_runs_of(&self, name: &str) -> Result<u64, StoreError> {
+        let n: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM runs WHERE workflow = ? AND status IN ('running', 'failing', 'cancelling')",
+        )
+        .bind(name)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(u64::try_from(n).unwrap_or(0))
+    }
+
     /// Every stored workflow version.
     pub async fn workflows(&self) -> Result<Vec<WorkflowRow>, StoreError> {
         let rows =

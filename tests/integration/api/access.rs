@@ -254,6 +254,14 @@ fn every_route_refuses_roles_it_does_not_serve_and_serves_the_others() {
         ),
         (
             &app.client_a,
+            case(
+                Method::DELETE,
+                "/v1/workflows/{name}",
+                "/v1/workflows/hello".into(),
+            ),
+        ),
+        (
+            &app.client_a,
             with_json(
                 case(Method::POST, "/v1/runs", "/v1/runs".into()),
                 &json!({ "workflow": "hello" }),
@@ -687,6 +695,8 @@ fn every_route_refuses_roles_it_does_not_serve_and_serves_the_others() {
         // Served to operators in api::catalog.
         "PUT /v1/catalog/{id}",
         "DELETE /v1/catalog/{id}",
+        // Served to operators in api::workflows.
+        "DELETE /v1/workflows/{name}",
         // Served to operators and admins in api::start.
         "POST /v1/runs",
         // Served to operators in api::control and api::retry.

@@ -403,7 +403,7 @@ fn the_openapi_document_describes_every_route() {
         ("/v1/runs/{id}/signals/{name}", &["post"]),
         ("/v1/runs/{id}/events", &["get"]),
         ("/v1/workflows", &["get"]),
-        ("/v1/workflows/{name}", &["get", "put"]),
+        ("/v1/workflows/{name}", &["get", "put", "delete"]),
         ("/v1/workflows/{name}/{version}", &["get"]),
         ("/v1/plugins", &["get"]),
         ("/v1/plugins/{name}/{version}", &["get", "put"]),

@@ -168,3 +168,71 @@ fn bad_uploads_are_refused_with_located_problems() {
             .problem(404, "not-found");
     }
 }
+
+#[test]
+fn a_workflow_is_deleted_only_when_nothing_uses_it() {
+    let app = App::start();
+    let yaml = "name: lone\nversion: 1\nsteps:\n  - id: nap\n    wait: 1h\n";
+    app.put("/v1/workflows/lone")
+        .auth(&app.operator)
+        .body("application/yaml", yaml)
+        .send()
+        .expect(201);
+    let run = app
+        .post("/v1/runs")
+        .auth(&app.operator)
+        .json(&serde_json::json!({ "workflow": "lone" }))
+        .send()
+        .expect(202);
+    let run = super::harness::s(&run, "id");
+    // An unfinished run uses it; a catalog entry orders `hello`; clients may not delete.
+    let busy = app
+        .delete("/v1/workflows/lone")
+        .auth(&app.operator)
+        .send()
+        .problem(409, "conflict");
+    assert!(
+        super::harness::s(&busy, "detail").contains("1 unfinished run"),
+        "{busy}"
+    );
+    let ordered = app
+        .delete("/v1/workflows/hello")
+        .auth(&app.operator)
+        .send()
+        .problem(409, "conflict");
+    assert!(
+        super::harness::s(&ordered, "detail").contains("catalog entries"),
+        "{ordered}"
+    );
+    app.delete("/v1/workflows/lone")
+        .auth(&app.client_a)
+        .send()
+        .problem(403, "forbidden");
+
+    app.post(&format!("/v1/runs/{run}/cancel"))
+        .auth(&app.operator)
+        .send()
+        .expect(202);
+    app.wait_run(&app.operator, &run, "cancelled");
+    let gone = app.delete("/v1/workflows/lone").auth(&app.operator).send();
+    assert_eq!(gone.status, 204, "{}", gone.text());
+    app.get("/v1/workflows/lone")
+        .auth(&app.operator)
+        .send()
+        .problem(404, "not-found");
+    let refused = app
+        .post("/v1/runs")
+        .auth(&app.operator)
+        .json(&serde_json::json!({ "workflow": "lone" }))
+        .send();
+    assert_eq!(refused.invalid(), ["/workflow"]);
+    // Its finished run is kept.
+    app.get(&format!("/v1/runs/{run}"))
+        .auth(&app.operator)
+        .send()
+        .expect(200);
+    app.delete("/v1/workflows/lone")
+        .auth(&app.operator)
+        .send()
+        .problem(404, "not-found");
+}

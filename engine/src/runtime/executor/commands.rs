@@ -147,6 +147,10 @@ impl Executor {
                 Ok(()) => self.replies.push(Reply::Done(reply, Some(run_id))),
                 Err(e) => drop(reply.send(Err(e))),
             },
+            Command::Undefine(name, reply) => {
+                let result = self.undefine(&name).await;
+                drop(reply.send(result));
+            }
             Command::Rerun {
                 run_id,
                 from,
@@ -170,6 +174,32 @@ impl Executor {
             Command::Sync(reply) => self.replies.push(Reply::Done(reply, None)),
             Command::Shutdown(_) => {}
         }
+    }
+
+    /// Forgets workflow `name` unless an unfinished run (here or in the database) uses it.
+    async fn undefine(&mut self, name: &str) -> Result<(), EngineError> {
+        let here = self
+            .runs
+            .values()
+            .map(|r| &r.row)
+            .chain(self.blocked.values())
+            .filter(|r| r.workflow == name)
+            .count() as u64;
+        let stored = self.store.unfinished_runs_of(name).await?;
+        let using = here.max(stored);
+        if using > 0 {
+            return Err(EngineError::Conflict(format!(
+                "{using} unfinished run{} of workflow `{name}`; delete it once they end (or cancel them)",
+                if using == 1 { "" } else { "s" }
+            )));
+        }
+        Arc::make_mut(&mut self.defs).remove(name);
+        self.crons.retain(|t| t.plan.name() != name);
+        tracing::info!(
+            workflow = name,
+            "workflow deleted: its versions are no longer runnable"
+        );
+        Ok(())
     }
 
     /// Pauses or resumes a run active here; on resume the timers held meanwhile are due.
