@@ -291,3 +291,49 @@ fn a_rerun_from_a_step_copies_what_is_upstream_and_runs_the_rest_again() {
         .send()
         .problem(409, "conflict");
 }
+
+#[test]
+fn a_retry_outlives_kill_9_of_the_service() {
+    use super::process::{Served, cli_token};
+    let dir = tempfile::tempdir().expect("temp dir");
+    super::harness::write_definitions(dir.path());
+    std::fs::write(dir.path().join("workflows").join("flaky.yaml"), FLAKY).expect("workflow");
+    let grants = dir.path().join("grants.yaml");
+    std::fs::write(
+        &grants,
+        "plugins:\n  http: { http_hosts: [\"127.0.0.1:*\"] }\n",
+    )
+    .expect("grants");
+    let grants = grants.display().to_string();
+    let db = dir.path().join("csmp.db");
+    let operator = cli_token(&db, &["--role", "operator"]);
+    let flaky = Flaky::start();
+    let app = Served::start_with(dir.path(), "retry", &["--grants", &grants], &[]);
+    let run = app
+        .post("/v1/runs")
+        .auth(&operator)
+        .json(&json!({ "workflow": "flaky", "inputs": { "url": flaky.url } }))
+        .send()
+        .expect(202);
+    let run = s(&run, "id");
+    app.wait_run(&operator, &run, "failed");
+    // The retry is answered once it is on disk; the service is killed right after, whatever
+    // of the retry it had started by then. The restarted one finishes the retried run.
+    flaky.healed.store(true, Ordering::SeqCst);
+    app.post(&format!("/v1/runs/{run}/retry"))
+        .auth(&operator)
+        .send()
+        .expect(202);
+    drop(app); // SIGKILL
+
+    let app = Served::start_with(dir.path(), "retry-again", &["--grants", &grants], &[]);
+    let done = app.wait_run(&operator, &run, "succeeded");
+    assert_eq!(
+        done["outputs"],
+        json!({ "after": 200, "wide": 3 }),
+        "{done}"
+    );
+    assert_eq!(done["retries"].as_array().map(Vec::len), Some(1), "{done}");
+    let (status, _) = app.terminate();
+    assert!(status.success(), "exit status {status}");
+}
