@@ -148,6 +148,9 @@ pub(super) async fn revoke_token(
         .revoke_token(&id, state.now_ms(), Some(&audit.at(StatusCode::NO_CONTENT)))
         .await?
     {
+        // It stops working at once here (other processes sharing the database: within
+        // seconds).
+        state.principals.forget_token(&id);
         Ok(StatusCode::NO_CONTENT)
     } else {
         Err(Problem::not_found("token", &id))
@@ -257,6 +260,7 @@ pub(super) async fn put_tenant(
             Some(&audit.at(StatusCode::OK)),
         )
         .await?;
+    state.principals.forget_tenant(&id);
     Ok(Json(TenantView::of(&row)))
 }
 

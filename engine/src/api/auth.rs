@@ -16,6 +16,7 @@ use utoipa::ToSchema;
 
 use super::AppState;
 use super::audit::Audit;
+use super::principals::{Known, Principals};
 use super::problem::Problem;
 use crate::store::{AuditRow, Store, StoreError, TokenRow, hex_sha256};
 
@@ -176,18 +177,37 @@ pub fn allowed(ip: IpAddr, cidrs: &[String]) -> bool {
 /// Looks up the caller of a request; `Err` is the 401/403 to answer.
 async fn authenticate(
     store: &Store,
+    known: &Principals,
     authorization: Option<String>,
     peer: IpAddr,
 ) -> Result<Principal, (Problem, Option<Principal>)> {
-    let principal = identify(store, authorization)
-        .await
-        .map_err(|p| (p, None))?;
+    let hash = bearer(authorization.as_deref()).map_err(|p| (p, None))?;
+    let Known {
+        principal,
+        allowlist,
+    } = match known.get(&hash) {
+        Some(k) => k,
+        None => {
+            let principal = identify(store, &hash).await.map_err(|p| (p, None))?;
+            let allowlist = if principal.role == Role::Client {
+                let tenant = principal.tenant.as_deref().unwrap_or("");
+                match store.tenant(tenant).await {
+                    Ok(t) => t.map(|t| t.allowlist).unwrap_or_default(),
+                    Err(e) => return Err((e.into(), Some(principal))),
+                }
+            } else {
+                Vec::new()
+            };
+            let k = Known {
+                principal,
+                allowlist,
+            };
+            known.put(hash, k.clone());
+            k
+        }
+    };
     if principal.role == Role::Client {
         let tenant = principal.tenant.as_deref().unwrap_or("");
-        let allowlist = match store.tenant(tenant).await {
-            Ok(t) => t.map(|t| t.allowlist).unwrap_or_default(),
-            Err(e) => return Err((e.into(), Some(principal))),
-        };
         if !allowed(peer, &allowlist) {
             let problem = Problem::forbidden(format!(
                 "tenant `{tenant}` does not allow calls from {peer}; an admin can change its allowlist"
@@ -198,14 +218,14 @@ async fn authenticate(
     Ok(principal)
 }
 
-/// The caller a bearer token names; `Err` is the 401 to answer.
-async fn identify(store: &Store, authorization: Option<String>) -> Result<Principal, Problem> {
+/// The sha256 of the bearer token in an `Authorization` header; `Err` is the 401 to answer.
+fn bearer(authorization: Option<&str>) -> Result<String, Problem> {
     let Some(value) = authorization else {
         return Err(Problem::unauthorized(
             "send `Authorization: Bearer <token>`; an admin creates tokens with `csmp token create`",
         ));
     };
-    let token = Some(value.as_str())
+    let token = Some(value)
         .and_then(|v| {
             v.strip_prefix("Bearer ")
                 .or_else(|| v.strip_prefix("bearer "))
@@ -215,8 +235,13 @@ async fn identify(store: &Store, authorization: Option<String>) -> Result<Princi
         .ok_or_else(|| {
             Problem::unauthorized("the Authorization header must be `Bearer <token>`")
         })?;
+    Ok(hex_sha256(token.as_bytes()))
+}
+
+/// The caller the token with this hash names; `Err` is the 401 to answer.
+async fn identify(store: &Store, hash: &str) -> Result<Principal, Problem> {
     let row = store
-        .token_by_hash(&hex_sha256(token.as_bytes()))
+        .token_by_hash(hash)
         .await?
         .ok_or_else(|| Problem::unauthorized("the token is unknown or revoked"))?;
     let role = Role::parse(&row.role)
@@ -244,7 +269,7 @@ pub async fn guard(
         .headers()
         .get(header::AUTHORIZATION)
         .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
-    let principal = authenticate(&state.store, authorization, peer.ip()).await;
+    let principal = authenticate(&state.store, &state.principals, authorization, peer.ip()).await;
     let who = match &principal {
         Ok(p) => Some(p.clone()),
         Err((_, who)) => who.clone(),

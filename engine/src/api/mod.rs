@@ -18,6 +18,7 @@ mod incidents;
 pub mod limits;
 mod openapi;
 mod plugins;
+mod principals;
 pub mod problem;
 mod reach;
 mod requests;
@@ -130,6 +131,8 @@ pub struct AppState {
     pub rate_limit: Option<Arc<limits::RateLimit>>,
     /// The listener's connection counts, for `/metrics`.
     pub connections: Arc<limits::ConnectionCounters>,
+    /// Callers authenticated a moment ago (token hash → principal and allowlist).
+    pub(crate) principals: Arc<principals::Principals>,
     /// Idempotency-Keys of `POST /v1/runs` calls starting their run now.
     pub(crate) starting: Arc<start::Starting>,
     /// Behaviour.
@@ -166,6 +169,7 @@ impl AppState {
                 .map(|n| Arc::new(limits::RateLimit::per_token(n))),
             connections: Arc::default(),
             starting: Arc::default(),
+            principals: Arc::default(),
             config,
         }
     }

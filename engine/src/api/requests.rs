@@ -279,10 +279,21 @@ pub(super) async fn create(
             tenant: row.tenant.clone(),
             requester: Some(row.requester.clone()),
         };
-        state
+        let run_id = state
             .engine
             .submit_order(run, row.clone(), Some(audit.entry(status)))
             .await?;
+        // As committed: no need to read it back.
+        let view = RequestView {
+            request: RequestRow {
+                status: "started".into(),
+                run_id: Some(run_id),
+                ..row
+            },
+            run_status: Some(crate::store::RunStatus::Running),
+            run_finished_at: None,
+        };
+        return Ok(accepted(&view, state.now_ms()));
     }
     let view = state
         .store

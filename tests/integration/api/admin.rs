@@ -59,6 +59,8 @@ fn admins_create_list_and_revoke_tokens() {
     );
     assert_eq!(listed["items"].as_array().map(Vec::len), Some(6));
 
+    // In use (and so remembered by the service) before it is revoked.
+    app.get("/v1/catalog").auth(&token).send().expect(200);
     let revoked = app
         .delete(&format!("/v1/tokens/{}", token.id))
         .auth(&app.admin)
