@@ -296,6 +296,15 @@ impl Api {
         }
         let mut last = String::from("running");
         let mut event = String::new();
+        // A transition may come both in the snapshot and as an event: print each once.
+        let mut shown: std::collections::HashMap<String, String> = Default::default();
+        let mut unit = |key: &Value, e: &Value| {
+            let (k, status) = (text(key), text(&e["status"]));
+            if shown.get(&k) != Some(&status) {
+                unit_line(key, e);
+                shown.insert(k, status);
+            }
+        };
         for line in BufReader::new(reply.into_body().into_reader()).lines() {
             let line = line.map_err(|e| Failure::Other(format!("the event stream broke: {e}")))?;
             if let Some(name) = line.strip_prefix("event:") {
@@ -308,10 +317,10 @@ impl Api {
                         println!("run {run} of {} is {last}", text(&e["workflow"]));
                         // Where its units are already, then each transition as it comes.
                         for u in e["steps"].as_array().into_iter().flatten() {
-                            unit_line(&u["key"], u);
+                            unit(&u["key"], u);
                         }
                     }
-                    "step" => unit_line(&e["step"], &e),
+                    "step" => unit(&e["step"], &e),
                     "run" => {
                         last = text(&e["status"]);
                         println!(
