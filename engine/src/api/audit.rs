@@ -10,7 +10,7 @@
 
 use std::fmt::Write as _;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU16, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU16, AtomicU64, Ordering};
 use std::time::Duration;
 
 use axum::http::StatusCode;
@@ -24,6 +24,14 @@ const QUEUE: usize = 8192;
 const BATCH: usize = 512;
 /// How long the first entry of a batch waits for others.
 const LINGER: Duration = Duration::from_millis(100);
+
+/// Calls of this process, in the order their entries were drafted (`AuditRow::seq`).
+static SEQ: AtomicI64 = AtomicI64::new(0);
+
+/// The next call's place among this process's calls.
+pub(super) fn next_seq() -> i64 {
+    SEQ.fetch_add(1, Ordering::Relaxed) + 1
+}
 
 /// The audit entry of one state-changing call, drafted by the guard before the handler runs.
 #[derive(Debug, Clone)]
@@ -249,6 +257,7 @@ mod tests {
         AuditRow {
             id: 0,
             at: 1,
+            seq: 0,
             actor: None,
             role: None,
             tenant: None,

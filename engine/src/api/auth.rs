@@ -278,6 +278,7 @@ pub async fn guard(
         Audit::new(AuditRow {
             id: 0,
             at: state.now_ms(),
+            seq: super::audit::next_seq(),
             actor: who.as_ref().map(|p| p.token_id.clone()),
             role: who.as_ref().map(|p| p.role.as_str().to_string()),
             tenant: who.as_ref().and_then(|p| p.tenant.clone()),

@@ -170,6 +170,7 @@ pub async fn reload_grants(
         let entry = AuditRow {
             id: 0,
             at: state.now_ms(),
+            seq: super::audit::next_seq(),
             actor: actor.clone(),
             role: role.clone(),
             tenant: None,

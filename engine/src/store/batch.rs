@@ -234,11 +234,11 @@ async fn write_group(
                     (Write::Request(r), _) => {
                         // Its run is created in this batch: nothing to fence. The API checked
                         // its Idempotency-Key first, so a clash leaves the earlier request.
-                        super::api::insert_request_row(conn, r).await?;
+                        super::requests::insert_request_row(conn, r).await?;
                         1
                     }
                     (Write::Audit { row, .. }, _) => {
-                        super::api::insert_audit(conn, row).await?;
+                        super::audit::insert_audit(conn, row).await?;
                         1
                     }
                     (Write::Run(_) | Write::Step(_) | Write::Attempt(_), _) => 1,

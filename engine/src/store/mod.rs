@@ -7,10 +7,12 @@
 
 mod api;
 mod attempts;
+mod audit;
 mod batch;
 mod catalog;
 mod cron;
 mod leases;
+mod requests;
 mod retry;
 mod rows;
 mod run_meta;
@@ -27,15 +29,14 @@ use sha2::{Digest, Sha256};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{AssertSqlSafe, Row, SqlitePool};
 
-pub use api::{
-    AuditRow, Cursor, EventRow, NewRequest, PluginRow, RequestCensus, RequestRow, RequestView,
-    TenantRow, TokenRow,
-};
+pub use api::{Cursor, EventRow, PluginRow, RequestCensus, TenantRow, TokenRow};
 pub use attempts::{AttemptOutcome, AttemptRow};
+pub use audit::AuditRow;
 pub use batch::Fence;
 pub use catalog::CatalogRow;
 pub use cron::CronFire;
 pub use leases::Claim;
+pub use requests::{NewRequest, RequestRow, RequestView};
 pub use retry::{Retry, RetryRow};
 pub use rows::{IncidentRow, RunRow, RunStatus, SignalRow, StepRow, StepStatus, WorkflowRow};
 pub use run_meta::{RunFilter, RunKey, StatusFilter};
@@ -351,7 +352,7 @@ impl Store {
                     }
                 };
                 if let Some(entry) = audit {
-                    api::insert_audit(conn, &entry(&put)).await?;
+                    audit::insert_audit(conn, &entry(&put)).await?;
                 }
                 Ok(put)
             })

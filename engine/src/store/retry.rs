@@ -4,7 +4,7 @@
 
 use sqlx::Row;
 
-use super::api::insert_audit;
+use super::audit::insert_audit;
 use super::rows::{RunRow, StepRow};
 use super::{AuditRow, Store, StoreError};
 use crate::plan::UnitKey;
