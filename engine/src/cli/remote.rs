@@ -47,6 +47,12 @@ pub enum RunsCommand {
         /// Only runs with this label, `KEY=VALUE`; repeatable (all must match).
         #[arg(long = "label", value_name = "KEY=VALUE")]
         labels: Vec<String>,
+        /// Only runs created at or after this time (RFC 3339).
+        #[arg(long, value_name = "TIME")]
+        created_after: Option<String>,
+        /// Only runs created before this time (RFC 3339).
+        #[arg(long, value_name = "TIME")]
+        created_before: Option<String>,
         /// How many (1–200).
         #[arg(long, default_value_t = 50)]
         limit: u32,
@@ -476,6 +482,8 @@ fn runs_inner(server: &Server, command: RunsCommand) -> Result<Option<String>, F
             workflow,
             tenant,
             labels,
+            created_after,
+            created_before,
             limit,
         } => {
             let mut query = vec![format!("limit={limit}")];
@@ -483,6 +491,8 @@ fn runs_inner(server: &Server, command: RunsCommand) -> Result<Option<String>, F
                 ("status", status),
                 ("workflow", workflow),
                 ("tenant", tenant),
+                ("created_after", created_after),
+                ("created_before", created_before),
             ] {
                 if let Some(v) = v {
                     query.push(format!("{k}={}", encode(&v)));

@@ -65,6 +65,20 @@ fn an_operator_starts_follows_finds_and_reads_runs_from_the_command_line() {
         "{table}"
     );
 
+    let none = csmp(
+        &app,
+        Some(&app.operator),
+        &["runs", "list", "--created-after", "2999-01-01T00:00:00Z"],
+    );
+    assert!(!out(&none).contains(&id), "{}", out(&none));
+    let bad = csmp(
+        &app,
+        Some(&app.operator),
+        &["runs", "list", "--created-before", "soon"],
+    );
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(err(&bad).contains("/created_before"), "{}", err(&bad));
+
     let json_list = csmp(
         &app,
         Some(&app.operator),
