@@ -13,6 +13,7 @@ pub mod plugin_new;
 pub mod plugin_publish;
 pub mod plugin_try;
 pub mod remote;
+mod remote_client;
 pub mod run;
 pub mod secret;
 pub mod validate;
