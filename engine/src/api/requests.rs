@@ -147,27 +147,12 @@ pub(super) async fn create(
             inputs.entry(k.clone()).or_insert_with(|| v.clone());
         }
     }
-    if let Some(Json_::Object(props)) = entry
-        .inputs
-        .as_ref()
-        .and_then(|s| s.json.get("properties").cloned())
-    {
-        for (k, schema) in props {
-            if let Some(d) = schema.get("default") {
-                inputs.entry(k).or_insert_with(|| d.clone());
-            }
-        }
+    if let Some(schema) = &entry.inputs {
+        schema.fill_defaults(&mut inputs);
     }
     let inputs = Json_::Object(inputs);
     if let Some(schema) = &entry.inputs {
-        let errors: Vec<Violation> = schema
-            .violations(&inputs)
-            .into_iter()
-            .map(|v| Violation {
-                pointer: format!("/inputs{}", v.pointer),
-                message: v.message,
-            })
-            .collect();
+        let errors = input_violations(schema, &inputs);
         if !errors.is_empty() {
             return Err(Problem::invalid(
                 format!(
@@ -189,14 +174,7 @@ pub(super) async fn create(
             ))
         })?;
     if let Some(schema) = plan.inputs() {
-        let errors: Vec<Violation> = schema
-            .violations(&inputs)
-            .into_iter()
-            .map(|v| Violation {
-                pointer: format!("/inputs{}", v.pointer),
-                message: v.message,
-            })
-            .collect();
+        let errors = input_violations(schema, &inputs);
         if !errors.is_empty() {
             return Err(Problem::invalid(
                 format!(
@@ -301,6 +279,21 @@ pub(super) async fn create(
         .await?
         .ok_or_else(|| Problem::unavailable("the request vanished; retry with the same key"))?;
     Ok(accepted(&view, state.now_ms()))
+}
+
+/// Every violation of `inputs` against `schema`, located under `/inputs` of the body.
+pub(super) fn input_violations(
+    schema: &crate::plan::CompiledSchema,
+    inputs: &Json_,
+) -> Vec<Violation> {
+    schema
+        .violations(inputs)
+        .into_iter()
+        .map(|v| Violation {
+            pointer: format!("/inputs{}", v.pointer),
+            message: v.message,
+        })
+        .collect()
 }
 
 /// The answer to an order repeating an Idempotency-Key: the earlier order, if it asked the same.

@@ -17,7 +17,7 @@ use super::AppState;
 use super::audit::Audit;
 use super::auth::{Principal, Role};
 use super::problem::{Body, Problem, Violation};
-use super::requests::idempotency_key;
+use super::requests::{idempotency_key, input_violations};
 use super::views::RunSummary;
 use crate::diag::{nearest, plural};
 use crate::runtime::{NewRun, Submission};
@@ -199,22 +199,12 @@ pub(super) async fn create(
         return Err(invalid(errors));
     };
     let mut inputs = body.inputs.clone();
-    if let Some(Json_::Object(props)) = plan
-        .inputs()
-        .and_then(|s| s.json.get("properties").cloned())
-    {
-        for (k, schema) in props {
-            if let Some(d) = schema.get("default") {
-                inputs.entry(k).or_insert_with(|| d.clone());
-            }
-        }
+    if let Some(schema) = plan.inputs() {
+        schema.fill_defaults(&mut inputs);
     }
     let inputs = Json_::Object(inputs);
     if let Some(schema) = plan.inputs() {
-        errors.extend(schema.violations(&inputs).into_iter().map(|v| Violation {
-            pointer: format!("/inputs{}", v.pointer),
-            message: v.message,
-        }));
+        errors.extend(input_violations(schema, &inputs));
     }
     if !errors.is_empty() {
         return Err(invalid(errors));

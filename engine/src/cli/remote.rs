@@ -340,26 +340,8 @@ fn runs_inner(server: &Server, command: RunsCommand) -> Result<Option<String>, F
             if !label_args.is_empty() {
                 body["labels"] = Value::Object(labels(&label_args)?);
             }
-            let started = match idempotency_key {
-                None => api.call("POST", "/v1/runs", Some(&body))?,
-                Some(key) => {
-                    let mut reply = api
-                        .agent
-                        .post(format!("{}/v1/runs", api.base))
-                        .header("Authorization", &format!("Bearer {}", api.token))
-                        .header("Content-Type", "application/json")
-                        .header("Idempotency-Key", &key)
-                        .send(body.to_string())
-                        .map_err(|e| Failure::Other(format!("cannot reach {}: {e}", api.base)))?;
-                    let status = reply.status().as_u16();
-                    let text = reply.body_mut().read_to_string().unwrap_or_default();
-                    let value: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
-                    if status >= 400 {
-                        return Err(Failure::Problem(status, value));
-                    }
-                    value
-                }
-            };
+            let started =
+                api.call_keyed("POST", "/v1/runs", Some(&body), idempotency_key.as_deref())?;
             let id = text(&started["id"]);
             if server.json && !follow {
                 println!("{}", pretty(&started));

@@ -82,16 +82,32 @@ impl Api {
         path: &str,
         body: Option<&Value>,
     ) -> Result<Value, Failure> {
+        self.call_keyed(method, path, body, None)
+    }
+
+    /// [`Api::call`] with an `Idempotency-Key` on a POST with a body.
+    pub(super) fn call_keyed(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&Value>,
+        key: Option<&str>,
+    ) -> Result<Value, Failure> {
         let url = format!("{}{path}", self.base);
         let auth = format!("Bearer {}", self.token);
         let sent = match (method, body) {
             ("GET", _) => self.agent.get(&url).header("Authorization", &auth).call(),
-            (_, Some(b)) => self
-                .agent
-                .post(&url)
-                .header("Authorization", &auth)
-                .header("Content-Type", "application/json")
-                .send(b.to_string()),
+            (_, Some(b)) => {
+                let mut post = self
+                    .agent
+                    .post(&url)
+                    .header("Authorization", &auth)
+                    .header("Content-Type", "application/json");
+                if let Some(k) = key {
+                    post = post.header("Idempotency-Key", k);
+                }
+                post.send(b.to_string())
+            }
             (_, None) => self
                 .agent
                 .post(&url)

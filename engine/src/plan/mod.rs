@@ -144,6 +144,18 @@ impl CompiledSchema {
     pub fn violations(&self, instance: &serde_json::Value) -> Vec<SchemaViolation> {
         schema::violations(&self.validator, instance)
     }
+
+    /// Fills in the top-level properties' `default`s that `inputs` leaves out.
+    pub fn fill_defaults(&self, inputs: &mut serde_json::Map<String, serde_json::Value>) {
+        let Some(serde_json::Value::Object(props)) = self.json.get("properties") else {
+            return;
+        };
+        for (k, schema) in props {
+            if let Some(d) = schema.get("default") {
+                inputs.entry(k.clone()).or_insert_with(|| d.clone());
+            }
+        }
+    }
 }
 
 /// One validated step.

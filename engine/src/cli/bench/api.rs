@@ -15,7 +15,7 @@ use anyhow::{Context as _, bail};
 use serde_json::{Value, json};
 
 use super::report::{Report, Target, quantile};
-use super::{Ctx, chain_yaml};
+use super::{Ctx, chain_yaml, fanout_yaml};
 
 /// Orders in flight at once in `api-chain` (the harness the issue's peers were measured with).
 const IN_FLIGHT: usize = 100;
@@ -334,29 +334,6 @@ pub(super) async fn fanout(ctx: &Ctx) -> anyhow::Result<Report> {
 enum Shape {
     Chain40,
     Fanout,
-}
-
-fn fanout_yaml(name: &str, width: usize) -> String {
-    format!(
-        r#"name: {name}
-version: 1
-steps:
-  - id: first
-    uses: echo@^1
-    with: {{ count: {width} }}
-  - id: fan
-    needs: [first]
-    for_each: "{{{{ range steps.first.output.count }}}}"
-    uses: echo@^1
-    with: {{ i: "{{{{ item }}}}" }}
-  - id: join
-    needs: [fan]
-    uses: echo@^1
-    with: {{ n: "{{{{ len steps.fan.output }}}}" }}
-outputs:
-  n: "{{{{ steps.join.output.n }}}}"
-"#
-    )
 }
 
 fn one_at_a_time(ctx: &Ctx, shape: Shape) -> anyhow::Result<Report> {

@@ -274,6 +274,30 @@ async fn engine(
     .await?)
 }
 
+/// `first` → `width` parallel `echo` items (`fan`) → `join`, the fan-out workloads' shape.
+fn fanout_yaml(name: &str, width: usize) -> String {
+    format!(
+        r#"name: {name}
+version: 1
+steps:
+  - id: first
+    uses: echo@^1
+    with: {{ count: {width} }}
+  - id: fan
+    needs: [first]
+    for_each: "{{{{ range steps.first.output.count }}}}"
+    uses: echo@^1
+    with: {{ i: "{{{{ item }}}}" }}
+  - id: join
+    needs: [fan]
+    uses: echo@^1
+    with: {{ n: "{{{{ len steps.fan.output }}}}" }}
+outputs:
+  n: "{{{{ steps.join.output.n }}}}"
+"#
+    )
+}
+
 /// A workflow of `len` sequential `echo` steps `s1`…`sN`, each passing `n` on.
 fn chain_yaml(name: &str, len: usize) -> String {
     let mut y = format!(

@@ -11,7 +11,7 @@ use serde_json::json;
 
 use super::report::{Report, Target};
 use super::workloads::{ms, submit_all, wait_all};
-use super::{Ctx, engine};
+use super::{Ctx, engine, fanout_yaml};
 
 /// Runs one workflow once on a fresh database; returns (wall ms, commits) after checking its
 /// output is `want`.
@@ -38,29 +38,6 @@ async fn one_run(
         bail!("the {name} run's output is {outputs:?}, not {want}");
     }
     Ok((ms(end - t0), commits))
-}
-
-fn fan_yaml(width: usize) -> String {
-    format!(
-        r#"name: bench-fan
-version: 1
-steps:
-  - id: first
-    uses: echo@^1
-    with: {{ count: {width} }}
-  - id: fan
-    needs: [first]
-    for_each: "{{{{ range steps.first.output.count }}}}"
-    uses: echo@^1
-    with: {{ i: "{{{{ item }}}}" }}
-  - id: join
-    needs: [fan]
-    uses: echo@^1
-    with: {{ n: "{{{{ len steps.fan.output }}}}" }}
-outputs:
-  n: "{{{{ steps.join.output.n }}}}"
-"#
-    )
 }
 
 fn wide_yaml(n: usize) -> String {
@@ -115,7 +92,7 @@ pub(super) async fn fanout10k(ctx: &Ctx) -> anyhow::Result<Report> {
         ctx,
         "fan-small.db",
         "bench-fan",
-        &fan_yaml(small),
+        &fanout_yaml("bench-fan", small),
         json!({ "n": small }),
     )
     .await?;
@@ -123,7 +100,7 @@ pub(super) async fn fanout10k(ctx: &Ctx) -> anyhow::Result<Report> {
         ctx,
         "fan-large.db",
         "bench-fan",
-        &fan_yaml(large),
+        &fanout_yaml("bench-fan", large),
         json!({ "n": large }),
     )
     .await?;
@@ -204,7 +181,7 @@ mod tests {
     #[test]
     fn the_workflows_validate() {
         let host = super::super::bench_host(&std::env::temp_dir()).expect("host");
-        for yaml in [fan_yaml(3), wide_yaml(3)] {
+        for yaml in [fanout_yaml("bench-fan", 3), wide_yaml(3)] {
             super::super::plan(&host, &yaml).expect("valid");
         }
     }

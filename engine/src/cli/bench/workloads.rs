@@ -11,7 +11,7 @@ use serde_json::json;
 use tokio::sync::broadcast;
 
 use super::report::{Report, Target, quantile};
-use super::{Ctx, chain_yaml, engine};
+use super::{Ctx, chain_yaml, engine, fanout_yaml};
 use crate::runtime::{AttemptObserver, Engine, NewRun, RunEvent};
 use crate::store::RunStatus;
 
@@ -257,26 +257,7 @@ pub(super) async fn chain40(ctx: &Ctx) -> anyhow::Result<Report> {
 /// `fanout`: 1 → N parallel steps → 1 — how fast the children all start, and the whole run.
 pub(super) async fn fanout(ctx: &Ctx) -> anyhow::Result<Report> {
     let width = ctx.scaled(1_000);
-    let yaml = format!(
-        r#"name: bench-fanout
-version: 1
-steps:
-  - id: first
-    uses: echo@^1
-    with: {{ count: {width} }}
-  - id: fan
-    needs: [first]
-    for_each: "{{{{ range steps.first.output.count }}}}"
-    uses: echo@^1
-    with: {{ i: "{{{{ item }}}}" }}
-  - id: join
-    needs: [fan]
-    uses: echo@^1
-    with: {{ n: "{{{{ len steps.fan.output }}}}" }}
-outputs:
-  n: "{{{{ steps.join.output.n }}}}"
-"#
-    );
+    let yaml = fanout_yaml("bench-fanout", width);
     let watch = Arc::new(Stopwatch::default());
     let engine = engine(ctx, "fanout.db", &yaml, Some(watch.clone())).await?;
     let mut rx = engine.subscribe();

@@ -36,13 +36,13 @@ impl Section {
 
 impl Executor {
     pub(super) fn advance(&mut self, run_id: &str) {
-        let Some(status) = self.runs.get(run_id).map(|r| r.row.status) else {
-            return;
-        };
-        let paused = self
+        let Some((status, paused)) = self
             .runs
             .get(run_id)
-            .is_some_and(|r| r.row.paused_at.is_some());
+            .map(|r| (r.row.status, r.row.paused_at.is_some()))
+        else {
+            return;
+        };
         match status {
             // Paused: what runs finishes and is recorded; nothing new starts until it resumes.
             RunStatus::Running if paused => {}
