@@ -2,6 +2,8 @@
 //!
 //! Layout, from the outside in:
 //!
+//! - `alerts` — alerts from every source in one model, rules, groups and silences: one
+//!   durable run per alert group.
 //! - `api` — the REST API (axum): thin handlers over the store and the engine.
 //! - `cli` — the `csmp` command line (thin: parses arguments, calls the layers below).
 //! - `dsl` — workflow and catalog YAML as authored, decoded with positions (pure).
@@ -14,6 +16,7 @@
 //! - `plugin` — plugin descriptors and the wasmtime host; the only module that knows wasmtime.
 //! - `diag` — located diagnostics and their rendering.
 
+pub mod alerts;
 pub mod api;
 pub mod cli;
 pub mod diag;

@@ -9,6 +9,7 @@
 
 mod access;
 mod admin;
+mod alerts;
 mod approvals;
 mod catalog;
 mod control;

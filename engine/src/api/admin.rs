@@ -54,11 +54,12 @@ pub(super) struct AuditPage {
 pub fn check_token_request(role: Role, tenant: Option<&str>) -> Result<(), String> {
     match (role, tenant) {
         (Role::Client, None) => Err("a client token needs a tenant".into()),
-        (Role::Client, Some(t)) if !crate::dsl::is_valid_name(t) => Err(format!(
-            "tenant `{t}` is not a valid id: use lowercase letters, digits and `-`"
-        )),
-        (Role::Client, Some(_)) => Ok(()),
-        (_, Some(_)) => Err("only client tokens are bound to a tenant".into()),
+        (Role::Client | Role::Integration, Some(t)) if !crate::dsl::is_valid_name(t) => Err(
+            format!("tenant `{t}` is not a valid id: use lowercase letters, digits and `-`"),
+        ),
+        // An integration token bound to a tenant gives its alerts that tenant.
+        (Role::Client | Role::Integration, Some(_)) => Ok(()),
+        (_, Some(_)) => Err("only client and integration tokens are bound to a tenant".into()),
         (_, None) => Ok(()),
     }
 }

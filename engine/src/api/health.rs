@@ -261,6 +261,7 @@ pub(super) async fn metrics(State(state): State<AppState>) -> Response {
         u64::from(health.storage_fault().is_some()),
     );
     state.requests.render(&mut out);
+    render_alerts(&state.alerts.metrics.snapshot(), &mut out);
     state.http.render(&mut out);
     state.connections.render(&mut out);
     if let Some(limit) = &state.rate_limit {
@@ -321,5 +322,42 @@ impl RequestGauges {
         );
         let _ = writeln!(out, "# TYPE csmp_request_gauges_read_at_seconds gauge");
         let _ = writeln!(out, "csmp_request_gauges_read_at_seconds {}", at / 1000);
+    }
+}
+
+/// The alert counters: by source (received, deduplicated, silenced) and by rule (acted, rule
+/// errors). Each family is written even before its first count, so a dashboard finds it.
+fn render_alerts(counts: &[(&'static str, String, u64)], out: &mut String) {
+    for (what, label, help) in [
+        ("received", "source", "Alerts received."),
+        (
+            "deduplicated",
+            "source",
+            "Alerts that repeated one already received (same fingerprint and state).",
+        ),
+        (
+            "silenced",
+            "source",
+            "Alerts a silence kept from being acted on.",
+        ),
+        (
+            "acted",
+            "rule",
+            "Alert groups whose rule acted: started its run, opened its incident, sent its messages.",
+        ),
+        (
+            "rule_errors",
+            "rule",
+            "Rules that could not act or whose `when` could not be rendered for an alert.",
+        ),
+    ] {
+        let name = format!("csmp_alerts_{what}_total");
+        let _ = writeln!(out, "# HELP {name} {help}");
+        let _ = writeln!(out, "# TYPE {name} counter");
+        for (w, l, n) in counts {
+            if *w == what {
+                let _ = writeln!(out, "{name}{{{label}=\"{}\"}} {n}", escape(l));
+            }
+        }
     }
 }

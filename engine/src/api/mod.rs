@@ -6,6 +6,7 @@
 //! (`openapi.rs`), so it cannot drift from the code.
 
 mod admin;
+mod alerts;
 mod approvals;
 pub mod audit;
 pub mod auth;
@@ -22,9 +23,12 @@ mod principals;
 pub mod problem;
 mod reach;
 mod requests;
+mod rules;
 mod run_list;
 mod runs;
 mod secrets;
+mod silences;
+mod sns;
 mod start;
 mod steps;
 pub mod trace;
@@ -50,6 +54,7 @@ pub use grants::{ReloadedBy, reload_grants};
 pub use openapi::document as openapi_document;
 use problem::Problem;
 pub use requests::start_pending;
+pub use rules::load_rules;
 
 use crate::plan::{CatalogPlan, Plan, WorkflowNames};
 use crate::plugin::PluginHost;
@@ -79,6 +84,8 @@ pub struct ApiConfig {
     /// Calls per second each token may make (bursts of twice that); past it 429. `None`: no
     /// limit.
     pub rate_limit: Option<std::num::NonZeroU32>,
+    /// Which SNS topics and certificate sources `POST /v1/events/cloudwatch` accepts.
+    pub sns: crate::alerts::sns::SnsPolicy,
 }
 
 /// Default of `--rate-limit`: calls per second per token.
@@ -96,6 +103,7 @@ impl Default for ApiConfig {
             max_event_streams: 1024,
             max_connections: DEFAULT_MAX_CONNECTIONS,
             rate_limit: std::num::NonZeroU32::new(DEFAULT_RATE_LIMIT),
+            sns: crate::alerts::sns::SnsPolicy::default(),
         }
     }
 }
@@ -135,6 +143,10 @@ pub struct AppState {
     pub(crate) principals: Arc<principals::Principals>,
     /// Idempotency-Keys of `POST /v1/runs` calls starting their run now.
     pub(crate) starting: Arc<start::Starting>,
+    /// Alerts in: the rules in force and the groups' one writer.
+    pub alerts: crate::alerts::dispatch::Dispatcher,
+    /// Checks SNS messages (CloudWatch alarms) and caches signing certificates.
+    pub sns: Arc<crate::alerts::sns::Verifier>,
     /// Behaviour.
     pub config: ApiConfig,
 }
@@ -151,7 +163,15 @@ impl AppState {
         config: ApiConfig,
     ) -> Self {
         let store = engine.store().clone();
+        let shutdown = CancellationToken::new();
         Self {
+            alerts: crate::alerts::dispatch::Dispatcher::start(
+                engine.clone(),
+                crate::alerts::dispatch::Rules::default(),
+                Arc::clone(&clock),
+                shutdown.clone(),
+            ),
+            sns: Arc::new(crate::alerts::sns::Verifier::new(config.sns.clone())),
             audit: audit::AuditQueue::start(store.clone()),
             store,
             engine,
@@ -162,7 +182,7 @@ impl AppState {
             uploads: Arc::new(tokio::sync::Mutex::new(())),
             http: Arc::new(health::HttpMetrics::default()),
             requests: Arc::new(health::RequestGauges::default()),
-            shutdown: CancellationToken::new(),
+            shutdown,
             streams: Arc::default(),
             rate_limit: config
                 .rate_limit
@@ -296,6 +316,15 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/grants/reload", post(grants::reload))
         .route("/v1/events", get(events::list))
         .route("/v1/events/{source}", post(events::receive))
+        .route("/v1/alerts", get(alerts::list))
+        .route("/v1/rules", get(rules::list))
+        .route("/v1/rules/test", post(rules::test))
+        .route(
+            "/v1/rules/{name}",
+            put(rules::put).get(rules::get_one).delete(rules::delete),
+        )
+        .route("/v1/silences", post(silences::create).get(silences::list))
+        .route("/v1/silences/{id}", axum::routing::delete(silences::delete))
         .route("/v1/incidents", get(incidents::list))
         .route("/v1/incidents/{id}", get(incidents::get_one))
         .route("/v1/incidents/{id}/timeline", get(incidents::timeline_of))
@@ -326,12 +355,18 @@ pub fn router(state: AppState) -> Router {
     let v1 = timed
         .merge(streaming)
         .route_layer(middleware::from_fn_with_state(state.clone(), auth::guard));
+    // PagerDuty's own path, for tools that page PagerDuty: the routing key is the token.
+    let pagerduty = Router::new()
+        .route("/v2/enqueue", post(events::enqueue))
+        .route_layer(middleware::from_fn_with_state(state.clone(), auth::guard))
+        .route_layer(middleware::from_fn(events::routing_key_as_bearer));
     Router::new()
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(health::metrics))
         .route("/openapi.json", get(openapi::serve))
         .merge(v1)
+        .merge(pagerduty)
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(BODY_LIMIT))

@@ -5,8 +5,8 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use super::{
-    admin, approvals, catalog, control, events, grants, health, incidents, plugins, problem,
-    requests, run_list, runs, secrets, start, steps, views, workflows,
+    admin, alerts, approvals, catalog, control, events, grants, health, incidents, plugins,
+    problem, requests, rules, run_list, runs, secrets, silences, start, steps, views, workflows,
 };
 
 struct Bearer;
@@ -80,7 +80,9 @@ impl Modify for RateLimited {
         steps::get_one,
         workflows::list, workflows::versions, workflows::get_version, workflows::upload, workflows::delete,
         plugins::list, plugins::get_one, plugins::upload, grants::get, grants::reload,
-        events::receive, events::list,
+        events::receive, events::enqueue, events::list, alerts::list,
+        rules::list, rules::get_one, rules::put, rules::delete, rules::test,
+        silences::create, silences::list, silences::delete,
         incidents::list, incidents::get_one, incidents::timeline_of, incidents::acknowledge,
         incidents::resolve, incidents::note,
         admin::create_token, admin::list_tokens, admin::revoke_token, admin::list_tenants,
@@ -100,7 +102,11 @@ impl Modify for RateLimited {
         views::WorkflowVersion, views::WorkflowVersions, views::WorkflowUploaded,
         requests::Order, requests::Decision, start::StartRun, control::RerunFrom, approvals::Waiting, approvals::WaitingList, runs::StepDecision, runs::CancelOptions,
         steps::StepDetail, steps::AttemptView, incidents::Note,
-        admin::NewTokenBody, admin::TenantBody, events::Received,
+        admin::NewTokenBody, admin::TenantBody, events::Received, events::Enqueued,
+        crate::alerts::dispatch::Decision, crate::alerts::dispatch::RuleDecision,
+        alerts::AlertList, alerts::AlertView, alerts::AlertLinkView,
+        rules::RuleView, rules::RuleList, rules::RuleTest, rules::TestAlert, rules::RuleTestResult,
+        silences::NewSilence, silences::SilenceView, silences::SilenceList,
         grants::GrantView, grants::PluginDetail, grants::GrantsView, grants::GrantChangeView,
         grants::GrantsReloaded, secrets::SecretBody, secrets::SecretView, secrets::SecretList,
     )),
@@ -112,6 +118,7 @@ impl Modify for RateLimited {
         (name = "workflows", description = "Workflow definitions"),
         (name = "plugins", description = "Step plugins"),
         (name = "events", description = "Alerts in"),
+        (name = "alerts", description = "Alerts, rules and silences"),
         (name = "incidents", description = "Incidents"),
         (name = "admin", description = "Tokens, tenants, plugin grants, audit log"),
         (name = "health", description = "Liveness, readiness, metrics"),

@@ -20,11 +20,9 @@ use super::problem::{Body, Problem, Violation};
 use super::requests::{idempotency_key, input_violations};
 use super::views::RunSummary;
 use crate::diag::{nearest, plural};
-use crate::runtime::{NewRun, Submission};
+use crate::runtime::{NewRun, PROVIDER, Submission};
 use crate::store::{RunKey, hex_sha256};
 
-/// The tenant of a run started without one: the provider's own, as for scheduled runs.
-const PROVIDER: &str = "provider";
 /// Most labels on one run.
 const MAX_LABELS: usize = 32;
 /// Longest label value.

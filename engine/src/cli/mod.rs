@@ -49,6 +49,36 @@ pub enum Command {
         /// Catalog entries to load at start.
         #[arg(long, env = "CSMP_CATALOG", default_value = "catalog")]
         catalog: PathBuf,
+        /// Alert rules to load at start.
+        #[arg(long, env = "CSMP_RULES", default_value = "rules")]
+        rules: PathBuf,
+        /// An SNS topic (ARN) whose CloudWatch alarms are taken, each message's signature
+        /// verified; repeatable (CSMP_SNS_TOPICS: comma-separated).
+        #[arg(
+            long = "sns-topic",
+            value_name = "ARN",
+            env = "CSMP_SNS_TOPICS",
+            value_delimiter = ','
+        )]
+        sns_topics: Vec<String>,
+        /// An SNS topic taken WITHOUT verifying signatures, for emulators that cannot sign
+        /// (moto, LocalStack); every message is logged as unverified. Never for real AWS.
+        #[arg(
+            long = "sns-unverified-topic",
+            value_name = "ARN",
+            env = "CSMP_SNS_UNVERIFIED_TOPICS",
+            value_delimiter = ','
+        )]
+        sns_unverified_topics: Vec<String>,
+        /// Where SNS signing certificates (and SubscribeURLs) may be fetched from; repeatable.
+        #[arg(
+            long = "sns-cert-source",
+            value_name = "ORIGIN",
+            env = "CSMP_SNS_CERT_SOURCES",
+            value_delimiter = ',',
+            default_value = "https://sns.*.amazonaws.com"
+        )]
+        sns_cert_sources: Vec<String>,
         /// Operator grants for plugins (HTTP hosts, secrets, limits), YAML; read again on
         /// SIGHUP and on `POST /v1/grants/reload`.
         #[arg(long, env = "CSMP_GRANTS")]
@@ -368,6 +398,10 @@ pub fn main() -> ExitCode {
             database,
             workflows,
             catalog,
+            rules,
+            sns_topics,
+            sns_unverified_topics,
+            sns_cert_sources,
             grants,
             plugins,
             owner,
@@ -384,6 +418,12 @@ pub fn main() -> ExitCode {
                 database,
                 workflows,
                 catalog,
+                rules,
+                sns: crate::alerts::sns::SnsPolicy {
+                    topics: sns_topics,
+                    unverified: sns_unverified_topics,
+                    cert_sources: sns_cert_sources,
+                },
                 grants,
                 plugins,
                 owner,

@@ -380,6 +380,10 @@ pub struct ServeOptions {
     pub workflows: PathBuf,
     /// Catalog entries to load at start.
     pub catalog: PathBuf,
+    /// Alert rules to load at start.
+    pub rules: PathBuf,
+    /// Which SNS topics and certificate sources CloudWatch alarms may come through.
+    pub sns: crate::alerts::sns::SnsPolicy,
     /// The operator's plugin grants (read again on SIGHUP and `POST /v1/grants/reload`).
     pub grants: Option<PathBuf>,
     /// Plugin files and directories to load beside the built-ins and the uploaded plugins.
@@ -494,6 +498,13 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
     let defs = load_definitions(&store, &host, dir).await?;
     let mut catalog = load_catalog(&opts.catalog, &defs)?;
     crate::api::overlay_catalog(&store, &mut catalog, &workflow_names(&defs)).await?;
+    let rules = crate::api::load_rules(&store, Some(&opts.rules), &workflow_names(&defs)).await?;
+    if let Err(problems) = opts.sns.validate() {
+        bail!("the SNS settings are not valid: {}", problems.join("; "));
+    }
+    for topic in &opts.sns.unverified {
+        tracing::warn!(%topic, "SNS topic {topic} is taken WITHOUT verifying signatures (--sns-unverified-topic): for emulators only");
+    }
     let count = defs.plans().count();
     let (secrets, master_key) = super::secret::startup_secrets(&store, &opts.database).await?;
     super::logs::set_log_secrets(&secrets);
@@ -529,9 +540,13 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
             max_event_streams: opts.max_event_streams,
             max_connections: opts.max_connections,
             rate_limit: opts.rate_limit,
+            sns: opts.sns.clone(),
             ..crate::api::ApiConfig::default()
         },
     );
+    let rule_count = rules.len();
+    state.alerts.rules.set(rules);
+    state.alerts.wake();
     reload_on_sighup(state.clone())?;
     let restarted = crate::api::start_pending(&state).await?;
     let listener = tokio::net::TcpListener::bind(&opts.listen)
@@ -542,7 +557,8 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
         database = %opts.database.display(),
         workflows = count,
         catalog = state.catalog().len(),
-        "executor running on {} with {count} workflow versions and {} catalog entries; unfinished runs resumed",
+        rules = rule_count,
+        "executor running on {} with {count} workflow versions, {} catalog entries and {rule_count} alert rules; unfinished runs resumed",
         opts.database.display(),
         state.catalog().len()
     );

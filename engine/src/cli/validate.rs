@@ -22,6 +22,8 @@ pub struct Outcome {
     pub plans: Vec<plan::Plan>,
     /// Catalog entries that validated.
     pub catalog: Vec<plan::CatalogPlan>,
+    /// Alert rules that validated.
+    pub rules: Vec<crate::alerts::rules::RulePlan>,
 }
 
 impl Outcome {
@@ -62,8 +64,8 @@ fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
     Ok(())
 }
 
-/// Validates files read from disk: workflows first (so `workflow:` references and catalog
-/// entries can be checked against them), then catalog entries.
+/// Validates files read from disk: workflows first (so `workflow:` references, catalog
+/// entries and rules can be checked against them), then catalog entries and rules.
 pub fn validate_files(files: &[PathBuf], plugins: &PluginIndex) -> Outcome {
     let inputs: Vec<(String, Result<Vec<u8>, String>)> = files
         .iter()
@@ -134,6 +136,17 @@ pub fn validate_sources(
             }
             Some(Definition::Catalog(c)) => {
                 plan::build_catalog(c, Some(&names), diags).map(|p| outcome.catalog.push(p))
+            }
+            Some(Definition::Rule(r)) => {
+                // A rule's workflow is checked when workflows were given with it.
+                let known = (!names.is_empty()).then_some(&names);
+                let source = inputs[i]
+                    .1
+                    .as_ref()
+                    .map(|b| String::from_utf8_lossy(b).into_owned())
+                    .unwrap_or_default();
+                crate::alerts::rules::plan_rule(r, &source, known, diags)
+                    .map(|p| outcome.rules.push(p))
             }
             None => Err(diags.into_sorted()),
         };

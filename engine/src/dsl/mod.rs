@@ -7,11 +7,13 @@
 
 pub mod catalog;
 pub mod duration;
+pub mod rule;
 pub mod workflow;
 pub mod yaml;
 
 pub use catalog::{CatalogEntry, decode_catalog_entry};
 pub use duration::{format_duration, parse_duration};
+pub use rule::{Action, Rule, decode_rule};
 pub use workflow::{
     Backoff, Compensation, IncidentAction, IncidentSpec, Overlap, Retry, Step, StepKind, Trigger,
     Workflow, WorkflowRef, decode_workflow,
@@ -27,10 +29,12 @@ pub enum Definition {
     Workflow(Workflow),
     /// A catalog entry (`id:` at the top).
     Catalog(CatalogEntry),
+    /// An alert rule (`match:` or `then:` at the top).
+    Rule(Rule),
 }
 
-/// Decodes a file that may be either kind: a top-level `id:` means a catalog entry, otherwise
-/// it is read as a workflow. Returns `None` when nothing usable could be decoded; `diags` then
+/// Decodes a file that may be any kind: a top-level `id:` means a catalog entry, `match:` or
+/// `then:` an alert rule; otherwise it is read as a workflow. Returns `None` when nothing usable could be decoded; `diags` then
 /// holds why.
 pub fn decode_any(bytes: &[u8], diags: &mut Diagnostics) -> Option<Definition> {
     let node = yaml::parse(bytes, diags)?;
@@ -39,6 +43,8 @@ pub fn decode_any(bytes: &[u8], diags: &mut Diagnostics) -> Option<Definition> {
         .is_some_and(|m| m.get_node("id").is_some() && m.get_node("steps").is_none());
     if is_catalog {
         catalog::decode_node(&node, diags).map(Definition::Catalog)
+    } else if rule::looks_like_rule(&node) {
+        rule::decode_node(&node, diags).map(Definition::Rule)
     } else {
         workflow::decode_node(&node, diags).map(Definition::Workflow)
     }

@@ -819,7 +819,7 @@ fn compile_template(text: &str, span: Span, diags: &mut Diagnostics) -> Option<T
 }
 
 /// Compiles every string of a value into a template tree; literal subtrees stay JSON.
-fn compile_value(v: &Value, diags: &mut Diagnostics) -> TValue {
+pub(crate) fn compile_value(v: &Value, diags: &mut Diagnostics) -> TValue {
     match &v.kind {
         ValueKind::Str(s) if s.contains("{{") => match compile_template(s, v.span, diags) {
             Some(t) => TValue::Template(t),

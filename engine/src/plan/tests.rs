@@ -59,6 +59,9 @@ fn check(yaml: &str) -> Vec<String> {
         Some(crate::dsl::Definition::Catalog(c)) => {
             build_catalog(&c, Some(&names), diags).map(|_| ())
         }
+        Some(crate::dsl::Definition::Rule(r)) => {
+            crate::alerts::rules::plan_rule(&r, yaml, Some(&names), diags).map(|_| ())
+        }
         None => Err(diags.into_sorted()),
     };
     match result {

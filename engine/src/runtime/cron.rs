@@ -14,7 +14,7 @@ use crate::plan::{Plan, PlanTrigger};
 use crate::store::CronFire;
 
 /// The tenant cron-started runs belong to: they are the provider's own work.
-pub(crate) const CRON_TENANT: &str = "provider";
+pub(crate) const CRON_TENANT: &str = super::PROVIDER;
 /// The requester recorded on cron-started runs.
 pub(crate) const CRON_REQUESTER: &str = "cron";
 

@@ -94,6 +94,10 @@ pub struct NewRun {
     pub requester: Option<String>,
 }
 
+/// The tenant of runs started for the provider itself: scheduled runs, runs started over the
+/// API without a tenant, runs of alerts no tenant sent.
+pub const PROVIDER: &str = "provider";
+
 /// The catalog request a run fulfils.
 #[derive(Debug, Clone)]
 pub(crate) enum OrderStart {
@@ -198,7 +202,16 @@ pub(crate) enum Command {
         name: String,
         payload: Json,
         audit: Option<AuditRow>,
+        /// Written in the same commit as the signal.
+        also: Vec<crate::store::Write>,
         reply: oneshot::Sender<Result<(), EngineError>>,
+    },
+    /// An incident opened outside any run (an alert rule's action), with writes committed
+    /// alongside it.
+    OpenIncident {
+        row: Box<IncidentRow>,
+        also: Vec<crate::store::Write>,
+        reply: oneshot::Sender<Result<IncidentRow, EngineError>>,
     },
     Approve {
         run_id: String,
@@ -257,6 +270,7 @@ impl std::fmt::Debug for Command {
             Command::SetSecret { .. } => "SetSecret",
             Command::Incident { .. } => "Incident",
             Command::Signal { .. } => "Signal",
+            Command::OpenIncident { .. } => "OpenIncident",
             Command::Approve { .. } => "Approve",
             Command::Cancel { .. } => "Cancel",
             Command::Pause { .. } => "Pause",
@@ -471,6 +485,42 @@ impl Engine {
             name: name.into(),
             payload,
             audit,
+            also: Vec::new(),
+            reply,
+        })
+        .await
+    }
+
+    /// Delivers a signal with writes of the caller's committed in the same transaction (an
+    /// alert marked as delivered: it reaches the run exactly once).
+    pub async fn signal_with(
+        &self,
+        run_id: &str,
+        name: &str,
+        payload: Json,
+        also: Vec<crate::store::Write>,
+    ) -> Result<(), EngineError> {
+        self.ask(|reply| Command::Signal {
+            run_id: run_id.into(),
+            name: name.into(),
+            payload,
+            audit: None,
+            also,
+            reply,
+        })
+        .await
+    }
+
+    /// Opens an incident no run owns (an alert rule's action), with `also` in its commit;
+    /// returns it as committed.
+    pub async fn open_incident(
+        &self,
+        row: IncidentRow,
+        also: Vec<crate::store::Write>,
+    ) -> Result<IncidentRow, EngineError> {
+        self.ask(|reply| Command::OpenIncident {
+            row: Box::new(row),
+            also,
             reply,
         })
         .await

@@ -383,23 +383,8 @@ impl Store {
         e: &EventRow,
         audit: Option<&super::AuditFor<'_, ()>>,
     ) -> Result<(), StoreError> {
-        self.audited(audit, async |conn| {
-            sqlx::query(
-            "INSERT INTO events (id, source, received_at, received_by, status, alerts, payload) \
-             VALUES (?, ?, ?, ?, ?, ?, ?)",
-        )
-        .bind(&e.id)
-        .bind(&e.source)
-        .bind(e.received_at)
-        .bind(&e.received_by)
-        .bind(&e.status)
-        .bind(i64::from(e.alerts))
-        .bind(e.payload.to_string())
-        .execute(&mut *conn)
-        .await?;
-            Ok(())
-        })
-        .await
+        self.audited(audit, async |conn| insert_event_row(conn, e).await)
+            .await
     }
 
     /// Inbound events, newest first.
@@ -542,4 +527,25 @@ pub(super) fn prefixed(alias: &str, columns: &str) -> String {
         .map(|c| format!("{alias}.{c}"))
         .collect::<Vec<_>>()
         .join(", ")
+}
+
+/// Inserts an inbound event's row.
+pub(super) async fn insert_event_row(
+    conn: &mut sqlx::SqliteConnection,
+    e: &EventRow,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO events (id, source, received_at, received_by, status, alerts, payload) \
+         VALUES (?, ?, ?, ?, ?, ?, ?)",
+    )
+    .bind(&e.id)
+    .bind(&e.source)
+    .bind(e.received_at)
+    .bind(&e.received_by)
+    .bind(&e.status)
+    .bind(i64::from(e.alerts))
+    .bind(e.payload.to_string())
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
 }

@@ -241,6 +241,11 @@ async fn write_group(
                         super::audit::insert_audit(conn, row).await?;
                         1
                     }
+                    (Write::AlertLink { link, .. }, _) => {
+                        // The dispatcher's rows: nothing of a run's lease to fence.
+                        super::alerts::apply_link(conn, link).await?;
+                        1
+                    }
                     (Write::Run(_) | Write::Step(_) | Write::Attempt(_), _) => 1,
                 };
                 short |= changed == 0;

@@ -5,6 +5,7 @@
 //! store is SQLite (WAL; `synchronous=FULL` unless configured otherwise); a PostgreSQL twin
 //! goes behind the same methods, with the schema in `migrations/postgres/`.
 
+mod alerts;
 mod api;
 mod attempts;
 mod audit;
@@ -29,6 +30,10 @@ use sha2::{Digest, Sha256};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{AssertSqlSafe, Row, SqlitePool};
 
+pub use alerts::{
+    AlertFilter, AlertLink, AlertRow, GroupRow, IntakeWrite, LinkRow, MatchRow, RuleRow,
+    SilenceRow, key_text,
+};
 pub use api::{Cursor, EventRow, PluginRow, RequestCensus, TenantRow, TokenRow};
 pub use attempts::{AttemptOutcome, AttemptRow};
 pub use audit::AuditRow;
@@ -213,6 +218,13 @@ pub enum Write {
         /// The run the change was for: the entry is kept with that run's writes.
         run: Option<String>,
     },
+    /// What an alert group's dispatcher asked to be written with this change.
+    AlertLink {
+        /// The write.
+        link: AlertLink,
+        /// The run it concerns: kept with that run's writes.
+        run: Option<String>,
+    },
 }
 
 impl Write {
@@ -227,7 +239,7 @@ impl Write {
             | Write::StartRequest { run_id, .. }
             | Write::RunMeta { run_id, .. } => Some(run_id),
             Write::Incident { by_run, .. } => by_run.as_deref(),
-            Write::Audit { run, .. } => run.as_deref(),
+            Write::Audit { run, .. } | Write::AlertLink { run, .. } => run.as_deref(),
             Write::Request(r) => r.run_id.as_deref(),
         }
     }

@@ -472,6 +472,48 @@ fn every_route_refuses_roles_it_does_not_serve_and_serves_the_others() {
             &app.operator,
             case(Method::GET, "/v1/audit", "/v1/audit".into()),
         ),
+        (
+            &app.integration,
+            case(Method::GET, "/v1/alerts", "/v1/alerts".into()),
+        ),
+        (
+            &app.client_a,
+            case(Method::GET, "/v1/rules", "/v1/rules".into()),
+        ),
+        (
+            &app.client_a,
+            case(Method::GET, "/v1/rules/{name}", "/v1/rules/x".into()),
+        ),
+        (
+            &app.client_a,
+            case(Method::PUT, "/v1/rules/{name}", "/v1/rules/x".into()),
+        ),
+        (
+            &app.client_a,
+            case(Method::DELETE, "/v1/rules/{name}", "/v1/rules/x".into()),
+        ),
+        (
+            &app.integration,
+            with_json(
+                case(Method::POST, "/v1/rules/test", "/v1/rules/test".into()),
+                &json!({ "alerts": [] }),
+            ),
+        ),
+        (
+            &app.client_a,
+            with_json(
+                case(Method::POST, "/v1/silences", "/v1/silences".into()),
+                &json!({ "matchers": { "a": "b" }, "duration": "1h", "comment": "c" }),
+            ),
+        ),
+        (
+            &app.integration,
+            case(Method::GET, "/v1/silences", "/v1/silences".into()),
+        ),
+        (
+            &app.client_a,
+            case(Method::DELETE, "/v1/silences/{id}", "/v1/silences/x".into()),
+        ),
     ];
     let mut covered = BTreeSet::new();
     for (token, c) in &forbidden {
@@ -562,6 +604,9 @@ fn every_route_refuses_roles_it_does_not_serve_and_serves_the_others() {
                 ("/v1/events", "/v1/events".into()),
                 ("/v1/incidents", "/v1/incidents".into()),
                 ("/v1/incidents/{id}", format!("/v1/incidents/{inc}")),
+                ("/v1/alerts", "/v1/alerts".into()),
+                ("/v1/rules", "/v1/rules".into()),
+                ("/v1/silences", "/v1/silences".into()),
             ],
         ),
         (

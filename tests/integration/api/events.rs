@@ -118,7 +118,7 @@ fn alert_notifications_are_checked_stored_and_listed() {
     assert_eq!(
         reply.invalid(),
         vec![
-            "/alerts/0/labels",
+            "/alerts/0/labels/count",
             "/alerts/1/labels",
             "/alerts/1/status",
             "/status"

@@ -82,6 +82,8 @@ impl Server {
             .arg(dir.join("workflows"))
             .arg("--catalog")
             .arg(dir.join("catalog"))
+            .arg("--rules")
+            .arg(dir.join("rules"))
             .env("RUST_LOG", "info")
             .stdout(Stdio::null())
             .stderr(Stdio::piped())

@@ -75,17 +75,30 @@ impl Executor {
                 name,
                 payload,
                 audit,
+                also,
                 reply,
             } => match self.ensure_loaded(&run_id).await {
                 Ok(()) => match self.deliver_signal(run_id.clone(), name, payload).await {
                     Ok(()) => {
                         self.audited(audit, Some(&run_id));
+                        self.request_writes.extend(also);
                         self.replies.push(Reply::Done(reply, Some(run_id)));
                     }
                     Err(e) => drop(reply.send(Err(e))),
                 },
                 Err(e) => drop(reply.send(Err(e))),
             },
+            Command::OpenIncident { row, also, reply } => {
+                if row.status != "resolved" {
+                    self.open_incidents.insert(row.id.clone(), (*row).clone());
+                }
+                self.incident_writes.push(Write::Incident {
+                    row: (*row).clone(),
+                    by_run: None,
+                });
+                self.request_writes.extend(also);
+                self.replies.push(Reply::Incident(reply, row));
+            }
             Command::Approve {
                 run_id,
                 step,

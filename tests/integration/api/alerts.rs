@@ -1,0 +1,497 @@
+//! Alerts to remediation over the API: rules set over `/v1/rules`, one run per alert group
+//! reached by the signals `alert` and `resolved`, deduplication, silences, the PagerDuty and
+//! generic webhook sources, `GET /v1/alerts` with its links, the dry run, and the counters.
+
+use serde_json::{Value, json};
+
+use super::harness::{App, s, step};
+
+/// A workflow a group's run runs: it takes one more alert, then the group's resolution.
+const WATCH: &str = r#"
+name: alert-watch
+version: 1
+inputs:
+  type: object
+  required: [service]
+  properties:
+    service: { type: string }
+    count: { type: integer }
+steps:
+  - id: more
+    signal: alert
+  - id: over
+    needs: [more]
+    signal: resolved
+outputs:
+  service: "{{ inputs.service }}"
+  count: "{{ inputs.count }}"
+  second: "{{ steps.more.output.alert.fingerprint }}"
+  firing_at_end: "{{ steps.over.output.group.firing }}"
+"#;
+
+const RULE: &str = r#"
+name: watch-web
+match:
+  source: alertmanager
+  labels: { alertname: HighCPU, env: "!=test" }
+  when: "{{ ne alert.labels.instance 'ignored' }}"
+group_by: [service]
+cooldown: 1h
+then:
+  - workflow: alert-watch
+    inputs: { service: "{{ group.labels.service }}", count: "{{ group.count }}" }
+"#;
+
+fn alert(fingerprint: &str, service: &str, status: &str, starts: &str) -> Value {
+    json!({
+        "status": status,
+        "fingerprint": fingerprint,
+        "labels": { "alertname": "HighCPU", "service": service, "instance": fingerprint, "severity": "critical" },
+        "annotations": { "summary": "CPU above 90%" },
+        "startsAt": starts,
+        "endsAt": if status == "resolved" { "2026-12-01T11:00:00Z" } else { "0001-01-01T00:00:00Z" },
+    })
+}
+
+fn notification(alerts: &[Value]) -> Value {
+    json!({ "version": "4", "groupKey": "{}:{alertname=\"HighCPU\"}", "status": "firing", "alerts": alerts })
+}
+
+fn setup(app: &App) {
+    app.put("/v1/workflows/alert-watch")
+        .auth(&app.operator)
+        .body("application/yaml", WATCH)
+        .send()
+        .expect(201);
+    app.put("/v1/rules/watch-web")
+        .auth(&app.operator)
+        .body("application/yaml", RULE)
+        .send()
+        .expect(201);
+}
+
+fn send(app: &App, alerts: &[Value]) -> Value {
+    app.post("/v1/events/alertmanager")
+        .auth(&app.integration)
+        .json(&notification(alerts))
+        .send()
+        .expect(202)
+}
+
+fn runs_of(app: &App, rule: &str) -> Vec<Value> {
+    app.get(&format!("/v1/runs?label=rule={rule}"))
+        .auth(&app.operator)
+        .send()
+        .expect(200)["items"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+}
+
+#[test]
+fn one_run_per_alert_group_reached_by_its_later_alerts_and_its_resolution() {
+    let app = App::start();
+    setup(&app);
+    let first = send(
+        &app,
+        &[alert("web-1", "web", "firing", "2026-12-01T10:00:00Z")],
+    );
+    assert_eq!(first["decisions"][0]["outcome"], "matched", "{first}");
+    assert_eq!(
+        first["decisions"][0]["rules"][0]["action"],
+        "open a group and act"
+    );
+    let list = app.wait_for(
+        &app.operator,
+        "/v1/runs?label=rule=watch-web",
+        "the group's run",
+        |b| b["items"].as_array().is_some_and(|i| i.len() == 1),
+    );
+    let run = s(&list["items"][0], "id");
+    app.wait_step(&app.operator, &run, "more", "waiting");
+
+    // The same alert again is a duplicate: nothing more reaches the run.
+    let again = send(
+        &app,
+        &[alert("web-1", "web", "firing", "2026-12-01T10:00:00Z")],
+    );
+    assert_eq!(again["decisions"][0]["outcome"], "duplicate", "{again}");
+    // An alert the rule's `when` or matchers leave out is unmatched.
+    let ignored = send(
+        &app,
+        &[alert("ignored", "web", "firing", "2026-12-01T10:00:00Z")],
+    );
+    assert_eq!(ignored["decisions"][0]["outcome"], "unmatched", "{ignored}");
+
+    // A second alert of the group is the signal `alert`.
+    let second = send(
+        &app,
+        &[alert("web-2", "web", "firing", "2026-12-01T10:01:00Z")],
+    );
+    assert_eq!(
+        second["decisions"][0]["rules"][0]["action"],
+        format!("signal `alert` to run {run}")
+    );
+    app.wait_step(&app.operator, &run, "over", "waiting");
+    // One resolves: still an `alert`; the last: `resolved`.
+    let resolved = send(
+        &app,
+        &[
+            alert("web-1", "web", "resolved", "2026-12-01T10:00:00Z"),
+            alert("web-2", "web", "resolved", "2026-12-01T10:01:00Z"),
+        ],
+    );
+    assert_eq!(
+        resolved["decisions"][0]["rules"][0]["action"],
+        format!("signal `alert` to run {run}")
+    );
+    assert_eq!(
+        resolved["decisions"][1]["rules"][0]["action"],
+        format!("signal `resolved` to run {run}")
+    );
+    let done = app.wait_run(&app.operator, &run, "succeeded");
+    assert_eq!(done["outputs"]["service"], "web");
+    assert_eq!(done["outputs"]["count"], 1);
+    assert_eq!(done["outputs"]["second"], "web-2");
+    assert_eq!(done["outputs"]["firing_at_end"], 0);
+    assert_eq!(
+        step(&done, "more").map(|u| u["status"].clone()),
+        Some(json!("succeeded"))
+    );
+
+    // After the run, the group cools down: a new alert is only counted.
+    let cooled = send(
+        &app,
+        &[alert("web-3", "web", "firing", "2026-12-01T10:05:00Z")],
+    );
+    let action = cooled["decisions"][0]["rules"][0]["action"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(action.starts_with("count only"), "{cooled}");
+    assert_eq!(runs_of(&app, "watch-web").len(), 1, "one run for the group");
+
+    // Another service is another group, with its own run.
+    send(
+        &app,
+        &[alert("api-1", "api", "firing", "2026-12-01T10:00:00Z")],
+    );
+    app.wait_for(
+        &app.operator,
+        "/v1/runs?label=rule=watch-web",
+        "the second group's run",
+        |b| b["items"].as_array().is_some_and(|i| i.len() == 2),
+    );
+
+    // Every alert is listed with what it did and where it went.
+    let alerts = app
+        .get("/v1/alerts?rule=watch-web&source=alertmanager")
+        .auth(&app.operator)
+        .send()
+        .expect(200);
+    let items = alerts["items"].as_array().cloned().unwrap_or_default();
+    assert!(
+        items.iter().all(|a| a["links"][0]["rule"] == "watch-web"),
+        "{alerts}"
+    );
+    assert!(
+        items
+            .iter()
+            .any(|a| a["links"][0]["run_id"] == run.as_str()),
+        "{alerts}"
+    );
+    let dup = app
+        .get("/v1/alerts?status=firing")
+        .auth(&app.operator)
+        .send()
+        .expect(200);
+    assert!(
+        dup["items"]
+            .as_array()
+            .is_some_and(|i| i.iter().any(|a| a["outcome"] == "duplicate"))
+    );
+    app.get("/v1/alerts?colour=red")
+        .auth(&app.operator)
+        .send()
+        .problem(400, "unknown-parameter");
+    app.get("/v1/alerts?status=burning")
+        .auth(&app.operator)
+        .send()
+        .expect(422);
+    // A client sees only its tenant's alerts: these have none.
+    let theirs = app.get("/v1/alerts").auth(&app.client_a).send().expect(200);
+    assert_eq!(theirs["items"], json!([]));
+
+    let metrics = app.get("/metrics").send().text();
+    assert!(
+        metrics.contains("csmp_alerts_received_total{source=\"alertmanager\"} 8"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("csmp_alerts_deduplicated_total{source=\"alertmanager\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("csmp_alerts_acted_total{rule=\"watch-web\"} 2"),
+        "{metrics}"
+    );
+}
+
+#[test]
+fn rules_are_validated_listed_tried_and_deleted() {
+    let app = App::start();
+    setup(&app);
+    let bad = app
+        .put("/v1/rules/broken")
+        .auth(&app.operator)
+        .body(
+            "application/yaml",
+            "name: broken\nmatch:\n  lables: { a: b }\n  labels: { env: \"=~(\" }\nthen:\n  - workflow: alert-wach\n",
+        )
+        .send();
+    let problem = bad.problem(400, "invalid-definition");
+    let text = problem.to_string();
+    for needle in [
+        "lables",
+        "did you mean `labels`",
+        "not a valid regex",
+        "alert-wach",
+        "did you mean `alert-watch`",
+    ] {
+        assert!(text.contains(needle), "{needle} in {text}");
+    }
+    app.put("/v1/rules/other")
+        .auth(&app.operator)
+        .body("application/yaml", RULE)
+        .send()
+        .expect(422);
+    app.put("/v1/rules/watch-web")
+        .auth(&app.client_a)
+        .body("application/yaml", RULE)
+        .send()
+        .expect(403);
+
+    let listed = app.get("/v1/rules").auth(&app.operator).send().expect(200);
+    assert_eq!(listed["items"][0]["name"], "watch-web");
+    assert_eq!(listed["items"][0]["workflow"], "alert-watch");
+
+    // The dry run says what would happen and changes nothing.
+    let tried = app
+        .post("/v1/rules/test")
+        .auth(&app.operator)
+        .json(&json!({ "alerts": [
+            { "source": "alertmanager", "labels": { "alertname": "HighCPU", "service": "web", "instance": "web-1" } },
+            { "source": "alertmanager", "labels": { "alertname": "DiskFull" } }
+        ] }))
+        .send()
+        .expect(200);
+    assert_eq!(
+        tried["decisions"][0]["rules"][0]["action"], "open a group and act",
+        "{tried}"
+    );
+    assert_eq!(
+        tried["decisions"][0]["rules"][0]["group"],
+        json!({ "service": "web" })
+    );
+    assert_eq!(tried["decisions"][1]["outcome"], "unmatched");
+    let none = app.get("/v1/alerts").auth(&app.operator).send().expect(200);
+    assert_eq!(none["items"], json!([]), "the dry run stored nothing");
+    assert!(runs_of(&app, "watch-web").is_empty(), "and started nothing");
+    // A rule given with the test is tried instead of the rules in force.
+    let own = app
+        .post("/v1/rules/test")
+        .auth(&app.operator)
+        .json(&json!({
+            "rule": "name: disk\nmatch: { labels: { alertname: DiskFull } }\nthen:\n  - incident: { severity: sev2, title: \"Disk full\" }\n",
+            "alerts": [{ "labels": { "alertname": "DiskFull" } }]
+        }))
+        .send()
+        .expect(200);
+    assert_eq!(own["decisions"][0]["rules"][0]["rule"], "disk", "{own}");
+    let bad_alert = app
+        .post("/v1/rules/test")
+        .auth(&app.operator)
+        .json(&json!({ "alerts": [{ "status": "burning", "source": "nagios" }] }))
+        .send();
+    assert_eq!(
+        bad_alert.invalid(),
+        vec!["/alerts/0/source", "/alerts/0/status"]
+    );
+
+    assert_eq!(
+        app.delete("/v1/rules/watch-web")
+            .auth(&app.operator)
+            .send()
+            .status,
+        204
+    );
+    app.get("/v1/rules/watch-web")
+        .auth(&app.operator)
+        .send()
+        .problem(404, "not-found");
+    let after = send(
+        &app,
+        &[alert("web-1", "web", "firing", "2026-12-01T10:00:00Z")],
+    );
+    assert_eq!(after["decisions"][0]["outcome"], "unmatched");
+}
+
+#[test]
+fn silences_keep_alerts_from_being_acted_on() {
+    let app = App::start();
+    setup(&app);
+    let bad = app
+        .post("/v1/silences")
+        .auth(&app.operator)
+        .json(&json!({ "matchers": { "env": "=~(" }, "comment": " ", "duration": "soon" }))
+        .send();
+    assert_eq!(
+        bad.invalid(),
+        vec!["/comment", "/duration", "/matchers/env"]
+    );
+    let silence = app
+        .post("/v1/silences")
+        .auth(&app.operator)
+        .json(&json!({ "matchers": { "service": "web" }, "duration": "1h", "comment": "maintenance of web" }))
+        .send()
+        .expect(201);
+    assert_eq!(silence["state"], "active");
+    let held = send(
+        &app,
+        &[alert("web-1", "web", "firing", "2026-12-01T10:00:00Z")],
+    );
+    assert_eq!(held["decisions"][0]["outcome"], "silenced", "{held}");
+    assert_eq!(held["decisions"][0]["silence"], silence["id"]);
+    assert!(runs_of(&app, "watch-web").is_empty());
+    let listed = app
+        .get("/v1/silences")
+        .auth(&app.operator)
+        .send()
+        .expect(200);
+    assert_eq!(listed["items"][0]["id"], silence["id"]);
+    let metrics = app.get("/metrics").send().text();
+    assert!(
+        metrics.contains("csmp_alerts_silenced_total{source=\"alertmanager\"} 1"),
+        "{metrics}"
+    );
+
+    let id = s(&silence, "id");
+    assert_eq!(
+        app.delete(&format!("/v1/silences/{id}"))
+            .auth(&app.operator)
+            .send()
+            .status,
+        204
+    );
+    app.delete(&format!("/v1/silences/{id}"))
+        .auth(&app.operator)
+        .send()
+        .expect(404);
+    let expired = app
+        .get("/v1/silences?expired=true")
+        .auth(&app.operator)
+        .send()
+        .expect(200);
+    assert_eq!(expired["items"][0]["state"], "expired");
+    // With the silence over, the next notification of the alert acts.
+    let acted = send(
+        &app,
+        &[alert("web-1", "web", "firing", "2026-12-01T10:30:00Z")],
+    );
+    assert_eq!(acted["decisions"][0]["outcome"], "matched", "{acted}");
+}
+
+#[test]
+fn pagerduty_events_and_generic_webhooks_come_in_too() {
+    let app = App::start();
+    // PagerDuty's own path: the routing key is the token, no Authorization header.
+    let event = json!({
+        "routing_key": app.integration.secret,
+        "event_action": "trigger",
+        "dedup_key": "disk-db-1",
+        "payload": { "summary": "Disk 95% full on db-1", "source": "db-1", "severity": "critical" }
+    });
+    let answer = app.post("/v2/enqueue").json(&event).send().expect(202);
+    assert_eq!(
+        answer,
+        json!({ "status": "success", "message": "Event processed", "dedup_key": "disk-db-1" })
+    );
+    let forged = json!({ "routing_key": "csmp_nobody_secret", "event_action": "trigger" });
+    app.post("/v2/enqueue").json(&forged).send().expect(401);
+    let wrong = app
+        .post("/v2/enqueue")
+        .json(&json!({ "routing_key": app.integration.secret, "event_action": "explode" }))
+        .send();
+    assert_eq!(wrong.invalid(), vec!["/event_action"]);
+    let listed = app
+        .get("/v1/alerts?source=pagerduty")
+        .auth(&app.operator)
+        .send()
+        .expect(200);
+    assert_eq!(listed["items"][0]["fingerprint"], "disk-db-1");
+    assert_eq!(listed["items"][0]["labels"]["source"], "db-1");
+    let events = app.get("/v1/events").auth(&app.operator).send().text();
+    assert!(
+        !events.contains(&app.integration.secret),
+        "the routing key is never stored"
+    );
+
+    // A generic webhook, read through the mapping in its URL.
+    let body = json!({ "checks": [{ "id": 7, "state": "DOWN", "tags": { "service": "shop" }, "title": "shop is down" }] });
+    let got = app
+        .post("/v1/events/webhook?items=/checks&fingerprint=/id&status=/state&firing=DOWN&resolved=UP&labels=/tags&summary=/title")
+        .auth(&app.integration)
+        .json(&body)
+        .send()
+        .expect(202);
+    assert_eq!(got["alerts"], 1);
+    let shop = app
+        .get("/v1/alerts?source=webhook")
+        .auth(&app.operator)
+        .send()
+        .expect(200);
+    assert_eq!(shop["items"][0]["fingerprint"], "7");
+    assert_eq!(shop["items"][0]["annotations"]["summary"], "shop is down");
+    let bad = app
+        .post("/v1/events/webhook?items=/checks&status=/state&firing=ALERTING")
+        .auth(&app.integration)
+        .json(&body)
+        .send();
+    assert_eq!(bad.invalid(), vec!["/checks/0/labels", "/checks/0/state"]);
+    app.post("/v1/events/alertmanager?items=/x")
+        .auth(&app.integration)
+        .json(&notification(&[]))
+        .send()
+        .problem(400, "unknown-parameter");
+    app.post("/v1/events/webhook?colour=red")
+        .auth(&app.integration)
+        .json(&body)
+        .send()
+        .expect(400);
+
+    // CloudWatch through SNS: a topic nobody allowed is refused, and nothing is stored.
+    let sns = json!({
+        "Type": "Notification", "MessageId": "m-1", "TopicArn": "arn:aws:sns:eu-west-1:123456789012:alarms",
+        "Message": "{}", "Timestamp": "2026-12-01T10:00:00.000Z", "SignatureVersion": "2",
+        "Signature": "Zm9yZ2Vk", "SigningCertURL": "https://sns.eu-west-1.amazonaws.com/SimpleNotificationService-x.pem"
+    });
+    let refused = app
+        .post("/v1/events/cloudwatch")
+        .auth(&app.integration)
+        .json(&sns)
+        .send();
+    let p = refused.problem(403, "forbidden");
+    assert!(p.to_string().contains("--sns-topic"), "{p}");
+    let malformed = app
+        .post("/v1/events/cloudwatch")
+        .auth(&app.integration)
+        .json(&json!({ "Type": "Gossip" }))
+        .send();
+    assert!(malformed.invalid().contains(&"/Type".to_string()));
+    let none = app
+        .get("/v1/alerts?source=cloudwatch")
+        .auth(&app.operator)
+        .send()
+        .expect(200);
+    assert_eq!(none["items"], json!([]));
+}
