@@ -10,6 +10,8 @@ mod examples;
 mod examples_run;
 mod helpers;
 mod languages;
+mod monitoring;
+mod monitoring_e2e;
 mod moto;
 mod plugin_cli;
 mod plugin_sandbox;
