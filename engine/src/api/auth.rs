@@ -225,15 +225,33 @@ fn bearer(authorization: Option<&str>) -> Result<String, Problem> {
             "send `Authorization: Bearer <token>`; an admin creates tokens with `csmp token create`",
         ));
     };
+    let basic = || {
+        // HTTP Basic with the token as the password: what an SNS subscription sends when its
+        // endpoint URL carries credentials (`https://csmp:TOKEN@host/v1/events/cloudwatch`).
+        use base64::Engine as _;
+        let encoded = value
+            .strip_prefix("Basic ")
+            .or_else(|| value.strip_prefix("basic "))?;
+        let decoded = base64::engine::general_purpose::STANDARD
+            .decode(encoded.trim())
+            .ok()?;
+        let text = String::from_utf8(decoded).ok()?;
+        text.split_once(':')
+            .map(|(_, password)| password.to_string())
+    };
     let token = Some(value)
         .and_then(|v| {
             v.strip_prefix("Bearer ")
                 .or_else(|| v.strip_prefix("bearer "))
+                .map(str::to_string)
         })
-        .map(str::trim)
+        .or_else(basic)
+        .map(|t| t.trim().to_string())
         .filter(|t| !t.is_empty())
         .ok_or_else(|| {
-            Problem::unauthorized("the Authorization header must be `Bearer <token>`")
+            Problem::unauthorized(
+                "the Authorization header must be `Bearer <token>` (or Basic with the token as the password)",
+            )
         })?;
     Ok(hex_sha256(token.as_bytes()))
 }
