@@ -14,7 +14,7 @@ fn temp_file(name: &str, bytes: &[u8]) -> (tempfile::TempDir, String) {
 
 #[test]
 fn the_examples_are_valid_and_exit_zero() {
-    let out = csmp(&["validate", "workflows/", "catalog/"]);
+    let out = csmp(&["validate", "workflows/", "catalog/", "rules/"]);
     assert!(out.status.success(), "{}", stdout(&out));
     assert!(stdout(&out).starts_with("ok: "), "{}", stdout(&out));
 }
@@ -106,4 +106,30 @@ fn a_missing_path_is_a_usage_error() {
     assert!(
         String::from_utf8_lossy(&out.stderr).contains("no/such/dir: no such file or directory")
     );
+}
+
+#[test]
+fn a_broken_rule_reports_every_problem_at_its_line_and_column() {
+    let yaml = "name: Bad_Rule\nmatch:\n  sorce: [alertmanager]\n  labels: { env: \"=~(prod\" }\n  when: \"alert.labels.x\"\ngroup_wait: soon\nthen:\n  - workflow: remediate-hig-cpu\n    inputs: { x: \"{{ steps.a.output }}\" }\n  - incident: { severity: sev9, title: t }\n  - notify: { channel: ops }\n";
+    let (dir, path) = temp_file("bad-rule.yaml", yaml.as_bytes());
+    let workflows = crate::helpers::repo_root().join("workflows");
+    let out = csmp(&["validate", &path, &workflows.display().to_string()]);
+    assert_eq!(out.status.code(), Some(1));
+    let text = stdout(&out);
+    for (at, what) in [
+        ("1:7", "rule name `Bad_Rule` is not valid"),
+        ("3:3", "did you mean `source`?"),
+        ("4:18", "is not a valid regex"),
+        ("5:9", "is not a template, so it would always hold"),
+        ("6:13", "`soon` is not a duration"),
+        ("8:15", "did you mean `remediate-high-cpu`?"),
+        ("9:18", "`steps.a.output` is not known in a rule"),
+        ("10:27", "unknown severity `sev9`"),
+        ("11:15", "`notify` is missing `text`"),
+    ] {
+        assert!(text.contains(&format!("--> {path}:{at}")), "{at} in {text}");
+        assert!(text.contains(what), "{what} in {text}");
+    }
+    assert!(text.contains("error: 9 problems in 1 of"), "{text}");
+    drop(dir);
 }

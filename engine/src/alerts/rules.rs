@@ -175,9 +175,14 @@ pub fn plan_rule(
                 let inputs = match inputs {
                     Some(v) => {
                         let compiled = crate::plan::compile_value(v, d);
-                        for t in compiled.templates() {
-                            check_roots(t, v.span, &roots, d);
-                        }
+                        // Each template is checked where it is written.
+                        v.for_each_str(&mut |text, span| {
+                            if text.contains("{{")
+                                && let Ok(t) = Template::compile(text)
+                            {
+                                check_roots(&t, span, &roots, d);
+                            }
+                        });
                         compiled
                     }
                     None => TValue::Literal(serde_json::json!({})),

@@ -51,11 +51,13 @@ impl Silence {
     pub fn silences(&self, alert: &Alert, now: i64) -> bool {
         self.row.starts_at <= now
             && now < self.row.ends_at
+            // A tenant's silence holds its own alerts and the provider's (no tenant), never
+            // another tenant's.
             && self
                 .row
                 .tenant
                 .as_ref()
-                .is_none_or(|t| alert.tenant.as_ref() == Some(t))
+                .is_none_or(|t| alert.tenant.as_ref().is_none_or(|a| a == t))
             && all_match(&self.matchers, &alert.labels)
     }
 }

@@ -171,6 +171,9 @@ pub enum StepKind {
     },
     /// Open, update or resolve an incident.
     Incident(IncidentSpec),
+    /// Open a silence for what the run is about to touch: alerts its matchers select are
+    /// kept and counted, never acted on, for the time given.
+    Silence(SilenceSpec),
     /// The step's action could not be read (already reported); kept so that the rest of the
     /// file — duplicate ids, `needs` naming this step — is still checked.
     Invalid,
@@ -246,6 +249,19 @@ pub struct IncidentSpec {
     pub note: Option<Spanned<String>>,
 }
 
+/// What a `silence:` step silences, and for how long.
+#[derive(Debug, Clone)]
+pub struct SilenceSpec {
+    /// Where the step's `silence:` mapping starts.
+    pub span: Span,
+    /// Label → matcher (`value`, `!=value`, `=~regex`, `!~regex`); values may be templates.
+    pub matchers: Vec<(Spanned<String>, Spanned<String>)>,
+    /// How long (`15m`), or a template giving it.
+    pub duration: Spanned<WaitFor>,
+    /// Why (a template).
+    pub comment: Option<Spanned<String>>,
+}
+
 /// The incident actions.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -293,7 +309,9 @@ const DEFAULTS_KEYS: &[&str] = &["timeout", "retry"];
 const RETRY_KEYS: &[&str] = &["max_attempts", "backoff", "initial_delay", "max_delay"];
 const TRIGGER_KEYS: &[&str] = &["cron", "timezone", "overlap", "inputs"];
 /// The keys that choose a step's kind; exactly one must be present.
-pub const KIND_KEYS: &[&str] = &["uses", "wait", "approval", "signal", "workflow", "incident"];
+pub const KIND_KEYS: &[&str] = &[
+    "uses", "wait", "approval", "signal", "workflow", "incident", "silence",
+];
 const STEP_KEYS: &[&str] = &[
     "id",
     "description",
@@ -304,6 +322,7 @@ const STEP_KEYS: &[&str] = &[
     "signal",
     "workflow",
     "incident",
+    "silence",
     "needs",
     "when",
     "for_each",
@@ -729,7 +748,7 @@ fn step(node: &Node, diags: &mut Diagnostics) -> Option<Step> {
     let kind = match present.as_slice() {
         [] => {
             diags.push(
-                Diagnostic::new("missing-kind", f.span(), "step does nothing: it has none of `uses`, `wait`, `approval`, `signal`, `workflow`, `incident`")
+                Diagnostic::new("missing-kind", f.span(), "step does nothing: it has none of `uses`, `wait`, `approval`, `signal`, `workflow`, `incident`, `silence`")
                     .help("add exactly one of them, e.g. `uses: echo@^1`"),
             );
             None
@@ -981,8 +1000,65 @@ fn step_kind(kind: &str, f: &Fields<'_>, diags: &mut Diagnostics) -> Option<Step
             }
         }
         "incident" => incident(node, diags).map(StepKind::Incident),
+        "silence" => silence(node, diags).map(StepKind::Silence),
         _ => None,
     }
+}
+
+const SILENCE_KEYS: &[&str] = &["matchers", "for", "comment"];
+
+fn silence(node: &Node, diags: &mut Diagnostics) -> Option<SilenceSpec> {
+    let f = Fields::read(node, "`silence`", SILENCE_KEYS, diags)?;
+    let mut matchers = Vec::new();
+    match f.get("matchers") {
+        Some(m) => match m.as_mapping() {
+            Some(map) if !map.is_empty() => {
+                for (k, v) in map.iter() {
+                    let key = Spanned::new(k.as_str().to_string(), yaml::scalar_span(k));
+                    if let Some(v) = yaml::string(v, &format!("matcher `{}`", k.as_str()), diags) {
+                        matchers.push((key, v));
+                    }
+                }
+            }
+            _ => diags.push(
+                Diagnostic::new(
+                    "wrong-type",
+                    span_of(m),
+                    "`silence.matchers` must be a mapping of label to matcher, with at least one",
+                )
+                .help("write e.g. `matchers: { service: \"{{ inputs.service }}\" }`"),
+            ),
+        },
+        None => f.missing(
+            "matchers",
+            "`silence`",
+            "say what to silence: `matchers: { service: \"{{ inputs.service }}\" }`",
+            diags,
+        ),
+    }
+    let duration = match f.get("for") {
+        Some(n) => {
+            let s = yaml::string(n, "`silence.for`", diags)?;
+            if s.value.contains("{{") {
+                Spanned::new(WaitFor::Template(s.value), s.span)
+            } else {
+                let d = duration(n, "`silence.for`", diags)?;
+                Spanned::new(WaitFor::Fixed(d.value), d.span)
+            }
+        }
+        None => {
+            f.missing("for", "`silence`", "say how long: `for: 15m`", diags);
+            return None;
+        }
+    };
+    Some(SilenceSpec {
+        span: f.span(),
+        matchers,
+        duration,
+        comment: f
+            .get("comment")
+            .and_then(|n| yaml::string(n, "`silence.comment`", diags)),
+    })
 }
 
 fn incident(node: &Node, diags: &mut Diagnostics) -> Option<IncidentSpec> {

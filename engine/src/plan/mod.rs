@@ -226,6 +226,19 @@ pub enum PlanKind {
     },
     /// Incident action (boxed: five templates make it the largest variant).
     Incident(Box<IncidentPlan>),
+    /// A silence opened for a while.
+    Silence(Box<SilencePlan>),
+}
+
+/// A `silence:` step with its templates compiled.
+#[derive(Debug, Clone)]
+pub struct SilencePlan {
+    /// Label → matcher template.
+    pub matchers: Vec<(String, Template)>,
+    /// How long.
+    pub duration: WaitPlan,
+    /// Why.
+    pub comment: Option<Template>,
 }
 
 /// A wait's length.
@@ -690,6 +703,36 @@ fn plan_kind(
             })
         }
         StepKind::Invalid => None,
+        StepKind::Silence(spec) => {
+            let mut matchers = Vec::new();
+            for (k, v) in &spec.matchers {
+                let t = template(v, diags)?;
+                if t.is_literal()
+                    && let Err(e) = crate::alerts::Matcher::parse(&k.value, &v.value)
+                {
+                    diags.push(Diagnostic::new("invalid-matcher", v.span, e).help(
+                        "write `value`, `!=value`, `=~regex` or `!~regex`; a regex matches the whole value",
+                    ));
+                }
+                matchers.push((k.value.clone(), t));
+            }
+            let duration = match &spec.duration.value {
+                dsl::workflow::WaitFor::Fixed(d) => WaitPlan::Fixed(*d),
+                dsl::workflow::WaitFor::Template(t) => WaitPlan::Template(template(
+                    &Spanned::new(t.clone(), spec.duration.span),
+                    diags,
+                )?),
+            };
+            let comment = match &spec.comment {
+                Some(c) => Some(template(c, diags)?),
+                None => None,
+            };
+            Some(PlanKind::Silence(Box::new(SilencePlan {
+                matchers,
+                duration,
+                comment,
+            })))
+        }
         StepKind::Incident(spec) => {
             let t = |o: &Option<Spanned<String>>, diags: &mut Diagnostics| {
                 o.as_ref().and_then(|x| template(x, diags))

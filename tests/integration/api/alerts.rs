@@ -399,6 +399,61 @@ fn silences_keep_alerts_from_being_acted_on() {
         &[alert("web-1", "web", "firing", "2026-12-01T10:30:00Z")],
     );
     assert_eq!(acted["decisions"][0]["outcome"], "matched", "{acted}");
+
+    // A workflow step opens a silence for what it is about to touch.
+    app.put("/v1/workflows/quiet-deploy")
+        .auth(&app.operator)
+        .body(
+            "application/yaml",
+            "name: quiet-deploy\nversion: 1\ninputs: { type: object, properties: { service: { type: string } } }\nsteps:\n  - id: quiet\n    silence:\n      matchers: { service: \"{{ inputs.service }}\" }\n      for: 30m\n      comment: \"deploying {{ inputs.service }}\"\noutputs:\n  silence: \"{{ steps.quiet.output.id }}\"\n",
+        )
+        .send()
+        .expect(201);
+    let started = app
+        .post("/v1/runs")
+        .auth(&app.operator)
+        .json(&json!({ "workflow": "quiet-deploy", "inputs": { "service": "api" } }))
+        .send()
+        .expect(202);
+    let done = app.wait_run(&app.operator, &s(&started, "id"), "succeeded");
+    let opened = s(&done["outputs"], "silence");
+    let quiet = send(
+        &app,
+        &[alert("api-1", "api", "firing", "2026-12-01T10:00:00Z")],
+    );
+    assert_eq!(quiet["decisions"][0]["outcome"], "silenced", "{quiet}");
+    assert_eq!(quiet["decisions"][0]["silence"], opened.as_str());
+    let listed = app
+        .get("/v1/silences")
+        .auth(&app.operator)
+        .send()
+        .expect(200);
+    let by_run = listed["items"]
+        .as_array()
+        .and_then(|i| i.iter().find(|x| x["id"] == opened.as_str()).cloned())
+        .expect("the step's silence is listed");
+    assert_eq!(by_run["comment"], "deploying api");
+    assert_eq!(by_run["run_id"], started["id"]);
+    // A matcher that renders to a bad regex fails the step, naming it.
+    app.put("/v1/workflows/bad-quiet")
+        .auth(&app.operator)
+        .body(
+            "application/yaml",
+            "name: bad-quiet\nversion: 1\ninputs: { type: object, properties: { re: { type: string } } }\nsteps:\n  - id: quiet\n    silence: { matchers: { service: \"{{ inputs.re }}\" }, for: 1m }\n",
+        )
+        .send()
+        .expect(201);
+    let bad = app
+        .post("/v1/runs")
+        .auth(&app.operator)
+        .json(&json!({ "workflow": "bad-quiet", "inputs": { "re": "=~(" } }))
+        .send()
+        .expect(202);
+    let failed = app.wait_run(&app.operator, &s(&bad, "id"), "failed");
+    let error = step(&failed, "quiet")
+        .map(|u| u["error"].to_string())
+        .unwrap_or_default();
+    assert!(error.contains("not a valid regex"), "{failed}");
 }
 
 #[test]

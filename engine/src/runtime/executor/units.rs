@@ -338,6 +338,15 @@ impl Executor {
                 }
                 Err(e) => self.put(run_id, failed(row, format!("`with`: {e}"), now)),
             },
+            PlanKind::Silence(spec) => match self.silence(run_id, spec, &scope, now) {
+                Ok(out) => {
+                    row.status = StepStatus::Succeeded;
+                    row.output = Some(out);
+                    row.finished_at = Some(now);
+                    self.put(run_id, row);
+                }
+                Err(e) => self.put(run_id, failed(row, format!("`silence`: {e}"), now)),
+            },
             PlanKind::Incident(spec) => match self.incident(run_id, spec, &scope, now) {
                 Ok(out) => {
                     row.status = StepStatus::Succeeded;
@@ -388,6 +397,65 @@ impl Executor {
             self.touched_units.insert((run_id.into(), key));
             self.dirty.insert(run_id.into());
         }
+    }
+
+    /// Opens a silence in the turn's commit; the step's output is the silence.
+    fn silence(
+        &mut self,
+        run_id: &str,
+        spec: &crate::plan::SilencePlan,
+        scope: &handlebars::Context,
+        now: i64,
+    ) -> Result<Json, String> {
+        let text = |t: &crate::template::Template| -> Result<String, String> {
+            Ok(match t.render(scope).map_err(|e| e.message)? {
+                Json::String(s) => s,
+                other => other.to_string(),
+            })
+        };
+        let mut matchers = std::collections::BTreeMap::new();
+        for (label, t) in &spec.matchers {
+            let v = text(t)?;
+            crate::alerts::Matcher::parse(label, &v)
+                .map_err(|e| format!("matcher `{label}`: {e}"))?;
+            matchers.insert(label.clone(), v);
+        }
+        let d = match &spec.duration {
+            WaitPlan::Fixed(d) => *d,
+            WaitPlan::Template(t) => {
+                parse_duration(&text(t)?).map_err(|e| format!("`for`: {e}"))?
+            }
+        };
+        let comment = match &spec.comment {
+            Some(c) => text(c)?,
+            None => format!("opened by run {run_id}"),
+        };
+        let tenant = self
+            .runs
+            .get(run_id)
+            .map(|r| r.row.tenant.clone())
+            .filter(|t| t != crate::runtime::PROVIDER);
+        let row = crate::store::SilenceRow {
+            id: new_id("sil"),
+            matchers,
+            starts_at: now,
+            ends_at: now.saturating_add(ms(d)),
+            created_by: format!("run {run_id}"),
+            comment,
+            tenant,
+            run_id: Some(run_id.to_string()),
+            created_at: now,
+        };
+        let out = json!({
+            "id": row.id,
+            "matchers": row.matchers,
+            "ends_at": crate::alerts::iso(row.ends_at),
+        });
+        self.request_writes.push(Write::AlertLink {
+            link: crate::store::AlertLink::Silence(Box::new(row)),
+            run: Some(run_id.to_string()),
+        });
+        Ok(out)
     }
 
     fn incident(
