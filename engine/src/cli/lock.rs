@@ -3,7 +3,7 @@
 //! Two services on one file would both execute every unfinished run. `serve` therefore holds an
 //! exclusive lock on `<database>.lock` for its lifetime; the kernel drops it when the process
 //! ends, however it ends (a `kill -9` included), so a stale lock never blocks a restart. The
-//! file names the holder (pid, start time, lease name) for the message a second `serve` gets.
+//! file names the holder (its pid and start time) for the message a second `serve` gets.
 //! `csmp run` and `csmp token create` take no lock: they may run beside a `serve`.
 
 use std::fs::{File, OpenOptions, TryLockError};

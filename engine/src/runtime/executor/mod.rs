@@ -391,9 +391,29 @@ impl Executor {
                 "adopted runs whose lease ran out or was given back"
             );
         }
+        let epochs: HashMap<String, i64> = claimed
+            .iter()
+            .map(|r| (r.id.clone(), r.lease_epoch))
+            .collect();
         if let Err(e) = self.take_runs(claimed).await {
+            // What was claimed but not loaded is given back: renewing its lease would keep it
+            // from every process, this one included, until a restart.
+            let fence = Fence {
+                owner: self.config.owner.clone(),
+                epochs: epochs
+                    .into_iter()
+                    .filter(|(id, _)| !self.runs.contains_key(id) && !self.blocked.contains_key(id))
+                    .collect(),
+            };
+            let given_back = match self.store.release_leases(&fence).await {
+                Ok(()) => "given back, to be adopted again".to_string(),
+                Err(r) => format!(
+                    "not given back either ({r}); they are adopted again when their lease runs out"
+                ),
+            };
             tracing::warn!(
-                "cannot load adopted runs; they are taken again when their lease runs out: {e}"
+                runs = fence.epochs.len(),
+                "cannot load adopted runs ({e}); {given_back}"
             );
         }
     }
