@@ -550,3 +550,84 @@ fn pagerduty_events_and_generic_webhooks_come_in_too() {
         .expect(200);
     assert_eq!(none["items"], json!([]));
 }
+
+#[test]
+fn a_rule_opens_an_incident_sends_a_message_and_waits_for_enough_alerts() {
+    let app = App::start();
+    let rule = r#"
+name: disk-full
+match:
+  source: alertmanager
+  labels: { alertname: DiskFull }
+group_by: [host]
+group_wait: 1s
+min_occurrences: { count: 2, within: 10m }
+then:
+  - incident: { severity: sev2, title: "Disk full on {{ group.labels.host }}", service: storage }
+  - notify: { channel: oncall, text: "{{ group.count }} disks full on {{ group.labels.host }}" }
+"#;
+    app.put("/v1/rules/disk-full")
+        .auth(&app.operator)
+        .body("application/yaml", rule)
+        .send()
+        .expect(201);
+    let disk = |fp: &str, status: &str| {
+        json!({ "status": status, "fingerprint": fp,
+                "labels": { "alertname": "DiskFull", "host": "db-1", "mount": fp },
+                "startsAt": "2026-12-01T10:00:00Z" })
+    };
+    let first = send(&app, &[disk("/var", "firing")]);
+    let action = s(&first["decisions"][0]["rules"][0], "action");
+    assert!(action.contains("act after group_wait (1s)"), "{first}");
+    let group = s(&first["decisions"][0]["rules"][0], "group_id");
+    // One occurrence is not enough: after group_wait the group still waits, with nothing done.
+    app.wait_for(
+        &app.operator,
+        "/v1/alerts?rule=disk-full",
+        "the group to look at its one alert",
+        |b| b["items"][0]["links"][0]["group_state"] == "waiting",
+    );
+    let incidents = app
+        .get("/v1/incidents")
+        .auth(&app.operator)
+        .send()
+        .expect(200);
+    assert_eq!(incidents["items"], json!([]), "nothing acted on one alert");
+
+    // The second occurrence acts: one incident, one message run.
+    send(&app, &[disk("/data", "firing")]);
+    let open = app.wait_for(&app.operator, "/v1/incidents", "the rule's incident", |b| {
+        b["items"].as_array().is_some_and(|i| i.len() == 1)
+    });
+    let incident = open["items"][0].clone();
+    assert_eq!(incident["title"], "Disk full on db-1");
+    assert_eq!(incident["severity"], "sev2");
+    assert_eq!(incident["service"], "storage");
+    let sent = app.wait_for(
+        &app.operator,
+        "/v1/runs?label=rule=disk-full",
+        "the message's run",
+        |b| b["items"].as_array().is_some_and(|i| i.len() == 1),
+    );
+    assert_eq!(sent["items"][0]["workflow"], "alert-notify");
+    let linked = app
+        .get(&format!("/v1/alerts?group={group}"))
+        .auth(&app.operator)
+        .send()
+        .expect(200);
+    assert!(
+        linked["items"].as_array().is_some_and(|i| i
+            .iter()
+            .all(|a| a["links"][0]["incident_id"] == incident["id"])),
+        "{linked}"
+    );
+    // Both resolve: the incident is resolved with the group.
+    send(&app, &[disk("/var", "resolved"), disk("/data", "resolved")]);
+    let id = s(&incident, "id");
+    app.wait_for(
+        &app.operator,
+        &format!("/v1/incidents/{id}"),
+        "the incident to resolve",
+        |b| b["status"] == "resolved",
+    );
+}
