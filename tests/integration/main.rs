@@ -1,6 +1,7 @@
 //! csmp's integration tests: one binary, real components (the `csmp` executable, the wasmtime
 //! host, real files), no mocks.
 
+mod alert_burst;
 mod api;
 mod aws;
 mod bench_cli;
