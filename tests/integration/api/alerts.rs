@@ -631,3 +631,52 @@ then:
         |b| b["status"] == "resolved",
     );
 }
+
+#[test]
+fn an_integration_token_bound_to_a_tenant_gives_its_alerts_that_tenant() {
+    let app = App::start();
+    let made = app
+        .post("/v1/tokens")
+        .auth(&app.admin)
+        .json(&json!({ "role": "integration", "tenant": super::harness::TENANT_A }))
+        .send()
+        .expect(201);
+    let theirs = super::harness::Token {
+        secret: s(&made, "token"),
+        id: s(&made, "id"),
+    };
+    app.post("/v1/events/alertmanager")
+        .auth(&theirs)
+        .json(&notification(&[alert(
+            "a-1",
+            "shop",
+            "firing",
+            "2026-12-01T10:00:00Z",
+        )]))
+        .send()
+        .expect(202);
+    let seen = app.get("/v1/alerts").auth(&app.client_a).send().expect(200);
+    assert_eq!(
+        seen["items"][0]["tenant"],
+        super::harness::TENANT_A,
+        "{seen}"
+    );
+    let other = app.get("/v1/alerts").auth(&app.client_b).send().expect(200);
+    assert_eq!(
+        other["items"],
+        json!([]),
+        "another tenant sees none of them"
+    );
+    let filtered = app
+        .get(&format!("/v1/alerts?tenant={}", super::harness::TENANT_A))
+        .auth(&app.operator)
+        .send()
+        .expect(200);
+    assert_eq!(filtered["items"].as_array().map(Vec::len), Some(1));
+    // Operators and admins stay unbound.
+    app.post("/v1/tokens")
+        .auth(&app.admin)
+        .json(&json!({ "role": "operator", "tenant": super::harness::TENANT_A }))
+        .send()
+        .expect(422);
+}
