@@ -131,6 +131,29 @@ def put_now(args):
     return {"published": len(points)}
 
 
+def sns_create_topic(args):
+    return {"arn": client(args, "sns").create_topic(Name=args.name)["TopicArn"]}
+
+
+def sns_subscribe(args):
+    """Subscribes `endpoint_url` to the topic; returns the subscription and its attributes as SNS
+    reports them (moto answers an http(s) subscription as confirmed at once)."""
+    sns = client(args, "sns")
+    arn = sns.subscribe(
+        TopicArn=args.topic, Protocol=args.protocol, Endpoint=args.endpoint_url,
+        ReturnSubscriptionArn=True,
+    )["SubscriptionArn"]
+    attributes = sns.get_subscription_attributes(SubscriptionArn=arn)["Attributes"]
+    return {"arn": arn, "attributes": attributes}
+
+
+def sns_publish(args):
+    kwargs = {"TopicArn": args.topic, "Message": args.message}
+    if args.subject:
+        kwargs["Subject"] = args.subject
+    return {"message_id": client(args, "sns").publish(**kwargs)["MessageId"]}
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--endpoint", required=True)
@@ -161,6 +184,16 @@ def main():
         p.add_argument(f"--{name}", required=True)
     p.add_argument("--value", type=float, required=True)
     p.add_argument("--minutes", type=int, default=5)
+    p = sub.add_parser("sns-create-topic")
+    p.add_argument("name")
+    p = sub.add_parser("sns-subscribe")
+    p.add_argument("topic")
+    p.add_argument("endpoint_url")
+    p.add_argument("--protocol", default="http")
+    p = sub.add_parser("sns-publish")
+    p.add_argument("topic")
+    p.add_argument("--message", required=True)
+    p.add_argument("--subject")
     args = parser.parse_args()
     command = {
         "seed-auth": seed_auth,
@@ -170,6 +203,9 @@ def main():
         "group": group,
         "put-daily-peak": put_daily_peak,
         "put-now": put_now,
+        "sns-create-topic": sns_create_topic,
+        "sns-subscribe": sns_subscribe,
+        "sns-publish": sns_publish,
     }[args.command]
     json.dump(command(args), sys.stdout)
 

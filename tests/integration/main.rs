@@ -20,4 +20,5 @@ mod receivers;
 mod run_cli;
 mod runtime;
 mod scaffold;
+mod sns_e2e;
 mod validate_cli;

@@ -118,12 +118,15 @@ pub struct Intake {
     pub alerts: Vec<Alert>,
     /// The call's audit entry, written with them.
     pub audit: Option<AuditRow>,
+    /// An SNS `MessageId`: a message already taken is not taken again (checked here, where
+    /// intakes are one at a time, so copies arriving together are taken once).
+    pub once: Option<String>,
 }
 
 enum Job {
     Intake(
         Box<Intake>,
-        oneshot::Sender<Result<Vec<Decision>, DispatchError>>,
+        oneshot::Sender<Result<Option<Vec<Decision>>, DispatchError>>,
     ),
     Wake,
 }
@@ -190,8 +193,8 @@ impl Dispatcher {
     }
 
     /// Stores a notification's alerts (with its audit entry) and says what each did; the
-    /// actions follow right after, in the dispatcher.
-    pub async fn take(&self, intake: Intake) -> Result<Vec<Decision>, DispatchError> {
+    /// actions follow right after, in the dispatcher. `None`: its `once` key was taken before.
+    pub async fn take(&self, intake: Intake) -> Result<Option<Vec<Decision>>, DispatchError> {
         let (tx, rx) = oneshot::channel();
         self.jobs
             .send(JobBox(Job::Intake(Box::new(intake), tx)))
@@ -593,7 +596,7 @@ impl Worker {
                     None => return,
                     Some(JobBox(Job::Intake(intake, reply))) => {
                         let result = self.intake(*intake).await;
-                        let ok = result.is_ok();
+                        let ok = matches!(result, Ok(Some(_)));
                         drop(reply.send(result));
                         if ok {
                             self.work().await;
@@ -607,7 +610,12 @@ impl Worker {
         }
     }
 
-    async fn intake(&self, intake: Intake) -> Result<Vec<Decision>, DispatchError> {
+    async fn intake(&self, intake: Intake) -> Result<Option<Vec<Decision>>, DispatchError> {
+        if let Some(id) = &intake.once
+            && self.store.sns_message_seen(id).await?
+        {
+            return Ok(None);
+        }
         let now = self.clock.now_ms();
         let silences = active_silences(&self.store, now).await?;
         let rules = self.rules.get();
@@ -637,7 +645,7 @@ impl Worker {
                 }
             }
         }
-        Ok(decisions)
+        Ok(Some(decisions))
     }
 
     /// Acts for due groups, delivers what is pending, and closes groups whose run ended.

@@ -63,7 +63,8 @@ pub(super) async fn take(
     source: &str,
     payload: Json_,
     mut alerts: Vec<crate::alerts::Alert>,
-) -> Result<Received, Problem> {
+    once: Option<String>,
+) -> Result<Option<Received>, Problem> {
     for a in &mut alerts {
         a.tenant.clone_from(&who.tenant);
     }
@@ -90,6 +91,7 @@ pub(super) async fn take(
             event: row,
             alerts,
             audit: Some(audit.entry(StatusCode::ACCEPTED)),
+            once,
         })
         .await
         .map_err(|e| match e {
@@ -98,12 +100,12 @@ pub(super) async fn take(
                 Problem::unavailable("the service is stopping; send the notification again")
             }
         })?;
-    Ok(Received {
+    Ok(decisions.map(|decisions| Received {
         id,
         source: source.to_string(),
         alerts: count,
         decisions,
-    })
+    }))
 }
 
 /// Receive alerts: an Alertmanager (v4) or Grafana webhook, a PagerDuty Events API v2 event,
@@ -142,12 +144,20 @@ pub(super) async fn receive(
             "query parameters map a generic webhook's fields; only `/v1/events/webhook` takes them",
         ));
     }
+    if source == "cloudwatch" {
+        // SNS posts JSON as `text/plain; charset=UTF-8`: the body is read as JSON whatever
+        // its content type says.
+        let payload: Json_ = serde_json::from_slice(&body).map_err(|e| {
+            Problem::bad_request(
+                "malformed-json",
+                format!("the body is not an SNS message (JSON): {e}"),
+            )
+        })?;
+        return super::sns::receive(&state, &who, &audit, &headers, payload).await;
+    }
     let payload = optional_json::<Json_>(&headers, &body)?.ok_or_else(|| {
         Problem::invalid_at("", "the body is empty; send the notification as JSON")
     })?;
-    if source == "cloudwatch" {
-        return super::sns::receive(&state, &who, &audit, &headers, payload).await;
-    }
     let alerts = match source.as_str() {
         "pagerduty" => intake::pagerduty(&payload, state.now_ms()).map(|(a, _)| vec![a]),
         "webhook" => intake::webhook(&payload, &mapping),
@@ -159,7 +169,9 @@ pub(super) async fn receive(
         // A PagerDuty routing key may be a token: never stored.
         m.remove("routing_key");
     }
-    let received = take(&state, &who, &audit, &source, payload, alerts).await?;
+    let received = take(&state, &who, &audit, &source, payload, alerts, None)
+        .await?
+        .ok_or_else(|| Problem::internal("a notification without a key was taken as a repeat"))?;
     Ok((StatusCode::ACCEPTED, Json(received)).into_response())
 }
 
@@ -281,7 +293,16 @@ pub(super) async fn enqueue(
         // The routing key is a token: never stored.
         m.remove("routing_key");
     }
-    take(&state, &who, &audit, "pagerduty", payload, vec![alert]).await?;
+    take(
+        &state,
+        &who,
+        &audit,
+        "pagerduty",
+        payload,
+        vec![alert],
+        None,
+    )
+    .await?;
     Ok((
         StatusCode::ACCEPTED,
         Json(Enqueued {

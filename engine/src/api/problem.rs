@@ -187,9 +187,11 @@ impl IntoResponse for Problem {
             );
         }
         if status == StatusCode::UNAUTHORIZED {
+            // Basic too: an SNS subscription sends the credentials of its endpoint URL only
+            // when challenged for them.
             headers.insert(
                 header::WWW_AUTHENTICATE,
-                HeaderValue::from_static("Bearer realm=\"csmp\""),
+                HeaderValue::from_static("Bearer realm=\"csmp\", Basic realm=\"csmp\""),
             );
         }
         response

@@ -116,14 +116,18 @@ pub(super) async fn receive(
     if let Json_::Object(m) = &mut stored {
         m.insert("Message".into(), message);
     }
-    let received = take(
+    match take(
         state,
         who,
         audit,
         "cloudwatch",
         stored,
         alert.into_iter().collect(),
+        Some(env.message_id.clone()),
     )
-    .await?;
-    Ok((StatusCode::ACCEPTED, Json(received)).into_response())
+    .await?
+    {
+        Some(received) => Ok((StatusCode::ACCEPTED, Json(received)).into_response()),
+        None => Ok((StatusCode::OK, Json(json!({ "duplicate": env.message_id }))).into_response()),
+    }
 }

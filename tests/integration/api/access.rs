@@ -12,7 +12,7 @@ fn assert_unauthorized(reply: &super::harness::Reply) {
     reply.problem(401, "unauthorized");
     assert_eq!(
         reply.header("www-authenticate").as_deref(),
-        Some("Bearer realm=\"csmp\""),
+        Some("Bearer realm=\"csmp\", Basic realm=\"csmp\""),
         "{}: 401 says how to authenticate",
         reply.call
     );
