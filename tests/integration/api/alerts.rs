@@ -334,6 +334,28 @@ fn rules_are_validated_listed_tried_and_deleted() {
         &[alert("web-1", "web", "firing", "2026-12-01T10:00:00Z")],
     );
     assert_eq!(after["decisions"][0]["outcome"], "unmatched");
+
+    // Stored alerts replayed against a rule given with the test: what it would do with them.
+    let replayed = app
+        .post("/v1/rules/test")
+        .auth(&app.operator)
+        .json(&json!({ "stored": 10, "rule": RULE }))
+        .send()
+        .expect(200);
+    assert_eq!(
+        replayed["decisions"][0]["fingerprint"], "web-1",
+        "{replayed}"
+    );
+    assert_eq!(
+        replayed["decisions"][0]["rules"][0]["action"], "open a group and act",
+        "a replay is not its own duplicate"
+    );
+    let too_many = app
+        .post("/v1/rules/test")
+        .auth(&app.operator)
+        .json(&json!({ "stored": 501 }))
+        .send();
+    assert_eq!(too_many.invalid(), vec!["/stored"]);
 }
 
 #[test]
