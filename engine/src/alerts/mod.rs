@@ -2,11 +2,13 @@
 //!
 //! Every source's payload is mapped by a small adapter (`intake.rs`, `sns.rs` for CloudWatch
 //! through SNS) into one [`Alert`]. Rules (`rules.rs`, planned from `dsl::rule`) decide which
-//! alerts matter; the dispatcher (`dispatch.rs`) keeps one group per rule and label values,
+//! alerts matter; `decide.rs` says what each alert does, and the dispatcher (`dispatch.rs`)
+//! keeps one group per rule and label values,
 //! starts one durable run per group and hands it later alerts and the group's resolution as
 //! signals. Silences (`silences.rs`) keep alerts from being acted on. The state lives in the
 //! store (`store/alerts.rs`); nothing here knows HTTP.
 
+mod decide;
 pub mod dispatch;
 pub mod intake;
 pub mod matcher;
