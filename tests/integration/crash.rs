@@ -35,7 +35,7 @@ steps:
     with: { url: "{{ inputs.url }}/hit/{{ run.id }}/first" }
   - id: pause
     needs: [first]
-    wait: 3s
+    wait: 5s
   - id: fan
     needs: [pause]
     for_each: "{{ range 4 }}"
@@ -43,7 +43,7 @@ steps:
     with: { url: "{{ inputs.url }}/hit/{{ run.id }}/fan%23{{ index }}" }
   - id: pause-again
     needs: [fan]
-    wait: 3s
+    wait: 5s
   - id: sum
     needs: [pause-again]
     uses: echo@^1
@@ -307,7 +307,7 @@ async fn runs_survive_kill_9_at_random_moments() {
             progress[round + 1]
         );
     }
-    // Each run has 9 units (first, pause, fan, 4 items, pause-again, sum); its two 3 s timers
+    // Each run has 9 units (first, pause, fan, 4 items, pause-again, sum); its two 5 s timers
     // outlast the five rounds, so every kill lands while work is in progress. The killed
     // processes must have made progress, and work must be left for the last restart.
     assert!(

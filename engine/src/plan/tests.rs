@@ -62,6 +62,9 @@ fn check(yaml: &str) -> Vec<String> {
         Some(crate::dsl::Definition::Rule(r)) => {
             crate::alerts::rules::plan_rule(&r, yaml, Some(&names), diags).map(|_| ())
         }
+        Some(crate::dsl::Definition::OnCall(f)) => crate::oncall::plan(vec![(f, diags)])
+            .map(|_| ())
+            .map_err(|mut per_file| per_file.pop().unwrap_or_default()),
         None => Err(diags.into_sorted()),
     };
     match result {
@@ -295,7 +298,7 @@ fn cases() -> Vec<Case> {
             "1:7 invalid-name: workflow name `Provision VMs` is not valid",
         ]),
         ("step without a kind", s("  - id: a\n    needs: []\n"), &[
-            "4:5 missing-kind: step does nothing: it has none of `uses`, `wait`, `approval`, `signal`, `workflow`, `incident`",
+            "4:5 missing-kind: step does nothing: it has none of `uses`, `wait`, `approval`, `signal`, `workflow`, `incident`, `silence`",
         ]),
         ("step with two kinds", s("  - id: a\n    uses: echo@^1\n    wait: 1s\n"), &[
             "6:5 conflicting-kind: step has both `uses` and `wait`",
