@@ -7,6 +7,7 @@
 //! - `api` — the REST API (axum): thin handlers over the store and the engine.
 //! - `cli` — the `csmp` command line (thin: parses arguments, calls the layers below).
 //! - `dsl` — workflow and catalog YAML as authored, decoded with positions (pure).
+//! - `oncall` — people, teams and on-call schedules: who is on call when (pure).
 //! - `plan` — validated definitions: the DAG built, templates compiled, references checked.
 //!   A `Plan` exists only if validation passed (pure).
 //! - `template` — strict, type-preserving handlebars (pure).
@@ -21,6 +22,7 @@ pub mod api;
 pub mod cli;
 pub mod diag;
 pub mod dsl;
+pub mod oncall;
 pub mod plan;
 pub mod plugin;
 pub mod runtime;

@@ -18,6 +18,7 @@ mod faults;
 mod hardening;
 mod harness;
 mod incidents;
+mod oncall;
 mod plugin_loop;
 mod plugins;
 mod process;

@@ -14,7 +14,7 @@ fn temp_file(name: &str, bytes: &[u8]) -> (tempfile::TempDir, String) {
 
 #[test]
 fn the_examples_are_valid_and_exit_zero() {
-    let out = csmp(&["validate", "workflows/", "catalog/", "rules/"]);
+    let out = csmp(&["validate", "workflows/", "catalog/", "rules/", "oncall/"]);
     assert!(out.status.success(), "{}", stdout(&out));
     assert!(stdout(&out).starts_with("ok: "), "{}", stdout(&out));
 }
@@ -131,5 +131,26 @@ fn a_broken_rule_reports_every_problem_at_its_line_and_column() {
         assert!(text.contains(what), "{what} in {text}");
     }
     assert!(text.contains("error: 9 problems in 1 of"), "{text}");
+    drop(dir);
+}
+
+#[test]
+fn a_broken_on_call_file_reports_every_problem_at_its_line_and_column() {
+    let yaml = "users:\n  - id: alice\n    contacts: [{ type: slak, secret: s }]\nschedules:\n  - id: primary\n    time_zone: Europe/Berln\n    layers:\n      - start: \"2026-03-02 9am\"\n        rotation: 7d\n        users: [alice, bbo]\n        restrictions: [{ days: [mon, thr], from: \"09:00\", to: \"5pm\" }]\n    overrides:\n      - { user: alice, from: \"2026-12-24T00:00:00Z\", to: \"2026-12-23T00:00:00Z\" }\n";
+    let (dir, path) = temp_file("oncall.yaml", yaml.as_bytes());
+    let out = csmp(&["validate", &path]);
+    assert_eq!(out.status.code(), Some(1));
+    let text = stdout(&out);
+    for (at, what) in [
+        ("3:24", "did you mean `slack`?"),
+        ("6:16", "did you mean `Europe/Berlin`?"),
+        ("8:16", "is not a local date and time"),
+        ("11:38", "did you mean `thu`?"),
+        ("11:63", "is not a time of day"),
+        ("13:11", "the override ends before it starts"),
+    ] {
+        assert!(text.contains(&format!("--> {path}:{at}")), "{at} in {text}");
+        assert!(text.contains(what), "{what} in {text}");
+    }
     drop(dir);
 }

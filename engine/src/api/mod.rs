@@ -17,6 +17,7 @@ mod grants;
 mod health;
 mod incidents;
 pub mod limits;
+mod oncall;
 mod openapi;
 mod plugins;
 mod principals;
@@ -147,6 +148,8 @@ pub struct AppState {
     pub alerts: crate::alerts::dispatch::Dispatcher,
     /// Checks SNS messages (CloudWatch alarms) and caches signing certificates.
     pub sns: Arc<crate::alerts::sns::Verifier>,
+    /// People, teams and on-call schedules.
+    oncall: Arc<RwLock<Arc<crate::oncall::OnCall>>>,
     /// Behaviour.
     pub config: ApiConfig,
 }
@@ -172,6 +175,7 @@ impl AppState {
                 shutdown.clone(),
             ),
             sns: Arc::new(crate::alerts::sns::Verifier::new(config.sns.clone())),
+            oncall: Arc::default(),
             audit: audit::AuditQueue::start(store.clone()),
             store,
             engine,
@@ -202,6 +206,16 @@ impl AppState {
     /// Puts `entries` in force (callers hold `uploads`, so changes do not interleave).
     pub(crate) fn set_catalog(&self, entries: BTreeMap<String, CatalogPlan>) {
         *self.catalog.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(entries);
+    }
+
+    /// People, teams and schedules now.
+    pub fn oncall(&self) -> Arc<crate::oncall::OnCall> {
+        Arc::clone(&self.oncall.read().unwrap_or_else(PoisonError::into_inner))
+    }
+
+    /// Puts people, teams and schedules in force.
+    pub fn set_oncall(&self, set: crate::oncall::OnCall) {
+        *self.oncall.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(set);
     }
 
     /// Now, in ms since the epoch.
@@ -325,6 +339,8 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/v1/silences", post(silences::create).get(silences::list))
         .route("/v1/silences/{id}", axum::routing::delete(silences::delete))
+        .route("/v1/oncall", get(oncall::list))
+        .route("/v1/oncall/{schedule}", get(oncall::who))
         .route("/v1/incidents", get(incidents::list))
         .route("/v1/incidents/{id}", get(incidents::get_one))
         .route("/v1/incidents/{id}/timeline", get(incidents::timeline_of))

@@ -5,7 +5,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use super::{
-    admin, alerts, approvals, catalog, control, events, grants, health, incidents, plugins,
+    admin, alerts, approvals, catalog, control, events, grants, health, incidents, oncall, plugins,
     problem, requests, rules, run_list, runs, secrets, silences, start, steps, views, workflows,
 };
 
@@ -82,7 +82,7 @@ impl Modify for RateLimited {
         plugins::list, plugins::get_one, plugins::upload, grants::get, grants::reload,
         events::receive, events::enqueue, events::list, alerts::list,
         rules::list, rules::get_one, rules::put, rules::delete, rules::test,
-        silences::create, silences::list, silences::delete,
+        silences::create, silences::list, silences::delete, oncall::list, oncall::who,
         incidents::list, incidents::get_one, incidents::timeline_of, incidents::acknowledge,
         incidents::resolve, incidents::note,
         admin::create_token, admin::list_tokens, admin::revoke_token, admin::list_tenants,
@@ -107,6 +107,7 @@ impl Modify for RateLimited {
         alerts::AlertList, alerts::AlertView, alerts::AlertLinkView,
         rules::RuleView, rules::RuleList, rules::RuleTest, rules::TestAlert, rules::RuleTestResult,
         silences::NewSilence, silences::SilenceView, silences::SilenceList,
+        oncall::PersonView, oncall::ContactView, oncall::OnCallList, oncall::OnCallNow,
         grants::GrantView, grants::PluginDetail, grants::GrantsView, grants::GrantChangeView,
         grants::GrantsReloaded, secrets::SecretBody, secrets::SecretView, secrets::SecretList,
     )),
@@ -119,6 +120,7 @@ impl Modify for RateLimited {
         (name = "plugins", description = "Step plugins"),
         (name = "events", description = "Alerts in"),
         (name = "alerts", description = "Alerts, rules and silences"),
+        (name = "oncall", description = "People, teams and on-call schedules"),
         (name = "incidents", description = "Incidents"),
         (name = "admin", description = "Tokens, tenants, plugin grants, audit log"),
         (name = "health", description = "Liveness, readiness, metrics"),

@@ -52,6 +52,9 @@ pub enum Command {
         /// Alert rules to load at start.
         #[arg(long, env = "CSMP_RULES", default_value = "rules")]
         rules: PathBuf,
+        /// People, teams and on-call schedules to load at start.
+        #[arg(long, env = "CSMP_ONCALL", default_value = "oncall")]
+        oncall: PathBuf,
         /// An SNS topic (ARN) whose CloudWatch alarms are taken, each message's signature
         /// verified; repeatable (CSMP_SNS_TOPICS: comma-separated).
         #[arg(
@@ -399,6 +402,7 @@ pub fn main() -> ExitCode {
             workflows,
             catalog,
             rules,
+            oncall,
             sns_topics,
             sns_unverified_topics,
             sns_cert_sources,
@@ -419,6 +423,7 @@ pub fn main() -> ExitCode {
                 workflows,
                 catalog,
                 rules,
+                oncall,
                 sns: crate::alerts::sns::SnsPolicy {
                     topics: sns_topics,
                     unverified: sns_unverified_topics,

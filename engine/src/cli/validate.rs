@@ -24,6 +24,8 @@ pub struct Outcome {
     pub catalog: Vec<plan::CatalogPlan>,
     /// Alert rules that validated.
     pub rules: Vec<crate::alerts::rules::RulePlan>,
+    /// People, teams and schedules, when every on-call file validated.
+    pub oncall: Option<crate::oncall::OnCall>,
 }
 
 impl Outcome {
@@ -129,7 +131,16 @@ pub fn validate_sources(
         plugins,
         workflows: Some(&names),
     };
+    // On-call files are planned together: a schedule may name people of another file.
+    let mut oncall: Vec<(usize, crate::dsl::oncall::OnCallFile, Diagnostics)> = Vec::new();
     for (i, diags, def) in decoded {
+        let def = match def {
+            Some(Definition::OnCall(file)) => {
+                oncall.push((i, file, diags));
+                continue;
+            }
+            other => other,
+        };
         let result = match &def {
             Some(Definition::Workflow(wf)) => {
                 plan::build(wf, env, diags).map(|p| outcome.plans.push(p))
@@ -148,7 +159,7 @@ pub fn validate_sources(
                 crate::alerts::rules::plan_rule(r, &source, known, diags)
                     .map(|p| outcome.rules.push(p))
             }
-            None => Err(diags.into_sorted()),
+            Some(Definition::OnCall(_)) | None => Err(diags.into_sorted()),
         };
         if let Err(diagnostics) = result {
             let (file, bytes) = &inputs[i];
@@ -162,6 +173,31 @@ pub fn validate_sources(
                     .ok()
                     .and_then(|b| String::from_utf8(b.clone()).ok()),
             );
+        }
+    }
+    if !oncall.is_empty() {
+        let (at, files): (Vec<usize>, Vec<_>) =
+            oncall.into_iter().map(|(i, f, d)| (i, (f, d))).unzip();
+        match crate::oncall::plan(files) {
+            Ok(set) => outcome.oncall = Some(set),
+            Err(per_file) => {
+                for (i, diagnostics) in at.into_iter().zip(per_file) {
+                    if diagnostics.is_empty() {
+                        continue;
+                    }
+                    let (file, bytes) = &inputs[i];
+                    outcome.reports.push(FileReport {
+                        file: file.clone(),
+                        diagnostics,
+                    });
+                    outcome.sources.push(
+                        bytes
+                            .as_ref()
+                            .ok()
+                            .and_then(|b| String::from_utf8(b.clone()).ok()),
+                    );
+                }
+            }
         }
     }
     outcome

@@ -7,6 +7,7 @@
 
 pub mod catalog;
 pub mod duration;
+pub mod oncall;
 pub mod rule;
 pub mod workflow;
 pub mod yaml;
@@ -31,10 +32,13 @@ pub enum Definition {
     Catalog(CatalogEntry),
     /// An alert rule (`match:` or `then:` at the top).
     Rule(Rule),
+    /// People, teams and schedules (`users:`, `teams:` or `schedules:` at the top).
+    OnCall(oncall::OnCallFile),
 }
 
 /// Decodes a file that may be any kind: a top-level `id:` means a catalog entry, `match:` or
-/// `then:` an alert rule; otherwise it is read as a workflow. Returns `None` when nothing usable could be decoded; `diags` then
+/// `then:` an alert rule, `users:`, `teams:` or `schedules:` people and on-call schedules;
+/// otherwise it is read as a workflow. Returns `None` when nothing usable could be decoded; `diags` then
 /// holds why.
 pub fn decode_any(bytes: &[u8], diags: &mut Diagnostics) -> Option<Definition> {
     let node = yaml::parse(bytes, diags)?;
@@ -45,6 +49,8 @@ pub fn decode_any(bytes: &[u8], diags: &mut Diagnostics) -> Option<Definition> {
         catalog::decode_node(&node, diags).map(Definition::Catalog)
     } else if rule::looks_like_rule(&node) {
         rule::decode_node(&node, diags).map(Definition::Rule)
+    } else if oncall::looks_like_oncall(&node) {
+        oncall::decode_node(&node, diags).map(Definition::OnCall)
     } else {
         workflow::decode_node(&node, diags).map(Definition::Workflow)
     }

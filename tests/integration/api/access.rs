@@ -514,6 +514,18 @@ fn every_route_refuses_roles_it_does_not_serve_and_serves_the_others() {
             &app.client_a,
             case(Method::DELETE, "/v1/silences/{id}", "/v1/silences/x".into()),
         ),
+        (
+            &app.client_a,
+            case(Method::GET, "/v1/oncall", "/v1/oncall".into()),
+        ),
+        (
+            &app.integration,
+            case(
+                Method::GET,
+                "/v1/oncall/{schedule}",
+                "/v1/oncall/platform-primary".into(),
+            ),
+        ),
     ];
     let mut covered = BTreeSet::new();
     for (token, c) in &forbidden {
@@ -607,6 +619,7 @@ fn every_route_refuses_roles_it_does_not_serve_and_serves_the_others() {
                 ("/v1/alerts", "/v1/alerts".into()),
                 ("/v1/rules", "/v1/rules".into()),
                 ("/v1/silences", "/v1/silences".into()),
+                ("/v1/oncall", "/v1/oncall".into()),
             ],
         ),
         (

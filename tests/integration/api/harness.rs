@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use csmp::api::auth::{Role, mint};
 use csmp::api::{ApiConfig, AppState};
-use csmp::cli::run::{load_catalog, load_definitions};
+use csmp::cli::run::{load_catalog, load_definitions, load_oncall};
 use csmp::runtime::{Clock, Engine, EngineConfig, TokioClock};
 use csmp::store::{Durability, Store};
 use serde_json::Value;
@@ -649,6 +649,10 @@ impl App {
                     request_gauges_every: Duration::from_millis(50),
                     ..ApiConfig::default()
                 },
+            );
+            state.set_oncall(
+                load_oncall(&crate::helpers::repo_root().join("oncall"))
+                    .expect("the example on-call files load"),
             );
             let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
                 .await
