@@ -85,3 +85,38 @@ fn csmp_run_prints_the_log_of_a_failed_step() {
         "{text}"
     );
 }
+
+/// A newcomer types a bare file name: the database lands in the working directory.
+#[test]
+fn csmp_run_takes_a_bare_database_file_name() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let workflow = crate::helpers::repo_root().join("workflows/hello.yaml");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_csmp"))
+        .args([
+            "run",
+            &workflow.display().to_string(),
+            "--input",
+            "who=ana",
+            "--database",
+            "db.sqlite",
+        ])
+        .current_dir(dir.path())
+        .output()
+        .expect("the csmp binary runs");
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}{}",
+        stdout(&out),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout(&out).contains("\"greeting\": \"hello, ana\""),
+        "{}",
+        stdout(&out)
+    );
+    assert!(
+        dir.path().join("db.sqlite").is_file(),
+        "the database is where it was named"
+    );
+}
