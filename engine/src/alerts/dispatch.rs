@@ -28,8 +28,8 @@ use crate::store::{
 const GROUP_ALERTS_IN_SCOPE: usize = 100;
 /// How long a transient failure waits before the dispatcher tries again.
 const RETRY: Duration = Duration::from_secs(2);
-/// How often due groups and undelivered signals are looked at again without a wake-up (what a
-/// transient failure left is retried then).
+/// How often groups whose run ended are closed, and due groups and undelivered signals are
+/// looked at again without a wake-up (what a transient failure left is retried then).
 const SWEEP: Duration = Duration::from_secs(5);
 
 /// The rules in force, by name. Cheap to clone; shared with the API.
@@ -280,7 +280,10 @@ impl Worker {
                     Some(JobBox(Job::Wake)) => self.work().await,
                 },
                 () = due => self.work().await,
-                _ = sweep.tick() => self.work().await,
+                _ = sweep.tick() => {
+                    self.close_ended().await;
+                    self.work().await;
+                }
             }
         }
     }
@@ -347,6 +350,26 @@ impl Worker {
                 }
             }
             Err(e) => tracing::warn!("cannot read the alert groups with signals to send: {e}"),
+        }
+    }
+
+    /// Closes the open groups whose run has ended: their cooldown starts when the run ended.
+    async fn close_ended(&self) {
+        let groups = match self.store.groups_with_ended_runs().await {
+            Ok(g) => g,
+            Err(e) => {
+                tracing::warn!("cannot read the alert groups whose run ended: {e}");
+                return;
+            }
+        };
+        for (mut g, finished) in groups {
+            let now = self.clock.now_ms();
+            g.state = "ended".into();
+            g.ended_at = Some(finished.unwrap_or(now));
+            g.updated_at = now;
+            if let Err(e) = self.store.put_group(&g, false).await {
+                tracing::warn!(group = %g.id, "cannot close an alert group whose run ended: {e}");
+            }
         }
     }
 

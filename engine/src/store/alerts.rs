@@ -481,6 +481,26 @@ impl Store {
         Ok(row.try_get("at")?)
     }
 
+    /// Open groups whose run has ended, with when it ended.
+    pub async fn groups_with_ended_runs(&self) -> Result<Vec<(GroupRow, Option<i64>)>, StoreError> {
+        let cols: String = GROUP_COLUMNS
+            .split(", ")
+            .map(|c| format!("g.{c}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let rows = sqlx::query(AssertSqlSafe(format!(
+            "SELECT {cols}, r.finished_at AS run_finished_at FROM alert_groups g \
+             JOIN runs r ON r.id = g.run_id \
+             WHERE g.state IN ('active', 'resolved') \
+             AND r.status IN ('succeeded', 'failed', 'cancelled') LIMIT 256"
+        )))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| Ok((group_row(r)?, r.try_get("run_finished_at")?)))
+            .collect()
+    }
+
     /// Groups with a signal still to reach their run.
     pub async fn groups_to_signal(&self) -> Result<Vec<GroupRow>, StoreError> {
         let rows = sqlx::query(AssertSqlSafe(format!(

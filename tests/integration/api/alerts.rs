@@ -702,3 +702,25 @@ fn an_integration_token_bound_to_a_tenant_gives_its_alerts_that_tenant() {
         .send()
         .expect(422);
 }
+
+#[test]
+fn a_group_whose_run_ended_is_closed_without_waiting_for_its_next_alert() {
+    let app = App::start();
+    let rule = "name: hello-web\nmatch: { labels: { alertname: HighCPU } }\ngroup_by: [service]\nthen:\n  - workflow: hello\n    inputs: { who: \"{{ group.labels.service }}\" }\n";
+    app.put("/v1/rules/hello-web")
+        .auth(&app.operator)
+        .body("application/yaml", rule)
+        .send()
+        .expect(201);
+    let first = send(
+        &app,
+        &[alert("web-1", "web", "firing", "2026-12-01T10:00:00Z")],
+    );
+    let group = s(&first["decisions"][0]["rules"][0], "group_id");
+    app.wait_for(
+        &app.operator,
+        &format!("/v1/alerts?group={group}"),
+        "the group to close after its run ended",
+        |b| b["items"][0]["links"][0]["group_state"] == "ended",
+    );
+}
