@@ -6,7 +6,6 @@ use std::time::Duration;
 
 use marked_yaml::types::Node;
 
-use super::is_valid_name;
 use super::workflow::{ROLES, WorkflowRef};
 use super::yaml::{self, Fields, Spanned, Value, span_of};
 use crate::diag::{Diagnostic, Diagnostics, nearest};
@@ -57,21 +56,9 @@ pub fn decode_catalog_entry(bytes: &[u8], diags: &mut Diagnostics) -> Option<Cat
 pub(super) fn decode_node(node: &Node, diags: &mut Diagnostics) -> Option<CatalogEntry> {
     let f = Fields::read(node, "catalog entry", KEYS, diags)?;
     let id = match f.get("id") {
-        Some(n) => yaml::string(n, "`id`", diags).and_then(|s| {
-            if is_valid_name(&s.value) {
-                Some(s)
-            } else {
-                diags.push(
-                    Diagnostic::new(
-                        "invalid-name",
-                        s.span,
-                        format!("catalog id `{}` is not valid", s.value),
-                    )
-                    .help("use lowercase letters, digits and `-` ([a-z0-9-]+)"),
-                );
-                None
-            }
-        }),
+        Some(n) => {
+            yaml::string(n, "`id`", diags).and_then(|s| super::valid_name(s, "catalog id", diags))
+        }
         None => {
             f.missing("id", "catalog entry", "add `id: my-service`", diags);
             None

@@ -66,3 +66,24 @@ pub fn is_valid_name(name: &str) -> bool {
             .bytes()
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
 }
+
+/// `s` if it is a valid name ([`is_valid_name`]); otherwise reports it as "{what} `…` is not
+/// valid" (`what`: "rule name", "catalog id", …) and gives `None`.
+pub(crate) fn valid_name(
+    s: Spanned<String>,
+    what: &str,
+    diags: &mut Diagnostics,
+) -> Option<Spanned<String>> {
+    if is_valid_name(&s.value) {
+        return Some(s);
+    }
+    diags.push(
+        crate::diag::Diagnostic::new(
+            "invalid-name",
+            s.span,
+            format!("{what} `{}` is not valid", s.value),
+        )
+        .help("use lowercase letters, digits and `-` ([a-z0-9-]+)"),
+    );
+    None
+}

@@ -7,7 +7,6 @@ use chrono::{NaiveDateTime, NaiveTime, Weekday};
 use marked_yaml::types::Node;
 
 use super::duration::parse_duration;
-use super::is_valid_name;
 use super::yaml::{self, Fields, Spanned, span_of};
 use crate::diag::{Diagnostic, Diagnostics, nearest};
 
@@ -113,19 +112,7 @@ pub(super) fn looks_like_oncall(node: &Node) -> bool {
 
 fn name(node: &Node, what: &str, diags: &mut Diagnostics) -> Option<Spanned<String>> {
     let s = yaml::string(node, what, diags)?;
-    if is_valid_name(&s.value) {
-        Some(s)
-    } else {
-        diags.push(
-            Diagnostic::new(
-                "invalid-name",
-                s.span,
-                format!("{what} `{}` is not valid", s.value),
-            )
-            .help("use lowercase letters, digits and `-` ([a-z0-9-]+)"),
-        );
-        None
-    }
+    super::valid_name(s, what, diags)
 }
 
 fn list<'a>(node: Option<&'a Node>, what: &str, diags: &mut Diagnostics) -> Vec<&'a Node> {

@@ -8,7 +8,6 @@ use std::time::Duration;
 use marked_yaml::types::Node;
 
 use super::duration::parse_duration;
-use super::is_valid_name;
 use super::workflow::{SEVERITIES, WorkflowRef};
 use super::yaml::{self, Fields, Spanned, Value, span_of};
 use crate::diag::{Diagnostic, Diagnostics, Span};
@@ -131,21 +130,9 @@ fn one_or_many(node: &Node, what: &str, diags: &mut Diagnostics) -> Vec<Spanned<
 pub(super) fn decode_node(node: &Node, diags: &mut Diagnostics) -> Option<Rule> {
     let f = Fields::read(node, "rule", KEYS, diags)?;
     let name = match f.get("name") {
-        Some(n) => yaml::string(n, "`name`", diags).and_then(|s| {
-            if is_valid_name(&s.value) {
-                Some(s)
-            } else {
-                diags.push(
-                    Diagnostic::new(
-                        "invalid-name",
-                        s.span,
-                        format!("rule name `{}` is not valid", s.value),
-                    )
-                    .help("use lowercase letters, digits and `-` ([a-z0-9-]+)"),
-                );
-                None
-            }
-        }),
+        Some(n) => {
+            yaml::string(n, "`name`", diags).and_then(|s| super::valid_name(s, "rule name", diags))
+        }
         None => {
             f.missing("name", "rule", "add `name: my-rule`", diags);
             None

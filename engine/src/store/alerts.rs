@@ -740,39 +740,26 @@ impl Store {
         row: &RuleRow,
         audit: Option<&super::AuditFor<'_, ()>>,
     ) -> Result<(), StoreError> {
-        self.audited(audit, async |conn| {
-            sqlx::query(
-                "INSERT INTO alert_rules (name, source, updated_at, updated_by) VALUES (?, ?, ?, ?) \
-                 ON CONFLICT (name) DO UPDATE SET source = excluded.source, \
-                 updated_at = excluded.updated_at, updated_by = excluded.updated_by",
-            )
-            .bind(&row.name)
-            .bind(&row.source)
-            .bind(row.updated_at)
-            .bind(&row.updated_by)
-            .execute(&mut *conn)
-            .await?;
-            Ok(())
-        })
-        .await
+        let fields = (
+            row.name.as_str(),
+            row.source.as_deref(),
+            row.updated_at,
+            row.updated_by.as_str(),
+        );
+        self.put_overlay("alert_rules", "name", fields, audit).await
     }
 
     /// Every stored rule and deletion, by name.
     pub async fn rule_rows(&self) -> Result<Vec<RuleRow>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT name, source, updated_at, updated_by FROM alert_rules ORDER BY name",
-        )
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(RuleRow {
-                    name: r.try_get("name")?,
-                    source: r.try_get("source")?,
-                    updated_at: r.try_get("updated_at")?,
-                    updated_by: r.try_get("updated_by")?,
-                })
+        let rows = self.overlay_rows("alert_rules", "name").await?;
+        Ok(rows
+            .into_iter()
+            .map(|(name, source, updated_at, updated_by)| RuleRow {
+                name,
+                source,
+                updated_at,
+                updated_by,
             })
-            .collect()
+            .collect())
     }
 }
