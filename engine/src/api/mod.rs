@@ -391,8 +391,8 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
-async fn not_found(req: Request) -> Problem {
-    Problem::new(
+async fn not_found(req: Request) -> Response {
+    let problem = Problem::new(
         StatusCode::NOT_FOUND,
         "no-such-route",
         format!(
@@ -400,11 +400,12 @@ async fn not_found(req: Request) -> Problem {
             req.method(),
             req.uri().path()
         ),
-    )
+    );
+    auth::refused(req, problem.into_response()).await
 }
 
-async fn method_not_allowed(req: Request) -> Problem {
-    Problem::new(
+async fn method_not_allowed(req: Request) -> Response {
+    let problem = Problem::new(
         StatusCode::METHOD_NOT_ALLOWED,
         "method-not-allowed",
         format!(
@@ -412,7 +413,8 @@ async fn method_not_allowed(req: Request) -> Problem {
             req.method(),
             req.uri().path()
         ),
-    )
+    );
+    auth::refused(req, problem.into_response()).await
 }
 
 /// Answers 503 when a call takes longer than the configured limit.

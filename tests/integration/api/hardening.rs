@@ -468,3 +468,36 @@ fn the_openapi_document_describes_every_route() {
     let again = app.get("/openapi.json").send().expect(200);
     assert_eq!(again, doc);
 }
+
+/// A call refused before its body was read (a bad token here) still leaves its connection fit
+/// for the next call: the body that arrives after the refusal is read off, not left to make the
+/// server drop the connection under the client's next request.
+#[test]
+fn a_refused_calls_connection_serves_the_next_call() {
+    let app = App::start();
+    let addr = app.base.trim_start_matches("http://").to_string();
+    let mut stream = TcpStream::connect(&addr).expect("connect");
+    stream.set_read_timeout(Some(GUARD)).expect("read timeout");
+    let body = r#"{"catalog_id":"hello"}"#;
+    let head = format!(
+        "POST /v1/requests HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer not-a-token\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    stream.write_all(head.as_bytes()).expect("send the head");
+    // Let the server see the head alone, as when a client writes head and body apart.
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    stream.write_all(body.as_bytes()).expect("send the body");
+    let next = format!("GET /healthz HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    stream
+        .write_all(next.as_bytes())
+        .expect("send the next call");
+    let mut answer = String::new();
+    stream
+        .read_to_string(&mut answer)
+        .expect("read both answers");
+    let statuses: Vec<&str> = answer
+        .match_indices("HTTP/1.1 ")
+        .map(|(i, _)| &answer[i + 9..i + 12])
+        .collect();
+    assert_eq!(statuses, vec!["401", "200"], "both answered: {answer}");
+}
