@@ -308,7 +308,9 @@ pub async fn guard(
     });
     let response = match principal {
         Ok(p) => match state.rate_limit.as_ref().map(|l| l.check(&p.token_id)) {
-            Some(Err(wait)) => refused(req, rate_limited(wait, state.rate_limit.as_deref())).await,
+            Some(Err(wait)) => {
+                super::refused(req, rate_limited(wait, state.rate_limit.as_deref())).await
+            }
             _ => {
                 req.extensions_mut().insert(p);
                 if let Some(a) = &audit {
@@ -317,35 +319,10 @@ pub async fn guard(
                 next.run(req).await
             }
         },
-        Err((problem, _)) => refused(req, problem.into_response()).await,
+        Err((problem, _)) => super::refused(req, problem.into_response()).await,
     };
     if let Some(entry) = audit.and_then(|a| a.unwritten(response.status())) {
         state.audit.push(entry);
-    }
-    response
-}
-
-/// A refusal answered before the handler read the body. The connection stays usable only if
-/// the body is read off it first: left unread, the server closes the connection under the
-/// client's next request on it. A small body sent at once is read and dropped; a larger or
-/// slower one is left, and the answer says `Connection: close`.
-pub(super) async fn refused(req: Request, mut response: Response) -> Response {
-    const DRAIN_LIMIT: usize = 64 * 1024;
-    const DRAIN_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
-    let has_body = req
-        .headers()
-        .get(header::CONTENT_LENGTH)
-        .is_some_and(|v| v.as_bytes() != b"0")
-        || req.headers().contains_key(header::TRANSFER_ENCODING);
-    let drained = || async {
-        let read = axum::body::to_bytes(req.into_body(), DRAIN_LIMIT);
-        matches!(tokio::time::timeout(DRAIN_WAIT, read).await, Ok(Ok(_)))
-    };
-    if has_body && !drained().await {
-        response.headers_mut().insert(
-            header::CONNECTION,
-            axum::http::HeaderValue::from_static("close"),
-        );
     }
     response
 }

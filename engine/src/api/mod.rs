@@ -391,6 +391,32 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
+/// A refusal answered before the handler read the body. The connection stays usable only if
+/// the body is read off it first: left unread, the server closes the connection under the
+/// client's next request on it. A small body sent at once is read and dropped; a larger or
+/// slower one is left, and the answer says `Connection: close`.
+pub(super) async fn refused(req: Request, mut response: Response) -> Response {
+    const DRAIN_LIMIT: usize = 64 * 1024;
+    const DRAIN_WAIT: Duration = Duration::from_secs(2);
+    let has_body = req
+        .headers()
+        .get(axum::http::header::CONTENT_LENGTH)
+        .is_some_and(|v| v.as_bytes() != b"0")
+        || req
+            .headers()
+            .contains_key(axum::http::header::TRANSFER_ENCODING);
+    if has_body {
+        let read = axum::body::to_bytes(req.into_body(), DRAIN_LIMIT);
+        if !matches!(tokio::time::timeout(DRAIN_WAIT, read).await, Ok(Ok(_))) {
+            response.headers_mut().insert(
+                axum::http::header::CONNECTION,
+                axum::http::HeaderValue::from_static("close"),
+            );
+        }
+    }
+    response
+}
+
 async fn not_found(req: Request) -> Response {
     let problem = Problem::new(
         StatusCode::NOT_FOUND,
@@ -401,7 +427,7 @@ async fn not_found(req: Request) -> Response {
             req.uri().path()
         ),
     );
-    auth::refused(req, problem.into_response()).await
+    refused(req, problem.into_response()).await
 }
 
 async fn method_not_allowed(req: Request) -> Response {
@@ -414,7 +440,7 @@ async fn method_not_allowed(req: Request) -> Response {
             req.uri().path()
         ),
     );
-    auth::refused(req, problem.into_response()).await
+    refused(req, problem.into_response()).await
 }
 
 /// Answers 503 when a call takes longer than the configured limit.
