@@ -7,6 +7,7 @@ mod aws;
 mod bench_cli;
 mod crash;
 mod cron;
+mod escalation;
 mod examples;
 mod examples_run;
 mod helpers;

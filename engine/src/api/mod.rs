@@ -149,7 +149,6 @@ pub struct AppState {
     /// Checks SNS messages (CloudWatch alarms) and caches signing certificates.
     pub sns: Arc<crate::alerts::sns::Verifier>,
     /// People, teams and on-call schedules.
-    oncall: Arc<RwLock<Arc<crate::oncall::OnCall>>>,
     /// Behaviour.
     pub config: ApiConfig,
 }
@@ -175,7 +174,6 @@ impl AppState {
                 shutdown.clone(),
             ),
             sns: Arc::new(crate::alerts::sns::Verifier::new(config.sns.clone())),
-            oncall: Arc::default(),
             audit: audit::AuditQueue::start(store.clone()),
             store,
             engine,
@@ -210,12 +208,12 @@ impl AppState {
 
     /// People, teams and schedules now.
     pub fn oncall(&self) -> Arc<crate::oncall::OnCall> {
-        Arc::clone(&self.oncall.read().unwrap_or_else(PoisonError::into_inner))
+        self.engine.oncall()
     }
 
     /// Puts people, teams and schedules in force.
     pub fn set_oncall(&self, set: crate::oncall::OnCall) {
-        *self.oncall.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(set);
+        self.engine.set_oncall(set);
     }
 
     /// Now, in ms since the epoch.

@@ -73,6 +73,7 @@ fn uses(
             plugins.insert((plugin.clone(), version.clone()));
         }
         PlanKind::Workflow { name, .. } => todo.push(name.clone()),
+        PlanKind::Escalate(e) => todo.push(e.page.clone()),
         _ => {}
     }
     if let Some(c) = &step.compensate {

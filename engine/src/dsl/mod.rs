@@ -7,6 +7,7 @@
 
 pub mod catalog;
 pub mod duration;
+pub mod escalation;
 pub mod oncall;
 pub mod rule;
 pub mod workflow;

@@ -19,6 +19,8 @@ pub struct OnCallFile {
     pub teams: Vec<Team>,
     /// Schedules.
     pub schedules: Vec<ScheduleDef>,
+    /// Escalation policies.
+    pub policies: Vec<super::escalation::PolicyDef>,
 }
 
 /// A person who can be paged.
@@ -41,6 +43,10 @@ pub struct Contact {
     /// The secret's name.
     pub secret: Spanned<String>,
 }
+
+/// What every contact's secret is named with: pages go through the `notify` plugin, whose
+/// `channel` names the secret `notify_<channel>`.
+pub const PAGE_SECRET_PREFIX: &str = "notify_";
 
 /// The kinds of contact.
 pub const CONTACT_KINDS: &[&str] = &["slack", "pagerduty", "webhook"];
@@ -93,7 +99,7 @@ pub struct OverrideDef {
     pub to: chrono::DateTime<chrono::Utc>,
 }
 
-const KEYS: &[&str] = &["users", "teams", "schedules"];
+const KEYS: &[&str] = &["users", "teams", "schedules", "escalation_policies"];
 const USER_KEYS: &[&str] = &["id", "name", "contacts"];
 const CONTACT_KEYS: &[&str] = &["type", "secret"];
 const TEAM_KEYS: &[&str] = &["id", "members"];
@@ -103,7 +109,8 @@ const RESTRICTION_KEYS: &[&str] = &["days", "from", "to"];
 const OVERRIDE_KEYS: &[&str] = &["user", "from", "to"];
 const DAYS: &[&str] = &["mon", "tue", "wed", "thu", "fri", "sat", "sun"];
 
-/// Whether a parsed file is an on-call file (it has `users:`, `teams:` or `schedules:`).
+/// Whether a parsed file is an on-call file (it has `users:`, `teams:`, `schedules:` or
+/// `escalation_policies:`).
 pub(super) fn looks_like_oncall(node: &Node) -> bool {
     node.as_mapping().is_some_and(|m| {
         m.get_node("steps").is_none() && KEYS.iter().any(|k| m.get_node(k).is_some())
@@ -194,7 +201,28 @@ pub(super) fn decode_node(node: &Node, diags: &mut Diagnostics) -> Option<OnCall
                 }
             };
             let secret = match cf.get("secret") {
-                Some(n) => yaml::string(n, "`secret`", diags),
+                Some(n) => yaml::string(n, "`secret`", diags).and_then(|s| {
+                    match s.value.strip_prefix(PAGE_SECRET_PREFIX) {
+                        Some(rest) if !rest.is_empty() => Some(s),
+                        _ => {
+                            diags.push(
+                                Diagnostic::new(
+                                    "invalid-value",
+                                    s.span,
+                                    format!(
+                                        "contact secret `{}` does not start with `{PAGE_SECRET_PREFIX}`",
+                                        s.value
+                                    ),
+                                )
+                                .help(format!(
+                                    "pages go through the `notify` plugin, which reads only secrets named `{PAGE_SECRET_PREFIX}…`: rename it, e.g. `{PAGE_SECRET_PREFIX}{}`",
+                                    s.value.trim_start_matches('_')
+                                )),
+                            );
+                            None
+                        }
+                    }
+                }),
                 None => {
                     cf.missing(
                         "secret",
@@ -230,6 +258,9 @@ pub(super) fn decode_node(node: &Node, diags: &mut Diagnostics) -> Option<OnCall
         if let Some(def) = schedule(s, diags) {
             out.schedules.push(def);
         }
+    }
+    if let Some(n) = f.get("escalation_policies") {
+        out.policies = super::escalation::policies(n, diags);
     }
     Some(out)
 }

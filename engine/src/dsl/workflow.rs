@@ -174,6 +174,8 @@ pub enum StepKind {
     /// Open a silence for what the run is about to touch: alerts its matchers select are
     /// kept and counted, never acted on, for the time given.
     Silence(SilenceSpec),
+    /// Page an incident's responders through an escalation policy until one acknowledges.
+    Escalate(super::escalation::EscalateSpec),
     /// The step's action could not be read (already reported); kept so that the rest of the
     /// file — duplicate ids, `needs` naming this step — is still checked.
     Invalid,
@@ -310,7 +312,7 @@ const RETRY_KEYS: &[&str] = &["max_attempts", "backoff", "initial_delay", "max_d
 const TRIGGER_KEYS: &[&str] = &["cron", "timezone", "overlap", "inputs"];
 /// The keys that choose a step's kind; exactly one must be present.
 pub const KIND_KEYS: &[&str] = &[
-    "uses", "wait", "approval", "signal", "workflow", "incident", "silence",
+    "uses", "wait", "approval", "signal", "workflow", "incident", "silence", "escalate",
 ];
 const STEP_KEYS: &[&str] = &[
     "id",
@@ -323,6 +325,7 @@ const STEP_KEYS: &[&str] = &[
     "workflow",
     "incident",
     "silence",
+    "escalate",
     "needs",
     "when",
     "for_each",
@@ -518,7 +521,11 @@ fn step_list(node: &Node, what: &str, diags: &mut Diagnostics) -> Vec<Step> {
         .collect()
 }
 
-fn duration(node: &Node, what: &str, diags: &mut Diagnostics) -> Option<Spanned<Duration>> {
+pub(super) fn duration(
+    node: &Node,
+    what: &str,
+    diags: &mut Diagnostics,
+) -> Option<Spanned<Duration>> {
     let s = yaml::string(node, what, diags)?;
     match parse_duration(&s.value) {
         Ok(d) if d.is_zero() => {
@@ -748,7 +755,7 @@ fn step(node: &Node, diags: &mut Diagnostics) -> Option<Step> {
     let kind = match present.as_slice() {
         [] => {
             diags.push(
-                Diagnostic::new("missing-kind", f.span(), "step does nothing: it has none of `uses`, `wait`, `approval`, `signal`, `workflow`, `incident`, `silence`")
+                Diagnostic::new("missing-kind", f.span(), "step does nothing: it has none of `uses`, `wait`, `approval`, `signal`, `workflow`, `incident`, `silence`, `escalate`")
                     .help("add exactly one of them, e.g. `uses: echo@^1`"),
             );
             None
@@ -1001,6 +1008,7 @@ fn step_kind(kind: &str, f: &Fields<'_>, diags: &mut Diagnostics) -> Option<Step
         }
         "incident" => incident(node, diags).map(StepKind::Incident),
         "silence" => silence(node, diags).map(StepKind::Silence),
+        "escalate" => super::escalation::step(node, diags).map(StepKind::Escalate),
         _ => None,
     }
 }

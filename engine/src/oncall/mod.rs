@@ -1,15 +1,17 @@
 //! People, teams and on-call schedules (`oncall/*.yaml`): planned as one set, so a schedule in
 //! one file may name people of another; [`OnCall::on_call`] says who is on call at an instant.
 //!
-//! Pure: files in, a checked set or every problem out. Escalation policies, which page the
-//! people these name, build on it.
+//! Pure: files in, a checked set or every problem out. Escalation policies (`policy`) page
+//! the people these name.
 
+pub mod policy;
 pub mod schedule;
 
 use std::collections::BTreeMap;
 
 use crate::diag::{Diagnostic, Diagnostics, nearest};
 use crate::dsl::oncall::{Contact, OnCallFile};
+pub use policy::{Level, Policy, Position};
 pub use schedule::{Layer, OnCall as OnDuty, Override, Restriction, Schedule};
 
 /// A person.
@@ -32,6 +34,8 @@ pub struct OnCall {
     pub teams: BTreeMap<String, Vec<String>>,
     /// Schedules by id.
     pub schedules: BTreeMap<String, Schedule>,
+    /// Escalation policies by id.
+    pub policies: BTreeMap<String, Policy>,
 }
 
 impl OnCall {
@@ -151,9 +155,92 @@ pub fn plan(files: Vec<(OnCallFile, Diagnostics)>) -> Result<OnCall, Vec<Vec<Dia
             }
         }
     }
+    // Policies last: their levels may name any person, schedule or team of any file.
+    let mut services: BTreeMap<String, String> = BTreeMap::new();
+    for (file, diags) in files.iter().zip(all.iter_mut()) {
+        for p in &file.policies {
+            if let Some(policy) = plan_policy(p, &set, &mut services, diags)
+                && set.policies.insert(p.id.value.clone(), policy).is_some()
+            {
+                diags.push(Diagnostic::new(
+                    "duplicate-id",
+                    p.id.span,
+                    format!("escalation policy `{}` is defined twice", p.id.value),
+                ));
+            }
+        }
+    }
     if all.iter().all(Diagnostics::is_empty) {
         Ok(set)
     } else {
         Err(all.into_iter().map(Diagnostics::into_sorted).collect())
     }
+}
+
+/// Checks one policy against the people, schedules and teams of the set; `services` holds
+/// which policy already covers each service.
+fn plan_policy(
+    p: &crate::dsl::escalation::PolicyDef,
+    set: &OnCall,
+    services: &mut BTreeMap<String, String>,
+    diags: &mut Diagnostics,
+) -> Option<Policy> {
+    use crate::dsl::escalation::TargetKind;
+    let mut ok = true;
+    for s in &p.services {
+        if let Some(other) = services.insert(s.value.clone(), p.id.value.clone()) {
+            diags.push(
+                Diagnostic::new(
+                    "duplicate-service",
+                    s.span,
+                    format!("service `{}` already follows policy `{other}`", s.value),
+                )
+                .help("a service follows one escalation policy: remove it from one of them"),
+            );
+            ok = false;
+        }
+    }
+    let mut levels = Vec::new();
+    for l in &p.levels {
+        let mut targets = Vec::new();
+        for t in &l.targets {
+            let known: Vec<&str> = match t.kind {
+                TargetKind::User => set.people.keys().map(String::as_str).collect(),
+                TargetKind::Schedule => set.schedules.keys().map(String::as_str).collect(),
+                TargetKind::Team => set.teams.keys().map(String::as_str).collect(),
+            };
+            if known.contains(&t.id.value.as_str()) {
+                targets.push((t.kind, t.id.value.clone()));
+                continue;
+            }
+            let what = t.kind.as_str();
+            let code = match t.kind {
+                TargetKind::User => "unknown-user",
+                TargetKind::Schedule => "unknown-schedule",
+                TargetKind::Team => "unknown-team",
+            };
+            let mut d = Diagnostic::new(
+                code,
+                t.id.span,
+                format!("{what} `{}` is not defined", t.id.value),
+            );
+            d = match nearest(&t.id.value, known.iter().copied()) {
+                Some(n) => d.help(format!("did you mean `{n}`?")),
+                None => d.help(format!("define it under `{what}s:` in a file of oncall/")),
+            };
+            diags.push(d);
+            ok = false;
+        }
+        levels.push(Level {
+            delay: l.delay,
+            targets,
+            round_robin: l.round_robin,
+        });
+    }
+    (ok && !levels.is_empty()).then(|| Policy {
+        id: p.id.value.clone(),
+        services: p.services.iter().map(|s| s.value.clone()).collect(),
+        repeat: p.repeat,
+        levels,
+    })
 }

@@ -228,7 +228,23 @@ pub enum PlanKind {
     Incident(Box<IncidentPlan>),
     /// A silence opened for a while.
     Silence(Box<SilencePlan>),
+    /// Page an incident's responders through an escalation policy.
+    Escalate(Box<EscalatePlan>),
 }
+
+/// An `escalate:` step with its template compiled.
+#[derive(Debug, Clone)]
+pub struct EscalatePlan {
+    /// Which incident.
+    pub incident: Template,
+    /// The policy; the one covering the incident's service when `None`.
+    pub policy: Option<String>,
+    /// The workflow each page runs.
+    pub page: String,
+}
+
+/// The workflow an `escalate:` step pages through when it names none.
+pub const PAGE_WORKFLOW: &str = "page";
 
 /// A `silence:` step with its templates compiled.
 #[derive(Debug, Clone)]
@@ -731,6 +747,35 @@ fn plan_kind(
                 matchers,
                 duration,
                 comment,
+            })))
+        }
+        StepKind::Escalate(spec) => {
+            let incident = template(&spec.incident, diags)?;
+            let page = spec
+                .page
+                .as_ref()
+                .map_or(PAGE_WORKFLOW, |p| p.value.as_str());
+            if let Some(known) = env.workflows
+                && !known.contains_key(page)
+            {
+                let span = spec.page.as_ref().map_or(spec.span, |p| p.span);
+                let mut d = Diagnostic::new(
+                    "unknown-workflow",
+                    span,
+                    format!("workflow `{page}`, which pages each responder, does not exist"),
+                );
+                d = match nearest(page, known.keys().map(String::as_str)) {
+                    Some(n) => d.help(format!("did you mean `{n}`?")),
+                    None => d.help(
+                        "add `workflows/page.yaml` (it ships with csmp) or name your own with `page:`",
+                    ),
+                };
+                diags.push(d);
+            }
+            Some(PlanKind::Escalate(Box::new(EscalatePlan {
+                incident,
+                policy: spec.policy.as_ref().map(|p| p.value.clone()),
+                page: page.to_string(),
             })))
         }
         StepKind::Incident(spec) => {

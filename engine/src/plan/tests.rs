@@ -298,7 +298,7 @@ fn cases() -> Vec<Case> {
             "1:7 invalid-name: workflow name `Provision VMs` is not valid",
         ]),
         ("step without a kind", s("  - id: a\n    needs: []\n"), &[
-            "4:5 missing-kind: step does nothing: it has none of `uses`, `wait`, `approval`, `signal`, `workflow`, `incident`, `silence`",
+            "4:5 missing-kind: step does nothing: it has none of `uses`, `wait`, `approval`, `signal`, `workflow`, `incident`, `silence`, `escalate`",
         ]),
         ("step with two kinds", s("  - id: a\n    uses: echo@^1\n    wait: 1s\n"), &[
             "6:5 conflicting-kind: step has both `uses` and `wait`",
@@ -448,6 +448,30 @@ fn cases() -> Vec<Case> {
         ]),
         ("a secret in an approval message", s("  - id: a\n    approval: { roles: [operator], message: \"{{ secrets.token }}\" }\n"), &[
             "5:45 secret-out-of-place: `secrets.token` may only be read in `with:` of a `uses:` step or of its `compensate:`; anywhere else its value would be stored",
+        ]),
+        ("escalate without an incident", s("  - id: a\n    escalate: { policy: shop, page: demo }\n"), &[
+            "5:17 missing-key: `escalate` is missing `incident`",
+        ]),
+        ("escalate paging through a workflow that does not exist", s("  - id: a\n    escalate: { incident: inc-1, page: pager }\n"), &[
+            "5:40 unknown-workflow: workflow `pager`, which pages each responder, does not exist",
+        ]),
+        ("escalate naming a policy in capitals", s("  - id: a\n    escalate: { incident: inc-1, policy: Shop, page: demo }\n"), &[
+            "5:42 invalid-name: `Shop` is not a valid name ([a-z0-9-]+)",
+        ]),
+        ("on-call: a contact secret notify cannot read", "users:\n  - { id: ann, contacts: [{ type: slack, secret: slack_ann }] }\n".into(), &[
+            "2:50 invalid-value: contact secret `slack_ann` does not start with `notify_`",
+        ]),
+        ("on-call: a policy naming an unknown schedule", "escalation_policies:\n  - id: p\n    levels: [{ delay: 5m, targets: [{ schedule: primary }] }]\n".into(), &[
+            "3:49 unknown-schedule: schedule `primary` is not defined",
+        ]),
+        ("on-call: a target naming two kinds", "users:\n  - { id: ann }\nescalation_policies:\n  - id: p\n    levels: [{ delay: 5m, targets: [{ user: ann, team: ops }] }]\n".into(), &[
+            "5:39 invalid-target: an escalation target names exactly one of `user`, `schedule` or `team`",
+        ]),
+        ("on-call: two policies for one service", "users:\n  - { id: ann }\nescalation_policies:\n  - { id: p, services: [shop], levels: [{ delay: 5m, targets: [{ user: ann }] }] }\n  - { id: q, services: [shop], levels: [{ delay: 5m, targets: [{ user: ann }] }] }\n".into(), &[
+            "5:25 duplicate-service: service `shop` already follows policy `p`",
+        ]),
+        ("on-call: a level without a delay", "users:\n  - { id: ann }\nescalation_policies:\n  - { id: p, levels: [{ targets: [{ user: ann }] }] }\n".into(), &[
+            "4:25 missing-key: escalation level is missing `delay`",
         ]),
         ("catalog: invalid SLA", "id: vms\ntitle: VMs\nworkflow: provision-vms\nsla: { fulfil_within: fast }\n".into(), &[
             "4:23 invalid-duration: `sla.fulfil_within`: `fast` is not a duration",

@@ -300,7 +300,12 @@ pub struct Engine {
     metrics: Arc<Metrics>,
     /// Cancelled at shutdown (see `executor/commit.rs`).
     stopping: tokio_util::sync::CancellationToken,
+    /// People, schedules and escalation policies in force, read by `escalate:` units.
+    oncall: OnCallSet,
 }
+
+/// The on-call set in force, shared by the API and the executor.
+pub(crate) type OnCallSet = Arc<std::sync::RwLock<Arc<crate::oncall::OnCall>>>;
 
 impl Engine {
     /// Starts the executor: recovers every unfinished run, then serves commands.
@@ -317,6 +322,7 @@ impl Engine {
         let metrics = Arc::new(Metrics::default());
         let followers = Arc::new(events::Followers::default());
         let stopping = tokio_util::sync::CancellationToken::new();
+        let oncall = OnCallSet::default();
         let exec = executor::Executor::recover(
             store.clone(),
             host,
@@ -329,6 +335,7 @@ impl Engine {
                 metrics: Arc::clone(&metrics),
                 followers: Arc::clone(&followers),
                 stopping: stopping.clone(),
+                oncall: Arc::clone(&oncall),
             },
         )
         .await?;
@@ -341,7 +348,27 @@ impl Engine {
             metrics,
             followers,
             stopping,
+            oncall,
         })
+    }
+
+    /// People, teams, schedules and escalation policies in force.
+    pub fn oncall(&self) -> Arc<crate::oncall::OnCall> {
+        Arc::clone(
+            &self
+                .oncall
+                .read()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        )
+    }
+
+    /// Puts people, teams, schedules and escalation policies in force: escalations under way
+    /// page from the next level on with the new set.
+    pub fn set_oncall(&self, set: crate::oncall::OnCall) {
+        *self
+            .oncall
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(set);
     }
 
     /// Sends a command that changes something and waits for its commit; refused at once

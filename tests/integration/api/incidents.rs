@@ -15,8 +15,8 @@ fn the_incident(app: &App, token: &Token) -> Value {
 }
 
 /// `incident-report` runs `workflows/escalate-incident.yaml`: its first step opens the
-/// incident. Its notification steps need webhook secrets this server does not have, so the
-/// run fails at `level-1` after its retries; the incident it opened stays open for people.
+/// incident, its second pages through the example policy of `oncall/`, which covers every
+/// service. The pages are the provider's runs, not the client's.
 #[test]
 fn reporting_an_incident_opens_one_for_the_clients_tenant() {
     let app = App::start();
@@ -42,17 +42,32 @@ fn reporting_an_incident_opens_one_for_the_clients_tenant() {
         .expect(200);
     assert_eq!(listed["items"], json!([]), "tenant B sees none of it");
 
-    let failed = app.wait_run(&app.operator, &run, "failed");
-    let level1 = super::harness::step(&failed, "level-1").expect("level-1");
-    assert_eq!(level1["status"], "failed", "{failed}");
-    let r = app.wait_request(&app.client_a, &s(&created, "id"), "failed");
-    assert_eq!(r["run_id"], run.as_str());
-    let still = app
+    app.wait_step(&app.operator, &run, "page", "waiting");
+    let paged = app
         .get(&format!("/v1/incidents/{}", s(&incident, "id")))
         .auth(&app.operator)
         .send()
         .expect(200);
-    assert_eq!(still["status"], "open");
+    assert_eq!(paged["status"], "open");
+    let entry = &paged["timeline"][1];
+    assert_eq!(entry["by"], "escalation platform", "{paged}");
+    let note = entry["note"].as_str().unwrap_or_default();
+    assert!(note.starts_with("paged "), "{paged}");
+    let page_run = note
+        .rsplit("(run ")
+        .next()
+        .and_then(|r| r.strip_suffix(')'))
+        .unwrap_or_else(|| panic!("the page's run in {note}"));
+    let page = app
+        .get(&format!("/v1/runs/{page_run}"))
+        .auth(&app.operator)
+        .send()
+        .expect(200);
+    assert_eq!(page["workflow"], "page");
+    app.get(&format!("/v1/runs/{page_run}"))
+        .auth(&app.client_a)
+        .send()
+        .expect(404);
 }
 
 #[test]

@@ -339,6 +339,7 @@ impl Executor {
             row: row.clone(),
             by_run: None,
         });
+        self.incident_changed(&row, by);
         if action == IncidentSteer::Acknowledge
             && let Some(run_id) = row.run_id.clone()
             && self

@@ -9,6 +9,7 @@
 mod commands;
 mod commit;
 mod cron;
+mod escalate;
 mod failure;
 mod fanout;
 mod retry;
@@ -126,6 +127,8 @@ pub(super) struct Executor {
     request_writes: Vec<Write>,
     /// Incidents not yet resolved, so `update`/`resolve` steps find them without a read.
     open_incidents: HashMap<String, IncidentRow>,
+    /// People, schedules and escalation policies, for `escalate:` units.
+    oncall: super::OnCallSet,
 }
 
 /// What the executor shares with its [`Engine`](super::Engine) handles.
@@ -140,6 +143,8 @@ pub(super) struct Shared {
     pub(super) followers: Arc<super::events::Followers>,
     /// Cancelled when a shutdown is coming.
     pub(super) stopping: Stopping,
+    /// The on-call set in force.
+    pub(super) oncall: super::OnCallSet,
 }
 
 enum Reply {
@@ -177,6 +182,7 @@ impl Executor {
             metrics,
             followers,
             stopping,
+            oncall,
         } = shared;
         let (done_tx, done_rx) = mpsc::channel(RESULTS_QUEUE);
         let jobs = workers::start(host, done_tx, config.observer.clone(), Arc::clone(&metrics));
@@ -211,6 +217,7 @@ impl Executor {
             signal_writes: Vec::new(),
             request_writes: Vec::new(),
             open_incidents: HashMap::new(),
+            oncall,
         };
         for inc in exec.store.incidents().await? {
             if inc.status != "resolved" {

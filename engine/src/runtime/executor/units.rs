@@ -347,6 +347,7 @@ impl Executor {
                 }
                 Err(e) => self.put(run_id, failed(row, format!("`silence`: {e}"), now)),
             },
+            PlanKind::Escalate(spec) => self.start_escalation(run_id, spec, &scope, row),
             PlanKind::Incident(spec) => match self.incident(run_id, spec, &scope, now) {
                 Ok(out) => {
                     row.status = StepStatus::Succeeded;
@@ -535,9 +536,12 @@ impl Executor {
             self.open_incidents.insert(row.id.clone(), row.clone());
         }
         self.incident_writes.push(Write::Incident {
-            row,
+            row: row.clone(),
             by_run: Some(run_id.to_string()),
         });
+        if spec.action != IncidentAction::Open {
+            self.incident_changed(&row, &format!("run {run_id}"));
+        }
         Ok(out)
     }
 
@@ -820,6 +824,10 @@ impl Executor {
                 }
                 StepStatus::Waiting => {
                     let kind = run.plan.step_of(&key).map(|s| &s.kind);
+                    if super::escalate::is_escalation(kind) {
+                        self.escalation_due(&run_id, key);
+                        continue;
+                    }
                     unit.finished_at = Some(now);
                     match kind {
                         Some(PlanKind::Wait(_)) => {
