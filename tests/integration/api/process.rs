@@ -106,6 +106,12 @@ impl Served {
         self.start_up.clone()
     }
 
+    /// Kills the process with SIGKILL, as a crash would, and reaps it.
+    pub(super) fn kill_9(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
     /// Sends SIGHUP (the service reads its grants file again).
     pub(super) fn hang_up(&self) {
         let sent = Command::new("kill")
