@@ -22,6 +22,7 @@ pub mod api;
 pub mod cli;
 pub mod diag;
 pub mod dsl;
+pub mod incidents;
 pub mod oncall;
 pub mod plan;
 pub mod plugin;

@@ -155,7 +155,7 @@ async fn without_an_ack_each_level_is_paged_at_its_moment_and_then_the_policy_is
     let channels: Vec<String> = ex.messages().into_iter().map(|(c, _)| c).collect();
     assert_eq!(channels, ["l1", "l2", "ops"]);
     let incident = ex.incident(&out["incident"]).await;
-    assert_eq!(incident.status, "open", "nobody acknowledged it");
+    assert_eq!(incident.status, "triggered", "nobody acknowledged it");
     let notes: Vec<&str> = incident
         .timeline
         .as_array()

@@ -298,7 +298,7 @@ fn prometheus_high_cpu_alert_scales_out_and_its_resolution_resolves_the_incident
         .unwrap_or_else(|| panic!("step open gives the incident's id: {detail}"))
         .to_string();
     let opened = serve.ok(&format!("/v1/incidents/{incident}"));
-    assert_eq!(opened["status"], "open", "{opened}");
+    assert_eq!(opened["status"], "triggered", "{opened}");
     let web = moto.boto(&["group", "web"]);
     assert_eq!(web["desired"], 3, "boto3 sees the group raised: {web}");
     let scaled = &step(&detail, "scale-out")["output"];

@@ -479,8 +479,14 @@ impl Worker {
                     .as_ref()
                     .map(|s| render(s, "the incident's service"))
                     .transpose()?,
-                status: "open".into(),
-                timeline: json!([{ "at": now, "by": format!("rule {}", rule.name), "note": format!("opened for alert group {}", g.id) }]),
+                status: crate::incidents::TRIGGERED.into(),
+                timeline: json!([crate::incidents::opened(
+                    now,
+                    &format!("rule {}", rule.name),
+                    &format!("opened for alert group {}", g.id),
+                    &inc.severity
+                )]),
+                details: json!({}),
                 created_at: now,
                 updated_at: now,
             };
@@ -614,7 +620,7 @@ impl Worker {
                     )
                 } else {
                     (
-                        crate::runtime::IncidentSteer::Note,
+                        crate::runtime::IncidentSteer::Note { public: false },
                         format!(
                             "alert {} is {}",
                             a.alert.fingerprint,

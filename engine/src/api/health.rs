@@ -268,6 +268,7 @@ pub(super) async fn metrics(State(state): State<AppState>) -> Response {
         limit.render(&mut out);
     }
     state.audit.render(&mut out);
+    super::reports::render(&state, &mut out).await;
     let mut response = (StatusCode::OK, out).into_response();
     response.headers_mut().insert(
         header::CONTENT_TYPE,

@@ -15,6 +15,7 @@ mod control;
 mod events;
 mod grants;
 mod health;
+mod incident_views;
 mod incidents;
 pub mod limits;
 mod oncall;
@@ -23,6 +24,7 @@ mod plugins;
 mod principals;
 pub mod problem;
 mod reach;
+mod reports;
 mod requests;
 mod rules;
 mod run_list;
@@ -340,7 +342,13 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/oncall", get(oncall::list))
         .route("/v1/oncall/{schedule}", get(oncall::who))
         .route("/v1/incidents", get(incidents::list))
-        .route("/v1/incidents/{id}", get(incidents::get_one))
+        .route(
+            "/v1/incidents/{id}",
+            get(incidents::get_one).patch(incidents::edit),
+        )
+        .route("/v1/incidents/{id}/review", get(incidents::review))
+        .route("/v1/reports/incidents", get(reports::incidents))
+        .route("/v1/incidents/{id}/reopen", post(incidents::reopen))
         .route("/v1/incidents/{id}/timeline", get(incidents::timeline_of))
         .route(
             "/v1/incidents/{id}/acknowledge",

@@ -5,8 +5,9 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use super::{
-    admin, alerts, approvals, catalog, control, events, grants, health, incidents, oncall, plugins,
-    problem, requests, rules, run_list, runs, secrets, silences, start, steps, views, workflows,
+    admin, alerts, approvals, catalog, control, events, grants, health, incident_views, incidents,
+    oncall, plugins, problem, reports, requests, rules, run_list, runs, secrets, silences, start,
+    steps, views, workflows,
 };
 
 struct Bearer;
@@ -84,7 +85,8 @@ impl Modify for RateLimited {
         rules::list, rules::get_one, rules::put, rules::delete, rules::test,
         silences::create, silences::list, silences::delete, oncall::list, oncall::who,
         incidents::list, incidents::get_one, incidents::timeline_of, incidents::acknowledge,
-        incidents::resolve, incidents::note,
+        incidents::resolve, incidents::note, incidents::reopen, incidents::edit, incidents::review,
+        reports::incidents,
         admin::create_token, admin::list_tokens, admin::revoke_token, admin::list_tenants,
         admin::get_tenant, admin::put_tenant, admin::audit, secrets::list, secrets::put,
         health::healthz, health::readyz, health::metrics, serve,
@@ -94,7 +96,13 @@ impl Modify for RateLimited {
         views::CatalogEntryView, views::CatalogList, views::RequestBody, views::RequestList,
         views::RequestStatus, views::ApprovalView, views::SlaView, views::RunSummary,
         views::RunDetail, views::RetryView, views::RunList, views::RunStreamEvent, views::RunStatusView, views::StepView,
-        views::IncidentView, views::IncidentList, views::TimelineEntry, views::Timeline,
+        incident_views::IncidentView, incident_views::IncidentList, incident_views::TimelineEntry,
+        incident_views::Timeline, incident_views::Ticket, crate::incidents::Edit,
+        crate::incidents::ActionItem, crate::incidents::review::Review,
+        crate::incidents::review::Overview, crate::incidents::review::Impact,
+        crate::incidents::review::ReviewEntry, crate::incidents::review::Responders,
+        reports::IncidentReport, crate::incidents::measures::Report,
+        crate::incidents::measures::Measures, crate::incidents::measures::Durations,
         views::EventView, views::EventList, views::AuditView, views::AuditList,
         views::TokenView, views::TokenList, views::CreatedToken, views::TenantView,
         views::TenantList, views::PluginView, views::PluginList, views::PluginUploaded,
@@ -121,6 +129,7 @@ impl Modify for RateLimited {
         (name = "events", description = "Alerts in"),
         (name = "alerts", description = "Alerts, rules and silences"),
         (name = "oncall", description = "People, teams and on-call schedules"),
+        (name = "reports", description = "Incident response measures"),
         (name = "incidents", description = "Incidents"),
         (name = "admin", description = "Tokens, tenants, plugin grants, audit log"),
         (name = "health", description = "Liveness, readiness, metrics"),

@@ -6,9 +6,7 @@ use utoipa::ToSchema;
 
 use crate::plan::CatalogPlan;
 use crate::plugin::PluginDescriptor;
-use crate::store::{
-    AuditRow, EventRow, IncidentRow, RequestView, RunRow, StepRow, TenantRow, TokenRow,
-};
+use crate::store::{AuditRow, EventRow, RequestView, RunRow, StepRow, TenantRow, TokenRow};
 
 /// RFC 3339 text of a time in ms since the epoch.
 pub(super) fn time(ms: i64) -> String {
@@ -418,90 +416,6 @@ pub(super) struct RunList {
     pub items: Vec<RunSummary>,
     /// Pass as `cursor` for the next page; absent on the last page.
     pub next_cursor: Option<String>,
-}
-
-/// One entry of an incident's timeline.
-#[derive(Debug, Clone, Serialize, ToSchema)]
-pub(super) struct TimelineEntry {
-    /// When.
-    pub at: String,
-    /// Who (a run, or a token id).
-    pub by: String,
-    /// What happened.
-    pub note: String,
-}
-
-/// An incident.
-#[derive(Debug, Clone, Serialize, ToSchema)]
-pub(super) struct IncidentView {
-    /// Its id.
-    pub id: String,
-    /// The run that opened it.
-    pub run_id: Option<String>,
-    /// The tenant it concerns.
-    pub tenant: String,
-    /// Title.
-    pub title: String,
-    /// `sev1` (worst) to `sev4`.
-    pub severity: String,
-    /// The affected service.
-    pub service: Option<String>,
-    /// `open`, `acknowledged` or `resolved`.
-    pub status: String,
-    /// What happened, oldest first.
-    pub timeline: Vec<TimelineEntry>,
-    /// Opened.
-    pub created_at: String,
-    /// Last change.
-    pub updated_at: String,
-}
-
-impl IncidentView {
-    pub(super) fn of(i: &IncidentRow) -> Self {
-        Self {
-            id: i.id.clone(),
-            run_id: i.run_id.clone(),
-            tenant: i.tenant.clone(),
-            title: i.title.clone(),
-            severity: i.severity.clone(),
-            service: i.service.clone(),
-            status: i.status.clone(),
-            timeline: timeline(&i.timeline),
-            created_at: time(i.created_at),
-            updated_at: time(i.updated_at),
-        }
-    }
-}
-
-pub(super) fn timeline(v: &Json) -> Vec<TimelineEntry> {
-    v.as_array()
-        .map(|items| {
-            items
-                .iter()
-                .map(|e| TimelineEntry {
-                    at: time(e.get("at").and_then(Json::as_i64).unwrap_or(0)),
-                    by: e.get("by").and_then(Json::as_str).unwrap_or("").into(),
-                    note: e.get("note").and_then(Json::as_str).unwrap_or("").into(),
-                })
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
-/// A page of incidents.
-#[derive(Debug, Clone, Serialize, ToSchema)]
-pub(super) struct IncidentList {
-    /// The incidents, newest first.
-    pub items: Vec<IncidentView>,
-    /// Pass as `cursor` for the next page; absent on the last page.
-    pub next_cursor: Option<String>,
-}
-
-/// An incident's timeline.
-#[derive(Debug, Clone, Serialize, ToSchema)]
-pub(super) struct Timeline {
-    /// Oldest first.
-    pub items: Vec<TimelineEntry>,
 }
 
 /// A received alert notification.

@@ -14,6 +14,7 @@ pub mod plugin_publish;
 pub mod plugin_try;
 pub mod remote;
 mod remote_client;
+pub mod remote_incidents;
 pub mod run;
 pub mod secret;
 pub mod validate;
@@ -202,6 +203,16 @@ pub enum Command {
         #[command(subcommand)]
         command: remote::ApprovalsCommand,
     },
+    /// Incidents on a running service: list, show, ack, resolve, reopen, note, and the
+    /// post-incident review.
+    Incidents {
+        /// The service and the caller.
+        #[command(flatten)]
+        server: remote::Server,
+        /// What to do with incidents.
+        #[command(subcommand)]
+        command: remote_incidents::IncidentsCommand,
+    },
     /// Catalog requests on a running service.
     Requests {
         /// The service and the caller.
@@ -299,6 +310,7 @@ pub fn main() -> ExitCode {
         Command::Runs { server, command } => remote::runs(&server, command),
         Command::Approvals { server, command } => remote::approvals(&server, command),
         Command::Requests { server, command } => remote::requests(&server, command),
+        Command::Incidents { server, command } => remote_incidents::incidents(&server, command),
         Command::Bench(args) => match bench::main(args) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {

@@ -114,6 +114,16 @@ impl Api {
                 .header("Authorization", &auth)
                 .send_empty(),
         };
+        let text = self.answer(sent)?;
+        Ok(serde_json::from_str(&text).unwrap_or(Value::String(text)))
+    }
+
+    /// The text of a successful answer; a refusal as its problem, a transport error as what
+    /// to check.
+    fn answer(
+        &self,
+        sent: Result<ureq::http::Response<ureq::Body>, ureq::Error>,
+    ) -> Result<String, Failure> {
         let mut reply = sent.map_err(|e| {
             Failure::Other(format!(
                 "cannot reach {}: {e} (is `csmp serve` running there? --server or CSMP_SERVER names it)",
@@ -125,11 +135,23 @@ impl Api {
             .body_mut()
             .read_to_string()
             .map_err(|e| Failure::Other(format!("reading the answer: {e}")))?;
-        let value: Value = serde_json::from_str(&text).unwrap_or(Value::String(text));
         if status >= 400 {
+            let value: Value = serde_json::from_str(&text).unwrap_or(Value::String(text));
             return Err(Failure::Problem(status, value));
         }
-        Ok(value)
+        Ok(text)
+    }
+
+    /// `GET path` asking for `accept` (such as `text/markdown`); the answer's text.
+    pub(super) fn get_text(&self, path: &str, accept: &str) -> Result<String, Failure> {
+        let url = format!("{}{path}", self.base);
+        let sent = self
+            .agent
+            .get(&url)
+            .header("Authorization", &format!("Bearer {}", self.token))
+            .header("Accept", accept)
+            .call();
+        self.answer(sent)
     }
 
     /// Follows a run's event stream, printing each step's and the run's transitions; the

@@ -169,14 +169,22 @@ pub struct RunEvent {
 }
 
 /// What a person does to an incident through the API.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum IncidentSteer {
-    /// Someone is on it (an opening run waiting for the signal `ack` gets it).
+    /// Someone is on it (an opening run waiting for the signal `ack` gets it; escalations
+    /// of it end).
     Acknowledge,
-    /// It is over.
+    /// It is over (escalations of it end).
     Resolve,
-    /// A timeline entry, nothing else.
-    Note,
+    /// It is back: a resolved incident is triggered again.
+    Reopen,
+    /// A timeline entry, nothing else: internal, or a public update its tenant sees.
+    Note {
+        /// Whether the incident's tenant sees it.
+        public: bool,
+    },
+    /// Ticket fields changed (checked by `incidents::check` first).
+    Edit(Box<crate::incidents::Edit>),
 }
 
 pub(crate) enum Command {

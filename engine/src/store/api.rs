@@ -354,7 +354,8 @@ impl Store {
         rows.iter().map(RunRow::from_row).collect()
     }
 
-    /// A page of incidents, newest first (of `tenant` only, when given).
+    /// A page of incidents, newest first (of `tenant` only, when given: those it owns and
+    /// those naming it among their affected tenants).
     pub async fn incidents_page(
         &self,
         tenant: Option<&str>,
@@ -362,17 +363,58 @@ impl Store {
         limit: u32,
     ) -> Result<Vec<super::IncidentRow>, StoreError> {
         let sql = format!(
-            "SELECT {} FROM incidents r WHERE (? IS NULL OR r.tenant = ?) AND {} \
+            "SELECT {} FROM incidents r WHERE (? IS NULL OR r.tenant = ? \
+             OR EXISTS (SELECT 1 FROM json_each(r.details, '$.tenants') t WHERE t.value = ?)) AND {} \
              ORDER BY r.created_at DESC, r.id DESC LIMIT ?",
             prefixed("r", super::IncidentRow::COLUMNS),
             page_clause(cursor, "r")
         );
-        let mut q = sqlx::query(AssertSqlSafe(sql)).bind(tenant).bind(tenant);
+        let mut q = sqlx::query(AssertSqlSafe(sql))
+            .bind(tenant)
+            .bind(tenant)
+            .bind(tenant);
         if let Some(c) = cursor {
             q = q.bind(c.created_at).bind(c.created_at).bind(&c.id);
         }
         let rows = q.bind(i64::from(limit)).fetch_all(&self.pool).await?;
         rows.iter().map(super::IncidentRow::from_row).collect()
+    }
+
+    /// The incidents opened in `[from, to)` (ms), oldest first, for reports.
+    pub async fn incidents_between(
+        &self,
+        tenant: Option<&str>,
+        from: i64,
+        to: i64,
+    ) -> Result<Vec<super::IncidentRow>, StoreError> {
+        let sql = format!(
+            "SELECT {} FROM incidents r WHERE r.created_at >= ? AND r.created_at < ? \
+             AND (? IS NULL OR r.tenant = ? \
+             OR EXISTS (SELECT 1 FROM json_each(r.details, '$.tenants') t WHERE t.value = ?)) \
+             ORDER BY r.created_at, r.id",
+            prefixed("r", super::IncidentRow::COLUMNS),
+        );
+        let rows = sqlx::query(AssertSqlSafe(sql))
+            .bind(from)
+            .bind(to)
+            .bind(tenant)
+            .bind(tenant)
+            .bind(tenant)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(super::IncidentRow::from_row).collect()
+    }
+
+    /// The ids of the alerts that reached the group which opened incident `id`, oldest first.
+    pub async fn incident_alerts(&self, id: &str) -> Result<Vec<String>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT m.alert_id FROM alert_matches m JOIN alert_groups g ON g.id = m.group_id \
+             WHERE g.incident_id = ? ORDER BY m.received_at, m.alert_id",
+        )
+        .bind(id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(|r| col(r, "alert_id")).collect()
     }
 
     // ----- events -----

@@ -534,8 +534,10 @@ pub struct IncidentRow {
     pub service: Option<String>,
     /// `open`, `acknowledged` or `resolved`.
     pub status: String,
-    /// `[{at, by, note}]`.
+    /// `[{at, by, kind, note, public}]` (see `incidents::entry`).
     pub timeline: Json,
+    /// The ticket's other fields (`incidents::Details` as JSON).
+    pub details: Json,
     /// Creation (ms).
     pub created_at: i64,
     /// Last change (ms).
@@ -543,8 +545,7 @@ pub struct IncidentRow {
 }
 
 impl IncidentRow {
-    pub(super) const COLUMNS: &'static str =
-        "id, run_id, tenant, title, severity, service, status, timeline, created_at, updated_at";
+    pub(super) const COLUMNS: &'static str = "id, run_id, tenant, title, severity, service, status, timeline, created_at, updated_at, details";
 
     pub(super) fn from_row(row: &SqliteRow) -> Result<Self, StoreError> {
         Ok(Self {
@@ -558,17 +559,18 @@ impl IncidentRow {
             timeline: json_col(row, "timeline")?.unwrap_or(Json::Array(Vec::new())),
             created_at: col(row, "created_at")?,
             updated_at: col(row, "updated_at")?,
+            details: json_col(row, "details")?.unwrap_or_else(|| Json::Object(Default::default())),
         })
     }
 
     const UPDATE: &'static str = "ON CONFLICT (id) DO UPDATE SET title = excluded.title, severity = excluded.severity, \
          service = excluded.service, status = excluded.status, timeline = excluded.timeline, \
-         updated_at = excluded.updated_at";
+         updated_at = excluded.updated_at, details = excluded.details";
 
     /// Inserts or updates the incident; returns the rows changed (1).
     pub(super) async fn upsert(&self, conn: &mut SqliteConnection) -> Result<u64, StoreError> {
         let sql = format!(
-            "INSERT INTO incidents ({}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) {}",
+            "INSERT INTO incidents ({}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) {}",
             Self::COLUMNS,
             Self::UPDATE
         );
@@ -590,7 +592,7 @@ impl IncidentRow {
         epoch: i64,
     ) -> Result<u64, StoreError> {
         let sql = format!(
-            "INSERT INTO incidents ({}) SELECT ?, ?, ?, ?, ?, ?, ?, ?, ?, ? WHERE {held} {}",
+            "INSERT INTO incidents ({}) SELECT ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ? WHERE {held} {}",
             Self::COLUMNS,
             Self::UPDATE
         );
@@ -618,5 +620,6 @@ impl IncidentRow {
             .bind(self.timeline.to_string())
             .bind(self.created_at)
             .bind(self.updated_at)
+            .bind(self.details.to_string())
     }
 }

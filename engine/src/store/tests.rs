@@ -205,8 +205,9 @@ async fn incidents_round_trip() -> Result<(), StoreError> {
         title: "High CPU".into(),
         severity: "sev3".into(),
         service: Some("web".into()),
-        status: "open".into(),
+        status: "triggered".into(),
         timeline: json!([{"at": 1, "note": "opened"}]),
+        details: json!({ "impact": "slow pages" }),
         created_at: 1,
         updated_at: 1,
     };

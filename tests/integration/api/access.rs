@@ -427,6 +427,41 @@ fn every_route_refuses_roles_it_does_not_serve_and_serves_the_others() {
             ),
         ),
         (
+            &app.client_a,
+            with_json(
+                case(
+                    Method::PATCH,
+                    "/v1/incidents/{id}",
+                    format!("/v1/incidents/{inc}"),
+                ),
+                &json!({ "impact": "mine" }),
+            ),
+        ),
+        (
+            &app.client_a,
+            case(
+                Method::POST,
+                "/v1/incidents/{id}/reopen",
+                format!("/v1/incidents/{inc}/reopen"),
+            ),
+        ),
+        (
+            &app.client_a,
+            case(
+                Method::GET,
+                "/v1/incidents/{id}/review",
+                format!("/v1/incidents/{inc}/review"),
+            ),
+        ),
+        (
+            &app.integration,
+            case(
+                Method::GET,
+                "/v1/reports/incidents",
+                "/v1/reports/incidents".into(),
+            ),
+        ),
+        (
             &app.operator,
             with_json(
                 case(Method::POST, "/v1/tokens", "/v1/tokens".into()),
@@ -553,7 +588,7 @@ fn every_route_refuses_roles_it_does_not_serve_and_serves_the_others() {
         .auth(&app.client_a)
         .send()
         .expect(200);
-    assert_eq!(i["status"], "open");
+    assert_eq!(i["status"], "triggered");
     assert_eq!(i["timeline"].as_array().map(Vec::len), Some(1), "{i}");
     let tenant = app
         .get(&format!("/v1/tenants/{TENANT_A}"))
@@ -616,6 +651,11 @@ fn every_route_refuses_roles_it_does_not_serve_and_serves_the_others() {
                 ("/v1/events", "/v1/events".into()),
                 ("/v1/incidents", "/v1/incidents".into()),
                 ("/v1/incidents/{id}", format!("/v1/incidents/{inc}")),
+                (
+                    "/v1/incidents/{id}/review",
+                    format!("/v1/incidents/{inc}/review"),
+                ),
+                ("/v1/reports/incidents", "/v1/reports/incidents".into()),
                 ("/v1/alerts", "/v1/alerts".into()),
                 ("/v1/rules", "/v1/rules".into()),
                 ("/v1/silences", "/v1/silences".into()),
@@ -772,6 +812,8 @@ fn every_route_refuses_roles_it_does_not_serve_and_serves_the_others() {
         "POST /v1/incidents/{id}/acknowledge",
         "POST /v1/incidents/{id}/resolve",
         "POST /v1/incidents/{id}/notes",
+        "PATCH /v1/incidents/{id}",
+        "POST /v1/incidents/{id}/reopen",
         "POST /v1/tokens",
         "DELETE /v1/tokens/{id}",
         "PUT /v1/tenants/{id}",

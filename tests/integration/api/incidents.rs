@@ -3,7 +3,7 @@
 
 use serde_json::{Value, json};
 
-use super::harness::{App, TENANT_A, Token, ids, s};
+use super::harness::{App, TENANT_A, TENANT_B, Token, ids, s};
 
 /// Waits until `token` sees exactly one incident; returns it.
 fn the_incident(app: &App, token: &Token) -> Value {
@@ -30,9 +30,15 @@ fn reporting_an_incident_opens_one_for_the_clients_tenant() {
     assert_eq!(incident["title"], "database down");
     assert_eq!(incident["severity"], "sev3");
     assert_eq!(incident["service"], "db");
-    assert_eq!(incident["status"], "open");
+    assert_eq!(incident["status"], "triggered");
     assert_eq!(incident["tenant"], TENANT_A);
-    assert_eq!(incident["run_id"], run.as_str());
+    assert!(incident.get("run_id").is_none(), "a client sees no run id");
+    let full = app
+        .get(&format!("/v1/incidents/{}", s(&incident, "id")))
+        .auth(&app.operator)
+        .send()
+        .expect(200);
+    assert_eq!(full["run_id"], run.as_str());
     assert_eq!(incident["timeline"][0]["by"], format!("run {run}"));
     assert_eq!(incident["timeline"][0]["note"], "opened");
     let listed = app
@@ -48,7 +54,7 @@ fn reporting_an_incident_opens_one_for_the_clients_tenant() {
         .auth(&app.operator)
         .send()
         .expect(200);
-    assert_eq!(paged["status"], "open");
+    assert_eq!(paged["status"], "triggered");
     let entry = &paged["timeline"][1];
     assert_eq!(entry["by"], "escalation platform", "{paged}");
     let note = entry["note"].as_str().unwrap_or_default();
@@ -82,7 +88,6 @@ fn operators_acknowledge_annotate_and_resolve_incidents() {
     let id = s(&incident, "id");
     assert_eq!(incident["severity"], "sev2");
     assert_eq!(incident["service"], "web");
-    assert_eq!(incident["run_id"], run.as_str());
     let path = |action: &str| format!("/v1/incidents/{id}/{action}");
     app.wait_step(&app.operator, &run, "ack", "waiting");
 
@@ -142,7 +147,7 @@ fn operators_acknowledge_annotate_and_resolve_incidents() {
         .auth(&app.operator)
         .send()
         .expect(200);
-    assert_eq!(unchanged["status"], "open");
+    assert_eq!(unchanged["status"], "triggered");
     assert_eq!(unchanged["timeline"].as_array().map(Vec::len), Some(1));
 
     // Acknowledge: the incident says so, and the run that opened it gets the signal `ack`.
@@ -171,21 +176,23 @@ fn operators_acknowledge_annotate_and_resolve_incidents() {
         .send()
         .expect(200);
     assert_eq!(noted["status"], "acknowledged");
-    let timeline = app
-        .get(&path("timeline"))
-        .auth(&app.client_a)
-        .send()
-        .expect(200);
-    let notes: Vec<String> = timeline["items"]
-        .as_array()
-        .expect("items")
-        .iter()
-        .map(|e| s(e, "note"))
-        .collect();
+    let notes = |token| -> Vec<String> {
+        app.get(&path("timeline")).auth(token).send().expect(200)["items"]
+            .as_array()
+            .expect("items")
+            .iter()
+            .map(|e| s(e, "note"))
+            .collect()
+    };
     assert_eq!(
-        notes,
+        notes(&app.operator),
         vec!["opened", "on it", "root cause: logs"],
         "oldest first"
+    );
+    assert_eq!(
+        notes(&app.client_a),
+        vec!["opened", "on it"],
+        "the tenant never sees an internal note"
     );
 
     let resolved = app
@@ -211,16 +218,20 @@ fn operators_acknowledge_annotate_and_resolve_incidents() {
         .problem(409, "conflict");
     app.post(&path("notes"))
         .auth(&app.operator)
-        .json(&json!({ "note": "late" }))
+        .json(&json!({ "note": "found in the review" }))
         .send()
-        .problem(409, "conflict");
+        .expect(200);
     let after = app
         .get(&format!("/v1/incidents/{id}"))
         .auth(&app.client_a)
         .send()
         .expect(200);
     assert_eq!(after["status"], "resolved");
-    assert_eq!(after["timeline"].as_array().map(Vec::len), Some(4));
+    assert_eq!(
+        after["timeline"].as_array().map(Vec::len),
+        Some(3),
+        "opened, acknowledged, resolved: {after}"
+    );
     for action in ["acknowledge", "resolve", "notes", "timeline"] {
         let call = app
             .call(
@@ -245,4 +256,207 @@ fn operators_acknowledge_annotate_and_resolve_incidents() {
     assert_eq!(done["outputs"]["incident"], id.as_str());
     assert_eq!(done["outputs"]["ack"]["incident"], id.as_str());
     assert_eq!(done["outputs"]["ack"]["by"], app.operator.id.as_str());
+}
+
+/// Waits for the `pager` fixture's incident; returns its id and the opening run.
+fn paged(app: &App, title: &str) -> (String, String) {
+    let created = app.order(
+        &app.client_a,
+        &json!({ "catalog_id": "pager", "inputs": { "title": title } }),
+    );
+    let run = s(&created, "run_id");
+    let incident = the_incident(app, &app.client_a);
+    (s(&incident, "id"), run)
+}
+
+#[test]
+fn a_ticket_records_every_change_and_its_tenant_sees_only_the_public_part() {
+    let app = App::start();
+    let (id, run) = paged(&app, "checkout slow");
+    let url = format!("/v1/incidents/{id}");
+    let patch = |body: &Value| {
+        app.call(ureq::http::Method::PATCH, &url)
+            .auth(&app.operator)
+            .json(body)
+            .send()
+    };
+    // Every bad field is refused at its pointer, and nothing changes.
+    for (body, pointer) in [
+        (json!({ "severity": "p1" }), "/severity"),
+        (json!({ "assignee": "nobody" }), "/assignee"),
+        (json!({ "type": "meltdown" }), "/type"),
+        (json!({ "tenants": ["no-such-tenant"] }), "/tenants"),
+        (json!({ "title": " " }), "/title"),
+        (
+            json!({ "action_items": [{ "title": "" }] }),
+            "/action_items/0/title",
+        ),
+        (json!({ "owner": "alice" }), "/owner"),
+    ] {
+        assert_eq!(patch(&body).invalid(), vec![pointer], "{body}");
+    }
+    app.call(ureq::http::Method::PATCH, &url)
+        .auth(&app.client_a)
+        .json(&json!({ "impact": "x" }))
+        .send()
+        .problem(403, "forbidden");
+    let edited = patch(&json!({
+        "severity": "sev1",
+        "impact": "checkout takes 30 s for EU clients",
+        "type": "degradation",
+        "services": ["web", "payments"],
+        "tenants": [TENANT_A, TENANT_B],
+        "assignee": "alice",
+        "root_cause": "a connection pool of 5",
+        "contributing_factors": ["no load test"],
+        "action_items": [{ "title": "size the pool from load", "owner": "bob" }],
+    }))
+    .expect(200);
+    assert_eq!(edited["severity"], "sev1");
+    assert_eq!(edited["services"], json!(["web", "payments"]));
+    assert_eq!(edited["ticket"]["assignee"], "alice");
+    assert_eq!(edited["ticket"]["type"], "degradation");
+    assert_eq!(edited["ticket"]["action_items"][0]["owner"], "bob");
+    let kinds: Vec<String> = edited["timeline"]
+        .as_array()
+        .expect("a timeline")
+        .iter()
+        .map(|e| s(e, "kind"))
+        .collect();
+    assert_eq!(kinds, ["opened", "severity", "edited"], "{edited}");
+    assert_eq!(edited["timeline"][1]["note"], "severity sev2 → sev1");
+    assert_eq!(edited["timeline"][2]["by"], app.operator.id.as_str());
+    assert_eq!(
+        patch(&json!({ "severity": "sev1" })).expect(200)["timeline"],
+        edited["timeline"],
+        "no change, no entry"
+    );
+
+    app.post(&format!("{url}/notes"))
+        .auth(&app.operator)
+        .json(&json!({ "note": "we are rolling out a fix", "public": true }))
+        .send()
+        .expect(200);
+    app.post(&format!("{url}/notes"))
+        .auth(&app.operator)
+        .json(&json!({ "note": "pool exhausted on db-2" }))
+        .send()
+        .expect(200);
+    let client = app.get(&url).auth(&app.client_a).send().expect(200);
+    assert!(
+        client.get("ticket").is_none(),
+        "no internal fields: {client}"
+    );
+    assert!(client.get("run_id").is_none(), "{client}");
+    assert_eq!(client["impact"], "checkout takes 30 s for EU clients");
+    let seen: Vec<String> = client["timeline"]
+        .as_array()
+        .expect("a timeline")
+        .iter()
+        .map(|e| s(e, "note"))
+        .collect();
+    assert_eq!(
+        seen,
+        ["opened", "severity sev2 → sev1", "we are rolling out a fix"]
+    );
+    // Tenant B is named affected: its client sees the incident too, the same public part.
+    let other = app.get(&url).auth(&app.client_b).send().expect(200);
+    assert_eq!(other["timeline"], client["timeline"]);
+    let operator = app.get(&url).auth(&app.operator).send().expect(200);
+    assert_eq!(operator["links"]["runs"][0], run.as_str());
+
+    // Reopen only what is resolved; a reopened incident is triggered again.
+    app.post(&format!("{url}/reopen"))
+        .auth(&app.operator)
+        .send()
+        .problem(409, "conflict");
+    app.post(&format!("{url}/acknowledge"))
+        .auth(&app.operator)
+        .send()
+        .expect(200);
+    app.post(&format!("{url}/resolve"))
+        .auth(&app.operator)
+        .send()
+        .expect(200);
+    let reopened = app
+        .post(&format!("{url}/reopen"))
+        .auth(&app.operator)
+        .json(&json!({ "note": "errors are back" }))
+        .send()
+        .expect(200);
+    assert_eq!(reopened["status"], "triggered");
+    app.post(&format!("{url}/resolve"))
+        .auth(&app.operator)
+        .send()
+        .expect(200);
+
+    // The review, as JSON and as Markdown; operators only.
+    let review = app
+        .get(&format!("{url}/review"))
+        .auth(&app.operator)
+        .send()
+        .expect(200);
+    assert_eq!(review["overview"]["status"], "resolved");
+    assert_eq!(review["root_cause"], "a connection pool of 5");
+    assert_eq!(review["impact"]["tenants"], json!([TENANT_A, TENANT_B]));
+    assert!(
+        review["overview"]["time_to_acknowledge_s"].is_number(),
+        "{review}"
+    );
+    let sev: Vec<&String> = review["impact"]["seconds_at_severity"]
+        .as_object()
+        .expect("time at each severity")
+        .keys()
+        .collect();
+    assert_eq!(sev, ["sev1", "sev2"]);
+    let md = app
+        .get(&format!("{url}/review"))
+        .auth(&app.operator)
+        .header("Accept", "text/markdown")
+        .send();
+    assert_eq!(md.status, 200);
+    let text = md.text();
+    assert!(
+        text.starts_with("# Post-incident review: checkout slow"),
+        "{text}"
+    );
+    assert!(
+        text.contains("## Root cause\n\na connection pool of 5"),
+        "{text}"
+    );
+    assert!(
+        text.contains("- [ ] size the pool from load (bob)"),
+        "{text}"
+    );
+    app.get(&format!("{url}/review"))
+        .auth(&app.client_a)
+        .send()
+        .problem(403, "forbidden");
+
+    // The measures count it: acknowledged and resolved once each.
+    let report = app
+        .get("/v1/reports/incidents")
+        .auth(&app.operator)
+        .send()
+        .expect(200);
+    assert_eq!(report["overall"]["incidents"], 1, "{report}");
+    assert_eq!(report["overall"]["mtta"]["count"], 1, "{report}");
+    assert_eq!(report["overall"]["mttr"]["count"], 1, "{report}");
+    assert_eq!(report["by_severity"][0]["key"], "sev1");
+    app.get("/v1/reports/incidents?from=2026-13-01")
+        .auth(&app.operator)
+        .send()
+        .invalid();
+    let theirs = app
+        .get("/v1/reports/incidents")
+        .auth(&app.client_b)
+        .send()
+        .expect(200);
+    assert_eq!(theirs["tenant"], TENANT_B);
+    let metrics = app.get("/metrics").send();
+    let body = metrics.text();
+    assert!(
+        body.contains("csmp_incident_time_to_acknowledge_seconds_count 1"),
+        "{body}"
+    );
 }

@@ -8,8 +8,8 @@ use serde_json::{Value as Json, json};
 
 use super::{Executor, Reply, RunState, ScopeCache, new_id};
 use crate::plan::{PlanKind, UnitKey};
-use crate::runtime::{Command, EngineError, IncidentSteer, NewRun, OrderStart};
-use crate::store::{IncidentRow, RunRow, RunStatus, SignalRow, StepStatus, Write};
+use crate::runtime::{Command, EngineError, NewRun, OrderStart};
+use crate::store::{RunRow, RunStatus, SignalRow, StepStatus, Write};
 
 impl Executor {
     pub(super) async fn command(&mut self, c: Command) {
@@ -289,68 +289,6 @@ impl Executor {
         self.take_signals(&run_id);
         self.dirty.insert(run_id);
         Ok(())
-    }
-
-    /// Acknowledges, resolves or annotates an incident on behalf of a person. Acknowledging
-    /// an incident whose opening run is active here also sends that run the signal `ack`.
-    async fn steer_incident(
-        &mut self,
-        id: &str,
-        action: IncidentSteer,
-        by: &str,
-        note: Option<String>,
-    ) -> Result<IncidentRow, EngineError> {
-        let Some(mut row) = self.open_incidents.get(id).cloned() else {
-            return Err(match self.store.incident(id).await? {
-                Some(_) => EngineError::Conflict(format!("incident `{id}` is already resolved")),
-                None => EngineError::UnknownIncident(id.into()),
-            });
-        };
-        let now = self.clock.now_ms();
-        let what = match action {
-            IncidentSteer::Acknowledge => {
-                if row.status == "acknowledged" {
-                    return Err(EngineError::Conflict(format!(
-                        "incident `{id}` is already acknowledged"
-                    )));
-                }
-                row.status = "acknowledged".into();
-                "acknowledged"
-            }
-            IncidentSteer::Resolve => {
-                row.status = "resolved".into();
-                "resolved"
-            }
-            IncidentSteer::Note => "note",
-        };
-        if let Json::Array(items) = &mut row.timeline {
-            items.push(
-                json!({ "at": now, "by": by, "note": note.unwrap_or_else(|| what.to_string()) }),
-            );
-        }
-        row.updated_at = now;
-        if row.status == "resolved" {
-            self.open_incidents.remove(id);
-        } else {
-            self.open_incidents.insert(id.to_string(), row.clone());
-        }
-        // Steered by a person: no run's lease covers it.
-        self.incident_writes.push(Write::Incident {
-            row: row.clone(),
-            by_run: None,
-        });
-        self.incident_changed(&row, by);
-        if action == IncidentSteer::Acknowledge
-            && let Some(run_id) = row.run_id.clone()
-            && self
-                .runs
-                .get(&run_id)
-                .is_some_and(|r| !r.row.status.is_final())
-        {
-            self.deliver_signal(run_id, "ack".into(), json!({ "incident": id, "by": by }))
-                .await?;
-        }
-        Ok(row)
     }
 
     /// Whether the run is active here; a finished, blocked or unknown run is an error.

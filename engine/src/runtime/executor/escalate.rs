@@ -318,17 +318,22 @@ impl Executor {
             format!("escalation {}", policy.id),
         );
         let n = esc.at.level + 1;
-        let mut notes = Vec::new();
+        // (note, person paged, page run): a page entry names both, for reviews and links.
+        let mut notes: Vec<(String, Option<String>, Option<String>)> = Vec::new();
         if people.is_empty() {
             tracing::warn!(incident = %incident.id, policy = %policy.id, level = n, "level {n} of escalation policy {} names nobody to page now", policy.id);
-            notes.push(format!(
-                "level {n} of `{}` names nobody to page now (a schedule gap, or an empty team)",
-                policy.id
+            notes.push((
+                format!(
+                    "level {n} of `{}` names nobody to page now (a schedule gap, or an empty team)",
+                    policy.id
+                ),
+                None,
+                None,
             ));
         }
         for person in people {
             if person.contacts.is_empty() {
-                notes.push(format!("{} has no contact to page", person.id));
+                notes.push((format!("{} has no contact to page", person.id), None, None));
                 continue;
             }
             for (kind, secret) in &person.contacts {
@@ -363,32 +368,58 @@ impl Executor {
                 };
                 match self.create_run(new, None) {
                     Ok(page) => {
-                        notes.push(format!(
-                            "{why} {} ({kind}) at level {n} (run {page})",
-                            person.id
+                        notes.push((
+                            format!("{why} {} ({kind}) at level {n} (run {page})", person.id),
+                            Some(person.id.clone()),
+                            Some(page.clone()),
                         ));
                         esc.pages.push(page);
                     }
                     Err(e) => {
                         tracing::warn!(incident = %incident.id, person = %person.id, "cannot page {} through {kind}: {e}", person.id);
-                        notes.push(format!("could not page {} ({kind}): {e}", person.id));
+                        notes.push((
+                            format!("could not page {} ({kind}): {e}", person.id),
+                            Some(person.id.clone()),
+                            None,
+                        ));
                     }
                 }
             }
         }
-        for note in notes {
-            self.note(&incident.id, run_id, &policy.id, note);
+        for (note, person, page) in notes {
+            let mut e = crate::incidents::entry(
+                now,
+                &format!("escalation {}", policy.id),
+                "page",
+                &note,
+                false,
+            );
+            if let Some(p) = person {
+                e["person"] = Json::String(p);
+            }
+            if let Some(r) = page {
+                e["run"] = Json::String(r);
+            }
+            self.record(&incident.id, run_id, e);
         }
     }
 
-    /// Adds a line to an open incident's timeline, written in this turn's commit.
+    /// Adds an entry about the escalation to an open incident's timeline.
     fn note(&mut self, incident: &str, run_id: &str, policy: &str, note: String) {
+        let now = self.clock.now_ms();
+        let by = format!("escalation {policy}");
+        let e = crate::incidents::entry(now, &by, "escalation", &note, false);
+        self.record(incident, run_id, e);
+    }
+
+    /// Adds `entry` to an open incident's timeline, written in this turn's commit.
+    fn record(&mut self, incident: &str, run_id: &str, entry: Json) {
         let now = self.clock.now_ms();
         let Some(row) = self.open_incidents.get_mut(incident) else {
             return;
         };
         if let Json::Array(items) = &mut row.timeline {
-            items.push(json!({ "at": now, "by": format!("escalation {policy}"), "note": note }));
+            items.push(entry);
         }
         row.updated_at = now;
         let row = row.clone();

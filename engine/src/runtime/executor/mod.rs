@@ -12,6 +12,7 @@ mod cron;
 mod escalate;
 mod failure;
 mod fanout;
+mod incidents;
 mod retry;
 mod units;
 

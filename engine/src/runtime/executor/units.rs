@@ -7,15 +7,13 @@ use std::time::Duration;
 use serde_json::{Value as Json, json};
 
 use super::{Executor, InFlight, failed, ms, new_id, random_u64};
-use crate::dsl::{IncidentAction, parse_duration};
+use crate::dsl::parse_duration;
 use crate::plan::{Plan, PlanKind, PlanStep, RetryPolicy, UnitKey, WaitPlan};
 use crate::plugin::{CancellationToken, FailureKind, Invocation, StepFailure};
 use crate::runtime::NewRun;
 use crate::runtime::scope::{Extra, Scope};
 use crate::runtime::workers::{Done, Job};
-use crate::store::{
-    AttemptOutcome, AttemptRow, IncidentRow, RunStatus, StepRow, StepStatus, Write,
-};
+use crate::store::{AttemptOutcome, AttemptRow, RunStatus, StepRow, StepStatus, Write};
 
 /// Which list of the plan a step is in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -456,92 +454,6 @@ impl Executor {
             link: crate::store::AlertLink::Silence(Box::new(row)),
             run: Some(run_id.to_string()),
         });
-        Ok(out)
-    }
-
-    fn incident(
-        &mut self,
-        run_id: &str,
-        spec: &crate::plan::IncidentPlan,
-        scope: &handlebars::Context,
-        now: i64,
-    ) -> Result<Json, String> {
-        let text = |t: &Option<crate::template::Template>| -> Result<Option<String>, String> {
-            match t {
-                None => Ok(None),
-                Some(t) => match t.render(scope).map_err(|e| e.message)? {
-                    Json::String(s) => Ok(Some(s)),
-                    Json::Null => Ok(None),
-                    other => Ok(Some(other.to_string())),
-                },
-            }
-        };
-        let note = text(&spec.note)?;
-        let severity = text(&spec.severity)?;
-        if let Some(s) = &severity
-            && !crate::dsl::workflow::SEVERITIES.contains(&s.as_str())
-        {
-            return Err(format!(
-                "severity `{s}` is not one of sev1, sev2, sev3, sev4"
-            ));
-        }
-        let tenant = self
-            .runs
-            .get(run_id)
-            .map(|r| r.row.tenant.clone())
-            .unwrap_or_default();
-        let entry = |what: &str| json!({ "at": now, "by": format!("run {run_id}"), "note": note.clone().unwrap_or_else(|| what.to_string()) });
-        let row = match spec.action {
-            IncidentAction::Open => IncidentRow {
-                id: new_id("inc"),
-                run_id: Some(run_id.into()),
-                tenant,
-                title: text(&spec.title)?.unwrap_or_default(),
-                severity: severity.unwrap_or_else(|| "sev3".into()),
-                service: text(&spec.service)?,
-                status: "open".into(),
-                timeline: json!([entry("opened")]),
-                created_at: now,
-                updated_at: now,
-            },
-            action => {
-                let id = text(&spec.id)?.ok_or("no incident id")?;
-                let mut row = self.open_incidents.get(&id).cloned().ok_or_else(|| {
-                    format!("incident `{id}` does not exist or is already resolved")
-                })?;
-                if let Some(s) = severity {
-                    row.severity = s;
-                }
-                if action == IncidentAction::Resolve {
-                    row.status = "resolved".into();
-                }
-                if let Some(t) = text(&spec.title)? {
-                    row.title = t;
-                }
-                if let Json::Array(items) = &mut row.timeline {
-                    items.push(entry(if action == IncidentAction::Resolve {
-                        "resolved"
-                    } else {
-                        "updated"
-                    }));
-                }
-                row.updated_at = now;
-                row
-            }
-        };
-        let out = json!({ "id": row.id, "title": row.title, "severity": row.severity, "status": row.status, "service": row.service });
-        if row.status == "resolved" {
-            self.open_incidents.remove(&row.id);
-        } else {
-            self.open_incidents.insert(row.id.clone(), row.clone());
-        }
-        self.incident_writes.push(Write::Incident {
-            row: row.clone(),
-            by_run: Some(run_id.to_string()),
-        });
-        if spec.action != IncidentAction::Open {
-            self.incident_changed(&row, &format!("run {run_id}"));
-        }
         Ok(out)
     }
 

@@ -1,0 +1,225 @@
+//! Incidents in the executor, which owns the open ones: `incident:` steps open, update and
+//! resolve them; people acknowledge, resolve, reopen, annotate and edit them through the API.
+//! Every change is one timeline entry (who, when, what, whether the tenant sees it) written in
+//! the turn's commit, and escalations following the incident hear of it.
+
+use serde_json::{Value as Json, json};
+
+use super::{Executor, new_id};
+use crate::dsl::IncidentAction;
+use crate::incidents::{self, ACKNOWLEDGED, RESOLVED, TRIGGERED, entry};
+use crate::runtime::{EngineError, IncidentSteer};
+use crate::store::{IncidentRow, Write};
+
+fn push(row: &mut IncidentRow, e: Json) {
+    if let Json::Array(items) = &mut row.timeline {
+        items.push(e);
+    } else {
+        row.timeline = json!([e]);
+    }
+}
+
+impl Executor {
+    /// An `incident:` step: opens, updates or resolves an incident; the step's output is the
+    /// incident.
+    pub(super) fn incident(
+        &mut self,
+        run_id: &str,
+        spec: &crate::plan::IncidentPlan,
+        scope: &handlebars::Context,
+        now: i64,
+    ) -> Result<Json, String> {
+        let text = |t: &Option<crate::template::Template>| -> Result<Option<String>, String> {
+            match t {
+                None => Ok(None),
+                Some(t) => match t.render(scope).map_err(|e| e.message)? {
+                    Json::String(s) => Ok(Some(s)),
+                    Json::Null => Ok(None),
+                    other => Ok(Some(other.to_string())),
+                },
+            }
+        };
+        let note = text(&spec.note)?;
+        let severity = text(&spec.severity)?;
+        if let Some(s) = &severity
+            && !crate::dsl::workflow::SEVERITIES.contains(&s.as_str())
+        {
+            return Err(format!(
+                "severity `{s}` is not one of sev1, sev2, sev3, sev4"
+            ));
+        }
+        let tenant = self
+            .runs
+            .get(run_id)
+            .map(|r| r.row.tenant.clone())
+            .unwrap_or_default();
+        let by = format!("run {run_id}");
+        let said = |what: &str| note.clone().unwrap_or_else(|| what.to_string());
+        let mut raised = false;
+        let row = match spec.action {
+            IncidentAction::Open => {
+                let severity = severity.unwrap_or_else(|| "sev3".into());
+                IncidentRow {
+                    id: new_id("inc"),
+                    run_id: Some(run_id.into()),
+                    tenant,
+                    title: text(&spec.title)?.unwrap_or_default(),
+                    timeline: json!([incidents::opened(now, &by, &said("opened"), &severity)]),
+                    severity,
+                    service: text(&spec.service)?,
+                    status: TRIGGERED.into(),
+                    details: json!({}),
+                    created_at: now,
+                    updated_at: now,
+                }
+            }
+            action => {
+                let id = text(&spec.id)?.ok_or("no incident id")?;
+                let mut row = self.open_incidents.get(&id).cloned().ok_or_else(|| {
+                    format!("incident `{id}` does not exist or is already resolved")
+                })?;
+                if let Some(t) = text(&spec.title)? {
+                    row.title = t;
+                }
+                if let Some(s) = severity
+                    && s != row.severity
+                {
+                    let what = format!("severity {} → {s}", row.severity);
+                    raised = s < row.severity;
+                    push(
+                        &mut row,
+                        incidents::severity_changed(now, &by, &said(&what), &s),
+                    );
+                    row.severity = s;
+                } else if action == IncidentAction::Update {
+                    push(&mut row, entry(now, &by, "note", &said("updated"), false));
+                }
+                if action == IncidentAction::Resolve {
+                    row.status = RESOLVED.into();
+                    push(&mut row, entry(now, &by, RESOLVED, &said("resolved"), true));
+                }
+                row.updated_at = now;
+                row
+            }
+        };
+        let out = json!({ "id": row.id, "title": row.title, "severity": row.severity, "status": row.status, "service": row.service });
+        self.keep(&row);
+        self.incident_writes.push(Write::Incident {
+            row: row.clone(),
+            by_run: Some(run_id.to_string()),
+        });
+        if spec.action == IncidentAction::Resolve || raised {
+            self.incident_changed(&row, &by);
+        }
+        Ok(out)
+    }
+
+    /// Keeps `row` among the open incidents while it is not resolved.
+    fn keep(&mut self, row: &IncidentRow) {
+        if row.status == RESOLVED {
+            self.open_incidents.remove(&row.id);
+        } else {
+            self.open_incidents.insert(row.id.clone(), row.clone());
+        }
+    }
+
+    /// Acknowledges, resolves, reopens, annotates or edits an incident on behalf of a person.
+    /// Acknowledging an incident whose opening run is active here also sends that run the
+    /// signal `ack`; escalations following the incident end on an acknowledgement or a
+    /// resolution and page again on a raised severity.
+    pub(super) async fn steer_incident(
+        &mut self,
+        id: &str,
+        action: IncidentSteer,
+        by: &str,
+        note: Option<String>,
+    ) -> Result<IncidentRow, EngineError> {
+        let mut row = match self.open_incidents.get(id).cloned() {
+            Some(row) => row,
+            None => match self.store.incident(id).await? {
+                Some(row) => row,
+                None => return Err(EngineError::UnknownIncident(id.into())),
+            },
+        };
+        let now = self.clock.now_ms();
+        let conflict = |what: &str| Err(EngineError::Conflict(format!("incident `{id}` {what}")));
+        let said = |what: &str| note.clone().unwrap_or_else(|| what.to_string());
+        let mut raised = false;
+        match &action {
+            IncidentSteer::Acknowledge => {
+                match row.status.as_str() {
+                    ACKNOWLEDGED => return conflict("is already acknowledged"),
+                    RESOLVED => return conflict("is already resolved"),
+                    _ => {}
+                }
+                row.status = ACKNOWLEDGED.into();
+                push(
+                    &mut row,
+                    entry(now, by, ACKNOWLEDGED, &said(ACKNOWLEDGED), true),
+                );
+            }
+            IncidentSteer::Resolve => {
+                if row.status == RESOLVED {
+                    return conflict("is already resolved");
+                }
+                row.status = RESOLVED.into();
+                push(&mut row, entry(now, by, RESOLVED, &said(RESOLVED), true));
+            }
+            IncidentSteer::Reopen => {
+                if row.status != RESOLVED {
+                    return conflict(&format!("is {}, not resolved", row.status));
+                }
+                row.status = TRIGGERED.into();
+                push(
+                    &mut row,
+                    entry(now, by, "reopened", &said("reopened"), true),
+                );
+            }
+            IncidentSteer::Note { public } => {
+                push(&mut row, entry(now, by, "note", &said(""), *public));
+            }
+            IncidentSteer::Edit(edit) => {
+                let before = row.severity.clone();
+                let changed = incidents::apply(&mut row, edit);
+                if changed.is_empty() {
+                    return Ok(row);
+                }
+                let (severity, rest): (Vec<String>, Vec<String>) = changed
+                    .into_iter()
+                    .partition(|c| c.starts_with("severity "));
+                if let Some(s) = severity.first() {
+                    raised = row.severity < before;
+                    let now_severity = row.severity.clone();
+                    push(
+                        &mut row,
+                        incidents::severity_changed(now, by, s, &now_severity),
+                    );
+                }
+                if !rest.is_empty() {
+                    push(&mut row, entry(now, by, "edited", &rest.join("; "), false));
+                }
+            }
+        }
+        row.updated_at = now;
+        self.keep(&row);
+        // Steered by a person: no run's lease covers it.
+        self.incident_writes.push(Write::Incident {
+            row: row.clone(),
+            by_run: None,
+        });
+        if matches!(action, IncidentSteer::Acknowledge | IncidentSteer::Resolve) || raised {
+            self.incident_changed(&row, by);
+        }
+        if action == IncidentSteer::Acknowledge
+            && let Some(run_id) = row.run_id.clone()
+            && self
+                .runs
+                .get(&run_id)
+                .is_some_and(|r| !r.row.status.is_final())
+        {
+            self.deliver_signal(run_id, "ack".into(), json!({ "incident": id, "by": by }))
+                .await?;
+        }
+        Ok(row)
+    }
+}
