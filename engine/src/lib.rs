@@ -27,6 +27,7 @@ pub mod oncall;
 pub mod plan;
 pub mod plugin;
 pub mod runtime;
+pub mod slo;
 pub mod store;
 pub mod template;
 pub mod vault;

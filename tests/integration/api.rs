@@ -19,6 +19,7 @@ mod faults;
 mod hardening;
 mod harness;
 mod incidents;
+mod levels;
 mod oncall;
 mod plugin_loop;
 mod plugins;

@@ -30,6 +30,7 @@ pub const SOURCES: &[&str] = &[
     "cloudwatch",
     "pagerduty",
     "webhook",
+    "slo",
 ];
 
 /// Whether an alert is firing or has resolved.

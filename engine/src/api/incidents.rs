@@ -11,7 +11,7 @@ use utoipa::ToSchema;
 use super::audit::Audit;
 use super::auth::{Principal, Role};
 use super::incident_views::{IncidentList, IncidentView, Timeline, timeline};
-use super::problem::{Body, Problem, RawBody, optional_json};
+use super::problem::{Body, Problem, RawBody, optional_object};
 use super::{AppState, Page, PathParams, Query};
 use crate::runtime::IncidentSteer;
 use crate::store::{Cursor, IncidentRow};
@@ -185,7 +185,7 @@ pub(super) async fn acknowledge(
     headers: HeaderMap,
     RawBody(body): RawBody,
 ) -> Result<Json<IncidentView>, Problem> {
-    let note = optional_json::<Note>(&headers, &body)?.and_then(|n| n.note);
+    let note = optional_object::<Note>(&headers, &body)?.and_then(|n| n.note);
     steer(&state, &who, &audit, &id, IncidentSteer::Acknowledge, note).await
 }
 
@@ -212,7 +212,7 @@ pub(super) async fn resolve(
     headers: HeaderMap,
     RawBody(body): RawBody,
 ) -> Result<Json<IncidentView>, Problem> {
-    let note = optional_json::<Note>(&headers, &body)?.and_then(|n| n.note);
+    let note = optional_object::<Note>(&headers, &body)?.and_then(|n| n.note);
     steer(&state, &who, &audit, &id, IncidentSteer::Resolve, note).await
 }
 
@@ -274,7 +274,7 @@ pub(super) async fn reopen(
     headers: HeaderMap,
     RawBody(body): RawBody,
 ) -> Result<Json<IncidentView>, Problem> {
-    let note = optional_json::<Note>(&headers, &body)?.and_then(|n| n.note);
+    let note = optional_object::<Note>(&headers, &body)?.and_then(|n| n.note);
     steer(&state, &who, &audit, &id, IncidentSteer::Reopen, note).await
 }
 

@@ -31,6 +31,7 @@ mod run_list;
 mod runs;
 mod secrets;
 mod silences;
+mod slo_watch;
 mod sns;
 mod start;
 mod steps;
@@ -76,6 +77,8 @@ pub struct ApiConfig {
     pub request_timeout: Duration,
     /// How often `/metrics`' request and SLA gauges are read from the database.
     pub request_gauges_every: Duration,
+    /// How often the burn rates of the catalog's service-level objectives are checked.
+    pub slo_every: Duration,
     /// The operator's grants file, read again by `POST /v1/grants/reload` (and SIGHUP).
     pub grants_file: Option<std::path::PathBuf>,
     /// Seals secrets set over `PUT /v1/secrets/{name}`; without it that answers 503.
@@ -101,6 +104,7 @@ impl Default for ApiConfig {
         Self {
             request_timeout: Duration::from_secs(30),
             request_gauges_every: Duration::from_secs(15),
+            slo_every: Duration::from_secs(60),
             grants_file: None,
             master_key: None,
             max_event_streams: 1024,
@@ -348,6 +352,7 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/v1/incidents/{id}/review", get(incidents::review))
         .route("/v1/reports/incidents", get(reports::incidents))
+        .route("/v1/reports/sla", get(reports::sla))
         .route("/v1/incidents/{id}/reopen", post(incidents::reopen))
         .route("/v1/incidents/{id}/timeline", get(incidents::timeline_of))
         .route(
@@ -498,6 +503,17 @@ pub async fn serve(
             tokio::select! {
                 _ = every.tick() => gauges.requests.refresh(&gauges.store, gauges.now_ms()).await,
                 () = gauges.shutdown.cancelled() => return,
+            }
+        }
+    });
+    // The burn rates of the service-level objectives, checked in the background.
+    let levels = state.clone();
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(levels.config.slo_every);
+        loop {
+            tokio::select! {
+                _ = every.tick() => slo_watch::check(&levels).await,
+                () = levels.shutdown.cancelled() => return,
             }
         }
     });

@@ -271,7 +271,15 @@ where
     type Rejection = Problem;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let (parts, body) = req.into_parts();
+        let bytes = RawBody::from_request(Request::from_parts(parts.clone(), body), state)
+            .await?
+            .0;
+        // Every body is a JSON object; serde would also take a struct written as an array.
+        let array = bytes.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'[');
+        let req = Request::from_parts(parts, axum::body::Body::from(bytes));
         match axum::Json::<T>::from_request(req, state).await {
+            Ok(_) if array => Err(Problem::invalid_at("", "the body must be a JSON object")),
             Ok(axum::Json(v)) => Ok(Body(v)),
             Err(rejection) => Err(json_rejection(&rejection)),
         }
@@ -350,6 +358,23 @@ pub fn optional_json<T: serde::de::DeserializeOwned>(
     let value: serde_json::Value = serde_json::from_slice(body).map_err(|e| {
         Problem::bad_request("malformed-json", format!("the body is not valid JSON: {e}"))
     })?;
+    serde_path_to_error::deserialize(value)
+        .map(Some)
+        .map_err(|e| wrong_shape(&e))
+}
+
+/// [`optional_json`] for a body that must be a JSON object: serde would also take a struct
+/// written as an array.
+pub fn optional_object<T: serde::de::DeserializeOwned>(
+    headers: &axum::http::HeaderMap,
+    body: &[u8],
+) -> Result<Option<T>, Problem> {
+    let Some(value) = optional_json::<serde_json::Value>(headers, body)? else {
+        return Ok(None);
+    };
+    if !value.is_object() {
+        return Err(Problem::invalid_at("", "the body must be a JSON object"));
+    }
     serde_path_to_error::deserialize(value)
         .map(Some)
         .map_err(|e| wrong_shape(&e))
@@ -478,5 +503,17 @@ mod tests {
         let (pointer, detail) = violation(r#"{"items": [], "by_key": {}}"#);
         assert_eq!(pointer, "");
         assert!(detail.contains("missing field `name`"), "{detail}");
+    }
+
+    #[test]
+    fn a_struct_written_as_an_array_is_refused_where_an_object_is_due() {
+        let body = br#"["a", [], {}]"#;
+        assert!(
+            optional_json::<Shape>(&json_headers(), body).is_ok(),
+            "serde alone takes it"
+        );
+        let e = optional_object::<Shape>(&json_headers(), body).expect_err("refused");
+        assert_eq!(e.status, 422);
+        assert_eq!(e.detail, "the body must be a JSON object");
     }
 }

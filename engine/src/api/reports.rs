@@ -1,5 +1,7 @@
 //! Reports: incident response measures (`GET /v1/reports/incidents`) — MTTA and MTTR per
-//! service, team and severity over a window — and their Prometheus series on `/metrics`.
+//! service, team and severity over a window — and their Prometheus series on `/metrics`; the
+//! SLA report (`GET /v1/reports/sla`) — per tenant and catalog entry, requests fulfilled
+//! within their SLA, breaches, usage and availability against the entry's objective.
 
 use std::fmt::Write as _;
 
@@ -89,21 +91,7 @@ pub(super) async fn incidents(
     Query(q): Query<WindowQuery>,
 ) -> Result<Json<IncidentReport>, Problem> {
     who.require(&[Role::Client, Role::Operator, Role::Admin])?;
-    let to = match &q.to {
-        Some(t) => instant("/to", t)?,
-        None => state.now_ms(),
-    };
-    let from = match &q.from {
-        Some(t) => instant("/from", t)?,
-        None => to.saturating_sub(DEFAULT_WINDOW_MS),
-    };
-    if from >= to {
-        return Err(Problem::invalid_at("/from", "must come before `to`"));
-    }
-    let tenant = match who.scope() {
-        Some(own) => Some(own.to_string()),
-        None => q.tenant.clone(),
-    };
+    let (from, to, tenant) = window(&state, &who, &q)?;
     let rows = state
         .store
         .incidents_between(tenant.as_deref(), from, to)
@@ -178,4 +166,95 @@ pub(super) async fn render(state: &AppState, out: &mut String) {
         let _ = writeln!(out, "{name}_sum {sum}");
         let _ = writeln!(out, "{name}_count {}", d.count);
     }
+}
+
+/// The SLA report of a window.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub(super) struct SlaReport {
+    /// Start of the window.
+    pub from: String,
+    /// End of the window (exclusive).
+    pub to: String,
+    /// One row per tenant and catalog entry ordered in the window.
+    pub items: Vec<crate::slo::report::Row>,
+}
+
+/// The window of a report query: `[from, to)` in ms, and the tenant it is about.
+fn window(
+    state: &AppState,
+    who: &Principal,
+    q: &WindowQuery,
+) -> Result<(i64, i64, Option<String>), Problem> {
+    let to = match &q.to {
+        Some(t) => instant("/to", t)?,
+        None => state.now_ms(),
+    };
+    let from = match &q.from {
+        Some(t) => instant("/from", t)?,
+        None => to.saturating_sub(DEFAULT_WINDOW_MS),
+    };
+    if from >= to {
+        return Err(Problem::invalid_at("/from", "must come before `to`"));
+    }
+    let tenant = match who.scope() {
+        Some(own) => Some(own.to_string()),
+        None => q.tenant.clone(),
+    };
+    Ok((from, to, tenant))
+}
+
+/// Per tenant and catalog entry, the requests submitted in the window: how many (usage),
+/// fulfilled, fulfilled within their SLA, breached (late, or unfinished past the deadline),
+/// failed, still in progress, fulfilment times (p50, p90), and availability against the
+/// entry's `slo` objective. JSON, or CSV with `Accept: text/csv`.
+#[utoipa::path(get, path = "/v1/reports/sla", tag = "reports",
+    params(WindowQuery),
+    responses(
+        (status = 200, description = "The report", body = SlaReport,
+            content(
+                (SlaReport = "application/json"),
+                (String = "text/csv"),
+            )),
+        (status = 400, description = "An unknown query parameter", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Role may not read reports", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "A bad instant, or `from` not before `to`", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = [])))]
+pub(super) async fn sla(
+    State(state): State<AppState>,
+    Extension(who): Extension<Principal>,
+    Query(q): Query<WindowQuery>,
+    headers: axum::http::HeaderMap,
+) -> Result<axum::response::Response, Problem> {
+    use axum::response::IntoResponse as _;
+    who.require(&[Role::Client, Role::Operator, Role::Admin])?;
+    let (from, to, tenant) = window(&state, &who, &q)?;
+    let facts = state
+        .store
+        .request_facts(tenant.as_deref(), from, to)
+        .await?;
+    let catalog = state.catalog();
+    let items = crate::slo::report::rows(&facts, state.now_ms(), |id| {
+        catalog.get(id).and_then(|e| e.slo)
+    });
+    let wants_csv = headers
+        .get(axum::http::header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|a| a.contains("text/csv"));
+    if wants_csv {
+        let text = crate::slo::report::csv(&items)
+            .map_err(|e| Problem::internal(format!("writing the CSV failed: {e}")))?;
+        return Ok((
+            [(axum::http::header::CONTENT_TYPE, "text/csv; charset=utf-8")],
+            text,
+        )
+            .into_response());
+    }
+    Ok(Json(SlaReport {
+        from: crate::alerts::iso(from),
+        to: crate::alerts::iso(to),
+        items,
+    })
+    .into_response())
 }

@@ -175,7 +175,7 @@ pub(super) async fn cancel(
     RawBody(body): RawBody,
 ) -> Result<Response, Problem> {
     who.require(&[Role::Operator, Role::Admin])?;
-    let options = optional_json::<CancelOptions>(&headers, &body)?;
+    let options = super::problem::optional_object::<CancelOptions>(&headers, &body)?;
     visible_run(&state, &who, &id).await?;
     let compensate = options.is_none_or(|o| o.compensate);
     state

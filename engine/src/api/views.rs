@@ -38,6 +38,9 @@ pub(super) struct CatalogEntryView {
     pub approval_roles: Vec<String>,
     /// Fulfilment deadline after submission, in seconds.
     pub fulfil_within_seconds: Option<u64>,
+    /// The availability objective of its requests, when it has one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub slo: Option<crate::slo::Objective>,
 }
 
 impl CatalogEntryView {
@@ -53,6 +56,7 @@ impl CatalogEntryView {
             defaults: p.defaults.clone(),
             approval_roles: p.approval_roles.clone(),
             fulfil_within_seconds: p.fulfil_within.map(|d| d.as_secs()),
+            slo: p.slo,
         }
     }
 }

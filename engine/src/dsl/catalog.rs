@@ -31,6 +31,8 @@ pub struct CatalogEntry {
     pub approval_roles: Vec<Spanned<String>>,
     /// How long fulfilment may take before the SLA is breached.
     pub fulfil_within: Option<Spanned<Duration>>,
+    /// The availability objective of its requests: percent good, over a window.
+    pub slo: Option<(f64, Duration)>,
 }
 
 const KEYS: &[&str] = &[
@@ -43,9 +45,85 @@ const KEYS: &[&str] = &[
     "tenants",
     "approval",
     "sla",
+    "slo",
 ];
 const APPROVAL_KEYS: &[&str] = &["roles"];
 const SLA_KEYS: &[&str] = &["fulfil_within"];
+const SLO_KEYS: &[&str] = &["objective", "window"];
+
+/// The SLO's window when it names none.
+pub const DEFAULT_SLO_WINDOW: Duration = Duration::from_secs(30 * 24 * 3600);
+
+/// Reads `slo: { objective: 99.9, window: 30d }`.
+fn slo(node: &Node, diags: &mut Diagnostics) -> Option<(f64, Duration)> {
+    let f = Fields::read(node, "`slo`", SLO_KEYS, diags)?;
+    let objective = match f.get("objective") {
+        None => {
+            f.missing(
+                "objective",
+                "`slo`",
+                "say which percent of requests must be good: `objective: 99.9`",
+                diags,
+            );
+            None
+        }
+        Some(n) => {
+            let text = n.as_scalar().map(|s| s.as_str().to_string());
+            match text.as_deref().map(str::parse::<f64>) {
+                Some(Ok(v)) if v > 0.0 && v < 100.0 => Some(v),
+                _ => {
+                    diags.push(
+                        Diagnostic::new(
+                            "invalid-value",
+                            span_of(n),
+                            format!(
+                                "`slo.objective` must be a percent between 0 and 100, found {}",
+                                text.as_deref().map_or_else(
+                                    || yaml::shape(n).to_string(),
+                                    |t| format!("`{t}`")
+                                )
+                            ),
+                        )
+                        .help("write e.g. `objective: 99.9` or `objective: 99.99`"),
+                    );
+                    None
+                }
+            }
+        }
+    };
+    let window = match f.get("window") {
+        None => Some(DEFAULT_SLO_WINDOW),
+        Some(n) => {
+            let text = yaml::string(n, "`slo.window`", diags)?;
+            match super::parse_duration(&text.value) {
+                Ok(d) if d >= Duration::from_secs(3600) => Some(d),
+                Ok(_) => {
+                    diags.push(
+                        Diagnostic::new(
+                            "invalid-duration",
+                            text.span,
+                            "`slo.window` must be at least an hour",
+                        )
+                        .help("write e.g. `30d` or `7d`"),
+                    );
+                    None
+                }
+                Err(e) => {
+                    diags.push(
+                        Diagnostic::new(
+                            "invalid-duration",
+                            text.span,
+                            format!("`slo.window`: {e}"),
+                        )
+                        .help("write e.g. `30d` or `7d`"),
+                    );
+                    None
+                }
+            }
+        }
+    };
+    Some((objective?, window?))
+}
 
 /// Decodes a catalog entry file; `None` when nothing usable could be read.
 pub fn decode_catalog_entry(bytes: &[u8], diags: &mut Diagnostics) -> Option<CatalogEntry> {
@@ -192,6 +270,7 @@ pub(super) fn decode_node(node: &Node, diags: &mut Diagnostics) -> Option<Catalo
             ),
         }
     }
+    let slo = f.get("slo").and_then(|n| slo(n, diags));
     Some(CatalogEntry {
         id: id?,
         title: title?.value,
@@ -202,5 +281,6 @@ pub(super) fn decode_node(node: &Node, diags: &mut Diagnostics) -> Option<Catalo
         tenants,
         approval_roles,
         fulfil_within,
+        slo,
     })
 }

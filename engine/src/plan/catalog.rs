@@ -32,6 +32,8 @@ pub struct CatalogPlan {
     pub approval_roles: Vec<String>,
     /// SLA: fulfilment deadline after submission.
     pub fulfil_within: Option<Duration>,
+    /// The availability objective of its requests.
+    pub slo: Option<crate::slo::Objective>,
 }
 
 impl CatalogPlan {
@@ -160,5 +162,9 @@ pub fn build_catalog(
             .map(|r| r.value.clone())
             .collect(),
         fulfil_within: entry.fulfil_within.as_ref().map(|d| d.value),
+        slo: entry.slo.map(|(percent, window)| crate::slo::Objective {
+            percent,
+            window_ms: i64::try_from(window.as_millis()).unwrap_or(i64::MAX),
+        }),
     })
 }

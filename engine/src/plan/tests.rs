@@ -473,6 +473,12 @@ fn cases() -> Vec<Case> {
         ("on-call: a level without a delay", "users:\n  - { id: ann }\nescalation_policies:\n  - { id: p, levels: [{ targets: [{ user: ann }] }] }\n".into(), &[
             "4:25 missing-key: escalation level is missing `delay`",
         ]),
+        ("catalog: an objective that is not a percent", "id: vms\ntitle: VMs\nworkflow: provision-vms\nslo: { objective: 100.5 }\n".into(), &[
+            "4:19 invalid-value: `slo.objective` must be a percent between 0 and 100, found `100.5`",
+        ]),
+        ("catalog: an SLO window under an hour", "id: vms\ntitle: VMs\nworkflow: provision-vms\nslo: { objective: 99.9, window: 5m }\n".into(), &[
+            "4:33 invalid-duration: `slo.window` must be at least an hour",
+        ]),
         ("catalog: invalid SLA", "id: vms\ntitle: VMs\nworkflow: provision-vms\nsla: { fulfil_within: fast }\n".into(), &[
             "4:23 invalid-duration: `sla.fulfil_within`: `fast` is not a duration",
         ]),

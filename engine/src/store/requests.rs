@@ -336,3 +336,42 @@ pub(super) async fn insert_request_row(
     .await?;
     Ok(done.rows_affected() > 0)
 }
+
+impl Store {
+    /// What service levels need of the requests submitted in `[from, to)` (of `tenant` only,
+    /// when given), with their runs' status and end, oldest first.
+    pub async fn request_facts(
+        &self,
+        tenant: Option<&str>,
+        from: i64,
+        to: i64,
+    ) -> Result<Vec<crate::slo::Facts>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT q.id, q.catalog_id, q.tenant, q.created_at, q.status, q.sla_deadline, \
+             r.status AS run_status, r.finished_at \
+             FROM requests q LEFT JOIN runs r ON r.id = q.run_id \
+             WHERE q.created_at >= ? AND q.created_at < ? AND (? IS NULL OR q.tenant = ?) \
+             ORDER BY q.created_at, q.id",
+        )
+        .bind(from)
+        .bind(to)
+        .bind(tenant)
+        .bind(tenant)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(crate::slo::Facts {
+                    id: col(r, "id")?,
+                    catalog_id: col(r, "catalog_id")?,
+                    tenant: col(r, "tenant")?,
+                    created_at: col(r, "created_at")?,
+                    status: col(r, "status")?,
+                    deadline: col(r, "sla_deadline")?,
+                    run_status: col(r, "run_status")?,
+                    finished_at: col(r, "finished_at")?,
+                })
+            })
+            .collect()
+    }
+}

@@ -462,6 +462,10 @@ fn every_route_refuses_roles_it_does_not_serve_and_serves_the_others() {
             ),
         ),
         (
+            &app.integration,
+            case(Method::GET, "/v1/reports/sla", "/v1/reports/sla".into()),
+        ),
+        (
             &app.operator,
             with_json(
                 case(Method::POST, "/v1/tokens", "/v1/tokens".into()),
@@ -656,6 +660,7 @@ fn every_route_refuses_roles_it_does_not_serve_and_serves_the_others() {
                     format!("/v1/incidents/{inc}/review"),
                 ),
                 ("/v1/reports/incidents", "/v1/reports/incidents".into()),
+                ("/v1/reports/sla", "/v1/reports/sla".into()),
                 ("/v1/alerts", "/v1/alerts".into()),
                 ("/v1/rules", "/v1/rules".into()),
                 ("/v1/silences", "/v1/silences".into()),

@@ -107,7 +107,22 @@ outputs:
   items: "{{ len steps.many.output }}"
 "#;
 
+/// Succeeds, or (`fail: true`) fails at once: a request outcome chosen by its inputs.
+pub(crate) const COIN: &str = r#"name: coin
+version: 1
+inputs:
+  type: object
+  required: [fail]
+  properties:
+    fail: { type: boolean }
+steps:
+  - id: lose
+    when: "{{ inputs.fail }}"
+    signal: { name: never, timeout: 10ms }
+"#;
+
 const FIXTURE_WORKFLOWS: &[(&str, &str)] = &[
+    ("coin.yaml", COIN),
     ("steer.yaml", STEER),
     ("sleeper.yaml", SLEEPER_V1),
     ("pager.yaml", PAGER),
@@ -134,6 +149,10 @@ const FIXTURE_CATALOG: &[(&str, &str)] = &[
     (
         "ordered.yaml",
         "id: ordered\ntitle: Ordered\nworkflow: ordered\ntenants: [\"*\"]\n",
+    ),
+    (
+        "coin.yaml",
+        "id: coin\ntitle: Coin\nworkflow: coin\ntenants: [\"*\"]\ndefaults: { fail: false }\nslo: { objective: 99 }\n",
     ),
     (
         "tenant-a-only.yaml",
@@ -647,6 +666,7 @@ impl App {
                 defs,
                 ApiConfig {
                     request_gauges_every: Duration::from_millis(50),
+                    slo_every: Duration::from_millis(100),
                     ..ApiConfig::default()
                 },
             );

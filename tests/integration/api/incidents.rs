@@ -292,6 +292,7 @@ fn a_ticket_records_every_change_and_its_tenant_sees_only_the_public_part() {
             "/action_items/0/title",
         ),
         (json!({ "owner": "alice" }), "/owner"),
+        (json!([null, null]), ""),
     ] {
         assert_eq!(patch(&body).invalid(), vec![pointer], "{body}");
     }
