@@ -19,6 +19,7 @@ mod incident_views;
 mod incidents;
 pub mod limits;
 mod oncall;
+mod oncall_files;
 mod openapi;
 mod plugins;
 mod principals;
@@ -55,6 +56,7 @@ use tokio_util::sync::CancellationToken;
 pub use admin::check_token_request;
 pub use catalog::overlay_catalog;
 pub use grants::{ReloadedBy, reload_grants};
+pub use oncall_files::load_oncall;
 pub use openapi::document as openapi_document;
 use problem::Problem;
 pub use requests::start_pending;
@@ -154,7 +156,8 @@ pub struct AppState {
     pub alerts: crate::alerts::dispatch::Dispatcher,
     /// Checks SNS messages (CloudWatch alarms) and caches signing certificates.
     pub sns: Arc<crate::alerts::sns::Verifier>,
-    /// People, teams and on-call schedules.
+    /// The on-call files in force (name → YAML), for `/v1/oncall/files`.
+    oncall_files: Arc<RwLock<Arc<BTreeMap<String, String>>>>,
     /// Behaviour.
     pub config: ApiConfig,
 }
@@ -198,6 +201,7 @@ impl AppState {
             connections: Arc::default(),
             starting: Arc::default(),
             principals: Arc::default(),
+            oncall_files: Arc::default(),
             config,
         }
     }
@@ -220,6 +224,25 @@ impl AppState {
     /// Puts people, teams and schedules in force.
     pub fn set_oncall(&self, set: crate::oncall::OnCall) {
         self.engine.set_oncall(set);
+    }
+
+    /// Puts an on-call set in force with the files it was planned from.
+    pub fn set_oncall_files(&self, set: crate::oncall::OnCall, sources: BTreeMap<String, String>) {
+        *self
+            .oncall_files
+            .write()
+            .unwrap_or_else(PoisonError::into_inner) = Arc::new(sources);
+        self.engine.set_oncall(set);
+    }
+
+    /// The on-call files in force, by name.
+    pub fn oncall_sources(&self) -> Arc<BTreeMap<String, String>> {
+        Arc::clone(
+            &self
+                .oncall_files
+                .read()
+                .unwrap_or_else(PoisonError::into_inner),
+        )
     }
 
     /// Now, in ms since the epoch.
@@ -344,6 +367,11 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/silences", post(silences::create).get(silences::list))
         .route("/v1/silences/{id}", axum::routing::delete(silences::delete))
         .route("/v1/oncall", get(oncall::list))
+        .route("/v1/oncall/files", get(oncall_files::list))
+        .route(
+            "/v1/oncall/files/{name}",
+            put(oncall_files::put).delete(oncall_files::delete),
+        )
         .route("/v1/oncall/{schedule}", get(oncall::who))
         .route("/v1/incidents", get(incidents::list))
         .route(

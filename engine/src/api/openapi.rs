@@ -6,8 +6,8 @@ use utoipa::{Modify, OpenApi};
 
 use super::{
     admin, alerts, approvals, catalog, control, events, grants, health, incident_views, incidents,
-    oncall, plugins, problem, reports, requests, rules, run_list, runs, secrets, silences, start,
-    steps, views, workflows,
+    oncall, oncall_files, plugins, problem, reports, requests, rules, run_list, runs, secrets,
+    silences, start, steps, views, workflows,
 };
 
 struct Bearer;
@@ -84,6 +84,7 @@ impl Modify for RateLimited {
         events::receive, events::enqueue, events::list, alerts::list,
         rules::list, rules::get_one, rules::put, rules::delete, rules::test,
         silences::create, silences::list, silences::delete, oncall::list, oncall::who,
+        oncall_files::list, oncall_files::put, oncall_files::delete,
         incidents::list, incidents::get_one, incidents::timeline_of, incidents::acknowledge,
         incidents::resolve, incidents::note, incidents::reopen, incidents::edit, incidents::review,
         reports::incidents, reports::sla,
@@ -118,6 +119,7 @@ impl Modify for RateLimited {
         rules::RuleView, rules::RuleList, rules::RuleTest, rules::TestAlert, rules::RuleTestResult,
         silences::NewSilence, silences::SilenceView, silences::SilenceList,
         oncall::PersonView, oncall::ContactView, oncall::OnCallList, oncall::OnCallNow,
+        oncall_files::OnCallFileView, oncall_files::OnCallFileList,
         grants::GrantView, grants::PluginDetail, grants::GrantsView, grants::GrantChangeView,
         grants::GrantsReloaded, secrets::SecretBody, secrets::SecretView, secrets::SecretList,
     )),

@@ -464,24 +464,6 @@ pub fn load_catalog(
     Ok(entries)
 }
 
-/// Validates every on-call file in `dir` as one set (a missing directory is an empty set).
-pub fn load_oncall(dir: &Path) -> anyhow::Result<crate::oncall::OnCall> {
-    if !dir.is_dir() {
-        return Ok(crate::oncall::OnCall::default());
-    }
-    let files = validate::collect_files(&[dir.to_path_buf()]).map_err(anyhow::Error::msg)?;
-    let outcome = validate::validate_files(&files, &crate::plugin::PluginIndex::default());
-    if outcome.errors() > 0 {
-        tracing::error!("{}", validate::render_text(&outcome).trim_end());
-        bail!(
-            "fix the on-call files in {} (or run `csmp validate {}`)",
-            dir.display(),
-            dir.display()
-        );
-    }
-    Ok(outcome.oncall.unwrap_or_default())
-}
-
 /// Runs the executor and the REST API until interrupted (Ctrl-C or SIGTERM); then stops
 /// taking calls, lets calls in flight finish, and stops the executor after its current turn.
 pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
@@ -519,7 +501,7 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
     let mut catalog = load_catalog(&opts.catalog, &defs)?;
     crate::api::overlay_catalog(&store, &mut catalog, &workflow_names(&defs)).await?;
     let rules = crate::api::load_rules(&store, Some(&opts.rules), &workflow_names(&defs)).await?;
-    let oncall = load_oncall(&opts.oncall)?;
+    let (oncall, oncall_sources) = crate::api::load_oncall(&store, Some(&opts.oncall)).await?;
     if let Err(problems) = opts.sns.validate() {
         bail!("the SNS settings are not valid: {}", problems.join("; "));
     }
@@ -567,7 +549,7 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
     );
     let rule_count = rules.len();
     state.alerts.rules.set(rules);
-    state.set_oncall(oncall);
+    state.set_oncall_files(oncall, oncall_sources);
     state.alerts.wake();
     reload_on_sighup(state.clone())?;
     let restarted = crate::api::start_pending(&state).await?;

@@ -4,6 +4,7 @@
 //! Pure: files in, a checked set or every problem out. Escalation policies (`policy`) page
 //! the people these name.
 
+pub mod files;
 pub mod policy;
 pub mod schedule;
 
@@ -114,6 +115,16 @@ pub fn plan(files: Vec<(OnCallFile, Diagnostics)>) -> Result<OnCall, Vec<Vec<Dia
             }
         }
         for s in &file.schedules {
+            if s.id.value == files::RESERVED {
+                diags.push(
+                    Diagnostic::new(
+                        "reserved-name",
+                        s.id.span,
+                        format!("`{}` cannot name a schedule: `/v1/oncall/files` lists the on-call files", files::RESERVED),
+                    )
+                    .help("choose another id"),
+                );
+            }
             let layers = s
                 .layers
                 .iter()

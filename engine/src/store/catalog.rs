@@ -102,3 +102,48 @@ impl Store {
             .collect())
     }
 }
+
+/// An on-call file set over the API (its YAML), or its deletion.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OnCallFileRow {
+    /// The file's name (`platform` for `oncall/platform.yaml`).
+    pub name: String,
+    /// Its YAML; `None` for a deletion.
+    pub source: Option<String>,
+    /// When (ms).
+    pub updated_at: i64,
+    /// The token id that changed it.
+    pub updated_by: String,
+}
+
+impl Store {
+    /// Stores an on-call file (or, with no source, its deletion) with the call's audit entry.
+    pub async fn put_oncall_file(
+        &self,
+        row: &OnCallFileRow,
+        audit: Option<&super::AuditFor<'_, ()>>,
+    ) -> Result<(), StoreError> {
+        let fields = (
+            row.name.as_str(),
+            row.source.as_deref(),
+            row.updated_at,
+            row.updated_by.as_str(),
+        );
+        self.put_overlay("oncall_files", "name", fields, audit)
+            .await
+    }
+
+    /// Every on-call file and deletion stored, by name.
+    pub async fn oncall_file_rows(&self) -> Result<Vec<OnCallFileRow>, StoreError> {
+        let rows = self.overlay_rows("oncall_files", "name").await?;
+        Ok(rows
+            .into_iter()
+            .map(|(name, source, updated_at, updated_by)| OnCallFileRow {
+                name,
+                source,
+                updated_at,
+                updated_by,
+            })
+            .collect())
+    }
+}

@@ -38,7 +38,7 @@ pub use api::{Cursor, EventRow, PluginRow, RequestCensus, TenantRow, TokenRow};
 pub use attempts::{AttemptOutcome, AttemptRow};
 pub use audit::AuditRow;
 pub use batch::Fence;
-pub use catalog::CatalogRow;
+pub use catalog::{CatalogRow, OnCallFileRow};
 pub use cron::CronFire;
 pub use leases::Claim;
 pub use requests::{NewRequest, RequestRow, RequestView};

@@ -466,6 +466,26 @@ fn every_route_refuses_roles_it_does_not_serve_and_serves_the_others() {
             case(Method::GET, "/v1/reports/sla", "/v1/reports/sla".into()),
         ),
         (
+            &app.client_a,
+            case(Method::GET, "/v1/oncall/files", "/v1/oncall/files".into()),
+        ),
+        (
+            &app.client_a,
+            case(
+                Method::PUT,
+                "/v1/oncall/files/{name}",
+                "/v1/oncall/files/night".into(),
+            ),
+        ),
+        (
+            &app.client_a,
+            case(
+                Method::DELETE,
+                "/v1/oncall/files/{name}",
+                "/v1/oncall/files/platform".into(),
+            ),
+        ),
+        (
             &app.operator,
             with_json(
                 case(Method::POST, "/v1/tokens", "/v1/tokens".into()),
@@ -665,6 +685,7 @@ fn every_route_refuses_roles_it_does_not_serve_and_serves_the_others() {
                 ("/v1/rules", "/v1/rules".into()),
                 ("/v1/silences", "/v1/silences".into()),
                 ("/v1/oncall", "/v1/oncall".into()),
+                ("/v1/oncall/files", "/v1/oncall/files".into()),
             ],
         ),
         (
@@ -818,6 +839,9 @@ fn every_route_refuses_roles_it_does_not_serve_and_serves_the_others() {
         "POST /v1/incidents/{id}/resolve",
         "POST /v1/incidents/{id}/notes",
         "PATCH /v1/incidents/{id}",
+        // Served to operators in api::oncall.
+        "PUT /v1/oncall/files/{name}",
+        "DELETE /v1/oncall/files/{name}",
         "POST /v1/incidents/{id}/reopen",
         "POST /v1/tokens",
         "DELETE /v1/tokens/{id}",

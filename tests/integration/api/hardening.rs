@@ -419,6 +419,8 @@ fn the_openapi_document_describes_every_route() {
         ("/v1/silences", &["get", "post"]),
         ("/v1/silences/{id}", &["delete"]),
         ("/v1/oncall", &["get"]),
+        ("/v1/oncall/files", &["get"]),
+        ("/v1/oncall/files/{name}", &["put", "delete"]),
         ("/v1/oncall/{schedule}", &["get"]),
         ("/v1/incidents", &["get"]),
         ("/v1/incidents/{id}", &["get", "patch"]),

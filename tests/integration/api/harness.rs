@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use csmp::api::auth::{Role, mint};
 use csmp::api::{ApiConfig, AppState};
-use csmp::cli::run::{load_catalog, load_definitions, load_oncall};
+use csmp::cli::run::{load_catalog, load_definitions};
 use csmp::runtime::{Clock, Engine, EngineConfig, TokioClock};
 use csmp::store::{Durability, Store};
 use serde_json::Value;
@@ -670,10 +670,11 @@ impl App {
                     ..ApiConfig::default()
                 },
             );
-            state.set_oncall(
-                load_oncall(&crate::helpers::repo_root().join("oncall"))
-                    .expect("the example on-call files load"),
-            );
+            let (oncall, sources) =
+                csmp::api::load_oncall(&store, Some(&crate::helpers::repo_root().join("oncall")))
+                    .await
+                    .expect("the example on-call files load");
+            state.set_oncall_files(oncall, sources);
             let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
                 .await
                 .expect("bind 127.0.0.1:0");
