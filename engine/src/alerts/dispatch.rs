@@ -17,6 +17,9 @@ use super::Alert;
 use super::decide::decide;
 pub use super::decide::{Decision, RuleDecision};
 use super::rules::{NOTIFY_WORKFLOW, RulePlan};
+
+/// The shipped workflow that escalates an incident a rule opened.
+pub const ESCALATE_WORKFLOW: &str = "escalate";
 use super::silences::Silence;
 use crate::runtime::{Clock, Engine, EngineError, NewRun, PROVIDER, Submission};
 use crate::store::{
@@ -504,6 +507,11 @@ impl Worker {
                 .map_err(trouble)?;
             g.incident_id = Some(opened.id);
         }
+        if rule.incident.is_some()
+            && let Some(id) = g.incident_id.clone()
+        {
+            self.escalate(rule, g, &id, tenant).await;
+        }
         if let Some((workflow, inputs)) = &rule.workflow
             && g.run_id.is_none()
         {
@@ -547,6 +555,37 @@ impl Worker {
             }
         }
         Ok(())
+    }
+
+    /// Starts, once, the escalation of the incident a rule opened, when an escalation policy
+    /// of `oncall/` covers its service: a run of the shipped workflow `escalate`. A failure to
+    /// start it is logged and counted; the group goes on.
+    async fn escalate(&self, rule: &RulePlan, g: &GroupRow, incident: &str, tenant: &str) {
+        let row = match self.store.incident(incident).await {
+            Ok(Some(row)) => row,
+            Ok(None) => return,
+            Err(e) => {
+                tracing::warn!(rule = %rule.name, %incident, "the incident's escalation could not start: {e}");
+                self.metrics.add("rule_errors", &rule.name, 1);
+                return;
+            }
+        };
+        let covered = row
+            .service
+            .as_deref()
+            .is_some_and(|s| self.engine.oncall().policy_for(s).is_some());
+        if !covered || row.status == crate::incidents::RESOLVED {
+            return;
+        }
+        let inputs = json!({ "incident": incident });
+        if let Err(e) = self
+            .start(rule, g, ESCALATE_WORKFLOW, None, inputs, tenant, "escalate")
+            .await
+        {
+            let (Trouble::Later(e) | Trouble::Fatal(e)) = e;
+            tracing::warn!(rule = %rule.name, group = %g.id, %incident, "the incident's escalation could not start: {e}");
+            self.metrics.add("rule_errors", &rule.name, 1);
+        }
     }
 
     /// Starts a run for a group once: its Idempotency-Key is the group and the action.

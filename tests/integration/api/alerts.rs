@@ -625,13 +625,22 @@ then:
     assert_eq!(incident["title"], "Disk full on db-1");
     assert_eq!(incident["severity"], "sev2");
     assert_eq!(incident["service"], "storage");
+    // The message's run, and the incident's escalation (the example policy covers every
+    // service).
     let sent = app.wait_for(
         &app.operator,
         "/v1/runs?label=rule=disk-full",
-        "the message's run",
-        |b| b["items"].as_array().is_some_and(|i| i.len() == 1),
+        "the message's run and the escalation's",
+        |b| b["items"].as_array().is_some_and(|i| i.len() == 2),
     );
-    assert_eq!(sent["items"][0]["workflow"], "alert-notify");
+    let mut workflows: Vec<String> = sent["items"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|r| s(r, "workflow"))
+        .collect();
+    workflows.sort();
+    assert_eq!(workflows, ["alert-notify", "escalate"]);
     let linked = app
         .get(&format!("/v1/alerts?group={group}"))
         .auth(&app.operator)
@@ -652,6 +661,16 @@ then:
         "the incident to resolve",
         |b| b["status"] == "resolved",
     );
+    // Its resolution ends the escalation.
+    let escalation = sent["items"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|r| r["workflow"] == "escalate")
+        .map(|r| s(r, "id"))
+        .unwrap_or_default();
+    let ended = app.wait_run(&app.operator, &escalation, "succeeded");
+    assert_eq!(ended["outputs"]["outcome"], "resolved", "{ended}");
 }
 
 #[test]

@@ -461,3 +461,57 @@ fn a_ticket_records_every_change_and_its_tenant_sees_only_the_public_part() {
         "{body}"
     );
 }
+
+/// A rule's `incident` action opens an incident no run owns; a policy of `oncall/` covers its
+/// service, so the shipped `escalate` workflow pages its responders until the acknowledgement.
+#[test]
+fn an_incident_a_rule_opens_is_escalated_through_its_services_policy() {
+    let app = App::start();
+    app.put("/v1/rules/disk-full")
+        .auth(&app.operator)
+        .body(
+            "application/yaml",
+            "name: disk-full\nmatch: { source: [webhook], labels: { alertname: DiskFull } }\ngroup_by: [service]\ngroup_wait: 0s\nthen:\n  - incident: { severity: sev2, title: \"Disk full on {{ group.labels.service }}\", service: \"{{ group.labels.service }}\" }\n",
+        )
+        .send()
+        .expect(201);
+    app.post("/v1/events/webhook?fingerprint=/id&labels=/labels")
+        .auth(&app.integration)
+        .json(&json!({ "id": "db-1", "labels": { "alertname": "DiskFull", "service": "db" } }))
+        .send()
+        .expect(202);
+    let list = app.wait_for(
+        &app.operator,
+        "/v1/runs?workflow=escalate",
+        "the escalation's run",
+        |l| !ids(l).is_empty(),
+    );
+    let run = ids(&list)[0].clone();
+    app.wait_step(&app.operator, &run, "page", "waiting");
+    let incidents = app
+        .get("/v1/incidents")
+        .auth(&app.operator)
+        .send()
+        .expect(200);
+    let incident = &incidents["items"][0];
+    let id = s(incident, "id");
+    let paged = app
+        .get(&format!("/v1/incidents/{id}"))
+        .auth(&app.operator)
+        .send()
+        .expect(200);
+    let kinds: Vec<String> = paged["timeline"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|e| s(e, "kind"))
+        .collect();
+    assert!(kinds.contains(&"page".to_string()), "{paged}");
+    app.post(&format!("/v1/incidents/{id}/acknowledge"))
+        .auth(&app.operator)
+        .send()
+        .expect(200);
+    let done = app.wait_run(&app.operator, &run, "succeeded");
+    assert_eq!(done["outputs"]["outcome"], "acknowledged", "{done}");
+    assert_eq!(done["outputs"]["acknowledged_by"], app.operator.id.as_str());
+}
