@@ -1,5 +1,5 @@
-//! `csmp runs|approvals|requests …` against a real listener: tables, `--json`, `--follow`, and
-//! problem documents said as one line with a non-zero exit code.
+//! `csmp runs|approvals|requests|incidents …` against a real listener: tables, `--json`,
+//! `--follow`, and problem documents said as one line with a non-zero exit code.
 
 use std::process::{Command, Output};
 
@@ -215,4 +215,78 @@ fn approvals_and_pauses_from_the_command_line() {
         "{}",
         out(&requests)
     );
+}
+
+#[test]
+fn an_operator_handles_an_incident_and_exports_its_review_from_the_command_line() {
+    let app = App::start();
+    let created = app.order(
+        &app.client_a,
+        &json!({ "catalog_id": "pager", "inputs": { "title": "queue stuck" } }),
+    );
+    let _run = s(&created, "run_id");
+    let list = app.wait_for(&app.operator, "/v1/incidents", "the incident", |l| {
+        l["items"].as_array().is_some_and(|i| !i.is_empty())
+    });
+    let id = s(&list["items"][0], "id");
+    let op = Some(&app.operator);
+    let listed = csmp(&app, op, &["incidents", "list"]);
+    assert!(listed.status.success(), "{}", err(&listed));
+    assert!(out(&listed).contains(&id), "{}", out(&listed));
+    let acked = csmp(&app, op, &["incidents", "ack", &id, "--note", "on it"]);
+    assert_eq!(
+        out(&acked).trim(),
+        format!("incident {id} is acknowledged (sev2): queue stuck")
+    );
+    let noted = csmp(
+        &app,
+        op,
+        &[
+            "incidents",
+            "note",
+            &id,
+            "restarting the consumer",
+            "--public",
+        ],
+    );
+    assert!(noted.status.success(), "{}", err(&noted));
+    let shown = csmp(&app, op, &["incidents", "show", &id]);
+    assert!(
+        out(&shown).contains("restarting the consumer"),
+        "{}",
+        out(&shown)
+    );
+    let resolved = csmp(&app, op, &["incidents", "resolve", &id]);
+    assert!(out(&resolved).contains("is resolved"), "{}", out(&resolved));
+    let again = csmp(&app, op, &["incidents", "resolve", &id]);
+    assert_eq!(again.status.code(), Some(2), "a conflict: {}", out(&again));
+    assert!(err(&again).contains("already resolved"), "{}", err(&again));
+
+    let dir = tempfile::tempdir().expect("temp dir");
+    let file = dir.path().join("review.md");
+    let review = csmp(
+        &app,
+        op,
+        &[
+            "incidents",
+            "review",
+            &id,
+            "-o",
+            file.to_str().expect("a UTF-8 path"),
+        ],
+    );
+    assert!(review.status.success(), "{}", err(&review));
+    let md = std::fs::read_to_string(&file).expect("the review was written");
+    assert!(
+        md.starts_with("# Post-incident review: queue stuck"),
+        "{md}"
+    );
+    assert!(md.contains("restarting the consumer"), "{md}");
+    let json_review = csmp(&app, op, &["incidents", "review", &id, "--json"]);
+    let v: Value = serde_json::from_str(&out(&json_review)).expect("JSON");
+    assert_eq!(v["overview"]["status"], "resolved");
+    // A client may not read reviews: the problem, said on one line, exit 2.
+    let refused = csmp(&app, Some(&app.client_a), &["incidents", "review", &id]);
+    assert_eq!(refused.status.code(), Some(2));
+    assert!(err(&refused).contains("403"), "{}", err(&refused));
 }
