@@ -19,6 +19,7 @@
 
 pub mod alerts;
 pub mod api;
+pub mod checks;
 pub mod cli;
 pub mod diag;
 pub mod dsl;

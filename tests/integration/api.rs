@@ -12,6 +12,7 @@ mod admin;
 mod alerts;
 mod approvals;
 mod catalog;
+mod checks;
 mod control;
 mod escalation_crash;
 mod events;

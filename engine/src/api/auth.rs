@@ -175,7 +175,7 @@ pub fn allowed(ip: IpAddr, cidrs: &[String]) -> bool {
 }
 
 /// Looks up the caller of a request; `Err` is the 401/403 to answer.
-async fn authenticate(
+pub(super) async fn authenticate(
     store: &Store,
     known: &Principals,
     authorization: Option<String>,

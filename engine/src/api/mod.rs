@@ -11,6 +11,7 @@ mod approvals;
 pub mod audit;
 pub mod auth;
 mod catalog;
+mod check_watch;
 mod control;
 mod events;
 mod grants;
@@ -35,6 +36,7 @@ mod silences;
 mod slo_watch;
 mod sns;
 mod start;
+mod status;
 mod steps;
 pub mod trace;
 mod views;
@@ -79,6 +81,8 @@ pub struct ApiConfig {
     pub request_timeout: Duration,
     /// How often `/metrics`' request and SLA gauges are read from the database.
     pub request_gauges_every: Duration,
+    /// How often the check runner looks for checks that are due.
+    pub check_tick: Duration,
     /// How often the burn rates of the catalog's service-level objectives are checked.
     pub slo_every: Duration,
     /// The operator's grants file, read again by `POST /v1/grants/reload` (and SIGHUP).
@@ -107,6 +111,7 @@ impl Default for ApiConfig {
             request_timeout: Duration::from_secs(30),
             request_gauges_every: Duration::from_secs(15),
             slo_every: Duration::from_secs(60),
+            check_tick: Duration::from_secs(1),
             grants_file: None,
             master_key: None,
             max_event_streams: 1024,
@@ -156,6 +161,8 @@ pub struct AppState {
     pub alerts: crate::alerts::dispatch::Dispatcher,
     /// Checks SNS messages (CloudWatch alarms) and caches signing certificates.
     pub sns: Arc<crate::alerts::sns::Verifier>,
+    /// The synthetic checks in force.
+    checks: Arc<RwLock<Arc<Vec<crate::checks::CheckPlan>>>>,
     /// The on-call files in force (name → YAML), for `/v1/oncall/files`.
     oncall_files: Arc<RwLock<Arc<BTreeMap<String, String>>>>,
     /// Behaviour.
@@ -202,6 +209,7 @@ impl AppState {
             starting: Arc::default(),
             principals: Arc::default(),
             oncall_files: Arc::default(),
+            checks: Arc::default(),
             config,
         }
     }
@@ -233,6 +241,16 @@ impl AppState {
             .write()
             .unwrap_or_else(PoisonError::into_inner) = Arc::new(sources);
         self.engine.set_oncall(set);
+    }
+
+    /// Puts synthetic checks in force (probed from the runner's next tick).
+    pub fn set_checks(&self, checks: Vec<crate::checks::CheckPlan>) {
+        *self.checks.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(checks);
+    }
+
+    /// The synthetic checks in force.
+    pub fn checks(&self) -> Arc<Vec<crate::checks::CheckPlan>> {
+        Arc::clone(&self.checks.read().unwrap_or_else(PoisonError::into_inner))
     }
 
     /// The on-call files in force, by name.
@@ -420,6 +438,8 @@ pub fn router(state: AppState) -> Router {
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(health::metrics))
         .route("/openapi.json", get(openapi::serve))
+        .route("/status", get(status::html))
+        .route("/status.json", get(status::json))
         .merge(v1)
         .merge(pagerduty)
         .fallback(not_found)
@@ -542,6 +562,19 @@ pub async fn serve(
             tokio::select! {
                 _ = every.tick() => slo_watch::check(&levels).await,
                 () = levels.shutdown.cancelled() => return,
+            }
+        }
+    });
+    // The synthetic checks, probed in the background.
+    let checking = state.clone();
+    tokio::spawn(async move {
+        let mut runner = check_watch::Runner::default();
+        let mut every = tokio::time::interval(checking.config.check_tick);
+        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = every.tick() => runner.tick(&checking).await,
+                () = checking.shutdown.cancelled() => return,
             }
         }
     });

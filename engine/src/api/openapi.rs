@@ -7,7 +7,7 @@ use utoipa::{Modify, OpenApi};
 use super::{
     admin, alerts, approvals, catalog, control, events, grants, health, incident_views, incidents,
     oncall, oncall_files, plugins, problem, reports, requests, rules, run_list, runs, secrets,
-    silences, start, steps, views, workflows,
+    silences, start, status, steps, views, workflows,
 };
 
 struct Bearer;
@@ -87,7 +87,7 @@ impl Modify for RateLimited {
         oncall_files::list, oncall_files::put, oncall_files::delete,
         incidents::list, incidents::get_one, incidents::timeline_of, incidents::acknowledge,
         incidents::resolve, incidents::note, incidents::reopen, incidents::edit, incidents::review,
-        reports::incidents, reports::sla,
+        reports::incidents, reports::sla, status::json, status::html,
         admin::create_token, admin::list_tokens, admin::revoke_token, admin::list_tenants,
         admin::get_tenant, admin::put_tenant, admin::audit, secrets::list, secrets::put,
         health::healthz, health::readyz, health::metrics, serve,
@@ -103,7 +103,8 @@ impl Modify for RateLimited {
         crate::incidents::review::Overview, crate::incidents::review::Impact,
         crate::incidents::review::ReviewEntry, crate::incidents::review::Responders,
         reports::IncidentReport, reports::SlaReport, crate::slo::report::Row,
-        crate::slo::Objective,
+        crate::slo::Objective, status::StatusPage, status::ServiceStatus, status::CheckStatus,
+        status::IncidentStatus, status::Maintenance, status::Uptime,
         crate::incidents::measures::Report,
         crate::incidents::measures::Measures, crate::incidents::measures::Durations,
         views::EventView, views::EventList, views::AuditView, views::AuditList,
@@ -134,6 +135,7 @@ impl Modify for RateLimited {
         (name = "alerts", description = "Alerts, rules and silences"),
         (name = "oncall", description = "People, teams and on-call schedules"),
         (name = "reports", description = "Incident response measures, SLA and service levels"),
+        (name = "status", description = "The status page: services, their checks' uptime, open incidents, maintenance"),
         (name = "incidents", description = "Incidents"),
         (name = "admin", description = "Tokens, tenants, plugin grants, audit log"),
         (name = "health", description = "Liveness, readiness, metrics"),

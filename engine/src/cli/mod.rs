@@ -56,6 +56,9 @@ pub enum Command {
         /// People, teams and on-call schedules to load at start.
         #[arg(long, env = "CSMP_ONCALL", default_value = "oncall")]
         oncall: PathBuf,
+        /// Synthetic availability checks to probe (`checks/*.yaml`).
+        #[arg(long, env = "CSMP_CHECKS", default_value = "checks")]
+        checks: PathBuf,
         /// An SNS topic (ARN) whose CloudWatch alarms are taken, each message's signature
         /// verified; repeatable (CSMP_SNS_TOPICS: comma-separated).
         #[arg(
@@ -415,6 +418,7 @@ pub fn main() -> ExitCode {
             catalog,
             rules,
             oncall,
+            checks,
             sns_topics,
             sns_unverified_topics,
             sns_cert_sources,
@@ -436,6 +440,7 @@ pub fn main() -> ExitCode {
                 catalog,
                 rules,
                 oncall,
+                checks,
                 sns: crate::alerts::sns::SnsPolicy {
                     topics: sns_topics,
                     unverified: sns_unverified_topics,

@@ -384,6 +384,8 @@ pub struct ServeOptions {
     pub rules: PathBuf,
     /// People, teams and on-call schedules to load at start.
     pub oncall: PathBuf,
+    /// Synthetic checks to probe.
+    pub checks: PathBuf,
     /// Which SNS topics and certificate sources CloudWatch alarms may come through.
     pub sns: crate::alerts::sns::SnsPolicy,
     /// The operator's plugin grants (read again on SIGHUP and `POST /v1/grants/reload`).
@@ -462,6 +464,30 @@ pub fn load_catalog(
         );
     }
     Ok(entries)
+}
+
+/// Validates every check file in `dir` (a missing directory is no checks).
+pub fn load_checks(dir: &Path) -> anyhow::Result<Vec<crate::checks::CheckPlan>> {
+    if !dir.is_dir() {
+        return Ok(Vec::new());
+    }
+    let files = validate::collect_files(&[dir.to_path_buf()]).map_err(anyhow::Error::msg)?;
+    let outcome = validate::validate_files(&files, &crate::plugin::PluginIndex::default());
+    if outcome.errors() > 0 {
+        tracing::error!("{}", validate::render_text(&outcome).trim_end());
+        bail!(
+            "fix the checks in {} (or run `csmp validate {}`)",
+            dir.display(),
+            dir.display()
+        );
+    }
+    let mut names = std::collections::BTreeSet::new();
+    for c in &outcome.checks {
+        if !names.insert(c.name.clone()) {
+            bail!("check `{}` is defined twice in {}", c.name, dir.display());
+        }
+    }
+    Ok(outcome.checks)
 }
 
 /// Runs the executor and the REST API until interrupted (Ctrl-C or SIGTERM); then stops
@@ -550,6 +576,7 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
     let rule_count = rules.len();
     state.alerts.rules.set(rules);
     state.set_oncall_files(oncall, oncall_sources);
+    state.set_checks(load_checks(&opts.checks)?);
     state.alerts.wake();
     reload_on_sighup(state.clone())?;
     let restarted = crate::api::start_pending(&state).await?;

@@ -26,6 +26,8 @@ pub struct Outcome {
     pub rules: Vec<crate::alerts::rules::RulePlan>,
     /// People, teams and schedules, when every on-call file validated.
     pub oncall: Option<crate::oncall::OnCall>,
+    /// Synthetic checks that validated.
+    pub checks: Vec<crate::checks::CheckPlan>,
 }
 
 impl Outcome {
@@ -158,6 +160,9 @@ pub fn validate_sources(
                     .unwrap_or_default();
                 crate::alerts::rules::plan_rule(r, &source, known, diags)
                     .map(|p| outcome.rules.push(p))
+            }
+            Some(Definition::Check(c)) => {
+                crate::checks::build(c, diags).map(|p| outcome.checks.push(p))
             }
             Some(Definition::OnCall(_)) | None => Err(diags.into_sorted()),
         };

@@ -6,6 +6,7 @@
 //! be wrong (a `needs:` naming no step, a cycle); only a `plan::Plan` is known to be valid.
 
 pub mod catalog;
+pub mod check;
 pub mod duration;
 pub mod escalation;
 pub mod oncall;
@@ -35,6 +36,8 @@ pub enum Definition {
     Rule(Rule),
     /// People, teams and schedules (`users:`, `teams:` or `schedules:` at the top).
     OnCall(oncall::OnCallFile),
+    /// A synthetic availability check (`url:` and `conditions:` at the top).
+    Check(check::CheckDef),
 }
 
 /// Decodes a file that may be any kind: a top-level `id:` means a catalog entry, `match:` or
@@ -50,6 +53,8 @@ pub fn decode_any(bytes: &[u8], diags: &mut Diagnostics) -> Option<Definition> {
         catalog::decode_node(&node, diags).map(Definition::Catalog)
     } else if rule::looks_like_rule(&node) {
         rule::decode_node(&node, diags).map(Definition::Rule)
+    } else if check::looks_like_check(&node) {
+        check::decode_node(&node, diags).map(Definition::Check)
     } else if oncall::looks_like_oncall(&node) {
         oncall::decode_node(&node, diags).map(Definition::OnCall)
     } else {

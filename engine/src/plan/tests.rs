@@ -62,6 +62,7 @@ fn check(yaml: &str) -> Vec<String> {
         Some(crate::dsl::Definition::Rule(r)) => {
             crate::alerts::rules::plan_rule(&r, yaml, Some(&names), diags).map(|_| ())
         }
+        Some(crate::dsl::Definition::Check(c)) => crate::checks::build(&c, diags).map(|_| ()),
         Some(crate::dsl::Definition::OnCall(f)) => crate::oncall::plan(vec![(f, diags)])
             .map(|_| ())
             .map_err(|mut per_file| per_file.pop().unwrap_or_default()),
@@ -478,6 +479,15 @@ fn cases() -> Vec<Case> {
         ]),
         ("catalog: an SLO window under an hour", "id: vms\ntitle: VMs\nworkflow: provision-vms\nslo: { objective: 99.9, window: 5m }\n".into(), &[
             "4:33 invalid-duration: `slo.window` must be at least an hour",
+        ]),
+        ("check: a URL that is not http, an interval too short, a condition without an operator", "name: shop\nservice: shop\nurl: ftp://x\ninterval: 500ms\nconditions:\n  - \"[STATUS] = 200\"\n".into(), &[
+            "3:6 invalid-value: `ftp://x` is not an http(s) URL",
+            "4:11 invalid-duration: `interval` must be at least 1s",
+            "6:5 invalid-condition: after the placeholder comes one of ==, !=, <, <=, >, >=",
+        ]),
+        ("check: no service, a timeout past the interval", "name: shop\nurl: http://x\nconditions: [\"[STATUS] == 200\"]\ntimeout: 2m\ninterval: 1m\n".into(), &[
+            "1:1 missing-key: check is missing `service`",
+            "1:1 invalid-duration: the `timeout` is longer than the `interval`",
         ]),
         ("catalog: invalid SLA", "id: vms\ntitle: VMs\nworkflow: provision-vms\nsla: { fulfil_within: fast }\n".into(), &[
             "4:23 invalid-duration: `sla.fulfil_within`: `fast` is not a duration",

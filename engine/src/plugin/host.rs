@@ -431,6 +431,48 @@ impl PluginHost {
         })
     }
 
+    /// Sends one `method` request to `url` as plugin `plugin` would — only to a host its grant
+    /// names, under `timeout`, redirects not followed — and answers its status and body (at
+    /// most the host's response cap), or why there is none. Blocks; synthetic checks use it,
+    /// so they reach exactly what the `http` plugin may.
+    pub fn probe(
+        &self,
+        plugin: &str,
+        method: &str,
+        url: &str,
+        timeout: Duration,
+    ) -> Result<(u16, Vec<u8>), String> {
+        let policy = {
+            let grants = self
+                .inner
+                .grants
+                .read()
+                .unwrap_or_else(PoisonError::into_inner);
+            Policy::new(plugin, &grants.grant(plugin), &grants.defaults)
+        };
+        let request = abi::WitRequest {
+            method: method.to_string(),
+            url: url.to_string(),
+            headers: Vec::new(),
+            body: None,
+            timeout_ms: u64::try_from(timeout.as_millis()).ok(),
+        };
+        match self
+            .inner
+            .outbound
+            .send(&policy, request, timeout, &CancellationToken::new())
+        {
+            Ok(Ok(r)) => Ok((r.status, r.body)),
+            Ok(Err(e)) => Err(match e {
+                abi::WitHttpError::InvalidRequest(m)
+                | abi::WitHttpError::Timeout(m)
+                | abi::WitHttpError::TooLarge(m)
+                | abi::WitHttpError::Transport(m) => m,
+            }),
+            Err(denied) => Err(denied.to_string()),
+        }
+    }
+
     /// Runs one step attempt on the calling thread. When `max_concurrent_steps` attempts are
     /// already running it first waits for a slot (or for its cancellation).
     pub fn invoke_blocking(&self, call: Invocation) -> Result<Outcome, StepFailure> {

@@ -73,8 +73,15 @@ fn calls_without_a_valid_token_get_401_with_www_authenticate() {
         .expect(200);
     assert_eq!(requests["items"], json!([]));
 
-    // Health, metrics and the API description need no token.
-    for path in ["/healthz", "/readyz", "/metrics", "/openapi.json"] {
+    // Health, metrics, the API description and the status page need no token.
+    for path in [
+        "/healthz",
+        "/readyz",
+        "/metrics",
+        "/openapi.json",
+        "/status",
+        "/status.json",
+    ] {
         let r = app.get(path).send();
         assert_eq!(r.status, 200, "{path} without a token: {}", r.text());
     }

@@ -440,6 +440,8 @@ fn the_openapi_document_describes_every_route() {
         ("/v1/secrets", &["get"]),
         ("/v1/secrets/{name}", &["put"]),
         ("/healthz", &["get"]),
+        ("/status", &["get"]),
+        ("/status.json", &["get"]),
         ("/readyz", &["get"]),
         ("/metrics", &["get"]),
         ("/openapi.json", &["get"]),

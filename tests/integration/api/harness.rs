@@ -603,6 +603,8 @@ pub(crate) struct App {
     pub client_b: Token,
     store: Store,
     engine: Engine,
+    /// The service's state, to put definitions in force as `serve` does at start.
+    pub(crate) state: AppState,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     server: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
     rt: Option<tokio::runtime::Runtime>,
@@ -637,7 +639,7 @@ impl App {
             .build()
             .expect("a runtime for the server");
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let (store, engine, server, addr) = rt.block_on(async {
+        let (store, engine, state, server, addr) = rt.block_on(async {
             let store = Store::open(&db, Durability::Full)
                 .await
                 .expect("the store opens");
@@ -679,10 +681,10 @@ impl App {
                 .await
                 .expect("bind 127.0.0.1:0");
             let addr = listener.local_addr().expect("bound address");
-            let server = tokio::spawn(csmp::api::serve(listener, state, async move {
+            let server = tokio::spawn(csmp::api::serve(listener, state.clone(), async move {
                 let _ = stopped.await;
             }));
-            (store, engine, server, addr)
+            (store, engine, state, server, addr)
         });
         let mut app = Self {
             http: Client::new(format!("http://{addr}")),
@@ -693,6 +695,7 @@ impl App {
             client_b: placeholder(),
             store,
             engine,
+            state,
             stop: Some(stop),
             server: Some(server),
             rt: Some(rt),
