@@ -1,6 +1,7 @@
 //! The burn-rate watcher: every `ApiConfig::slo_every`, each catalog entry with an `slo` has
-//! its requests' outcomes of the last days weighed against the SRE workbook's multi-window
-//! rules (`slo::BURN_RULES`), and a rule that starts or stops holding is sent into the alert
+//! its requests' outcomes of the last days — and each check with an `slo` its probes' —
+//! weighed against the SRE workbook's multi-window rules (`slo::BURN_RULES`), and a rule that
+//! starts or stops holding is sent into the alert
 //! pipeline as an alert of source `slo` — firing or resolved — where rules, silences and
 //! incidents take it like any other. The newest stored alert of each rule says what was sent
 //! last, so a restart neither repeats nor forgets a transition.
@@ -21,41 +22,100 @@ pub(super) const SOURCE: &str = "slo";
 /// decided inside it but submitted before.
 const LOOKBACK_MS: i64 = 4 * 24 * 3600 * 1000;
 
-/// One pass: sends the transitions of every entry's burn-rate rules.
-pub(super) async fn check(state: &AppState) {
-    let now = state.now_ms();
+/// What an objective is kept over: a catalog entry's requests, or a check's probes.
+struct Subject {
+    /// `slo:<entry>` or `slo:check:<name>`, the start of its rules' fingerprints.
+    key: String,
+    /// What the alerts say it is.
+    labels: BTreeMap<String, String>,
+    /// Its name in the summary.
+    name: String,
+    objective: slo::Objective,
+    outcomes: Vec<slo::Outcome>,
+    tenant: Option<String>,
+}
+
+/// The catalog entries and checks with an objective, with their outcomes of the last days.
+async fn subjects(state: &AppState, now: i64) -> Result<Vec<Subject>, crate::store::StoreError> {
+    let mut out = Vec::new();
     let catalog = state.catalog();
-    let with_slo: Vec<(String, slo::Objective)> = catalog
+    let entries: Vec<(String, slo::Objective)> = catalog
         .values()
         .filter_map(|e| e.slo.map(|o| (e.id.clone(), o)))
         .collect();
-    if with_slo.is_empty() {
-        return;
+    if !entries.is_empty() {
+        let facts = state
+            .store
+            .request_facts(None, now - LOOKBACK_MS, now + 1)
+            .await?;
+        let mut by_entry: BTreeMap<&str, Vec<slo::Outcome>> = BTreeMap::new();
+        for f in &facts {
+            by_entry
+                .entry(f.catalog_id.as_str())
+                .or_default()
+                .push(slo::outcome(f, now));
+        }
+        for (entry, objective) in entries {
+            out.push(Subject {
+                key: format!("slo:{entry}"),
+                labels: BTreeMap::from([
+                    ("slo".to_string(), entry.clone()),
+                    ("catalog_id".to_string(), entry.clone()),
+                ]),
+                outcomes: by_entry.remove(entry.as_str()).unwrap_or_default(),
+                name: entry,
+                objective,
+                tenant: None,
+            });
+        }
     }
-    let facts = match state
-        .store
-        .request_facts(None, now - LOOKBACK_MS, now + 1)
-        .await
-    {
-        Ok(f) => f,
+    for c in state.checks().iter() {
+        let Some(objective) = c.slo else { continue };
+        let results = state
+            .store
+            .check_results(&c.name, now - LOOKBACK_MS)
+            .await?;
+        out.push(Subject {
+            key: format!("slo:check:{}", c.name),
+            labels: BTreeMap::from([
+                ("slo".to_string(), c.name.clone()),
+                ("check".to_string(), c.name.clone()),
+                ("service".to_string(), c.service.clone()),
+            ]),
+            name: format!("{} (check {})", c.service, c.name),
+            objective,
+            outcomes: results
+                .into_iter()
+                .map(|(at, passed)| {
+                    if passed {
+                        slo::Outcome::Good { at }
+                    } else {
+                        slo::Outcome::Bad { at }
+                    }
+                })
+                .collect(),
+            tenant: c.tenant.clone(),
+        });
+    }
+    Ok(out)
+}
+
+/// One pass: sends the transitions of every objective's burn-rate rules.
+pub(super) async fn check(state: &AppState) {
+    let now = state.now_ms();
+    let subjects = match subjects(state, now).await {
+        Ok(s) => s,
         Err(e) => {
-            tracing::warn!("burn rates not checked: reading requests failed: {e}");
+            tracing::warn!("burn rates not checked: reading outcomes failed: {e}");
             return;
         }
     };
-    let mut by_entry: BTreeMap<&str, Vec<slo::Outcome>> = BTreeMap::new();
-    for f in &facts {
-        by_entry
-            .entry(f.catalog_id.as_str())
-            .or_default()
-            .push(slo::outcome(f, now));
-    }
     let mut alerts = Vec::new();
-    for (entry, objective) in &with_slo {
-        let outcomes = by_entry.get(entry.as_str()).map_or(&[][..], Vec::as_slice);
-        let firing = slo::burning(outcomes, objective, now);
+    for subject in &subjects {
+        let objective = &subject.objective;
+        let firing = slo::burning(&subject.outcomes, objective, now);
         for rule in BURN_RULES {
-            let fingerprint = format!("slo:{entry}:{}", rule.long);
+            let fingerprint = format!("{}:{}", subject.key, rule.long);
             let holds = firing.iter().find(|(r, _, _)| r.long == rule.long);
             let last = match state.store.latest_alert(SOURCE, &fingerprint).await {
                 Ok(a) => a.map(|a| a.alert.status),
@@ -72,16 +132,15 @@ pub(super) async fn check(state: &AppState) {
                 (None, Some(Status::Firing)) => Status::Resolved,
             };
             let (long, short) = holds.map_or((None, None), |(_, l, s)| (Some(*l), Some(*s)));
-            let labels = BTreeMap::from([
+            let mut labels = subject.labels.clone();
+            labels.extend([
                 ("alertname".to_string(), "SLOBurnRate".to_string()),
-                ("slo".to_string(), entry.clone()),
-                ("catalog_id".to_string(), entry.clone()),
                 ("window".to_string(), rule.long.to_string()),
                 ("severity".to_string(), rule.severity.to_string()),
             ]);
             let summary = format!(
-                "{entry} burns its {}% error budget faster than {}× over {} and {}",
-                objective.percent, rule.factor, rule.long, rule.short
+                "{} burns its {}% error budget faster than {}× over {} and {}",
+                subject.name, objective.percent, rule.factor, rule.long, rule.short
             );
             let annotations = BTreeMap::from([
                 ("summary".to_string(), summary),
@@ -104,7 +163,7 @@ pub(super) async fn check(state: &AppState) {
                 annotations,
                 starts_at: Some(now),
                 ends_at: (status == Status::Resolved).then_some(now),
-                tenant: None,
+                tenant: subject.tenant.clone(),
                 raw,
             });
         }

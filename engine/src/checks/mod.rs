@@ -38,6 +38,8 @@ pub struct CheckPlan {
     pub success_threshold: u32,
     /// The severity of the incident opened when no rule takes its alert.
     pub severity: String,
+    /// The availability objective of its probes (its service's, as far as it sees it).
+    pub slo: Option<crate::slo::Objective>,
 }
 
 /// What one probe saw.
@@ -131,6 +133,10 @@ pub fn build(def: &CheckDef, diags: Diagnostics) -> Result<CheckPlan, Vec<Diagno
         failure_threshold: def.failure_threshold,
         success_threshold: def.success_threshold,
         severity: def.severity.clone(),
+        slo: def.slo.map(|(percent, window)| crate::slo::Objective {
+            percent,
+            window_ms: i64::try_from(window.as_millis()).unwrap_or(i64::MAX),
+        }),
     })
 }
 
@@ -226,6 +232,7 @@ mod tests {
             failure_threshold: 3,
             success_threshold: 2,
             severity: "sev2".into(),
+            slo: None,
         }
     }
 

@@ -55,7 +55,7 @@ const SLO_KEYS: &[&str] = &["objective", "window"];
 pub const DEFAULT_SLO_WINDOW: Duration = Duration::from_secs(30 * 24 * 3600);
 
 /// Reads `slo: { objective: 99.9, window: 30d }`.
-fn slo(node: &Node, diags: &mut Diagnostics) -> Option<(f64, Duration)> {
+pub(super) fn slo(node: &Node, diags: &mut Diagnostics) -> Option<(f64, Duration)> {
     let f = Fields::read(node, "`slo`", SLO_KEYS, diags)?;
     let objective = match f.get("objective") {
         None => {

@@ -36,6 +36,8 @@ pub struct CheckDef {
     pub success_threshold: u32,
     /// The severity of the incident opened when no rule takes its alert.
     pub severity: String,
+    /// The availability objective of its probes: percent passed, over a window.
+    pub slo: Option<(f64, Duration)>,
 }
 
 const KEYS: &[&str] = &[
@@ -50,6 +52,7 @@ const KEYS: &[&str] = &[
     "failure_threshold",
     "success_threshold",
     "severity",
+    "slo",
 ];
 
 /// Shortest interval.
@@ -208,6 +211,7 @@ pub(super) fn decode_node(node: &Node, diags: &mut Diagnostics) -> Option<CheckD
             .help("a probe must end before the next one starts: shorten `timeout`"),
         );
     }
+    let slo = f.get("slo").and_then(|n| super::catalog::slo(n, diags));
     Some(CheckDef {
         name: name?,
         service: service?,
@@ -220,6 +224,7 @@ pub(super) fn decode_node(node: &Node, diags: &mut Diagnostics) -> Option<CheckD
         failure_threshold,
         success_threshold,
         severity,
+        slo,
     })
 }
 

@@ -77,7 +77,7 @@ fn a_check_failing_three_times_opens_an_incident_recovery_resolves_it_and_the_st
     let hits = Arc::new(AtomicUsize::new(0));
     let url = health_server(Arc::clone(&failing), Arc::clone(&hits));
     let yaml = format!(
-        "name: shop-home\nservice: shop\nurl: {url}\ninterval: 1s\ntimeout: 1s\nconditions:\n  - \"[STATUS] == 200\"\n  - \"[BODY].status == UP\"\nfailure_threshold: 3\nsuccess_threshold: 1\nseverity: sev2\n"
+        "name: shop-home\nservice: shop\nurl: {url}\ninterval: 1s\ntimeout: 1s\nconditions:\n  - \"[STATUS] == 200\"\n  - \"[BODY].status == UP\"\nfailure_threshold: 3\nsuccess_threshold: 1\nseverity: sev2\nslo: {{ objective: 99 }}\n"
     );
     let check = csmp::checks::validate_check(yaml.as_bytes()).expect("a valid check");
     app.state.set_checks(vec![check]);
@@ -110,6 +110,31 @@ fn a_check_failing_three_times_opens_an_incident_recovery_resolves_it_and_the_st
         .expect(200);
     assert_eq!(alert["items"][0]["status"], "firing", "{alert}");
     assert_eq!(alert["items"][0]["labels"]["check"], "shop-home");
+
+    // Its objective: three failed probes of a few burn a 1 % budget on every rule.
+    let started = std::time::Instant::now();
+    loop {
+        let burn = app
+            .get("/v1/alerts?source=slo")
+            .auth(&app.operator)
+            .send()
+            .expect(200);
+        let firing = burn["items"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|a| a["labels"]["check"] == "shop-home" && a["status"] == "firing")
+            .count();
+        if firing == 3 {
+            assert_eq!(burn["items"][0]["labels"]["service"], "shop", "{burn}");
+            break;
+        }
+        assert!(
+            started.elapsed() < super::harness::GUARD,
+            "no burn-rate alerts of the check: {burn}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
 
     failing.store(false, Ordering::SeqCst);
     let up = wait(&app, "the check to come up", |p| shop(p)["state"] == "up");
