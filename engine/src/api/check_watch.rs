@@ -60,24 +60,28 @@ impl Runner {
             let host = state.host.clone();
             async move {
                 let (method, url, timeout) = (c.method.clone(), c.url.clone(), c.timeout);
+                let certificate = c.reads_certificate();
                 let started = Instant::now();
-                let answer =
-                    tokio::task::spawn_blocking(move || host.probe("http", &method, &url, timeout))
-                        .await
-                        .unwrap_or_else(|e| Err(format!("the probe's thread failed: {e}")));
+                let answer = tokio::task::spawn_blocking(move || {
+                    host.probe("http", &method, &url, timeout, certificate)
+                })
+                .await
+                .unwrap_or_else(|e| Err(format!("the probe's thread failed: {e}")));
                 let latency_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
                 let seen = match answer {
-                    Ok((status, body)) => Observation {
+                    Ok((status, body, expires)) => Observation {
                         status: Some(status),
                         body,
                         latency_ms,
                         error: None,
+                        certificate_left_ms: expires.map(|at| at - now),
                     },
                     Err(e) => Observation {
                         status: None,
                         body: Vec::new(),
                         latency_ms,
                         error: Some(e),
+                        certificate_left_ms: None,
                     },
                 };
                 (c, seen)

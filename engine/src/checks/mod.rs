@@ -53,6 +53,8 @@ pub struct Observation {
     pub latency_ms: u64,
     /// Why no answer came.
     pub error: Option<String>,
+    /// Milliseconds left until the server's certificate expires, when it was read.
+    pub certificate_left_ms: Option<i64>,
 }
 
 fn compare(op: Op, got: &str, want: &str) -> bool {
@@ -74,6 +76,15 @@ fn compare(op: Op, got: &str, want: &str) -> bool {
     }
 }
 
+impl CheckPlan {
+    /// Whether a probe must read the server's certificate.
+    pub fn reads_certificate(&self) -> bool {
+        self.conditions
+            .iter()
+            .any(|c| c.subject == Subject::CertificateExpiration)
+    }
+}
+
 impl Condition {
     /// Whether the observation satisfies it (a probe without an answer satisfies none).
     pub fn holds(&self, o: &Observation) -> bool {
@@ -83,6 +94,7 @@ impl Condition {
         let got = match &self.subject {
             Subject::Status => o.status.map(|s| s.to_string()),
             Subject::ResponseTime => Some(o.latency_ms.to_string()),
+            Subject::CertificateExpiration => o.certificate_left_ms.map(|m| m.to_string()),
             Subject::Body(path) if path.is_empty() => {
                 Some(String::from_utf8_lossy(&o.body).trim().to_string())
             }
@@ -242,6 +254,7 @@ mod tests {
             body: body.as_bytes().to_vec(),
             latency_ms: ms,
             error: None,
+            certificate_left_ms: None,
         }
     }
 
@@ -280,6 +293,7 @@ mod tests {
             body: Vec::new(),
             latency_ms: 0,
             error: Some("connection refused".into()),
+            certificate_left_ms: None,
         };
         assert_eq!(judge(&p, &failed), Err("connection refused".into()));
         let items = plan(&["[BODY].items.0.name != broken", "[BODY] != maintenance"]);
@@ -290,13 +304,33 @@ mod tests {
     }
 
     #[test]
+    fn a_certificate_condition_compares_the_time_left_with_a_duration() {
+        let p = plan(&["[CERTIFICATE_EXPIRATION] > 48h"]);
+        let day = 24 * 3600 * 1000;
+        let with = |left: Option<i64>| Observation {
+            certificate_left_ms: left,
+            ..seen(200, "", 1)
+        };
+        assert_eq!(judge(&p, &with(Some(3 * day))), Ok(()));
+        assert!(
+            judge(&p, &with(Some(day))).is_err(),
+            "a day left is under 48 h"
+        );
+        assert!(
+            judge(&p, &with(None)).is_err(),
+            "no certificate read, no pass"
+        );
+        assert!(p.reads_certificate());
+    }
+
+    #[test]
     fn a_bad_condition_says_what_is_wrong() {
         let err = |c: &str| parse(c).expect_err(c);
         assert!(err("STATUS == 200").contains("starts with"));
         assert!(err("[STATUS] = 200").contains("one of =="));
         assert!(err("[STATUS] == ok").contains("not a number"));
         assert!(err("[HEADERS] == x").contains("not a placeholder"));
-        assert!(err("[CERTIFICATE_EXPIRATION] > 48h").contains("not measured"));
+        assert!(err("[CERTIFICATE_EXPIRATION] > soon").contains("not a duration"));
         assert!(err("[STATUS] ==").contains("compares with nothing"));
     }
 

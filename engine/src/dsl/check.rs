@@ -174,6 +174,21 @@ pub(super) fn decode_node(node: &Node, diags: &mut Diagnostics) -> Option<CheckD
             diags,
         ),
     }
+    if let Some(u) = &url
+        && !u.value.starts_with("https://")
+        && conditions
+            .iter()
+            .any(|c| c.subject == Subject::CertificateExpiration)
+    {
+        diags.push(
+            Diagnostic::new(
+                "invalid-condition",
+                u.span,
+                "`[CERTIFICATE_EXPIRATION]` needs an `https://` URL",
+            )
+            .help("probe the service over https, or drop the certificate condition"),
+        );
+    }
     let threshold = |key: &str, default: u32, diags: &mut Diagnostics| {
         f.get(key)
             .and_then(|n| yaml::integer(n, &format!("`{key}`"), 1, 100, diags))
@@ -237,6 +252,8 @@ pub enum Subject {
     Body(Vec<String>),
     /// Milliseconds from sending to the whole answer.
     ResponseTime,
+    /// Milliseconds left until the server's certificate expires (`https` only).
+    CertificateExpiration,
 }
 
 /// A comparison.
@@ -305,12 +322,10 @@ pub fn parse(text: &str) -> Result<Condition, String> {
         ("RESPONSE_TIME", None) => Subject::ResponseTime,
         ("BODY", None) => Subject::Body(Vec::new()),
         ("BODY", Some(p)) => Subject::Body(p.split('.').map(String::from).collect()),
-        ("CERTIFICATE_EXPIRATION", _) => {
-            return Err("`[CERTIFICATE_EXPIRATION]` is not measured: probes do not read the server's certificate".into());
-        }
+        ("CERTIFICATE_EXPIRATION", None) => Subject::CertificateExpiration,
         (other, _) => {
             return Err(format!(
-                "`[{other}]` is not a placeholder: use [STATUS], [BODY] (with a path: [BODY].a.b) or [RESPONSE_TIME]"
+                "`[{other}]` is not a placeholder: use [STATUS], [BODY] (with a path: [BODY].a.b), [RESPONSE_TIME] or [CERTIFICATE_EXPIRATION]"
             ));
         }
     };
@@ -318,10 +333,18 @@ pub fn parse(text: &str) -> Result<Condition, String> {
     if numeric && value.parse::<f64>().is_err() {
         return Err(format!("`{value}` is not a number"));
     }
+    // A certificate's time left is compared in milliseconds, written as a duration.
+    let value = if subject == Subject::CertificateExpiration {
+        let d = super::parse_duration(value)
+            .map_err(|e| format!("`{value}` is not a duration like `48h` or `14d`: {e}"))?;
+        d.as_millis().to_string()
+    } else {
+        value.to_string()
+    };
     Ok(Condition {
         text: t.to_string(),
         subject,
         op,
-        value: value.to_string(),
+        value,
     })
 }

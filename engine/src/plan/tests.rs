@@ -485,6 +485,9 @@ fn cases() -> Vec<Case> {
             "4:11 invalid-duration: `interval` must be at least 1s",
             "6:5 invalid-condition: after the placeholder comes one of ==, !=, <, <=, >, >=",
         ]),
+        ("check: a certificate condition on a plain http URL", "name: shop\nservice: shop\nurl: http://x\nconditions: [\"[CERTIFICATE_EXPIRATION] > 14d\"]\n".into(), &[
+            "3:6 invalid-condition: `[CERTIFICATE_EXPIRATION]` needs an `https://` URL",
+        ]),
         ("check: no service, a timeout past the interval", "name: shop\nurl: http://x\nconditions: [\"[STATUS] == 200\"]\ntimeout: 2m\ninterval: 1m\n".into(), &[
             "1:1 missing-key: check is missing `service`",
             "1:1 invalid-duration: the `timeout` is longer than the `interval`",

@@ -433,15 +433,17 @@ impl PluginHost {
 
     /// Sends one `method` request to `url` as plugin `plugin` would — only to a host its grant
     /// names, under `timeout`, redirects not followed — and answers its status and body (at
-    /// most the host's response cap), or why there is none. Blocks; synthetic checks use it,
-    /// so they reach exactly what the `http` plugin may.
+    /// most the host's response cap), or why there is none; with `certificate`, also when the
+    /// `https` server's certificate expires (ms since the epoch). Blocks; synthetic checks use
+    /// it, so they reach exactly what the `http` plugin may.
     pub fn probe(
         &self,
         plugin: &str,
         method: &str,
         url: &str,
         timeout: Duration,
-    ) -> Result<(u16, Vec<u8>), String> {
+        certificate: bool,
+    ) -> Result<(u16, Vec<u8>, Option<i64>), String> {
         let policy = {
             let grants = self
                 .inner
@@ -457,12 +459,25 @@ impl PluginHost {
             body: None,
             timeout_ms: u64::try_from(timeout.as_millis()).ok(),
         };
+        let expires = if certificate {
+            match self
+                .inner
+                .outbound
+                .certificate_expiry(&policy, url, timeout)
+            {
+                Ok(Ok(at)) => Some(at),
+                Ok(Err(e)) => return Err(format!("reading the certificate: {e}")),
+                Err(denied) => return Err(denied.to_string()),
+            }
+        } else {
+            None
+        };
         match self
             .inner
             .outbound
             .send(&policy, request, timeout, &CancellationToken::new())
         {
-            Ok(Ok(r)) => Ok((r.status, r.body)),
+            Ok(Ok(r)) => Ok((r.status, r.body, expires)),
             Ok(Err(e)) => Err(match e {
                 abi::WitHttpError::InvalidRequest(m)
                 | abi::WitHttpError::Timeout(m)

@@ -56,6 +56,7 @@ mod abi;
 pub mod address;
 pub mod builtin;
 mod capture;
+mod certificate;
 pub mod config;
 pub mod descriptor;
 mod error;

@@ -85,6 +85,49 @@ impl Outbound {
         Ok(Ok(addrs))
     }
 
+    /// When the certificate of the `https` server at `url` expires (ms since the epoch), if
+    /// `policy` allows its host and every address it stands for, as for a request.
+    pub(crate) fn certificate_expiry(
+        &self,
+        policy: &Policy,
+        url: &str,
+        timeout: Duration,
+    ) -> Result<Result<i64, String>, Interrupt> {
+        let uri: http::Uri = match url.parse() {
+            Ok(uri) => uri,
+            Err(e) => return Ok(Err(format!("bad url `{url}`: {e}"))),
+        };
+        if uri.scheme_str() != Some("https") {
+            return Ok(Err(format!(
+                "`{url}` is not an https URL: it has no certificate"
+            )));
+        }
+        let Some(host) = uri.host().map(str::to_string) else {
+            return Ok(Err(format!("url `{url}` has no host")));
+        };
+        let port = uri.port_u16().unwrap_or(443);
+        if !policy.allows_host(&host, port, 443) {
+            return Err(Interrupt::HttpDenied {
+                plugin: policy.plugin.clone(),
+                host: format!("{host}:{port}"),
+            });
+        }
+        let addrs = match self.checked_addresses(policy, &host, port, 443)? {
+            Ok(a) => a,
+            Err(
+                WitHttpError::InvalidRequest(m)
+                | WitHttpError::Timeout(m)
+                | WitHttpError::TooLarge(m)
+                | WitHttpError::Transport(m),
+            ) => return Ok(Err(m)),
+        };
+        let name = host.trim_start_matches('[').trim_end_matches(']');
+        Ok(addrs
+            .first()
+            .ok_or_else(|| format!("`{host}` resolves to no address"))
+            .and_then(|a| super::certificate::leaf_expiry(*a, name, timeout)))
+    }
+
     /// Sends `request` if `policy` allows its host. A host outside the grant is an
     /// [`Interrupt`] (it fails the step); everything else the plugin may handle.
     pub(crate) fn send(

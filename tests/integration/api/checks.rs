@@ -82,7 +82,13 @@ fn a_check_failing_three_times_opens_an_incident_recovery_resolves_it_and_the_st
     let check = csmp::checks::validate_check(yaml.as_bytes()).expect("a valid check");
     app.state.set_checks(vec![check]);
 
-    let down = wait(&app, "the check to go down", |p| shop(p)["state"] == "down");
+    // Down first, then (in the same pass) its incident opened.
+    let down = wait(&app, "the check to go down and open its incident", |p| {
+        shop(p)["state"] == "down"
+            && shop(p)["incidents"]
+                .as_array()
+                .is_some_and(|i| !i.is_empty())
+    });
     assert!(
         hits.load(Ordering::SeqCst) >= 3,
         "three probes failed first"
@@ -137,7 +143,12 @@ fn a_check_failing_three_times_opens_an_incident_recovery_resolves_it_and_the_st
     }
 
     failing.store(false, Ordering::SeqCst);
-    let up = wait(&app, "the check to come up", |p| shop(p)["state"] == "up");
+    // Up first, then (in the same pass) its incident resolved.
+    let up = wait(
+        &app,
+        "the check to come up and its incident to resolve",
+        |p| shop(p)["state"] == "up" && shop(p)["incidents"] == serde_json::json!([]),
+    );
     assert_eq!(shop(&up)["incidents"], serde_json::json!([]), "{up}");
     let resolved = app
         .get(&format!("/v1/incidents/{id}"))
