@@ -386,10 +386,21 @@ fn a_ticket_records_every_change_and_its_tenant_sees_only_the_public_part() {
         .send()
         .expect(200);
     assert_eq!(reopened["status"], "triggered");
+    // Reopened, it follows its service's policy again (the example's covers every service).
+    let again = app.wait_for(
+        &app.operator,
+        "/v1/runs?workflow=escalate",
+        "the new escalation",
+        |l| !ids(l).is_empty(),
+    );
+    let escalation = ids(&again)[0].clone();
+    app.wait_step(&app.operator, &escalation, "page", "waiting");
     app.post(&format!("{url}/resolve"))
         .auth(&app.operator)
         .send()
         .expect(200);
+    let ended = app.wait_run(&app.operator, &escalation, "succeeded");
+    assert_eq!(ended["outputs"]["outcome"], "resolved", "{ended}");
 
     // The review, as JSON and as Markdown; operators only.
     let review = app

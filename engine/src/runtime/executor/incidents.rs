@@ -114,6 +114,37 @@ impl Executor {
         Ok(out)
     }
 
+    /// A reopened incident follows its service's policy again: a new run of the shipped
+    /// `escalate` workflow, created in this turn's commit. Without a policy for its service
+    /// nothing starts; a failure to start is logged and written on the timeline.
+    fn escalate_again(&mut self, row: &mut IncidentRow, now: i64) {
+        let covered = row.service.as_deref().is_some_and(|s| {
+            self.oncall
+                .read()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .policy_for(s)
+                .is_some()
+        });
+        if !covered {
+            return;
+        }
+        let new = crate::runtime::NewRun {
+            workflow: crate::alerts::dispatch::ESCALATE_WORKFLOW.into(),
+            version: None,
+            inputs: json!({ "incident": row.id }),
+            tenant: crate::runtime::PROVIDER.into(),
+            requester: Some("reopen".into()),
+        };
+        let note = match self.create_run(new, None) {
+            Ok(run) => format!("escalated again (run {run})"),
+            Err(e) => {
+                tracing::warn!(incident = %row.id, "the reopened incident was not escalated: {e}");
+                format!("could not escalate again: {e}")
+            }
+        };
+        push(row, entry(now, "csmp", "escalation", &note, false));
+    }
+
     /// Keeps `row` among the open incidents while it is not resolved.
     fn keep(&mut self, row: &IncidentRow) {
         if row.status == RESOLVED {
@@ -174,6 +205,7 @@ impl Executor {
                     &mut row,
                     entry(now, by, "reopened", &said("reopened"), true),
                 );
+                self.escalate_again(&mut row, now);
             }
             IncidentSteer::Note { public } => {
                 push(&mut row, entry(now, by, "note", &said(""), *public));
