@@ -399,6 +399,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/incidents/{id}/review", get(incidents::review))
         .route("/v1/reports/incidents", get(reports::incidents))
         .route("/v1/reports/sla", get(reports::sla))
+        .route("/v1/reports/slo", get(reports::slo))
         .route("/v1/incidents/{id}/reopen", post(incidents::reopen))
         .route("/v1/incidents/{id}/timeline", get(incidents::timeline_of))
         .route(

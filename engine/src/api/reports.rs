@@ -258,3 +258,84 @@ pub(super) async fn sla(
     })
     .into_response())
 }
+
+/// One objective now: its error budget over its window and the burn-rate rules holding.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub(super) struct ObjectiveReport {
+    /// `slo:<entry>` for a catalog entry's, `slo:check:<name>` for a check's.
+    pub id: String,
+    /// What it is kept over.
+    pub name: String,
+    /// The objective.
+    pub objective: crate::slo::Objective,
+    /// The budget over its window, ending now.
+    pub budget: crate::slo::Budget,
+    /// The multi-window rules holding now, with their long and short burn rates.
+    pub burning: Vec<Burning>,
+}
+
+/// A burn-rate rule that holds.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub(super) struct Burning {
+    /// The rule.
+    pub rule: crate::slo::BurnRule,
+    /// The long window's burn rate.
+    pub long_rate: f64,
+    /// The short window's.
+    pub short_rate: f64,
+}
+
+/// Every objective.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub(super) struct ObjectiveList {
+    /// By id.
+    pub items: Vec<ObjectiveReport>,
+}
+
+/// Every service-level objective — of catalog entries (over their requests) and of checks
+/// (over their probes) — with the error budget left over its window and the burn-rate rules
+/// holding now (operators).
+#[utoipa::path(get, path = "/v1/reports/slo", tag = "reports",
+    responses(
+        (status = 200, description = "The objectives", body = ObjectiveList),
+        (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Only operators and admins read objectives", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = [])))]
+pub(super) async fn slo(
+    State(state): State<AppState>,
+    Extension(who): Extension<Principal>,
+) -> Result<Json<ObjectiveList>, Problem> {
+    who.require(&[Role::Operator, Role::Admin])?;
+    let now = state.now_ms();
+    let catalog = state.catalog();
+    let longest = catalog
+        .values()
+        .filter_map(|e| e.slo)
+        .chain(state.checks().iter().filter_map(|c| c.slo))
+        .map(|o| o.window_ms)
+        .max()
+        .unwrap_or(0);
+    // Requests decided in the window may have been submitted a day before it.
+    let lookback = longest.saturating_add(24 * 3600 * 1000);
+    let subjects = super::slo_watch::subjects(&state, now, lookback).await?;
+    Ok(Json(ObjectiveList {
+        items: subjects
+            .iter()
+            .map(|s| ObjectiveReport {
+                id: s.key.clone(),
+                name: s.name.clone(),
+                objective: s.objective,
+                budget: crate::slo::budget(&s.outcomes, &s.objective, now),
+                burning: crate::slo::burning(&s.outcomes, &s.objective, now)
+                    .into_iter()
+                    .map(|(rule, long_rate, short_rate)| Burning {
+                        rule,
+                        long_rate,
+                        short_rate,
+                    })
+                    .collect(),
+            })
+            .collect(),
+    }))
+}

@@ -23,20 +23,28 @@ pub(super) const SOURCE: &str = "slo";
 const LOOKBACK_MS: i64 = 4 * 24 * 3600 * 1000;
 
 /// What an objective is kept over: a catalog entry's requests, or a check's probes.
-struct Subject {
+pub(super) struct Subject {
     /// `slo:<entry>` or `slo:check:<name>`, the start of its rules' fingerprints.
-    key: String,
+    pub(super) key: String,
     /// What the alerts say it is.
-    labels: BTreeMap<String, String>,
+    pub(super) labels: BTreeMap<String, String>,
     /// Its name in the summary.
-    name: String,
-    objective: slo::Objective,
-    outcomes: Vec<slo::Outcome>,
-    tenant: Option<String>,
+    pub(super) name: String,
+    /// Its objective.
+    pub(super) objective: slo::Objective,
+    /// Its outcomes over the lookback.
+    pub(super) outcomes: Vec<slo::Outcome>,
+    /// The tenant of a tenant's check.
+    pub(super) tenant: Option<String>,
 }
 
-/// The catalog entries and checks with an objective, with their outcomes of the last days.
-async fn subjects(state: &AppState, now: i64) -> Result<Vec<Subject>, crate::store::StoreError> {
+/// The catalog entries and checks with an objective, with their outcomes of the last
+/// `lookback` ms.
+pub(super) async fn subjects(
+    state: &AppState,
+    now: i64,
+    lookback: i64,
+) -> Result<Vec<Subject>, crate::store::StoreError> {
     let mut out = Vec::new();
     let catalog = state.catalog();
     let entries: Vec<(String, slo::Objective)> = catalog
@@ -46,7 +54,7 @@ async fn subjects(state: &AppState, now: i64) -> Result<Vec<Subject>, crate::sto
     if !entries.is_empty() {
         let facts = state
             .store
-            .request_facts(None, now - LOOKBACK_MS, now + 1)
+            .request_facts(None, now - lookback, now + 1)
             .await?;
         let mut by_entry: BTreeMap<&str, Vec<slo::Outcome>> = BTreeMap::new();
         for f in &facts {
@@ -71,10 +79,7 @@ async fn subjects(state: &AppState, now: i64) -> Result<Vec<Subject>, crate::sto
     }
     for c in state.checks().iter() {
         let Some(objective) = c.slo else { continue };
-        let results = state
-            .store
-            .check_results(&c.name, now - LOOKBACK_MS)
-            .await?;
+        let results = state.store.check_results(&c.name, now - lookback).await?;
         out.push(Subject {
             key: format!("slo:check:{}", c.name),
             labels: BTreeMap::from([
@@ -103,7 +108,7 @@ async fn subjects(state: &AppState, now: i64) -> Result<Vec<Subject>, crate::sto
 /// One pass: sends the transitions of every objective's burn-rate rules.
 pub(super) async fn check(state: &AppState) {
     let now = state.now_ms();
-    let subjects = match subjects(state, now).await {
+    let subjects = match subjects(state, now, LOOKBACK_MS).await {
         Ok(s) => s,
         Err(e) => {
             tracing::warn!("burn rates not checked: reading outcomes failed: {e}");

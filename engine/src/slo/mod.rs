@@ -192,12 +192,11 @@ pub fn budget(outcomes: &[Outcome], objective: &Objective, now: i64) -> Budget {
         bad,
         availability: (decided > 0).then(|| 100.0 * good as f64 / decided as f64),
         allowed_bad,
+        // Nothing decided allows nothing and spends nothing.
         remaining: if allowed_bad > 0.0 {
             1.0 - bad as f64 / allowed_bad
-        } else if bad == 0 {
-            1.0
         } else {
-            f64::NEG_INFINITY
+            1.0
         },
     }
 }

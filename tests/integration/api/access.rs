@@ -474,6 +474,10 @@ fn every_route_refuses_roles_it_does_not_serve_and_serves_the_others() {
         ),
         (
             &app.client_a,
+            case(Method::GET, "/v1/reports/slo", "/v1/reports/slo".into()),
+        ),
+        (
+            &app.client_a,
             case(Method::GET, "/v1/oncall/files", "/v1/oncall/files".into()),
         ),
         (
@@ -688,6 +692,7 @@ fn every_route_refuses_roles_it_does_not_serve_and_serves_the_others() {
                 ),
                 ("/v1/reports/incidents", "/v1/reports/incidents".into()),
                 ("/v1/reports/sla", "/v1/reports/sla".into()),
+                ("/v1/reports/slo", "/v1/reports/slo".into()),
                 ("/v1/alerts", "/v1/alerts".into()),
                 ("/v1/rules", "/v1/rules".into()),
                 ("/v1/silences", "/v1/silences".into()),

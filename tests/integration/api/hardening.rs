@@ -428,6 +428,7 @@ fn the_openapi_document_describes_every_route() {
         ("/v1/incidents/{id}/reopen", &["post"]),
         ("/v1/reports/incidents", &["get"]),
         ("/v1/reports/sla", &["get"]),
+        ("/v1/reports/slo", &["get"]),
         ("/v1/incidents/{id}/timeline", &["get"]),
         ("/v1/incidents/{id}/acknowledge", &["post"]),
         ("/v1/incidents/{id}/resolve", &["post"]),

@@ -89,6 +89,44 @@ fn failing_requests_burn_the_budget_raise_alerts_and_show_in_the_sla_report() {
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
 
+    // The objective: 3 bad of 28 against a budget of 0.28 is overspent, and the 6 h rule burns.
+    let objectives = app
+        .get("/v1/reports/slo")
+        .auth(&app.operator)
+        .send()
+        .expect(200);
+    let coin = objectives["items"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|o| o["id"] == "slo:coin")
+        .cloned()
+        .unwrap_or_else(|| panic!("the coin objective: {objectives}"));
+    assert_eq!(
+        (
+            coin["budget"]["decided"].clone(),
+            coin["budget"]["bad"].clone()
+        ),
+        (json!(28), json!(3))
+    );
+    assert!(
+        coin["budget"]["remaining"]
+            .as_f64()
+            .is_some_and(|r| r < 0.0),
+        "{coin}"
+    );
+    let rules: Vec<&str> = coin["burning"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|b| b["rule"]["long"].as_str())
+        .collect();
+    assert!(rules.contains(&"6h") && !rules.contains(&"1h"), "{coin}");
+    app.get("/v1/reports/slo")
+        .auth(&app.client_a)
+        .send()
+        .problem(403, "forbidden");
+
     // The SLA report: tenant B's three failed, tenant A's 25 fulfilled.
     let report = app
         .get("/v1/reports/sla")
