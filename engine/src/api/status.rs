@@ -72,6 +72,23 @@ pub(super) struct ServiceStatus {
     pub incidents: Vec<IncidentStatus>,
 }
 
+impl ServiceStatus {
+    /// A service with nothing known of it yet.
+    fn empty(service: &str) -> Self {
+        Self {
+            service: service.to_string(),
+            state: String::new(),
+            uptime: Uptime {
+                day: None,
+                week: None,
+                month: None,
+            },
+            checks: Vec::new(),
+            incidents: Vec::new(),
+        }
+    }
+}
+
 /// A maintenance window: a silence active now or later.
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub(super) struct Maintenance {
@@ -153,17 +170,7 @@ async fn page(state: &AppState, tenant: Option<&str>) -> Result<StatusPage, Prob
             .extend(results.iter().copied());
         services
             .entry(c.service.clone())
-            .or_insert_with(|| ServiceStatus {
-                service: c.service.clone(),
-                state: String::new(),
-                uptime: Uptime {
-                    day: None,
-                    week: None,
-                    month: None,
-                },
-                checks: Vec::new(),
-                incidents: Vec::new(),
-            })
+            .or_insert_with(|| ServiceStatus::empty(&c.service))
             .checks
             .push(check);
     }
@@ -181,17 +188,7 @@ async fn page(state: &AppState, tenant: Option<&str>) -> Result<StatusPage, Prob
         };
         services
             .entry(service.clone())
-            .or_insert_with(|| ServiceStatus {
-                service,
-                state: String::new(),
-                uptime: Uptime {
-                    day: None,
-                    week: None,
-                    month: None,
-                },
-                checks: Vec::new(),
-                incidents: Vec::new(),
-            })
+            .or_insert_with(|| ServiceStatus::empty(&service))
             .incidents
             .push(IncidentStatus {
                 id: i.id,
