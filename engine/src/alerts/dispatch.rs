@@ -58,7 +58,7 @@ pub struct AlertMetrics {
 }
 
 impl AlertMetrics {
-    fn add(&self, what: &'static str, label: &str, n: u64) {
+    pub(crate) fn add(&self, what: &'static str, label: &str, n: u64) {
         if n == 0 {
             return;
         }

@@ -88,6 +88,34 @@ pub struct Alert {
 }
 
 impl Alert {
+    /// An alert the service raises itself (a check, a burn rate) at `now`: its raw form is
+    /// the alert as it is read back.
+    #[allow(clippy::too_many_arguments)]
+    pub fn raised(
+        source: &str,
+        fingerprint: String,
+        status: Status,
+        severity: &str,
+        labels: BTreeMap<String, String>,
+        annotations: BTreeMap<String, String>,
+        tenant: Option<String>,
+        now: i64,
+    ) -> Self {
+        let raw = serde_json::json!({ "fingerprint": fingerprint, "status": status.as_str(), "labels": labels, "annotations": annotations });
+        Self {
+            source: source.to_string(),
+            fingerprint,
+            status,
+            severity: Some(severity.to_string()),
+            labels,
+            annotations,
+            starts_at: Some(now),
+            ends_at: (status == Status::Resolved).then_some(now),
+            tenant,
+            raw,
+        }
+    }
+
     /// The alert as templates see it (`alert.labels.service`, `alert.status`, …).
     pub fn scope(&self) -> Json {
         serde_json::json!({

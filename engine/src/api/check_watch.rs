@@ -14,7 +14,7 @@ use serde_json::json;
 use super::AppState;
 use crate::alerts::{Alert, Status};
 use crate::checks::{self, Change, CheckPlan, Observation, Standing};
-use crate::store::{CheckResultRow, CheckStateRow, EventRow, IncidentRow};
+use crate::store::{CheckResultRow, CheckStateRow, IncidentRow};
 
 /// The source of the alerts checks raise.
 pub(super) const SOURCE: &str = "check";
@@ -42,6 +42,7 @@ impl Runner {
                 }
                 Err(e) => {
                     tracing::warn!("checks wait: reading their standing failed: {e}");
+                    failed(state);
                     return;
                 }
             }
@@ -94,6 +95,7 @@ impl Runner {
             self.last_prune = now;
             if let Err(e) = state.store.prune_check_results(now - RETENTION_MS).await {
                 tracing::warn!("old check results were not deleted: {e}");
+                failed(state);
             }
         }
     }
@@ -133,6 +135,7 @@ impl Runner {
         };
         if let Err(e) = state.store.record_check(&result, &row).await {
             tracing::warn!(check = %c.name, "a probe's result was not stored: {e}");
+            failed(state);
             return;
         }
         match change {
@@ -144,6 +147,7 @@ impl Runner {
                     row.incident_id = open_incident(state, c, &why).await;
                     if let Err(e) = state.store.put_check_state(&row).await {
                         tracing::warn!(check = %c.name, "the check's incident was not recorded: {e}");
+                        failed(state);
                     }
                 }
             }
@@ -163,9 +167,11 @@ impl Runner {
                         .await;
                     if let Err(e) = resolved {
                         tracing::warn!(check = %c.name, incident = %id, "the check's incident was not resolved: {e}");
+                        failed(state);
                     }
                     if let Err(e) = state.store.put_check_state(&row).await {
                         tracing::warn!(check = %c.name, "the check's standing was not stored: {e}");
+                        failed(state);
                     }
                 }
             }
@@ -189,40 +195,22 @@ async fn raise(state: &AppState, c: &CheckPlan, status: Status, why: &str) -> bo
         "summary".to_string(),
         format!("{} ({}): {why}", c.name, c.url),
     )]);
-    let fingerprint = format!("check:{}", c.name);
-    let raw = json!({ "fingerprint": fingerprint, "status": status.as_str(), "labels": labels, "annotations": annotations });
-    let alert = Alert {
-        source: SOURCE.into(),
-        fingerprint,
+    let alert = Alert::raised(
+        SOURCE,
+        format!("check:{}", c.name),
         status,
-        severity: Some(c.severity.clone()),
+        &c.severity,
         labels,
         annotations,
-        starts_at: Some(now),
-        ends_at: (status == Status::Resolved).then_some(now),
-        tenant: c.tenant.clone(),
-        raw: raw.clone(),
-    };
-    let event = EventRow {
-        id: super::auth::random_id("evt"),
-        source: SOURCE.into(),
-        received_at: now,
-        received_by: "csmp".into(),
-        status: Some(status.as_str().into()),
-        alerts: 1,
-        payload: json!({ "alerts": [raw] }),
-    };
-    let intake = crate::alerts::dispatch::Intake {
-        event,
-        alerts: vec![alert],
-        audit: None,
-        once: None,
-    };
-    match state.alerts.take(intake).await {
+        c.tenant.clone(),
+        now,
+    );
+    match super::events::take_own(state, SOURCE, vec![alert]).await {
         Ok(Some(decisions)) => decisions.iter().any(|d| d.outcome == "matched"),
         Ok(None) => false,
         Err(e) => {
             tracing::warn!(check = %c.name, "the check's alert was not taken: {e:?}");
+            failed(state);
             false
         }
     }
@@ -258,6 +246,7 @@ async fn open_incident(state: &AppState, c: &CheckPlan, why: &str) -> Option<Str
         Ok(o) => o,
         Err(e) => {
             tracing::warn!(check = %c.name, "the check's incident was not opened: {e}");
+            failed(state);
             return None;
         }
     };
@@ -274,7 +263,14 @@ async fn open_incident(state: &AppState, c: &CheckPlan, why: &str) -> Option<Str
             .await;
         if let Err(e) = run {
             tracing::warn!(check = %c.name, incident = %opened.id, "the check's incident was not escalated: {e}");
+            failed(state);
         }
     }
     Some(opened.id)
+}
+
+/// Counts a failure of this source in `csmp_alerts_own_errors_total` (its log line says
+/// which).
+fn failed(state: &AppState) {
+    state.alerts.metrics.add("own_errors", SOURCE, 1);
 }

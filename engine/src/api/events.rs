@@ -313,3 +313,34 @@ pub(super) async fn enqueue(
     )
         .into_response())
 }
+
+/// Takes alerts the service raised itself (source `check` or `slo`) like a notification it
+/// sent: stored, deduplicated, silenced, matched against the rules. The decisions, or why the
+/// dispatcher did not take them.
+pub(super) async fn take_own(
+    state: &AppState,
+    source: &str,
+    alerts: Vec<crate::alerts::Alert>,
+) -> Result<Option<Vec<crate::alerts::dispatch::Decision>>, crate::alerts::dispatch::DispatchError>
+{
+    let statuses: std::collections::BTreeSet<&str> =
+        alerts.iter().map(|a| a.status.as_str()).collect();
+    let event = EventRow {
+        id: random_id("evt"),
+        source: source.to_string(),
+        received_at: state.now_ms(),
+        received_by: "csmp".into(),
+        status: (statuses.len() == 1).then(|| statuses.iter().map(|s| (*s).to_string()).collect()),
+        alerts: u32::try_from(alerts.len()).unwrap_or(u32::MAX),
+        payload: serde_json::json!({ "alerts": alerts.iter().map(|a| a.raw.clone()).collect::<Vec<_>>() }),
+    };
+    state
+        .alerts
+        .take(crate::alerts::dispatch::Intake {
+            event,
+            alerts,
+            audit: None,
+            once: None,
+        })
+        .await
+}

@@ -351,6 +351,11 @@ fn render_alerts(counts: &[(&'static str, String, u64)], out: &mut String) {
             "rule",
             "Rules that could not act or whose `when` could not be rendered for an alert.",
         ),
+        (
+            "own_errors",
+            "source",
+            "Failures of the service's own alert sources (checks, burn rates): a read, a write or a raise that did not happen; the log says which.",
+        ),
     ] {
         let name = format!("csmp_alerts_{what}_total");
         let _ = writeln!(out, "# HELP {name} {help}");

@@ -265,21 +265,19 @@ pub struct Body<T>(pub T);
 
 impl<S, T> FromRequest<S> for Body<T>
 where
-    axum::Json<T>: FromRequest<S, Rejection = JsonRejection>,
+    T: serde::de::DeserializeOwned,
     S: Send + Sync,
 {
     type Rejection = Problem;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        let (parts, body) = req.into_parts();
-        let bytes = RawBody::from_request(Request::from_parts(parts.clone(), body), state)
-            .await?
-            .0;
-        // Every body is a JSON object; serde would also take a struct written as an array.
-        let array = bytes.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'[');
-        let req = Request::from_parts(parts, axum::body::Body::from(bytes));
-        match axum::Json::<T>::from_request(req, state).await {
-            Ok(_) if array => Err(Problem::invalid_at("", "the body must be a JSON object")),
+        require_json(req.headers())?;
+        let bytes = RawBody::from_request(req, state).await?.0;
+        match axum::Json::<T>::from_bytes(&bytes) {
+            // Every body is a JSON object; serde would also take a struct written as an array.
+            Ok(_) if bytes.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'[') => {
+                Err(Problem::invalid_at("", "the body must be a JSON object"))
+            }
             Ok(axum::Json(v)) => Ok(Body(v)),
             Err(rejection) => Err(json_rejection(&rejection)),
         }
@@ -332,14 +330,8 @@ pub fn json_rejection(rejection: &JsonRejection) -> Problem {
     }
 }
 
-/// An optional JSON body: empty means `None`; otherwise it must be JSON of shape `T`.
-pub fn optional_json<T: serde::de::DeserializeOwned>(
-    headers: &axum::http::HeaderMap,
-    body: &[u8],
-) -> Result<Option<T>, Problem> {
-    if body.iter().all(u8::is_ascii_whitespace) {
-        return Ok(None);
-    }
+/// 415 unless the body is sent as JSON (`application/json` or `application/…+json`).
+fn require_json(headers: &axum::http::HeaderMap) -> Result<(), Problem> {
     let json_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -348,13 +340,26 @@ pub fn optional_json<T: serde::de::DeserializeOwned>(
             let m = m.trim();
             m == "application/json" || (m.starts_with("application/") && m.ends_with("+json"))
         });
-    if !json_type {
-        return Err(Problem::new(
+    if json_type {
+        Ok(())
+    } else {
+        Err(Problem::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             "unsupported-media-type",
             "send the body as JSON with `Content-Type: application/json`",
-        ));
+        ))
     }
+}
+
+/// An optional JSON body: empty means `None`; otherwise it must be JSON of shape `T`.
+pub fn optional_json<T: serde::de::DeserializeOwned>(
+    headers: &axum::http::HeaderMap,
+    body: &[u8],
+) -> Result<Option<T>, Problem> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(None);
+    }
+    require_json(headers)?;
     let value: serde_json::Value = serde_json::from_slice(body).map_err(|e| {
         Problem::bad_request("malformed-json", format!("the body is not valid JSON: {e}"))
     })?;

@@ -8,12 +8,9 @@
 
 use std::collections::BTreeMap;
 
-use serde_json::json;
-
 use super::AppState;
 use crate::alerts::{Alert, Status};
 use crate::slo::{self, BURN_RULES};
-use crate::store::EventRow;
 
 /// The source of the alerts this raises.
 pub(super) const SOURCE: &str = "slo";
@@ -112,6 +109,7 @@ pub(super) async fn check(state: &AppState) {
         Ok(s) => s,
         Err(e) => {
             tracing::warn!("burn rates not checked: reading outcomes failed: {e}");
+            failed(state);
             return;
         }
     };
@@ -126,6 +124,7 @@ pub(super) async fn check(state: &AppState) {
                 Ok(a) => a.map(|a| a.alert.status),
                 Err(e) => {
                     tracing::warn!(%fingerprint, "burn rate not checked: {e}");
+                    failed(state);
                     continue;
                 }
             };
@@ -158,45 +157,30 @@ pub(super) async fn check(state: &AppState) {
                     short.map(|v| format!("{v:.2}")).unwrap_or_default(),
                 ),
             ]);
-            let raw = json!({ "fingerprint": fingerprint, "status": status.as_str(), "labels": labels, "annotations": annotations });
-            alerts.push(Alert {
-                source: SOURCE.into(),
+            alerts.push(Alert::raised(
+                SOURCE,
                 fingerprint,
                 status,
-                severity: Some(rule.severity.to_string()),
+                rule.severity,
                 labels,
                 annotations,
-                starts_at: Some(now),
-                ends_at: (status == Status::Resolved).then_some(now),
-                tenant: subject.tenant.clone(),
-                raw,
-            });
+                subject.tenant.clone(),
+                now,
+            ));
         }
     }
     if alerts.is_empty() {
         return;
     }
-    let count = u32::try_from(alerts.len()).unwrap_or(u32::MAX);
-    let payload = json!({ "alerts": alerts.iter().map(|a| a.raw.clone()).collect::<Vec<_>>() });
-    let event = EventRow {
-        id: super::auth::random_id("evt"),
-        source: SOURCE.into(),
-        received_at: now,
-        received_by: "csmp".into(),
-        status: None,
-        alerts: count,
-        payload,
-    };
-    let taken = state
-        .alerts
-        .take(crate::alerts::dispatch::Intake {
-            event,
-            alerts,
-            audit: None,
-            once: None,
-        })
-        .await;
+    let taken = super::events::take_own(state, SOURCE, alerts).await;
     if let Err(e) = taken {
         tracing::warn!("burn-rate alerts not taken: {e:?}");
+        failed(state);
     }
+}
+
+/// Counts a failure of this source in `csmp_alerts_own_errors_total` (its log line says
+/// which).
+fn failed(state: &AppState) {
+    state.alerts.metrics.add("own_errors", SOURCE, 1);
 }
