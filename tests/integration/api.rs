@@ -13,6 +13,7 @@ mod alerts;
 mod approvals;
 mod catalog;
 mod checks;
+mod console;
 mod control;
 mod escalation_crash;
 mod events;

@@ -182,6 +182,16 @@ pub(super) async fn authenticate(
     peer: IpAddr,
 ) -> Result<Principal, (Problem, Option<Principal>)> {
     let hash = bearer(authorization.as_deref()).map_err(|p| (p, None))?;
+    authenticate_hash(store, known, hash, peer).await
+}
+
+/// Looks up the caller whose token has the sha256 `hash`; `Err` is the 401/403 to answer.
+pub(super) async fn authenticate_hash(
+    store: &Store,
+    known: &Principals,
+    hash: String,
+    peer: IpAddr,
+) -> Result<Principal, (Problem, Option<Principal>)> {
     let Known {
         principal,
         allowlist,
@@ -287,7 +297,20 @@ pub async fn guard(
         .headers()
         .get(header::AUTHORIZATION)
         .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
-    let principal = authenticate(&state.store, &state.principals, authorization, peer.ip()).await;
+    // A call the console makes for its signed-in user comes vouched for: the console checked
+    // the session, whose token is read again here (so a revoked token ends its sessions).
+    let principal = match req.extensions_mut().remove::<super::console::Vouched>() {
+        Some(vouched) => {
+            authenticate_hash(
+                &state.store,
+                &state.principals,
+                vouched.token_hash,
+                peer.ip(),
+            )
+            .await
+        }
+        None => authenticate(&state.store, &state.principals, authorization, peer.ip()).await,
+    };
     let who = match &principal {
         Ok(p) => Some(p.clone()),
         Err((_, who)) => who.clone(),

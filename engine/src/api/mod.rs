@@ -12,6 +12,7 @@ pub mod audit;
 pub mod auth;
 mod catalog;
 mod check_watch;
+mod console;
 mod control;
 mod events;
 mod grants;
@@ -429,6 +430,8 @@ pub fn router(state: AppState) -> Router {
     let v1 = timed
         .merge(streaming)
         .route_layer(middleware::from_fn_with_state(state.clone(), auth::guard));
+    // The console calls the same routes, guard included, for its signed-in user.
+    let console = console::routes(state.clone(), v1.clone().with_state(state.clone()));
     // PagerDuty's own path, for tools that page PagerDuty: the routing key is the token.
     let pagerduty = Router::new()
         .route("/v2/enqueue", post(events::enqueue))
@@ -442,6 +445,7 @@ pub fn router(state: AppState) -> Router {
         .route("/status", get(status::html))
         .route("/status.json", get(status::json))
         .merge(v1)
+        .merge(console)
         .merge(pagerduty)
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)

@@ -132,7 +132,7 @@ async fn tenant_of(
     }
 }
 
-async fn page(state: &AppState, tenant: Option<&str>) -> Result<StatusPage, Problem> {
+pub(super) async fn page(state: &AppState, tenant: Option<&str>) -> Result<StatusPage, Problem> {
     let now = state.now_ms();
     let mine = |t: &Option<String>| t.is_none() || t.as_deref() == tenant;
     let mut services: BTreeMap<String, ServiceStatus> = BTreeMap::new();
@@ -285,43 +285,7 @@ pub(super) async fn html(
                 meta name="viewport" content="width=device-width, initial-scale=1";
                 title { (title) }
             }
-            body {
-                h1 { (title) }
-                p { "As of " time datetime=(p.generated_at) { (p.generated_at) } }
-                @if p.services.is_empty() {
-                    p { "No service is watched yet." }
-                }
-                @for s in &p.services {
-                    section aria-labelledby=(format!("svc-{}", s.service)) {
-                        h2 id=(format!("svc-{}", s.service)) { (s.service) ": " strong { (s.state) } }
-                        table {
-                            caption { "Uptime" }
-                            thead { tr { th scope="col" { "Check" } th scope="col" { "State" } th scope="col" { "24 h" } th scope="col" { "7 d" } th scope="col" { "30 d" } } }
-                            tbody {
-                                @for c in &s.checks {
-                                    tr { th scope="row" { (c.name) } td { (c.state) } td { (percent(c.uptime.day)) } td { (percent(c.uptime.week)) } td { (percent(c.uptime.month)) } }
-                                }
-                            }
-                        }
-                        @if !s.incidents.is_empty() {
-                            h3 { "Open incidents" }
-                            ul {
-                                @for i in &s.incidents {
-                                    li { (i.severity) " · " (i.status) " · " (i.title) " (since " (i.created_at) ")" }
-                                }
-                            }
-                        }
-                    }
-                }
-                @if !p.maintenance.is_empty() {
-                    h2 { "Maintenance" }
-                    ul {
-                        @for m in &p.maintenance {
-                            li { (m.service.as_deref().unwrap_or("—")) ": " (m.comment) " (" (m.starts_at) " – " (m.ends_at) ")" }
-                        }
-                    }
-                }
-            }
+            body { (body(&p, &title)) }
         }
     };
     Ok((
@@ -329,4 +293,45 @@ pub(super) async fn html(
         doc.into_string(),
     )
         .into_response())
+}
+
+/// The page's content under its title (the console shows it in its own frame).
+pub(super) fn body(p: &StatusPage, title: &str) -> maud::Markup {
+    maud::html! {
+        h1 { (title) }
+        p { "As of " time datetime=(p.generated_at) { (p.generated_at) } }
+        @if p.services.is_empty() {
+            p { "No service is watched yet." }
+        }
+        @for s in &p.services {
+            section aria-labelledby=(format!("svc-{}", s.service)) {
+                h2 id=(format!("svc-{}", s.service)) { (s.service) ": " strong { (s.state) } }
+                table {
+                    caption { "Uptime" }
+                    thead { tr { th scope="col" { "Check" } th scope="col" { "State" } th scope="col" { "24 h" } th scope="col" { "7 d" } th scope="col" { "30 d" } } }
+                    tbody {
+                        @for c in &s.checks {
+                            tr { th scope="row" { (c.name) } td { (c.state) } td { (percent(c.uptime.day)) } td { (percent(c.uptime.week)) } td { (percent(c.uptime.month)) } }
+                        }
+                    }
+                }
+                @if !s.incidents.is_empty() {
+                    h3 { "Open incidents" }
+                    ul {
+                        @for i in &s.incidents {
+                            li { (i.severity) " · " (i.status) " · " (i.title) " (since " (i.created_at) ")" }
+                        }
+                    }
+                }
+            }
+        }
+        @if !p.maintenance.is_empty() {
+            h2 { "Maintenance" }
+            ul {
+                @for m in &p.maintenance {
+                    li { (m.service.as_deref().unwrap_or("—")) ": " (m.comment) " (" (m.starts_at) " – " (m.ends_at) ")" }
+                }
+            }
+        }
+    }
 }

@@ -19,6 +19,7 @@ mod retry;
 mod rows;
 mod run_meta;
 mod secrets;
+mod sessions;
 mod tx;
 mod waiting;
 
@@ -48,6 +49,7 @@ pub use retry::{Retry, RetryRow};
 pub use rows::{IncidentRow, RunRow, RunStatus, SignalRow, StepRow, StepStatus, WorkflowRow};
 pub use run_meta::{RunFilter, RunKey, StatusFilter};
 pub use secrets::SealedSecret;
+pub use sessions::SessionRow;
 pub use waiting::WaitingApproval;
 
 /// What went wrong, grouped by what the caller does next.

@@ -196,4 +196,19 @@ impl Store {
         let rows = q.bind(i64::from(limit)).fetch_all(&self.pool).await?;
         rows.iter().map(RunRow::from_row).collect()
     }
+
+    /// How many runs created at or after `since_ms` are in each status (paused runs count as
+    /// `running`), for the console's overview.
+    pub async fn run_counts_since(&self, since_ms: i64) -> Result<Vec<(String, i64)>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT status, COUNT(*) AS n FROM runs WHERE created_at >= ? GROUP BY status ORDER BY status",
+        )
+        .bind(since_ms)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get("status")?, r.try_get("n")?)))
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(StoreError::from)
+    }
 }
