@@ -18,13 +18,17 @@ use super::report::{Report, Target, quantile};
 use super::{Ctx, chain_yaml, fanout_yaml};
 
 /// Orders in flight at once in `api-chain` (the harness the peers were measured with).
-const IN_FLIGHT: usize = 100;
+pub(super) const IN_FLIGHT: usize = 100;
 
 /// A `csmp serve` of this binary on a scratch directory.
-struct Server {
+pub(super) struct Server {
     child: Child,
-    base: String,
-    token: String,
+    /// Where it listens (`http://127.0.0.1:PORT`).
+    pub(super) base: String,
+    /// A client token of tenant `bench`.
+    pub(super) token: String,
+    /// Its database.
+    pub(super) db: PathBuf,
     agent: ureq::Agent,
 }
 
@@ -35,7 +39,7 @@ impl Drop for Server {
     }
 }
 
-fn agent() -> ureq::Agent {
+pub(super) fn agent() -> ureq::Agent {
     ureq::Agent::config_builder()
         .http_status_as_error(false)
         .max_redirects(0)
@@ -48,7 +52,7 @@ fn agent() -> ureq::Agent {
 impl Server {
     /// Writes `yaml` as the only workflow, with an ungated catalog entry of the same name,
     /// makes a client token and starts the service; returns once it listens.
-    fn start(scratch: &Path, name: &str, yaml: &str) -> anyhow::Result<Self> {
+    pub(super) fn start(scratch: &Path, name: &str, yaml: &str) -> anyhow::Result<Self> {
         let dir = scratch.join(name);
         for sub in ["workflows", "catalog"] {
             std::fs::create_dir_all(dir.join(sub))?;
@@ -111,6 +115,7 @@ impl Server {
             child,
             base,
             token,
+            db,
             agent: agent(),
         })
     }
@@ -127,7 +132,7 @@ impl Server {
 }
 
 /// Places one order and follows its run's event stream to the end; the time it took.
-fn order(
+pub(super) fn order(
     agent: &ureq::Agent,
     server: &Server,
     catalog_id: &str,

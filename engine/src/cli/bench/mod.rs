@@ -8,6 +8,7 @@
 //! latencies. Knows the engine's public API only; nothing here changes how runs execute.
 
 mod api;
+mod console;
 mod disk;
 mod recovery;
 mod report;
@@ -78,10 +79,12 @@ pub enum Workload {
     ApiChain40,
     /// Over HTTP: orders of 1 → 1,000 → 1, one at a time: time from order to final event.
     ApiFanout,
+    /// The web console's pages on a database of 10,000 runs: time per page.
+    Console,
 }
 
 impl Workload {
-    const ALL: [Workload; 10] = [
+    const ALL: [Workload; 11] = [
         Workload::Chain,
         Workload::Chain40,
         Workload::Fanout,
@@ -92,6 +95,7 @@ impl Workload {
         Workload::ApiChain,
         Workload::ApiChain40,
         Workload::ApiFanout,
+        Workload::Console,
     ];
 }
 
@@ -172,6 +176,7 @@ pub fn main(args: BenchArgs) -> anyhow::Result<()> {
                 Workload::ApiChain => api::chain(&ctx).await,
                 Workload::ApiChain40 => api::chain40(&ctx).await,
                 Workload::ApiFanout => api::fanout(&ctx).await,
+                Workload::Console => console::pages(&ctx).await,
             }
         })?;
         missed.extend(report.missed());
