@@ -5,6 +5,7 @@ mod alert_burst;
 mod api;
 mod aws;
 mod bench_cli;
+mod console_browser;
 mod crash;
 mod cron;
 mod escalation;
