@@ -266,7 +266,7 @@ async function main() {
     const incidents = await api(base, operator, "GET", "/v1/incidents");
     const incident = incidents.json.items[0];
     check(incident, "the reported incident is listed");
-    for (const [p, name] of [["/", "overview"], ["/runs", "runs"], ["/runs?status=failed", "runs-failed"], ["/incidents", "incidents"], [`/incidents/${encodeURIComponent(incident.id)}`, "incident"], ["/alerts", "alerts"], ["/workflows", "workflows"], ["/workflows/hello", "workflow"], ["/catalog", "catalog"], [`/catalog/hello`, "catalog-entry"], ["/portal/status", "status"]]) {
+    for (const [p, name] of [["/", "overview"], ["/runs", "runs"], ["/runs?status=failed", "runs-failed"], ["/incidents", "incidents"], [`/incidents/${encodeURIComponent(incident.id)}`, "incident"], ["/alerts", "alerts"], ["/workflows", "workflows"], ["/workflows/hello", "workflow"], ["/catalog", "catalog"], [`/catalog/hello`, "catalog-entry"], [`/runs/${encodeURIComponent(other.json.id)}`, "run-fanout"], ["/portal/status", "status"]]) {
       const resp = await op.goto(p);
       check(resp.status() === 200, `${p} answers 200 for an operator (${resp.status()})`);
       await shot(op, name);

@@ -482,6 +482,15 @@ pub(super) async fn refused(req: Request, mut response: Response) -> Response {
 }
 
 async fn not_found(req: Request) -> Response {
+    let browser = req
+        .headers()
+        .get(axum::http::header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|a| a.contains("text/html"));
+    if browser && !req.uri().path().starts_with("/v1/") {
+        let page = console::no_such_page(req.uri().path());
+        return refused(req, page).await;
+    }
     let problem = Problem::new(
         StatusCode::NOT_FOUND,
         "no-such-route",

@@ -140,6 +140,19 @@ fn signing_in_takes_a_token_and_the_forms_own_anti_forgery_value() {
         )
         .send();
     assert_eq!(away.header("location").as_deref(), Some("/"));
+    // Behind a TLS proxy the session cookie is for HTTPS only.
+    let (cookie, csrf) = login_form(&app);
+    let proxied = app
+        .post("/login")
+        .header("cookie", &format!("csmp_login={cookie}"))
+        .header("x-forwarded-proto", "https")
+        .body(
+            "application/x-www-form-urlencoded",
+            format!("token={}&csrf={csrf}", app.operator.secret),
+        )
+        .send();
+    let session = proxied.header("set-cookie").expect("a session cookie");
+    assert!(session.ends_with("; Secure"), "{session}");
     // Signed in, the overview shows.
     let session = sign_in(&app, &app.operator);
     let (status, html) = page(&app, &session, "/");

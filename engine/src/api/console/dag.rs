@@ -14,7 +14,7 @@ use crate::plan::{Plan, PlanKind, PlanStep};
 const W: usize = 190;
 const H: usize = 56;
 const GAP_X: usize = 56;
-const GAP_Y: usize = 18;
+const GAP_Y: usize = 22;
 const PAD: usize = 8;
 
 /// One node to draw.
@@ -140,7 +140,7 @@ pub(super) fn standing(fan_out: bool, counts: &[(String, i64)]) -> (String, Stri
     (status.to_string(), line)
 }
 
-/// The SVG of the nodes, with `counts` by step id (status → units).
+/// The SVG of the nodes, with `counts` by step id (status → units; for a fan-out, its items).
 pub(super) fn draw(nodes: &[Node], counts: &BTreeMap<String, Vec<(String, i64)>>) -> Markup {
     let cols = columns(nodes);
     let mut rows = vec![0usize; nodes.len()];
@@ -190,8 +190,8 @@ pub(super) fn draw(nodes: &[Node], counts: &BTreeMap<String, Vec<(String, i64)>>
                     g class=(class)
                         data-step=(node.id) data-status=(status) transform={ "translate(" (x) " " (y) ")" } {
                         title { (node.id) " (" (node.kind) "): " (line) }
+                        @if node.fan_out { rect class="stack" x="5" y="5" width=(W) height=(H) rx="6" {} }
                         rect width=(W) height=(H) rx="6" {}
-                        @if node.fan_out { rect class="stack" x="4" y="-4" width=(W) height=(H) rx="6" {} }
                         text x="10" y="21" class="id" { (node.id) @if node.fan_out { " ×" } }
                         text x="10" y="42" class="sub" { (symbol(&status)) " " (line) }
                     }

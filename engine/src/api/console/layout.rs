@@ -94,9 +94,22 @@ pub(super) fn bare(title: &str, body: Markup) -> Markup {
     }
 }
 
-/// An HTML answer with a status.
+/// What a console page may load and who may frame it: its own stylesheet and script only.
+const POLICY: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
+
+/// An HTML answer with a status, under the console's content security policy.
 pub(super) fn answer(status: StatusCode, markup: Markup) -> Response {
-    (status, Html(markup.into_string())).into_response()
+    let mut response = (status, Html(markup.into_string())).into_response();
+    let headers = response.headers_mut();
+    for (name, value) in [
+        ("content-security-policy", POLICY),
+        ("x-content-type-options", "nosniff"),
+        ("referrer-policy", "same-origin"),
+        ("cache-control", "no-store"),
+    ] {
+        headers.insert(name, axum::http::HeaderValue::from_static(value));
+    }
+    response
 }
 
 /// The page for anything the user may not see or that does not exist: the same for both, as
@@ -115,7 +128,7 @@ pub(super) fn failed(who: &Signed, title: &str, answer_: &Answer) -> Response {
     let body = html! {
         h1 { (title) }
         p role="alert" class="error" { (answer_.detail()) }
-        p { a href="javascript:history.back()" { "Go back" } " · " a href="/" { "Back to the console" } }
+        p { "Go back to correct it, or " a href="/" { "return to the console" } "." }
     };
     answer(answer_.status, page(who, title, "", body))
 }

@@ -15,6 +15,7 @@ mod form;
 mod layout;
 mod operator;
 mod portal;
+mod runs;
 mod session;
 
 use std::net::SocketAddr;
@@ -178,10 +179,10 @@ pub(super) fn routes<S: Clone + Send + Sync + 'static>(state: AppState, api: Rou
         .route("/logout", post(session::logout))
         .route("/assets/console.css", get(assets::css))
         .route("/assets/console.js", get(assets::js))
-        .route("/runs", get(operator::runs))
-        .route("/runs/{id}", get(operator::run))
-        .route("/runs/{id}/live", get(operator::run_live))
-        .route("/runs/{id}/events", get(operator::run_events))
+        .route("/runs", get(runs::runs))
+        .route("/runs/{id}", get(runs::run))
+        .route("/runs/{id}/live", get(runs::run_live))
+        .route("/runs/{id}/events", get(runs::run_events))
         .route("/runs/{id}/do/{action}", post(actions::run))
         .route("/approvals", get(operator::approvals))
         .route("/approvals/decide", post(actions::decide))
@@ -201,6 +202,16 @@ pub(super) fn routes<S: Clone + Send + Sync + 'static>(state: AppState, api: Rou
         .route("/usage", get(portal::usage))
         .route("/portal/status", get(portal::status))
         .with_state(console)
+}
+
+/// The page for a path the console does not have (a browser asked for HTML).
+pub(super) fn no_such_page(path: &str) -> Response {
+    let body = maud::html! {
+        h1 { "Not found" }
+        p role="alert" { "There is no page " code { (path) } "." }
+        p { a href="/" { "Go to the console" } " · the API is described at " a href="/openapi.json" { "/openapi.json" } }
+    };
+    layout::answer(StatusCode::NOT_FOUND, layout::bare("Not found", body))
 }
 
 /// Whether `who` works the whole service (operators and admins) rather than one tenant.

@@ -234,11 +234,16 @@ pub(super) async fn login(
         return layout::unavailable(&e.to_string());
     }
     tracing::info!(token = %who.token_id, role = who.role.as_str(), "signed in to the console");
+    // Behind a TLS proxy the cookie is for HTTPS only; the service itself speaks plain HTTP.
+    let secure = headers
+        .get("x-forwarded-proto")
+        .is_some_and(|p| p.as_bytes().eq_ignore_ascii_case(b"https"));
     let mut response = Redirect::to(&next).into_response();
     for cookie in [
         format!(
-            "{COOKIE}={id}; HttpOnly; SameSite=Strict; Path=/; Max-Age={}",
-            LIFETIME_MS / 1000
+            "{COOKIE}={id}; HttpOnly; SameSite=Strict; Path=/; Max-Age={}{}",
+            LIFETIME_MS / 1000,
+            if secure { "; Secure" } else { "" }
         ),
         format!("{LOGIN_COOKIE}=; HttpOnly; SameSite=Strict; Path=/login; Max-Age=0"),
     ] {
