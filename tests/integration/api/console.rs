@@ -323,3 +323,47 @@ fn an_order_form_shows_each_refusal_on_its_field() {
     assert_eq!(status, 200);
     assert!(html.contains("data-status=\"awaiting_approval\""), "{html}");
 }
+
+#[test]
+fn a_wide_fan_out_is_one_node_and_its_units_are_paged() {
+    let app = App::start();
+    let wide = "name: wide\nversion: 1\nsteps:\n  - id: first\n    uses: echo@^1\n    with: { n: 0 }\n  - id: fan\n    needs: [first]\n    for_each: \"{{ range 600 }}\"\n    uses: echo@^1\n    with: { n: \"{{ index }}\" }\n";
+    let uploaded = app
+        .put("/v1/workflows/wide")
+        .auth(&app.operator)
+        .body("application/yaml", wide)
+        .send();
+    assert!(uploaded.status < 300, "{}", uploaded.text());
+    let started = app
+        .post("/v1/runs")
+        .auth(&app.operator)
+        .json(&json!({"workflow": "wide", "inputs": {}}))
+        .send()
+        .expect(202);
+    let run = s(&started, "id");
+    app.wait_run(&app.operator, &run, "succeeded");
+    let operator = sign_in(&app, &app.operator);
+    let (status, html) = page(&app, &operator, &format!("/runs/{run}"));
+    assert_eq!(status, 200);
+    assert!(
+        html.contains("600 of 600 done"),
+        "the fan-out counts its items: {html}"
+    );
+    assert_eq!(
+        html.matches("data-step=\"fan\"").count(),
+        1,
+        "one node for the fan-out"
+    );
+    let next = html
+        .split("?units=")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .expect("a link to the next units");
+    let (status, second) = page(&app, &operator, &format!("/runs/{run}?units={next}"));
+    assert_eq!(status, 200);
+    assert!(
+        second.contains("fan#599"),
+        "the last item is on the second page"
+    );
+    assert!(second.contains("First units"), "{second}");
+}

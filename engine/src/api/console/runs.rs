@@ -19,6 +19,16 @@ use super::{Console, Signed, dag, enc, operates};
 pub(super) struct Fragment {
     pub(super) fragment: Option<String>,
     pub(super) unit: Option<String>,
+    /// The units' page: the API's cursor.
+    pub(super) units: Option<String>,
+}
+
+/// `GET /v1/runs/{id}`, at the page of units `cursor` names.
+fn run_uri(id: &str, cursor: Option<&str>) -> String {
+    match cursor {
+        Some(c) => format!("/v1/runs/{}?cursor={}", enc(id), enc(c)),
+        None => format!("/v1/runs/{}", enc(id)),
+    }
 }
 
 /// An HTML fragment (what the live script swaps in).
@@ -151,7 +161,7 @@ pub(super) async fn run(
     Query(q): Query<Fragment>,
 ) -> Response {
     let a = c
-        .call(&who, Method::GET, &format!("/v1/runs/{}", enc(&id)), None)
+        .call(&who, Method::GET, &run_uri(&id, q.units.as_deref()), None)
         .await;
     if a.status == StatusCode::NOT_FOUND {
         return layout::not_found(&who, "run", &id);
@@ -178,7 +188,11 @@ pub(super) async fn run(
         }
         None => None,
     };
-    let live = live(&c, &who, r);
+    let live = live(&c, &who, r, q.units.as_deref());
+    let refresh = match &q.units {
+        Some(cur) => format!("/runs/{}/live?units={}", enc(&id), enc(cur)),
+        None => format!("/runs/{}/live", enc(&id)),
+    };
     let body = html! {
         h1 { "Run " code { (id) } }
         dl class="facts" {
@@ -191,7 +205,7 @@ pub(super) async fn run(
             }
         }
         @if operates(&who.who) { (run_actions(&who, &c, r)) }
-        div id="live" data-refresh={ "/runs/" (enc(&id)) "/live" } data-events={ "/runs/" (enc(&id)) "/events" } aria-live="polite" {
+        div id="live" data-refresh=(refresh) data-events={ "/runs/" (enc(&id)) "/events" } aria-live="polite" {
             (live)
         }
         @if let Some(u) = unit { section id="unit" aria-label="Unit" { (u) } }
@@ -216,7 +230,7 @@ pub(super) async fn run(
 }
 
 /// The part of a run's page that follows the run: its status, DAG, units and outputs.
-fn live(c: &Console, who: &Signed, r: &Value) -> Markup {
+fn live(c: &Console, who: &Signed, r: &Value, units_cursor: Option<&str>) -> Markup {
     let id = s(r, "id");
     let mut counts: BTreeMap<String, Vec<(String, i64)>> = BTreeMap::new();
     for n in r
@@ -323,8 +337,11 @@ fn live(c: &Console, who: &Signed, r: &Value) -> Markup {
                 }
             }
         }
-        @if r.get("next_cursor").and_then(Value::as_str).is_some() {
-            p class="muted" { "More units than one page: the API pages them (" a href={ "/v1/runs/" (enc(id)) } { "JSON" } ")." }
+        @if units_cursor.is_some() || r.get("next_cursor").and_then(Value::as_str).is_some() {
+            p class="pages" {
+                @if units_cursor.is_some() { a href={ "/runs/" (enc(id)) } { "← First units" } " " }
+                @if let Some(next) = opt(r, "next_cursor") { a href={ "/runs/" (enc(id)) "?units=" (enc(next)) } rel="next" { "Next units →" } }
+            }
         }
         @if !r.get("outputs").is_none_or(Value::is_null) {
             h2 { "Outputs" }
@@ -395,14 +412,15 @@ pub(super) async fn run_live(
     State(c): State<Console>,
     who: Signed,
     Path(id): Path<String>,
+    Query(q): Query<Fragment>,
 ) -> Response {
     let a = c
-        .call(&who, Method::GET, &format!("/v1/runs/{}", enc(&id)), None)
+        .call(&who, Method::GET, &run_uri(&id, q.units.as_deref()), None)
         .await;
     if !a.ok() {
         return (a.status, a.detail()).into_response();
     }
-    fragment(live(&c, &who, &a.body))
+    fragment(live(&c, &who, &a.body, q.units.as_deref()))
 }
 
 /// `GET /runs/{id}/events`: the run's event stream, for the live script.
