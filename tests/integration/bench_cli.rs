@@ -39,7 +39,8 @@ fn csmp_bench_runs_every_workload_and_reports_json() {
             "recovery",
             "api-chain",
             "api-chain40",
-            "api-fanout"
+            "api-fanout",
+            "console"
         ]
     );
     let get = |workload: &str, key: &str| -> f64 {
@@ -72,6 +73,9 @@ fn csmp_bench_runs_every_workload_and_reports_json() {
         "a step of a chain is a commit"
     );
     assert_eq!(get("api-fanout", "orders"), 1.0);
+    // The console's pages were fetched, signed in, on a database of the scaled run count.
+    assert_eq!(get("console", "runs"), 100.0);
+    assert!(get("console", "run_p50_ms") > 0.0 && get("console", "slowest_page_p99_ms") > 0.0);
     // The scratch directory is removed afterwards.
     let left: Vec<_> = std::fs::read_dir(dir.path()).expect("dir").collect();
     assert!(left.is_empty(), "left behind: {left:?}");

@@ -128,6 +128,29 @@ impl Console {
         Answer { status, body }
     }
 
+    /// Reads one `what` (`run`, `incident`, …) named `id` at `uri`; `Err` is the page to show
+    /// instead: the one "not found" page for a 404, else the API's refusal.
+    pub(super) async fn one(
+        &self,
+        who: &Signed,
+        uri: &str,
+        what: &str,
+        id: &str,
+    ) -> Result<Value, Response> {
+        let a = self.call(who, Method::GET, uri, None).await;
+        if a.status == StatusCode::NOT_FOUND {
+            return Err(layout::not_found(who, what, id));
+        }
+        if !a.ok() {
+            return Err(layout::failed(
+                who,
+                &format!("The {what} cannot be shown"),
+                &a,
+            ));
+        }
+        Ok(a.body)
+    }
+
     /// Calls a `/v1` route as `who` and hands back its response as it is (event streams).
     pub(super) async fn raw(
         &self,

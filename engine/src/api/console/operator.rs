@@ -222,21 +222,19 @@ pub(super) async fn incident(
     who: Signed,
     Path(id): Path<String>,
 ) -> Response {
-    let a = c
-        .call(
+    let i = match c
+        .one(
             &who,
-            Method::GET,
             &format!("/v1/incidents/{}", enc(&id)),
-            None,
+            "incident",
+            &id,
         )
-        .await;
-    if a.status == StatusCode::NOT_FOUND {
-        return layout::not_found(&who, "incident", &id);
-    }
-    if !a.ok() {
-        return layout::failed(&who, "The incident cannot be shown", &a);
-    }
-    let i = &a.body;
+        .await
+    {
+        Ok(i) => i,
+        Err(page) => return page,
+    };
+    let i = &i;
     let timeline = i
         .get("timeline")
         .and_then(Value::as_array)
@@ -443,22 +441,19 @@ pub(super) async fn workflow(
     who: Signed,
     Path(name): Path<String>,
 ) -> Response {
-    let a = c
-        .call(
+    let body = match c
+        .one(
             &who,
-            Method::GET,
             &format!("/v1/workflows/{}", enc(&name)),
-            None,
+            "workflow",
+            &name,
         )
-        .await;
-    if a.status == StatusCode::NOT_FOUND {
-        return layout::not_found(&who, "workflow", &name);
-    }
-    if !a.ok() {
-        return layout::failed(&who, "The workflow cannot be shown", &a);
-    }
-    let mut versions: Vec<&Value> = a
-        .body
+        .await
+    {
+        Ok(b) => b,
+        Err(page) => return page,
+    };
+    let mut versions: Vec<&Value> = body
         .get("versions")
         .and_then(Value::as_array)
         .map(|v| v.iter().collect())
@@ -471,7 +466,7 @@ pub(super) async fn workflow(
             @let version = v.get("version").and_then(Value::as_u64).unwrap_or(0);
             @let reason = c.state.defs.read().unwrap_or_else(std::sync::PoisonError::into_inner)
                 .every_unplanned().find(|(n, vv, _)| *n == name && u64::from(*vv) == version).map(|(_, _, u)| u.reason.clone());
-            details open[version == a.body.get("versions").and_then(Value::as_array).map_or(0, |l| l.len() as u64) || reason.is_some()] {
+            details open[version == body.get("versions").and_then(Value::as_array).map_or(0, |l| l.len() as u64) || reason.is_some()] {
                 summary { "Version " (version) " · " code { (s(v, "sha256").get(..12).unwrap_or("")) } @if reason.is_some() { " " (badge("failed")) " does not plan" } }
                 @if let Some(r) = reason { p class="error" role="alert" { (r) } }
                 pre class="source" { (s(v, "source")) }

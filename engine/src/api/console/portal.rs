@@ -74,21 +74,18 @@ pub(super) async fn order_form(
     who: Signed,
     Path(id): Path<String>,
 ) -> Response {
-    let a = c
-        .call(
+    match c
+        .one(
             &who,
-            Method::GET,
             &format!("/v1/catalog/{}", enc(&id)),
-            None,
+            "catalog entry",
+            &id,
         )
-        .await;
-    if a.status == StatusCode::NOT_FOUND {
-        return layout::not_found(&who, "catalog entry", &id);
+        .await
+    {
+        Ok(entry) => answer(StatusCode::OK, order_page(&who, &entry, None, &[], None)),
+        Err(page) => page,
     }
-    if !a.ok() {
-        return layout::failed(&who, "The entry cannot be shown", &a);
-    }
-    answer(StatusCode::OK, order_page(&who, &a.body, None, &[], None))
 }
 
 /// `POST /catalog/{id}`: places the order; a refusal shows the form again with each error on
@@ -106,21 +103,19 @@ pub(super) async fn order(
     if let Err(r) = who.check(sent) {
         return r;
     }
-    let e = c
-        .call(
+    let entry = match c
+        .one(
             &who,
-            Method::GET,
             &format!("/v1/catalog/{}", enc(&id)),
-            None,
+            "catalog entry",
+            &id,
         )
-        .await;
-    if e.status == StatusCode::NOT_FOUND {
-        return layout::not_found(&who, "catalog entry", &id);
-    }
-    if !e.ok() {
-        return layout::failed(&who, "The entry cannot be shown", &e);
-    }
-    let fields = form::fields(e.body.get("inputs").unwrap_or(&Value::Null), &Value::Null);
+        .await
+    {
+        Ok(e) => e,
+        Err(page) => return page,
+    };
+    let fields = form::fields(entry.get("inputs").unwrap_or(&Value::Null), &Value::Null);
     let inputs = form::read(&fields, &pairs);
     let body = json!({"catalog_id": id, "inputs": inputs});
     let a = c
@@ -139,7 +134,7 @@ pub(super) async fn order(
     };
     answer(
         status,
-        order_page(&who, &e.body, Some(&inputs), &errors, Some(&detail)),
+        order_page(&who, &entry, Some(&inputs), &errors, Some(&detail)),
     )
 }
 
@@ -218,21 +213,14 @@ pub(super) async fn request(
     Path(id): Path<String>,
     Query(q): Query<ListQuery>,
 ) -> Response {
-    let a = c
-        .call(
-            &who,
-            Method::GET,
-            &format!("/v1/requests/{}", enc(&id)),
-            None,
-        )
-        .await;
-    if a.status == StatusCode::NOT_FOUND {
-        return layout::not_found(&who, "request", &id);
-    }
-    if !a.ok() {
-        return layout::failed(&who, "The request cannot be shown", &a);
-    }
-    let r = &a.body;
+    let r = match c
+        .one(&who, &format!("/v1/requests/{}", enc(&id)), "request", &id)
+        .await
+    {
+        Ok(r) => r,
+        Err(page) => return page,
+    };
+    let r = &r;
     let facts = html! {
         p { "Status: " span id="request-status" data-status=(s(r, "status")) { (badge(s(r, "status"))) } }
         dl class="facts" {

@@ -11,7 +11,7 @@ use maud::{Markup, html};
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::layout::{self, answer, badge, button, csrf, items, json, more, opt, page, s, when};
+use super::layout::{answer, badge, button, csrf, items, json, more, opt, page, s, when};
 use super::{Console, Signed, dag, enc, operates};
 
 /// `?fragment=1`: only the part a live page refreshes.
@@ -160,16 +160,14 @@ pub(super) async fn run(
     Path(id): Path<String>,
     Query(q): Query<Fragment>,
 ) -> Response {
-    let a = c
-        .call(&who, Method::GET, &run_uri(&id, q.units.as_deref()), None)
-        .await;
-    if a.status == StatusCode::NOT_FOUND {
-        return layout::not_found(&who, "run", &id);
-    }
-    if !a.ok() {
-        return layout::failed(&who, "The run cannot be shown", &a);
-    }
-    let r = &a.body;
+    let r = match c
+        .one(&who, &run_uri(&id, q.units.as_deref()), "run", &id)
+        .await
+    {
+        Ok(r) => r,
+        Err(page) => return page,
+    };
+    let r = &r;
     let unit = match &q.unit {
         Some(key) => {
             let u = c

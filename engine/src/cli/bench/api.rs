@@ -18,7 +18,7 @@ use super::report::{Report, Target, quantile};
 use super::{Ctx, chain_yaml, fanout_yaml};
 
 /// Orders in flight at once in `api-chain` (the harness the peers were measured with).
-pub(super) const IN_FLIGHT: usize = 100;
+const IN_FLIGHT: usize = 100;
 
 /// A `csmp serve` of this binary on a scratch directory.
 pub(super) struct Server {
@@ -132,7 +132,7 @@ impl Server {
 }
 
 /// Places one order and follows its run's event stream to the end; the time it took.
-pub(super) fn order(
+fn order(
     agent: &ureq::Agent,
     server: &Server,
     catalog_id: &str,
@@ -166,6 +166,47 @@ pub(super) fn order(
         Some("succeeded") => Ok(took),
         other => bail!("run {run} ended {other:?}: {last:?}"),
     }
+}
+
+/// Places `orders` orders of `catalog_id`, [`IN_FLIGHT`] at a time, each awaited to its run's
+/// end on the event stream; each order's time in ms, in the order they ended.
+pub(super) fn orders_in_flight(
+    server: &Server,
+    catalog_id: &str,
+    orders: usize,
+) -> anyhow::Result<Vec<f64>> {
+    let next = AtomicUsize::new(0);
+    let latencies = Mutex::new(Vec::with_capacity(orders));
+    let failure = Mutex::new(None);
+    std::thread::scope(|s| {
+        for _ in 0..IN_FLIGHT.min(orders) {
+            s.spawn(|| {
+                let agent = agent();
+                loop {
+                    let n = next.fetch_add(1, Ordering::Relaxed);
+                    if n >= orders {
+                        return;
+                    }
+                    match order(&agent, server, catalog_id, n) {
+                        Ok(d) => latencies
+                            .lock()
+                            .unwrap_or_else(PoisonError::into_inner)
+                            .push(d.as_secs_f64() * 1000.0),
+                        Err(e) => {
+                            *failure.lock().unwrap_or_else(PoisonError::into_inner) = Some(e);
+                            return;
+                        }
+                    }
+                }
+            });
+        }
+    });
+    if let Some(e) = failure.into_inner().unwrap_or_else(PoisonError::into_inner) {
+        return Err(e);
+    }
+    Ok(latencies
+        .into_inner()
+        .unwrap_or_else(PoisonError::into_inner))
 }
 
 /// Counts the fsync and fdatasync calls of a process, with `perf stat` attached to it.
@@ -260,42 +301,12 @@ fn chain_blocking(ctx: &Ctx) -> anyhow::Result<Report> {
     order(&server.agent, &server, "api-chain", 0)?;
     let commits0 = server.commits()?;
     let counter = FsyncCounter::attach(server.child.id(), ctx.dir.join("api-chain.perf"));
-    let next = AtomicUsize::new(0);
-    let latencies = Mutex::new(Vec::with_capacity(orders));
-    let failure = Mutex::new(None);
     let t0 = Instant::now();
-    std::thread::scope(|s| {
-        for _ in 0..IN_FLIGHT.min(orders) {
-            s.spawn(|| {
-                let agent = agent();
-                loop {
-                    let n = next.fetch_add(1, Ordering::Relaxed);
-                    if n >= orders {
-                        return;
-                    }
-                    match order(&agent, &server, "api-chain", n) {
-                        Ok(d) => latencies
-                            .lock()
-                            .unwrap_or_else(PoisonError::into_inner)
-                            .push(d.as_secs_f64() * 1000.0),
-                        Err(e) => {
-                            *failure.lock().unwrap_or_else(PoisonError::into_inner) = Some(e);
-                            return;
-                        }
-                    }
-                }
-            });
-        }
-    });
+    let placed = orders_in_flight(&server, "api-chain", orders);
     let secs = t0.elapsed().as_secs_f64();
     let fsyncs = counter.and_then(FsyncCounter::finish);
-    if let Some(e) = failure.into_inner().unwrap_or_else(PoisonError::into_inner) {
-        return Err(e.context("an order of api-chain failed"));
-    }
+    let mut lat = placed.context("an order of api-chain failed")?;
     let commits = server.commits()? - commits0;
-    let mut lat = latencies
-        .into_inner()
-        .unwrap_or_else(PoisonError::into_inner);
     lat.sort_by(f64::total_cmp);
     let steps = (orders * LEN) as f64;
     let mut r = Report::new(

@@ -4,13 +4,11 @@
 //! and every page is fetched 30 times. Times are taken by the client over loopback, so they
 //! bound the server's own time from above.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Mutex, PoisonError};
 use std::time::Instant;
 
 use anyhow::{Context as _, bail};
 
-use super::api::{IN_FLIGHT, Server, agent, order};
+use super::api::{Server, agent, orders_in_flight};
 use super::report::{Report, Target, quantile};
 use super::{Ctx, chain_yaml};
 
@@ -104,29 +102,8 @@ fn pages_blocking(ctx: &Ctx) -> anyhow::Result<Report> {
     }
     let operator = String::from_utf8_lossy(&made.stdout).trim().to_string();
     // Fill the database: `runs` orders, each run to its end.
-    let next = AtomicUsize::new(0);
-    let failure = Mutex::new(None);
     let t0 = Instant::now();
-    std::thread::scope(|s| {
-        for _ in 0..IN_FLIGHT.min(runs) {
-            s.spawn(|| {
-                let agent = agent();
-                loop {
-                    let n = next.fetch_add(1, Ordering::Relaxed);
-                    if n >= runs {
-                        return;
-                    }
-                    if let Err(e) = order(&agent, &server, "console", n) {
-                        *failure.lock().unwrap_or_else(PoisonError::into_inner) = Some(e);
-                        return;
-                    }
-                }
-            });
-        }
-    });
-    if let Some(e) = failure.into_inner().unwrap_or_else(PoisonError::into_inner) {
-        return Err(e.context("filling the database for the console"));
-    }
+    orders_in_flight(&server, "console", runs).context("filling the database for the console")?;
     let fill_s = t0.elapsed().as_secs_f64();
     let agent = agent();
     let as_operator = sign_in(&agent, &server.base, &operator)?;
