@@ -306,6 +306,11 @@ pub(super) async fn events(
     Extension(who): Extension<Principal>,
     PathParams(id): PathParams<String>,
 ) -> Result<Response, Problem> {
+    // Follow before reading the run, so nothing committed after the read is missed: a run
+    // that ended before `follow` has its end in the read, and one that ends after it has its
+    // end on the channel. (Read first, a run ending in between would leave the stream waiting
+    // on a channel that never gets its last event.)
+    let rx = state.engine.follow(&id);
     let run = visible_run(&state, &who, &id).await?;
     let Some(slot) = StreamSlot::take(&state) else {
         tracing::warn!(
@@ -318,8 +323,6 @@ pub(super) async fn events(
             state.config.max_event_streams
         )));
     };
-    // Follow before the snapshot, so nothing committed in between is missed.
-    let rx = state.engine.follow(&id);
     let snapshot = detail(&state, &run, None, STEPS_PAGE).await?;
     let mut pending = VecDeque::new();
     pending.push_back(snapshot_event(&snapshot));
