@@ -294,6 +294,15 @@ impl RequestGauges {
         }
     }
 
+    /// SLA breaches as last read, and when (ms); `None` before the first read.
+    pub(super) fn breaches(&self) -> Option<(i64, i64)> {
+        self.inner
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .as_ref()
+            .map(|(c, at)| (c.sla_breaches, *at))
+    }
+
     fn render(&self, out: &mut String) {
         let Some((c, at)) = self
             .inner

@@ -346,32 +346,59 @@ impl Store {
         from: i64,
         to: i64,
     ) -> Result<Vec<crate::slo::Facts>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT q.id, q.catalog_id, q.tenant, q.created_at, q.status, q.sla_deadline, \
-             r.status AS run_status, r.finished_at \
+        // One row holding every fact as JSON: read row by row, 10,000 requests cost the
+        // driver ~7 µs each; as one JSON text they parse in a few milliseconds.
+        let text: Option<String> = sqlx::query_scalar(
+            "SELECT json_group_array(json_array(q.id, q.catalog_id, q.tenant, q.created_at, \
+             q.status, q.sla_deadline, r.status, r.finished_at)) \
              FROM requests q LEFT JOIN runs r ON r.id = q.run_id \
-             WHERE q.created_at >= ? AND q.created_at < ? AND (? IS NULL OR q.tenant = ?) \
-             ORDER BY q.created_at, q.id",
+             WHERE q.created_at >= ? AND q.created_at < ? AND (? IS NULL OR q.tenant = ?)",
         )
         .bind(from)
         .bind(to)
         .bind(tenant)
         .bind(tenant)
-        .fetch_all(&self.pool)
+        .fetch_one(&self.pool)
         .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(crate::slo::Facts {
-                    id: col(r, "id")?,
-                    catalog_id: col(r, "catalog_id")?,
-                    tenant: col(r, "tenant")?,
-                    created_at: col(r, "created_at")?,
-                    status: col(r, "status")?,
-                    deadline: col(r, "sla_deadline")?,
-                    run_status: col(r, "run_status")?,
-                    finished_at: col(r, "finished_at")?,
-                })
-            })
-            .collect()
+        type Fact = (
+            String,
+            String,
+            String,
+            i64,
+            String,
+            Option<i64>,
+            Option<String>,
+            Option<i64>,
+        );
+        let facts: Vec<Fact> = serde_json::from_str(text.as_deref().unwrap_or("[]"))
+            .map_err(|e| StoreError::Corrupt(format!("request facts: {e}")))?;
+        let mut facts: Vec<crate::slo::Facts> = facts
+            .into_iter()
+            .map(
+                |(
+                    id,
+                    catalog_id,
+                    tenant,
+                    created_at,
+                    status,
+                    deadline,
+                    run_status,
+                    finished_at,
+                )| {
+                    crate::slo::Facts {
+                        id,
+                        catalog_id,
+                        tenant,
+                        created_at,
+                        status,
+                        deadline,
+                        run_status,
+                        finished_at,
+                    }
+                },
+            )
+            .collect();
+        facts.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
+        Ok(facts)
     }
 }
