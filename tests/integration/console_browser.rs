@@ -1,5 +1,5 @@
 //! The console in a real browser: `tests/console/browser.cjs` drives Debian's Chromium with
-//! playwright-core (installed under `target/ci-node` by `tests/console/tools.sh`) against a
+//! playwright-core (installed under `target/ci-playwright` by `tests/console/tools.sh`) against a
 //! real `csmp serve`: sign-in, an order with an invalid field shown on that field, an approval
 //! from the approvals page, a run's DAG turning green live, a retry from a run's page, another
 //! tenant's run shown as not found, a form without its anti-forgery token refused. Screenshots
@@ -12,11 +12,11 @@ use crate::helpers::repo_root;
 #[test]
 fn the_console_works_in_a_real_browser() {
     let root = repo_root();
-    let modules = root.join("target/ci-node/node_modules");
+    let modules = root.join("target/ci-playwright/node_modules");
     let browser = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
     assert!(
         modules.join("playwright-core").is_dir() && std::path::Path::new(&browser).exists(),
-        "the browser test needs playwright-core under target/ci-node and Chromium at {browser}: \
+        "the browser test needs playwright-core under target/ci-playwright and Chromium at {browser}: \
          run `tests/console/tools.sh` (npm) and `apt-get install chromium`, as `.ci/run` does"
     );
     let out = Command::new("node")

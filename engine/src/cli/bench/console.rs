@@ -1,8 +1,9 @@
 //! `console`: how long the console's pages take on a database of 10,000 runs. A real
 //! `csmp serve` is filled with orders over HTTP (each awaited to its end), then an operator
 //! and a client sign in as a browser would (the sign-in form, its cookie, the session cookie)
-//! and every page is fetched 30 times. Times are taken by the client over loopback, so they
-//! bound the server's own time from above.
+//! and every page is fetched 30 times. Each page's figure is the server's own time, from its
+//! `Server-Timing` header; the slowest page's p99 as the client saw it over loopback is beside
+//! it.
 
 use std::time::Instant;
 
@@ -120,11 +121,12 @@ fn pages_blocking(ctx: &Ctx) -> anyhow::Result<Report> {
     let mut r = Report::new(
         "console",
         format!(
-            "each console page fetched {FETCHES} times with a session cookie, on a database of {runs} runs; times over loopback"
+            "each console page fetched {FETCHES} times with a session cookie, on a database of {runs} runs; the server's time (Server-Timing)"
         ),
     );
     r.add("runs", runs as f64, "").add("fill_s", fill_s, "s");
     let mut slowest: f64 = 0.0;
+    let mut slowest_client: f64 = 0.0;
     for (key, path, viewer) in PAGES {
         let cookie = match viewer {
             Viewer::Operator => &as_operator,
@@ -132,10 +134,18 @@ fn pages_blocking(ctx: &Ctx) -> anyhow::Result<Report> {
         };
         let url = format!("{}{}", server.base, path.replace("{run}", &run));
         let mut times = Vec::with_capacity(FETCHES);
+        let mut client = Vec::with_capacity(FETCHES);
         for i in 0..=FETCHES {
             let t = Instant::now();
             let mut page = agent.get(&url).header("Cookie", cookie).call()?;
             let status = page.status();
+            let server_ms = page
+                .headers()
+                .get("server-timing")
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.split("dur=").nth(1))
+                .and_then(|d| d.parse::<f64>().ok())
+                .with_context(|| format!("{path} answered without Server-Timing"))?;
             let html = page.body_mut().read_to_string()?;
             if status != 200 || !html.contains("Sign out") {
                 bail!(
@@ -144,13 +154,17 @@ fn pages_blocking(ctx: &Ctx) -> anyhow::Result<Report> {
                 );
             }
             if i > 0 {
-                times.push(t.elapsed().as_secs_f64() * 1000.0);
+                client.push(t.elapsed().as_secs_f64() * 1000.0);
+                times.push(server_ms);
             }
         }
         times.sort_by(f64::total_cmp);
+        client.sort_by(f64::total_cmp);
         slowest = slowest.max(quantile(&times, 0.99));
+        slowest_client = slowest_client.max(quantile(&client, 0.99));
         r.add(key, quantile(&times, 0.5), "ms");
     }
-    r.check("slowest_page_p99_ms", slowest, "ms", Target::AtMost(50.0));
+    r.check("slowest_page_p99_ms", slowest, "ms", Target::AtMost(50.0))
+        .add("slowest_page_p99_client_ms", slowest_client, "ms");
     Ok(r)
 }
