@@ -310,15 +310,33 @@ fn an_order_form_shows_each_refusal_on_its_field() {
         json!([]),
         "a refused order placed nothing"
     );
-    let (status, location, html) = post_form(
-        &app,
-        &client,
-        "/catalog/hello",
-        &format!("csrf={csrf}&who=me&times=2"),
-    );
+    // The form carries an idempotency key: the same form sent twice places one order.
+    let key = html
+        .split("name=\"key\" value=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .expect("the refused form carries a fresh key")
+        .to_string();
+    let send = || {
+        post_form(
+            &app,
+            &client,
+            "/catalog/hello",
+            &format!("csrf={csrf}&key={key}&who=me&times=2"),
+        )
+    };
+    let (status, location, html) = send();
     assert_eq!(status, 303, "{html}");
     let location = location.expect("to the request");
     assert!(location.starts_with("/requests/req-"), "{location}");
+    let (status, again, _) = send();
+    assert_eq!((status, again.as_deref()), (303, Some(location.as_str())));
+    let requests = app
+        .get("/v1/requests")
+        .auth(&app.client_a)
+        .send()
+        .expect(200);
+    assert_eq!(requests["items"].as_array().map(Vec::len), Some(1));
     let (status, html) = page(&app, &client, &location);
     assert_eq!(status, 200);
     assert!(html.contains("data-status=\"awaiting_approval\""), "{html}");

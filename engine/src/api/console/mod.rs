@@ -112,7 +112,19 @@ impl Console {
         uri: &str,
         body: Option<&Value>,
     ) -> Answer {
-        let response = self.raw(who, method, uri, body, None).await;
+        self.call_with(who, method, uri, body, &[]).await
+    }
+
+    /// [`Console::call`] with request headers (`Idempotency-Key`).
+    pub(super) async fn call_with(
+        &self,
+        who: &Signed,
+        method: Method,
+        uri: &str,
+        body: Option<&Value>,
+        headers: &[(&str, &str)],
+    ) -> Answer {
+        let response = self.raw(who, method, uri, body, headers).await;
         let status = response.status();
         let body = match axum::body::to_bytes(response.into_body(), ANSWER_LIMIT).await {
             Ok(bytes) if !bytes.is_empty() => serde_json::from_slice(&bytes).unwrap_or(Value::Null),
@@ -158,11 +170,11 @@ impl Console {
         method: Method,
         uri: &str,
         body: Option<&Value>,
-        accept: Option<&str>,
+        headers: &[(&str, &str)],
     ) -> Response {
         let mut req = Request::builder().method(method).uri(uri);
-        if let Some(a) = accept {
-            req = req.header(header::ACCEPT, a);
+        for (name, value) in headers {
+            req = req.header(*name, *value);
         }
         let body = match body {
             Some(v) => {

@@ -318,7 +318,13 @@ pub(super) async fn review(
 ) -> Response {
     let uri = format!("/v1/incidents/{}/review", enc(&id));
     let response = c
-        .raw(&who, Method::GET, &uri, None, Some("text/markdown"))
+        .raw(
+            &who,
+            Method::GET,
+            &uri,
+            None,
+            &[("accept", "text/markdown")],
+        )
         .await;
     if !response.status().is_success() {
         let a = c.call(&who, Method::GET, &uri, None).await;

@@ -60,6 +60,8 @@ fn order_page(
         @if let Some(p) = problem { p class="error" role="alert" id="order-error" { (p) } }
         form method="post" action={ "/catalog/" (enc(id)) } class="card order" aria-describedby=[problem.map(|_| "order-error")] {
             (csrf(who))
+            // Sent as the order's Idempotency-Key: a form sent twice places one order.
+            @if let Ok(key) = super::session::random_hex() { input type="hidden" name="key" value=(key); }
             @if fields.is_empty() { p class="muted" { "This entry takes no inputs." } }
             (form::render(&fields, values, errors))
             button type="submit" class="primary" { "Place the order" }
@@ -118,8 +120,14 @@ pub(super) async fn order(
     let fields = form::fields(entry.get("inputs").unwrap_or(&Value::Null), &Value::Null);
     let inputs = form::read(&fields, &pairs);
     let body = json!({"catalog_id": id, "inputs": inputs});
+    let key: Vec<(&str, &str)> = pairs
+        .iter()
+        .find(|(k, _)| k == "key")
+        .map(|(_, v)| ("idempotency-key", v.as_str()))
+        .into_iter()
+        .collect();
     let a = c
-        .call(&who, Method::POST, "/v1/requests", Some(&body))
+        .call_with(&who, Method::POST, "/v1/requests", Some(&body), &key)
         .await;
     if a.ok() {
         let req = s(&a.body, "id");

@@ -432,7 +432,7 @@ pub(super) async fn run_events(
         Method::GET,
         &format!("/v1/runs/{}/events", enc(&id)),
         None,
-        None,
+        &[],
     )
     .await
 }
