@@ -29,7 +29,7 @@ impl Objective {
 }
 
 /// What is known of one request.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
 pub struct Facts {
     /// Its id.
     pub id: String,

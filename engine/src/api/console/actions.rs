@@ -135,16 +135,17 @@ pub(super) async fn incident(
         "note" => "notes".to_string(),
         _ => return layout::not_found(&who, "action", &action),
     };
-    let mut body = json!({"public": field(&pairs, "public") == Some("on")});
-    if let Some(note) = field(&pairs, "note")
+    // Only a note says whether it is public and what it says; the other actions take none.
+    let body = match field(&pairs, "note")
         .map(str::trim)
         .filter(|n| !n.is_empty())
     {
-        body["note"] = json!(note);
-    }
-    if action != "note" {
-        body = json!({});
-    }
+        Some(note) if action == "note" => {
+            json!({"note": note, "public": field(&pairs, "public") == Some("on")})
+        }
+        _ if action == "note" => json!({"public": field(&pairs, "public") == Some("on")}),
+        _ => json!({}),
+    };
     let uri = format!("/v1/incidents/{}/{path}", enc(&id));
     let a = c.call(&who, Method::POST, &uri, Some(&body)).await;
     if !a.ok() {

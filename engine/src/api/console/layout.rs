@@ -135,6 +135,7 @@ pub(super) fn failed(who: &Signed, title: &str, answer_: &Answer) -> Response {
 
 /// 503 when the database cannot be read, with what to do.
 pub(super) fn unavailable(detail: &str) -> Response {
+    tracing::warn!("a console page cannot be answered: {detail}");
     let body = html! {
         h1 { "The console cannot answer now" }
         p role="alert" { (detail) }

@@ -127,7 +127,10 @@ impl Console {
         let response = self.raw(who, method, uri, body, headers).await;
         let status = response.status();
         let body = match axum::body::to_bytes(response.into_body(), ANSWER_LIMIT).await {
-            Ok(bytes) if !bytes.is_empty() => serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+            // An answer that is not JSON (a refused body's plain-text reason) keeps its text as
+            // the detail shown.
+            Ok(bytes) if !bytes.is_empty() => serde_json::from_slice(&bytes)
+                .unwrap_or_else(|_| serde_json::json!({"detail": String::from_utf8_lossy(&bytes)})),
             Ok(_) => Value::Null,
             Err(e) => {
                 tracing::warn!("the console could not read the answer of {uri}: {e}");

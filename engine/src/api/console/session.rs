@@ -203,6 +203,7 @@ pub(super) async fn login(
     {
         Ok(who) => who,
         Err((problem, _)) => {
+            tracing::info!(peer = %peer, "a console sign-in was refused: {}", problem.detail);
             let status = StatusCode::from_u16(problem.status).unwrap_or(StatusCode::UNAUTHORIZED);
             return login_page(status, &next, Some(&problem.detail));
         }

@@ -64,19 +64,7 @@ impl Server {
         )?;
         let db = dir.join("csmp.db");
         let exe = std::env::current_exe().context("finding this binary")?;
-        let made = Command::new(&exe)
-            .args(["token", "create", "--role", "client", "--tenant", "bench"])
-            .arg("--database")
-            .arg(&db)
-            .output()
-            .context("csmp token create")?;
-        if !made.status.success() {
-            bail!(
-                "csmp token create failed: {}",
-                String::from_utf8_lossy(&made.stderr)
-            );
-        }
-        let token = String::from_utf8_lossy(&made.stdout).trim().to_string();
+        let token = create_token(&db, &["--role", "client", "--tenant", "bench"])?;
         let mut child = Command::new(&exe)
             .args(["serve", "--listen", "127.0.0.1:0", "--owner", "bench-api"])
             .args(["--rate-limit", "0", "--max-event-streams", "100000"])
@@ -129,6 +117,25 @@ impl Server {
             .and_then(|v| v.trim().parse().ok())
             .context("no csmp_store_commits_total in /metrics")
     }
+}
+
+/// A token made with `csmp token create ARGS` (this binary) on `db`.
+pub(super) fn create_token(db: &Path, args: &[&str]) -> anyhow::Result<String> {
+    let exe = std::env::current_exe().context("finding this binary")?;
+    let made = Command::new(&exe)
+        .args(["token", "create"])
+        .args(args)
+        .arg("--database")
+        .arg(db)
+        .output()
+        .context("csmp token create")?;
+    if !made.status.success() {
+        bail!(
+            "csmp token create failed: {}",
+            String::from_utf8_lossy(&made.stderr)
+        );
+    }
+    Ok(String::from_utf8_lossy(&made.stdout).trim().to_string())
 }
 
 /// Places one order and follows its run's event stream to the end; the time it took.

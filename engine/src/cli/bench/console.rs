@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use anyhow::{Context as _, bail};
 
-use super::api::{Server, agent, orders_in_flight};
+use super::api::{Server, agent, create_token, orders_in_flight};
 use super::report::{Report, Target, quantile};
 use super::{Ctx, chain_yaml};
 
@@ -89,19 +89,7 @@ pub(super) async fn pages(ctx: &Ctx) -> anyhow::Result<Report> {
 fn pages_blocking(ctx: &Ctx) -> anyhow::Result<Report> {
     let runs = ctx.scaled(10_000);
     let server = Server::start(&ctx.dir, "console", &chain_yaml("console", 1))?;
-    let exe = std::env::current_exe().context("finding this binary")?;
-    let made = std::process::Command::new(&exe)
-        .args(["token", "create", "--role", "operator", "--database"])
-        .arg(&server.db)
-        .output()
-        .context("csmp token create")?;
-    if !made.status.success() {
-        bail!(
-            "csmp token create failed: {}",
-            String::from_utf8_lossy(&made.stderr)
-        );
-    }
-    let operator = String::from_utf8_lossy(&made.stdout).trim().to_string();
+    let operator = create_token(&server.db, &["--role", "operator"])?;
     // Fill the database: `runs` orders, each run to its end.
     let t0 = Instant::now();
     orders_in_flight(&server, "console", runs).context("filling the database for the console")?;
