@@ -31,4 +31,6 @@ pub mod runtime;
 pub mod slo;
 pub mod store;
 pub mod template;
+#[doc(hidden)]
+pub mod testing;
 pub mod vault;

@@ -25,6 +25,7 @@ mod levels;
 mod oncall;
 mod plugin_loop;
 mod plugins;
+mod postgres;
 mod process;
 mod remote_cli;
 mod requests;

@@ -4,6 +4,7 @@
 //! clap.
 
 pub mod bench;
+pub mod database;
 pub mod lock;
 pub mod logs;
 pub mod plugin_build;
@@ -41,9 +42,9 @@ pub struct Cli {
 pub enum Command {
     /// Run the service: the durable executor on the embedded store, with workflows loaded.
     Serve {
-        /// The database file (created if missing).
+        /// The database: a SQLite file (created if missing) or a `postgres://` URL.
         #[arg(long, env = "CSMP_DATABASE", default_value = "data/csmp.db")]
-        database: PathBuf,
+        database: database::Database,
         /// Workflow definitions to load at start.
         #[arg(long, env = "CSMP_WORKFLOWS", default_value = "workflows")]
         workflows: PathBuf,
@@ -141,9 +142,9 @@ pub enum Command {
         /// A YAML or JSON file of inputs.
         #[arg(long)]
         inputs: Option<PathBuf>,
-        /// The database file (created if missing).
+        /// The database: a SQLite file (created if missing) or a `postgres://` URL.
         #[arg(long, env = "CSMP_DATABASE", default_value = "data/csmp.db")]
-        database: PathBuf,
+        database: database::Database,
         /// Operator grants for plugins (HTTP hosts, secrets, limits), YAML.
         #[arg(long, env = "CSMP_GRANTS")]
         grants: Option<PathBuf>,
@@ -272,9 +273,9 @@ pub enum TokenCommand {
         /// A label for people.
         #[arg(long)]
         name: Option<String>,
-        /// The database file of the service.
+        /// The database of the service: a SQLite file or a `postgres://` URL.
         #[arg(long, env = "CSMP_DATABASE", default_value = "data/csmp.db")]
-        database: PathBuf,
+        database: database::Database,
     },
 }
 

@@ -148,26 +148,17 @@ pub struct RunOptions {
     /// Its inputs.
     pub inputs: Json,
     /// The database file.
-    pub database: PathBuf,
+    pub database: super::database::Database,
     /// The operator's plugin grants.
     pub grants: Option<PathBuf>,
     /// Plugin files and directories to load beside the built-ins.
     pub plugins: Vec<PathBuf>,
 }
 
-/// The directory beside the database where csmp keeps its other files (the plugin cache);
-/// `.` for a bare file name such as `db.sqlite`.
-pub fn data_dir(database: &Path) -> PathBuf {
-    match database.parent() {
-        Some(dir) if !dir.as_os_str().is_empty() => dir.to_path_buf(),
-        _ => PathBuf::from("."),
-    }
-}
-
 /// Runs one workflow to its end, printing each step as it starts and finishes. Returns the
 /// run's final status.
 pub async fn run(opts: RunOptions) -> anyhow::Result<RunStatus> {
-    let data = data_dir(&opts.database);
+    let data = opts.database.data_dir();
     let (host, mut origins) = host(&data, opts.grants.as_deref())?;
     let files = plugin_files::wasm_files(&opts.plugins)?;
     plugin_files::load(&host, &files, &mut origins)?;
@@ -190,7 +181,7 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<RunStatus> {
             bail!("{} is not valid", opts.file.display());
         }
     };
-    let store = Store::open(&opts.database, Durability::Full).await?;
+    let store = opts.database.open(StoreOptions::default()).await?;
     let (secrets, _) = super::secret::startup_secrets(&store, &opts.database).await?;
     super::logs::set_log_secrets(&secrets);
     let source = String::from_utf8_lossy(&bytes).into_owned();
@@ -375,7 +366,7 @@ fn parse_status(s: &str) -> RunStatus {
 #[derive(Debug)]
 pub struct ServeOptions {
     /// The database file.
-    pub database: PathBuf,
+    pub database: super::database::Database,
     /// Workflow definitions to load at start.
     pub workflows: PathBuf,
     /// Catalog entries to load at start.
@@ -493,18 +484,21 @@ pub fn load_checks(dir: &Path) -> anyhow::Result<Vec<crate::checks::CheckPlan>> 
 /// Runs the executor and the REST API until interrupted (Ctrl-C or SIGTERM); then stops
 /// taking calls, lets calls in flight finish, and stops the executor after its current turn.
 pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
-    let data = data_dir(&opts.database);
-    // One service per SQLite file: a second one would execute the same runs.
-    let _lock = super::lock::ServeLock::take(&opts.database)?;
+    let data = opts.database.data_dir();
+    // One service per database: a second one would execute the same runs.
+    let _lock = match opts.database.file() {
+        Some(file) => Some(super::lock::ServeLock::take(file)?),
+        None => None,
+    };
     let signalled = shutdown_signal()?;
-    let store = Store::open_with(
-        &opts.database,
-        StoreOptions {
+    let store = opts
+        .database
+        .open(StoreOptions {
             durability: Durability::Full,
             busy_timeout: opts.busy_timeout,
-        },
-    )
-    .await?;
+        })
+        .await?;
+    let _service = store.hold_service_lock().await?;
     let (host, mut origins) = host(&data, opts.grants.as_deref())?;
     for p in store.plugins().await? {
         match host.load(&p.wasm) {
@@ -585,12 +579,12 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
         .with_context(|| format!("cannot listen on {}", opts.listen))?;
     let addr = listener.local_addr()?;
     tracing::info!(
-        database = %opts.database.display(),
+        database = %opts.database,
         workflows = count,
         catalog = state.catalog().len(),
         rules = rule_count,
         "executor running on {} with {count} workflow versions, {} catalog entries and {rule_count} alert rules; unfinished runs resumed",
-        opts.database.display(),
+        opts.database,
         state.catalog().len()
     );
     if restarted > 0 {
@@ -599,7 +593,7 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
     if store.tokens().await?.is_empty() {
         tracing::info!(
             "no API tokens yet; create the first admin token with `csmp token create --role admin --database {}`",
-            opts.database.display()
+            opts.database
         );
     }
     tracing::info!(
@@ -648,7 +642,7 @@ fn reload_on_sighup(state: crate::api::AppState) -> anyhow::Result<()> {
 #[derive(Debug)]
 pub struct TokenOptions {
     /// The database file.
-    pub database: PathBuf,
+    pub database: super::database::Database,
     /// The role.
     pub role: crate::api::auth::Role,
     /// The tenant, for clients.
@@ -661,7 +655,7 @@ pub struct TokenOptions {
 pub async fn create_token(opts: TokenOptions) -> anyhow::Result<String> {
     crate::api::check_token_request(opts.role, opts.tenant.as_deref())
         .map_err(anyhow::Error::msg)?;
-    let store = Store::open(&opts.database, Durability::Full).await?;
+    let store = opts.database.open(StoreOptions::default()).await?;
     let now = crate::runtime::Clock::now_ms(&TokioClock::new());
     let token = crate::api::auth::mint(opts.role, opts.tenant, opts.name, now)
         .map_err(|e| anyhow::anyhow!("no randomness available: {e}"))?;

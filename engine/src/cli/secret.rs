@@ -3,13 +3,12 @@
 
 use std::collections::BTreeMap;
 use std::io::Read as _;
-use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, bail};
 use clap::Subcommand;
 
 use crate::runtime::Clock as _;
-use crate::store::{Durability, Store};
+use crate::store::{Store, StoreOptions};
 use crate::vault::{self, MASTER_KEY_ENV, MasterKey};
 
 /// `csmp secret …` subcommands.
@@ -21,23 +20,23 @@ pub enum SecretCommand {
     Set {
         /// Its name: `secrets.NAME` in templates (lower-case letters, digits, `_`).
         name: String,
-        /// The database file of the service.
+        /// The database of the service: a SQLite file or a `postgres://` URL.
         #[arg(long, env = "CSMP_DATABASE", default_value = "data/csmp.db")]
-        database: PathBuf,
+        database: super::database::Database,
     },
     /// List stored secrets: name, who set it, when, and the key that sealed it. Never a value.
     List {
-        /// The database file of the service.
+        /// The database of the service: a SQLite file or a `postgres://` URL.
         #[arg(long, env = "CSMP_DATABASE", default_value = "data/csmp.db")]
-        database: PathBuf,
+        database: super::database::Database,
     },
     /// Re-encrypt every stored secret under a new master key. With a key file, the new key
     /// replaces it; with `CSMP_MASTER_KEY`, give the new key in `CSMP_NEW_MASTER_KEY` and set
     /// it as `CSMP_MASTER_KEY` afterwards.
     RotateKey {
-        /// The database file of the service.
+        /// The database of the service: a SQLite file or a `postgres://` URL.
         #[arg(long, env = "CSMP_DATABASE", default_value = "data/csmp.db")]
-        database: PathBuf,
+        database: super::database::Database,
     },
 }
 
@@ -62,8 +61,8 @@ pub async fn run(command: SecretCommand) -> anyhow::Result<()> {
             if value.is_empty() {
                 bail!("no value on standard input: `printf %s VALUE | csmp secret set {name}`");
             }
-            let store = Store::open(&database, Durability::Full).await?;
-            let key = MasterKey::load_or_create(&vault::key_file_of(&database))?;
+            let store = database.open(StoreOptions::default()).await?;
+            let key = MasterKey::load_or_create(&database.key_file())?;
             let now = crate::runtime::TokioClock::new().now_ms();
             vault::set(&store, &key, &name, value, "cli", now, None).await?;
             eprintln!(
@@ -72,7 +71,7 @@ pub async fn run(command: SecretCommand) -> anyhow::Result<()> {
             );
         }
         SecretCommand::List { database } => {
-            let store = Store::open(&database, Durability::Full).await?;
+            let store = database.open(StoreOptions::default()).await?;
             let rows = store.sealed_secrets().await?;
             if rows.is_empty() {
                 eprintln!("no secrets stored (`csmp secret set NAME` stores one)");
@@ -88,8 +87,8 @@ pub async fn run(command: SecretCommand) -> anyhow::Result<()> {
             }
         }
         SecretCommand::RotateKey { database } => {
-            let store = Store::open(&database, Durability::Full).await?;
-            let file = vault::key_file_of(&database);
+            let store = database.open(StoreOptions::default()).await?;
+            let file = database.key_file();
             let old = MasterKey::load_or_create(&file)?;
             let from_env = std::env::var(MASTER_KEY_ENV).is_ok();
             let (new, new_hex) = if from_env {
@@ -126,9 +125,9 @@ pub async fn run(command: SecretCommand) -> anyhow::Result<()> {
 /// first start), then `CSMP_SECRET_*`, which win over a stored secret of the same name.
 pub async fn startup_secrets(
     store: &Store,
-    database: &Path,
+    database: &super::database::Database,
 ) -> anyhow::Result<(BTreeMap<String, String>, MasterKey)> {
-    let key = MasterKey::load_or_create(&vault::key_file_of(database))?;
+    let key = MasterKey::load_or_create(&database.key_file())?;
     let mut secrets = vault::open_all(store, &key).await?;
     secrets.extend(super::run::secrets_from_env());
     Ok((secrets, key))

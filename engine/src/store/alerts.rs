@@ -4,9 +4,9 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use sqlx::sqlite::SqliteRow;
-use sqlx::{AssertSqlSafe, Row, SqliteConnection};
+use sqlx::AssertSqlSafe;
 
+use super::db::{Conn, Row, query};
 use super::{Cursor, EventRow, Store, StoreError};
 use crate::alerts::{Alert, Status};
 
@@ -193,12 +193,12 @@ const MATCH_COLUMNS: &str = "alert_id, group_id, rule, received_at, firing, outc
 const SILENCE_COLUMNS: &str =
     "id, matchers, starts_at, ends_at, created_by, comment, tenant, run_id, created_at";
 
-fn json_col<T: serde::de::DeserializeOwned>(row: &SqliteRow, name: &str) -> Result<T, StoreError> {
+fn json_col<T: serde::de::DeserializeOwned>(row: &Row, name: &str) -> Result<T, StoreError> {
     let text: String = row.try_get(name)?;
     serde_json::from_str(&text).map_err(|e| StoreError::Corrupt(format!("{name}: {e}")))
 }
 
-fn alert_row(r: &SqliteRow) -> Result<AlertRow, StoreError> {
+fn alert_row(r: &Row) -> Result<AlertRow, StoreError> {
     let status: String = r.try_get("status")?;
     Ok(AlertRow {
         id: r.try_get("id")?,
@@ -222,7 +222,7 @@ fn alert_row(r: &SqliteRow) -> Result<AlertRow, StoreError> {
     })
 }
 
-fn group_row(r: &SqliteRow) -> Result<GroupRow, StoreError> {
+fn group_row(r: &Row) -> Result<GroupRow, StoreError> {
     Ok(GroupRow {
         id: r.try_get("id")?,
         rule: r.try_get("rule")?,
@@ -242,7 +242,7 @@ fn group_row(r: &SqliteRow) -> Result<GroupRow, StoreError> {
     })
 }
 
-fn silence_row(r: &SqliteRow) -> Result<SilenceRow, StoreError> {
+fn silence_row(r: &Row) -> Result<SilenceRow, StoreError> {
     Ok(SilenceRow {
         id: r.try_get("id")?,
         matchers: json_col(r, "matchers")?,
@@ -265,8 +265,8 @@ pub fn key_text(key: &BTreeMap<String, String>) -> String {
     to_text(key)
 }
 
-async fn upsert_group(conn: &mut SqliteConnection, g: &GroupRow) -> Result<(), StoreError> {
-    sqlx::query(AssertSqlSafe(format!(
+async fn upsert_group(conn: &mut Conn, g: &GroupRow) -> Result<(), StoreError> {
+    query(AssertSqlSafe(format!(
         "INSERT INTO alert_groups ({GROUP_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
          ON CONFLICT (id) DO UPDATE SET state = excluded.state, act_at = excluded.act_at, \
          acted_at = excluded.acted_at, run_id = excluded.run_id, incident_id = COALESCE(excluded.incident_id, alert_groups.incident_id), \
@@ -293,8 +293,8 @@ async fn upsert_group(conn: &mut SqliteConnection, g: &GroupRow) -> Result<(), S
     Ok(())
 }
 
-async fn insert_silence(conn: &mut SqliteConnection, s: &SilenceRow) -> Result<(), StoreError> {
-    sqlx::query(AssertSqlSafe(format!(
+async fn insert_silence(conn: &mut Conn, s: &SilenceRow) -> Result<(), StoreError> {
+    query(AssertSqlSafe(format!(
         "INSERT INTO silences ({SILENCE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) \
          ON CONFLICT (id) DO NOTHING"
     )))
@@ -313,13 +313,10 @@ async fn insert_silence(conn: &mut SqliteConnection, s: &SilenceRow) -> Result<(
 }
 
 /// Applies an [`AlertLink`] inside the executor's commit.
-pub(super) async fn apply_link(
-    conn: &mut SqliteConnection,
-    link: &AlertLink,
-) -> Result<(), StoreError> {
+pub(super) async fn apply_link(conn: &mut Conn, link: &AlertLink) -> Result<(), StoreError> {
     match link {
         AlertLink::Delivered { alert_id, group_id } => {
-            sqlx::query(
+            query(
                 "UPDATE alert_matches SET signal = NULL, outcome = 'signalled' \
                  WHERE alert_id = ? AND group_id = ?",
             )
@@ -332,7 +329,7 @@ pub(super) async fn apply_link(
             group_id,
             incident_id,
         } => {
-            sqlx::query("UPDATE alert_groups SET incident_id = ? WHERE id = ?")
+            query("UPDATE alert_groups SET incident_id = ? WHERE id = ?")
                 .bind(incident_id)
                 .bind(group_id)
                 .execute(&mut *conn)
@@ -357,7 +354,7 @@ impl Store {
             }
             for a in &w.alerts {
                 let x = &a.alert;
-                sqlx::query(AssertSqlSafe(format!(
+                query(AssertSqlSafe(format!(
                     "INSERT INTO alerts ({ALERT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
                 )))
                 .bind(&a.id)
@@ -382,7 +379,7 @@ impl Store {
                 upsert_group(conn, g).await?;
             }
             for m in &w.matches {
-                sqlx::query(AssertSqlSafe(format!(
+                query(AssertSqlSafe(format!(
                     "INSERT INTO alert_matches ({MATCH_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?) \
                      ON CONFLICT (alert_id, group_id) DO UPDATE SET outcome = excluded.outcome, signal = excluded.signal"
                 )))
@@ -406,12 +403,15 @@ impl Store {
 
     /// Whether an SNS message with this `MessageId` was taken already.
     pub async fn sns_message_seen(&self, message_id: &str) -> Result<bool, StoreError> {
-        let row = sqlx::query(
+        // The same expression as the index `events_sns_message` of each schema.
+        let row = query(self.db.dialect().pick(
             "SELECT 1 FROM events WHERE source = 'cloudwatch' \
              AND json_extract(payload, '$.MessageId') = ? LIMIT 1",
-        )
+            "SELECT 1 FROM events WHERE source = 'cloudwatch' \
+             AND ((payload::jsonb) ->> 'MessageId') = ? LIMIT 1",
+        ))
         .bind(message_id)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&self.db)
         .await?;
         Ok(row.is_some())
     }
@@ -422,13 +422,13 @@ impl Store {
         source: &str,
         fingerprint: &str,
     ) -> Result<Option<AlertRow>, StoreError> {
-        let row = sqlx::query(AssertSqlSafe(format!(
+        let row = query(AssertSqlSafe(format!(
             "SELECT {ALERT_COLUMNS} FROM alerts WHERE source = ? AND fingerprint = ? \
              AND outcome <> 'duplicate' ORDER BY received_at DESC, rowid DESC LIMIT 1"
         )))
         .bind(source)
         .bind(fingerprint)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&self.db)
         .await?;
         row.as_ref().map(alert_row).transpose()
     }
@@ -439,46 +439,46 @@ impl Store {
         rule: &str,
         key: &BTreeMap<String, String>,
     ) -> Result<Option<GroupRow>, StoreError> {
-        let row = sqlx::query(AssertSqlSafe(format!(
+        let row = query(AssertSqlSafe(format!(
             "SELECT {GROUP_COLUMNS} FROM alert_groups WHERE rule = ? AND key = ? \
              ORDER BY generation DESC LIMIT 1"
         )))
         .bind(rule)
         .bind(key_text(key))
-        .fetch_optional(&self.pool)
+        .fetch_optional(&self.db)
         .await?;
         row.as_ref().map(group_row).transpose()
     }
 
     /// A group by id.
     pub async fn alert_group(&self, id: &str) -> Result<Option<GroupRow>, StoreError> {
-        let row = sqlx::query(AssertSqlSafe(format!(
+        let row = query(AssertSqlSafe(format!(
             "SELECT {GROUP_COLUMNS} FROM alert_groups WHERE id = ?"
         )))
         .bind(id)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&self.db)
         .await?;
         row.as_ref().map(group_row).transpose()
     }
 
     /// Waiting groups whose `group_wait` ended by `now`, oldest first.
     pub async fn due_groups(&self, now: i64) -> Result<Vec<GroupRow>, StoreError> {
-        let rows = sqlx::query(AssertSqlSafe(format!(
+        let rows = query(AssertSqlSafe(format!(
             "SELECT {GROUP_COLUMNS} FROM alert_groups WHERE act_at IS NOT NULL AND act_at <= ? \
              AND state = 'waiting' ORDER BY act_at LIMIT 256"
         )))
         .bind(now)
-        .fetch_all(&self.pool)
+        .fetch_all(&self.db)
         .await?;
         rows.iter().map(group_row).collect()
     }
 
     /// When the next waiting group is due (ms).
     pub async fn next_group_due(&self) -> Result<Option<i64>, StoreError> {
-        let row = sqlx::query("SELECT MIN(act_at) AS at FROM alert_groups WHERE act_at IS NOT NULL AND state = 'waiting'")
-            .fetch_one(&self.pool)
+        let row = query("SELECT MIN(act_at) AS at FROM alert_groups WHERE act_at IS NOT NULL AND state = 'waiting'")
+            .fetch_one(&self.db)
             .await?;
-        Ok(row.try_get("at")?)
+        row.try_get("at")
     }
 
     /// Open groups whose run has ended, with when it ended.
@@ -488,13 +488,13 @@ impl Store {
             .map(|c| format!("g.{c}"))
             .collect::<Vec<_>>()
             .join(", ");
-        let rows = sqlx::query(AssertSqlSafe(format!(
+        let rows = query(AssertSqlSafe(format!(
             "SELECT {cols}, r.finished_at AS run_finished_at FROM alert_groups g \
              JOIN runs r ON r.id = g.run_id \
              WHERE g.state IN ('active', 'resolved') \
              AND r.status IN ('succeeded', 'failed', 'cancelled') LIMIT 256"
         )))
-        .fetch_all(&self.pool)
+        .fetch_all(&self.db)
         .await?;
         rows.iter()
             .map(|r| Ok((group_row(r)?, r.try_get("run_finished_at")?)))
@@ -503,11 +503,11 @@ impl Store {
 
     /// Groups with a signal still to reach their run.
     pub async fn groups_to_signal(&self) -> Result<Vec<GroupRow>, StoreError> {
-        let rows = sqlx::query(AssertSqlSafe(format!(
+        let rows = query(AssertSqlSafe(format!(
             "SELECT {GROUP_COLUMNS} FROM alert_groups WHERE id IN \
              (SELECT DISTINCT group_id FROM alert_matches WHERE signal IS NOT NULL) LIMIT 256"
         )))
-        .fetch_all(&self.pool)
+        .fetch_all(&self.db)
         .await?;
         rows.iter().map(group_row).collect()
     }
@@ -525,7 +525,7 @@ impl Store {
             .map(|c| format!("a.{c}"))
             .collect::<Vec<_>>()
             .join(", ");
-        let rows = sqlx::query(AssertSqlSafe(format!(
+        let rows = query(AssertSqlSafe(format!(
             "SELECT m.group_id AS m_group_id, m.rule AS m_rule, m.received_at AS m_received_at, \
              m.firing AS m_firing, m.outcome AS m_outcome, m.signal AS m_signal, {cols} \
              FROM alert_matches m JOIN alerts a ON a.id = m.alert_id \
@@ -537,7 +537,7 @@ impl Store {
             }
         )))
         .bind(group_id)
-        .fetch_all(&self.pool)
+        .fetch_all(&self.db)
         .await?;
         rows.iter()
             .map(|r| {
@@ -546,7 +546,7 @@ impl Store {
                     group_id: r.try_get("m_group_id")?,
                     rule: r.try_get("m_rule")?,
                     received_at: r.try_get("m_received_at")?,
-                    firing: r.try_get::<i64, _>("m_firing")? != 0,
+                    firing: r.try_get::<i64>("m_firing")? != 0,
                     outcome: r.try_get("m_outcome")?,
                     signal: r.try_get("m_signal")?,
                 };
@@ -561,12 +561,12 @@ impl Store {
         self.write_transaction(async |conn| {
             upsert_group(conn, g).await?;
             if started {
-                sqlx::query("UPDATE alert_matches SET outcome = 'started' WHERE group_id = ? AND outcome = 'waiting'")
+                query("UPDATE alert_matches SET outcome = 'started' WHERE group_id = ? AND outcome = 'waiting'")
                     .bind(&g.id)
                     .execute(&mut *conn)
                     .await?;
             } else if g.state == "ended" || g.state == "failed" {
-                sqlx::query("UPDATE alert_matches SET outcome = 'dropped', signal = NULL WHERE group_id = ? AND (outcome = 'waiting' OR signal IS NOT NULL)")
+                query("UPDATE alert_matches SET outcome = 'dropped', signal = NULL WHERE group_id = ? AND (outcome = 'waiting' OR signal IS NOT NULL)")
                     .bind(&g.id)
                     .execute(&mut *conn)
                     .await?;
@@ -588,9 +588,9 @@ impl Store {
 
     /// A run's status and when it finished, if it exists.
     pub async fn run_end(&self, run_id: &str) -> Result<Option<(String, Option<i64>)>, StoreError> {
-        let row = sqlx::query("SELECT status, finished_at FROM runs WHERE id = ?")
+        let row = query("SELECT status, finished_at FROM runs WHERE id = ?")
             .bind(run_id)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&self.db)
             .await?;
         row.map(|r| Ok((r.try_get("status")?, r.try_get("finished_at")?)))
             .transpose()
@@ -627,14 +627,14 @@ impl Store {
             sql.push_str(" AND (received_at < ? OR (received_at = ? AND id < ?))");
         }
         sql.push_str(" ORDER BY received_at DESC, id DESC LIMIT ?");
-        let mut q = sqlx::query(AssertSqlSafe(sql));
+        let mut q = query(AssertSqlSafe(sql));
         for b in &binds {
             q = q.bind(b);
         }
         if let Some(c) = cursor {
             q = q.bind(c.created_at).bind(c.created_at).bind(&c.id);
         }
-        let rows = q.bind(i64::from(limit)).fetch_all(&self.pool).await?;
+        let rows = q.bind(i64::from(limit)).fetch_all(&self.db).await?;
         rows.iter().map(alert_row).collect()
     }
 
@@ -644,7 +644,7 @@ impl Store {
             return Ok(Vec::new());
         }
         let marks = vec!["?"; alert_ids.len()].join(", ");
-        let mut q = sqlx::query(AssertSqlSafe(format!(
+        let mut q = query(AssertSqlSafe(format!(
             "SELECT m.alert_id, m.rule, m.group_id, m.outcome, g.state, g.run_id, g.incident_id \
              FROM alert_matches m JOIN alert_groups g ON g.id = m.group_id \
              WHERE m.alert_id IN ({marks}) ORDER BY m.rule"
@@ -652,7 +652,7 @@ impl Store {
         for id in alert_ids {
             q = q.bind(id);
         }
-        let rows = q.fetch_all(&self.pool).await?;
+        let rows = q.fetch_all(&self.db).await?;
         rows.iter()
             .map(|r| {
                 Ok(LinkRow {
@@ -688,14 +688,13 @@ impl Store {
         self.audited_if(
             audit,
             async |conn| {
-                let done =
-                    sqlx::query("UPDATE silences SET ends_at = ? WHERE id = ? AND ends_at > ?")
-                        .bind(now)
-                        .bind(id)
-                        .bind(now)
-                        .execute(&mut *conn)
-                        .await?
-                        .rows_affected();
+                let done = query("UPDATE silences SET ends_at = ? WHERE id = ? AND ends_at > ?")
+                    .bind(now)
+                    .bind(id)
+                    .bind(now)
+                    .execute(&mut *conn)
+                    .await?
+                    .rows_affected();
                 Ok(done > 0)
             },
             |changed| *changed,
@@ -705,11 +704,11 @@ impl Store {
 
     /// A silence by id.
     pub async fn silence(&self, id: &str) -> Result<Option<SilenceRow>, StoreError> {
-        let row = sqlx::query(AssertSqlSafe(format!(
+        let row = query(AssertSqlSafe(format!(
             "SELECT {SILENCE_COLUMNS} FROM silences WHERE id = ?"
         )))
         .bind(id)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&self.db)
         .await?;
         row.as_ref().map(silence_row).transpose()
     }
@@ -721,16 +720,17 @@ impl Store {
         expired: bool,
         tenant: Option<&str>,
     ) -> Result<Vec<SilenceRow>, StoreError> {
-        let mut sql = format!("SELECT {SILENCE_COLUMNS} FROM silences WHERE (? OR ends_at > ?)");
+        let mut sql =
+            format!("SELECT {SILENCE_COLUMNS} FROM silences WHERE (? = 1 OR ends_at > ?)");
         if tenant.is_some() {
             sql.push_str(" AND tenant = ?");
         }
         sql.push_str(" ORDER BY created_at DESC, id DESC LIMIT 1000");
-        let mut q = sqlx::query(AssertSqlSafe(sql)).bind(expired).bind(now);
+        let mut q = query(AssertSqlSafe(sql)).bind(expired).bind(now);
         if let Some(t) = tenant {
             q = q.bind(t);
         }
-        let rows = q.fetch_all(&self.pool).await?;
+        let rows = q.fetch_all(&self.db).await?;
         rows.iter().map(silence_row).collect()
     }
 

@@ -4,9 +4,9 @@
 
 use serde_json::Value as Json;
 use sqlx::AssertSqlSafe;
-use sqlx::sqlite::{SqliteConnection, SqliteRow};
 
 use super::audit::insert_audit;
+use super::db::{Conn, Dialect, Row, query, query_scalar};
 use super::rows::json_col;
 use super::{RunRow, Store, StoreError, col};
 
@@ -50,7 +50,7 @@ pub struct TenantRow {
 }
 
 impl TenantRow {
-    fn from_row(row: &SqliteRow) -> Result<Self, StoreError> {
+    fn from_row(row: &Row) -> Result<Self, StoreError> {
         let allowlist = json_col(row, "allowlist")?
             .and_then(|v| serde_json::from_value(v).ok())
             .unwrap_or_default();
@@ -85,7 +85,7 @@ pub struct TokenRow {
 impl TokenRow {
     const COLUMNS: &'static str = "id, hash, role, tenant, name, created_at, revoked_at";
 
-    fn from_row(row: &SqliteRow) -> Result<Self, StoreError> {
+    fn from_row(row: &Row) -> Result<Self, StoreError> {
         Ok(Self {
             id: col(row, "id")?,
             hash: col(row, "hash")?,
@@ -118,7 +118,7 @@ pub struct EventRow {
 }
 
 impl EventRow {
-    fn from_row(row: &SqliteRow) -> Result<Self, StoreError> {
+    fn from_row(row: &Row) -> Result<Self, StoreError> {
         let alerts: i64 = col(row, "alerts")?;
         Ok(Self {
             id: col(row, "id")?,
@@ -181,7 +181,7 @@ impl Store {
         let list = serde_json::to_string(allowlist)
             .map_err(|e| StoreError::Corrupt(format!("allowlist: {e}")))?;
         self.audited(audit, async |conn| {
-            sqlx::query(
+            query(
                 "INSERT INTO tenants (id, allowlist, created_at, updated_at) VALUES (?, ?, ?, ?) \
                  ON CONFLICT (id) DO UPDATE SET allowlist = excluded.allowlist, updated_at = excluded.updated_at",
             )
@@ -201,34 +201,32 @@ impl Store {
 
     /// Creates a tenant with no allowlist unless it exists.
     pub async fn ensure_tenant(&self, id: &str, now_ms: i64) -> Result<(), StoreError> {
-        sqlx::query(
+        query(
             "INSERT INTO tenants (id, allowlist, created_at, updated_at) VALUES (?, '[]', ?, ?) \
              ON CONFLICT (id) DO NOTHING",
         )
         .bind(id)
         .bind(now_ms)
         .bind(now_ms)
-        .execute(&self.pool)
+        .execute(&self.db)
         .await?;
         Ok(())
     }
 
     /// One tenant.
     pub async fn tenant(&self, id: &str) -> Result<Option<TenantRow>, StoreError> {
-        let row =
-            sqlx::query("SELECT id, allowlist, created_at, updated_at FROM tenants WHERE id = ?")
-                .bind(id)
-                .fetch_optional(&self.pool)
-                .await?;
+        let row = query("SELECT id, allowlist, created_at, updated_at FROM tenants WHERE id = ?")
+            .bind(id)
+            .fetch_optional(&self.db)
+            .await?;
         row.as_ref().map(TenantRow::from_row).transpose()
     }
 
     /// Every tenant, by id.
     pub async fn tenants(&self) -> Result<Vec<TenantRow>, StoreError> {
-        let rows =
-            sqlx::query("SELECT id, allowlist, created_at, updated_at FROM tenants ORDER BY id")
-                .fetch_all(&self.pool)
-                .await?;
+        let rows = query("SELECT id, allowlist, created_at, updated_at FROM tenants ORDER BY id")
+            .fetch_all(&self.db)
+            .await?;
         rows.iter().map(TenantRow::from_row).collect()
     }
 
@@ -241,9 +239,9 @@ impl Store {
         token: &TokenRow,
         audit: Option<&super::AuditFor<'_, ()>>,
     ) -> Result<(), StoreError> {
-        let write = async |conn: &mut SqliteConnection| {
+        let write = async |conn: &mut Conn| {
             if let Some(tenant) = &token.tenant {
-                sqlx::query(
+                query(
                     "INSERT INTO tenants (id, allowlist, created_at, updated_at) VALUES (?, '[]', ?, ?) \
                      ON CONFLICT (id) DO NOTHING",
                 )
@@ -253,7 +251,7 @@ impl Store {
                 .execute(&mut *conn)
                 .await?;
             }
-            sqlx::query(AssertSqlSafe(format!(
+            query(AssertSqlSafe(format!(
                 "INSERT INTO tokens ({}) VALUES (?, ?, ?, ?, ?, ?, ?)",
                 TokenRow::COLUMNS
             )))
@@ -286,23 +284,23 @@ impl Store {
 
     /// The live (not revoked) token with this hash.
     pub async fn token_by_hash(&self, hash: &str) -> Result<Option<TokenRow>, StoreError> {
-        let row = sqlx::query(AssertSqlSafe(format!(
+        let row = query(AssertSqlSafe(format!(
             "SELECT {} FROM tokens WHERE hash = ? AND revoked_at IS NULL",
             TokenRow::COLUMNS
         )))
         .bind(hash)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&self.db)
         .await?;
         row.as_ref().map(TokenRow::from_row).transpose()
     }
 
     /// Every token (hashes included; callers show only ids), oldest first.
     pub async fn tokens(&self) -> Result<Vec<TokenRow>, StoreError> {
-        let rows = sqlx::query(AssertSqlSafe(format!(
+        let rows = query(AssertSqlSafe(format!(
             "SELECT {} FROM tokens ORDER BY created_at, id",
             TokenRow::COLUMNS
         )))
-        .fetch_all(&self.pool)
+        .fetch_all(&self.db)
         .await?;
         rows.iter().map(TokenRow::from_row).collect()
     }
@@ -317,13 +315,12 @@ impl Store {
         self.audited_if(
             audit,
             async |conn| {
-                let done = sqlx::query(
-                    "UPDATE tokens SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL",
-                )
-                .bind(now_ms)
-                .bind(id)
-                .execute(&mut *conn)
-                .await?;
+                let done =
+                    query("UPDATE tokens SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL")
+                        .bind(now_ms)
+                        .bind(id)
+                        .execute(&mut *conn)
+                        .await?;
                 Ok(done.rows_affected() > 0)
             },
             |revoked| *revoked,
@@ -346,11 +343,11 @@ impl Store {
             prefixed("r", RunRow::COLUMNS),
             page_clause(cursor, "r")
         );
-        let mut q = sqlx::query(AssertSqlSafe(sql)).bind(tenant).bind(tenant);
+        let mut q = query(AssertSqlSafe(sql)).bind(tenant).bind(tenant);
         if let Some(c) = cursor {
             q = q.bind(c.created_at).bind(c.created_at).bind(&c.id);
         }
-        let rows = q.bind(i64::from(limit)).fetch_all(&self.pool).await?;
+        let rows = q.bind(i64::from(limit)).fetch_all(&self.db).await?;
         rows.iter().map(RunRow::from_row).collect()
     }
 
@@ -364,19 +361,20 @@ impl Store {
     ) -> Result<Vec<super::IncidentRow>, StoreError> {
         let sql = format!(
             "SELECT {} FROM incidents r WHERE (? IS NULL OR r.tenant = ? \
-             OR EXISTS (SELECT 1 FROM json_each(r.details, '$.tenants') t WHERE t.value = ?)) AND {} \
+             OR {}) AND {} \
              ORDER BY r.created_at DESC, r.id DESC LIMIT ?",
             prefixed("r", super::IncidentRow::COLUMNS),
+            names_tenant(self.db.dialect()),
             page_clause(cursor, "r")
         );
-        let mut q = sqlx::query(AssertSqlSafe(sql))
+        let mut q = query(AssertSqlSafe(sql))
             .bind(tenant)
             .bind(tenant)
             .bind(tenant);
         if let Some(c) = cursor {
             q = q.bind(c.created_at).bind(c.created_at).bind(&c.id);
         }
-        let rows = q.bind(i64::from(limit)).fetch_all(&self.pool).await?;
+        let rows = q.bind(i64::from(limit)).fetch_all(&self.db).await?;
         rows.iter().map(super::IncidentRow::from_row).collect()
     }
 
@@ -390,29 +388,30 @@ impl Store {
         let sql = format!(
             "SELECT {} FROM incidents r WHERE r.created_at >= ? AND r.created_at < ? \
              AND (? IS NULL OR r.tenant = ? \
-             OR EXISTS (SELECT 1 FROM json_each(r.details, '$.tenants') t WHERE t.value = ?)) \
+             OR {}) \
              ORDER BY r.created_at, r.id",
             prefixed("r", super::IncidentRow::COLUMNS),
+            names_tenant(self.db.dialect()),
         );
-        let rows = sqlx::query(AssertSqlSafe(sql))
+        let rows = query(AssertSqlSafe(sql))
             .bind(from)
             .bind(to)
             .bind(tenant)
             .bind(tenant)
             .bind(tenant)
-            .fetch_all(&self.pool)
+            .fetch_all(&self.db)
             .await?;
         rows.iter().map(super::IncidentRow::from_row).collect()
     }
 
     /// The ids of the alerts that reached the group which opened incident `id`, oldest first.
     pub async fn incident_alerts(&self, id: &str) -> Result<Vec<String>, StoreError> {
-        let rows = sqlx::query(
+        let rows = query(
             "SELECT m.alert_id FROM alert_matches m JOIN alert_groups g ON g.id = m.group_id \
              WHERE g.incident_id = ? ORDER BY m.received_at, m.alert_id",
         )
         .bind(id)
-        .fetch_all(&self.pool)
+        .fetch_all(&self.db)
         .await?;
         rows.iter().map(|r| col(r, "alert_id")).collect()
     }
@@ -443,11 +442,11 @@ impl Store {
                 None => "1 = 1",
             }
         );
-        let mut q = sqlx::query(AssertSqlSafe(sql));
+        let mut q = query(AssertSqlSafe(sql));
         if let Some(c) = cursor {
             q = q.bind(c.created_at).bind(c.created_at).bind(&c.id);
         }
-        let rows = q.bind(i64::from(limit)).fetch_all(&self.pool).await?;
+        let rows = q.bind(i64::from(limit)).fetch_all(&self.db).await?;
         rows.iter().map(EventRow::from_row).collect()
     }
 
@@ -463,7 +462,7 @@ impl Store {
         // Checked and written in one transaction: two uploads of one version cannot both win.
         self.write_transaction(async |conn| {
         let existing: Option<String> =
-            sqlx::query_scalar("SELECT hash FROM plugins WHERE name = ? AND version = ?")
+            query_scalar("SELECT hash FROM plugins WHERE name = ? AND version = ?")
                 .bind(&p.name)
                 .bind(&p.version)
                 .fetch_optional(&mut *conn)
@@ -480,7 +479,7 @@ impl Store {
                 p.name, p.version
             ))),
             None => {
-                sqlx::query(
+                query(
                     "INSERT INTO plugins (name, version, hash, wasm, uploaded_by, created_at) \
                      VALUES (?, ?, ?, ?, ?, ?)",
                 )
@@ -504,10 +503,10 @@ impl Store {
 
     /// Every uploaded plugin.
     pub async fn plugins(&self) -> Result<Vec<PluginRow>, StoreError> {
-        let rows = sqlx::query(
+        let rows = query(
             "SELECT name, version, hash, wasm, uploaded_by, created_at FROM plugins ORDER BY name, created_at",
         )
-        .fetch_all(&self.pool)
+        .fetch_all(&self.db)
         .await?;
         rows.iter()
             .map(|row| {
@@ -527,33 +526,33 @@ impl Store {
 
     /// Whether the database answers.
     pub async fn ping(&self) -> Result<(), StoreError> {
-        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        query("SELECT 1").execute(&self.db).await?;
         Ok(())
     }
 
     /// Requests by public status and how many passed their SLA deadline before fulfilment
     /// (as of `now_ms`). Read for `/metrics` in the background, not on every scrape.
     pub async fn request_census(&self, now_ms: i64) -> Result<RequestCensus, StoreError> {
-        let rows = sqlx::query(
+        let rows = query(
             "SELECT CASE WHEN r.status = 'started' THEN \
                 CASE u.status WHEN 'succeeded' THEN 'fulfilled' WHEN 'failed' THEN 'failed' \
                 WHEN 'cancelled' THEN 'cancelled' ELSE 'running' END \
              ELSE r.status END AS k, COUNT(*) AS n \
              FROM requests r LEFT JOIN runs u ON u.id = r.run_id GROUP BY k ORDER BY k",
         )
-        .fetch_all(&self.pool)
+        .fetch_all(&self.db)
         .await?;
         let by_status = rows
             .iter()
             .map(|r| Ok((col(r, "k")?, col(r, "n")?)))
             .collect::<Result<Vec<(String, i64)>, StoreError>>()?;
-        let sla_breaches: i64 = sqlx::query_scalar(
+        let sla_breaches: i64 = query_scalar(
             "SELECT COUNT(*) FROM requests r LEFT JOIN runs u ON u.id = r.run_id \
              WHERE r.sla_deadline IS NOT NULL AND r.status != 'rejected' \
                AND COALESCE(u.finished_at, ?) > r.sla_deadline",
         )
         .bind(now_ms)
-        .fetch_one(&self.pool)
+        .fetch_one(&self.db)
         .await?;
         Ok(RequestCensus {
             by_status,
@@ -572,11 +571,8 @@ pub(super) fn prefixed(alias: &str, columns: &str) -> String {
 }
 
 /// Inserts an inbound event's row.
-pub(super) async fn insert_event_row(
-    conn: &mut sqlx::SqliteConnection,
-    e: &EventRow,
-) -> Result<(), StoreError> {
-    sqlx::query(
+pub(super) async fn insert_event_row(conn: &mut Conn, e: &EventRow) -> Result<(), StoreError> {
+    query(
         "INSERT INTO events (id, source, received_at, received_by, status, alerts, payload) \
          VALUES (?, ?, ?, ?, ?, ?, ?)",
     )
@@ -590,4 +586,14 @@ pub(super) async fn insert_event_row(
     .execute(&mut *conn)
     .await?;
     Ok(())
+}
+
+/// An incident `r` names the bound tenant among those it affects (`details.tenants`).
+fn names_tenant(dialect: Dialect) -> &'static str {
+    dialect.pick(
+        "EXISTS (SELECT 1 FROM json_each(r.details, '$.tenants') t WHERE t.value = ?)",
+        "EXISTS (SELECT 1 FROM jsonb_array_elements_text(CASE WHEN \
+         jsonb_typeof(r.details::jsonb -> 'tenants') = 'array' THEN r.details::jsonb -> 'tenants' END) \
+         t(value) WHERE t.value = ?)",
+    )
 }

@@ -2,8 +2,8 @@
 //! outcome, error and captured log, written in the same commit as the unit's row.
 
 use sqlx::AssertSqlSafe;
-use sqlx::sqlite::{SqliteConnection, SqliteRow};
 
+use super::db::{Conn, Row, query};
 use super::rows::{chunks, placeholders};
 use super::{Fence, StepRow, Store, StoreError, col};
 use crate::plan::UnitKey;
@@ -71,7 +71,7 @@ const COLUMNS: &str = "run_id, key, attempt, started_at, finished_at, outcome, k
 const WIDTH: usize = 9;
 
 impl AttemptRow {
-    fn from_row(row: &SqliteRow) -> Result<Self, StoreError> {
+    fn from_row(row: &Row) -> Result<Self, StoreError> {
         let key: String = col(row, "key")?;
         let outcome: String = col(row, "outcome")?;
         Ok(Self {
@@ -91,7 +91,7 @@ impl AttemptRow {
     /// Inserts (or, for an attempt number seen before a restart, replaces) attempts, each only
     /// while `fence` holds its run. Returns how many rows were written.
     pub(super) async fn upsert_many(
-        conn: &mut SqliteConnection,
+        conn: &mut Conn,
         rows: &[&Self],
         fence: Option<&Fence>,
     ) -> Result<u64, StoreError> {
@@ -115,7 +115,7 @@ impl AttemptRow {
                     placeholders(chunk.len(), WIDTH + 1)
                 ),
             };
-            let mut q = sqlx::query(AssertSqlSafe(sql));
+            let mut q = query(AssertSqlSafe(sql));
             for a in chunk {
                 q = q
                     .bind(&a.run_id)
@@ -143,13 +143,13 @@ impl AttemptRow {
 impl Store {
     /// One unit of a run.
     pub async fn step(&self, run_id: &str, key: &UnitKey) -> Result<Option<StepRow>, StoreError> {
-        let row = sqlx::query(AssertSqlSafe(format!(
+        let row = query(AssertSqlSafe(format!(
             "SELECT {} FROM steps WHERE run_id = ? AND key = ?",
             StepRow::COLUMNS
         )))
         .bind(run_id)
         .bind(key.to_string())
-        .fetch_optional(&self.pool)
+        .fetch_optional(&self.db)
         .await?;
         row.as_ref().map(StepRow::from_row).transpose()
     }
@@ -160,12 +160,12 @@ impl Store {
         run_id: &str,
         key: &UnitKey,
     ) -> Result<Vec<AttemptRow>, StoreError> {
-        let rows = sqlx::query(AssertSqlSafe(format!(
+        let rows = query(AssertSqlSafe(format!(
             "SELECT {COLUMNS} FROM attempts WHERE run_id = ? AND key = ? ORDER BY attempt"
         )))
         .bind(run_id)
         .bind(key.to_string())
-        .fetch_all(&self.pool)
+        .fetch_all(&self.db)
         .await?;
         rows.iter().map(AttemptRow::from_row).collect()
     }
@@ -173,7 +173,7 @@ impl Store {
     /// The last attempt of each unit of a run that ended failed, in unit key order: what
     /// `csmp run` shows when a run fails.
     pub async fn failed_attempts(&self, run_id: &str) -> Result<Vec<AttemptRow>, StoreError> {
-        let rows = sqlx::query(AssertSqlSafe(format!(
+        let rows = query(AssertSqlSafe(format!(
             "SELECT {} FROM attempts a WHERE a.run_id = ? AND a.outcome = 'failed' \
              AND a.attempt = (SELECT MAX(b.attempt) FROM attempts b \
                               WHERE b.run_id = a.run_id AND b.key = a.key) \
@@ -185,7 +185,7 @@ impl Store {
                 .join(", ")
         )))
         .bind(run_id)
-        .fetch_all(&self.pool)
+        .fetch_all(&self.db)
         .await?;
         rows.iter().map(AttemptRow::from_row).collect()
     }

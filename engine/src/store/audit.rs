@@ -2,9 +2,8 @@
 //! transaction, see [`Store::audited`]), in batches (the API's queue of refused calls), or on
 //! their own; read newest call first.
 
-use sqlx::sqlite::SqliteConnection;
-
 use super::col;
+use super::db::{Conn, query};
 use super::{Store, StoreError};
 
 /// One entry of the audit log.
@@ -59,7 +58,7 @@ impl Store {
     pub(super) async fn audited<T>(
         &self,
         audit: Option<&super::AuditFor<'_, T>>,
-        body: impl AsyncFnOnce(&mut SqliteConnection) -> Result<T, StoreError>,
+        body: impl AsyncFnOnce(&mut Conn) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
         self.audited_if(audit, body, |_| true).await
     }
@@ -69,7 +68,7 @@ impl Store {
     pub(super) async fn audited_if<T>(
         &self,
         audit: Option<&super::AuditFor<'_, T>>,
-        body: impl AsyncFnOnce(&mut SqliteConnection) -> Result<T, StoreError>,
+        body: impl AsyncFnOnce(&mut Conn) -> Result<T, StoreError>,
         changed: impl FnOnce(&T) -> bool,
     ) -> Result<T, StoreError> {
         match audit {
@@ -94,7 +93,7 @@ impl Store {
         before: Option<i64>,
         limit: u32,
     ) -> Result<Vec<AuditRow>, StoreError> {
-        let rows = sqlx::query(
+        let rows = query(
             "SELECT id, at, seq, actor, role, tenant, method, path, status, remote FROM audit \
              WHERE (? IS NULL OR (at, seq, id) < (SELECT at, seq, id FROM audit WHERE id = ?)) \
              ORDER BY at DESC, seq DESC, id DESC LIMIT ?",
@@ -102,7 +101,7 @@ impl Store {
         .bind(before)
         .bind(before)
         .bind(i64::from(limit))
-        .fetch_all(&self.pool)
+        .fetch_all(&self.db)
         .await?;
         rows.iter()
             .map(|row| {
@@ -125,11 +124,8 @@ impl Store {
 }
 
 /// Inserts one audit entry on `conn` (inside the caller's transaction, if any).
-pub(super) async fn insert_audit(
-    conn: &mut SqliteConnection,
-    e: &AuditRow,
-) -> Result<(), StoreError> {
-    sqlx::query(
+pub(super) async fn insert_audit(conn: &mut Conn, e: &AuditRow) -> Result<(), StoreError> {
+    query(
         "INSERT INTO audit (at, seq, actor, role, tenant, method, path, status, remote) \
          VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
     )

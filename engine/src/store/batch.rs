@@ -12,10 +12,10 @@
 use std::collections::{BTreeSet, HashMap};
 use std::sync::atomic::Ordering;
 
-use sqlx::sqlite::SqliteConnection;
-use sqlx::{AssertSqlSafe, Row};
+use sqlx::AssertSqlSafe;
 
 use super::attempts::AttemptRow;
+use super::db::{Conn, query};
 use super::rows::{self, RunRow, StepRow};
 use super::{Store, StoreError, Write};
 
@@ -155,7 +155,7 @@ fn epoch(fence: &Fence, run: &str) -> i64 {
 
 /// Writes one group; returns whether some row was refused by the fence.
 async fn write_group(
-    conn: &mut SqliteConnection,
+    conn: &mut Conn,
     group: &Group<'_>,
     fence: Option<&Fence>,
 ) -> Result<bool, StoreError> {
@@ -185,7 +185,7 @@ async fn write_group(
                             sql.push_str(" AND ");
                             sql.push_str(HELD);
                         }
-                        let mut q = sqlx::query(AssertSqlSafe(sql)).bind(by).bind(id);
+                        let mut q = query(AssertSqlSafe(sql)).bind(by).bind(id);
                         if let Some(f) = fence {
                             q = q.bind(run_id).bind(&f.owner).bind(epoch(f, run_id));
                         }
@@ -207,7 +207,7 @@ async fn write_group(
                     ) => {
                         // The run it names was created in this batch: nothing to fence, and a
                         // request already started is left as it is.
-                        sqlx::query(
+                        query(
                             "UPDATE requests SET status = 'started', run_id = ?, updated_at = ? \
                              WHERE id = ? AND status = 'submitted'",
                         )
@@ -259,7 +259,7 @@ async fn write_group(
 /// it holds. Read inside the same transaction (or right after the one statement), so it sees
 /// exactly what the refused writes were judged against.
 async fn taken_over(
-    conn: &mut SqliteConnection,
+    conn: &mut Conn,
     fence: Option<&Fence>,
     short: bool,
 ) -> Result<Vec<String>, StoreError> {
@@ -274,7 +274,7 @@ async fn taken_over(
             vec!["?"; chunk.len()].join(", "),
             "WHEN ? THEN ? ".repeat(chunk.len())
         );
-        let mut q = sqlx::query(AssertSqlSafe(sql)).bind(&fence.owner);
+        let mut q = query(AssertSqlSafe(sql)).bind(&fence.owner);
         for id in chunk {
             q = q.bind(*id);
         }
@@ -282,7 +282,7 @@ async fn taken_over(
             q = q.bind(*id).bind(epoch(fence, id));
         }
         for row in q.fetch_all(&mut *conn).await? {
-            held.insert(row.try_get::<String, _>("id")?);
+            held.insert(row.try_get::<String>("id")?);
         }
     }
     let lost: Vec<String> = ids

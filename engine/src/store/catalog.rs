@@ -1,7 +1,6 @@
 //! Catalog entries set or deleted over the API, kept so they outlive a restart.
 
-use sqlx::Row;
-
+use super::db::query;
 use super::{Store, StoreError};
 
 /// A stored catalog entry: its YAML, or `None` once deleted.
@@ -37,7 +36,7 @@ impl Store {
              updated_at = excluded.updated_at, updated_by = excluded.updated_by"
         );
         self.audited(audit, async |conn| {
-            sqlx::query(sqlx::AssertSqlSafe(sql))
+            query(sqlx::AssertSqlSafe(sql))
                 .bind(row.0)
                 .bind(row.1)
                 .bind(row.2)
@@ -55,10 +54,10 @@ impl Store {
         table: &'static str,
         key: &'static str,
     ) -> Result<Vec<OverlayRow>, StoreError> {
-        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+        let rows = query(sqlx::AssertSqlSafe(format!(
             "SELECT {key}, source, updated_at, updated_by FROM {table} ORDER BY {key}"
         )))
-        .fetch_all(&self.pool)
+        .fetch_all(&self.db)
         .await?;
         rows.iter()
             .map(|r| {

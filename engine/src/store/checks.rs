@@ -1,7 +1,6 @@
 //! Synthetic checks' results and standing.
 
-use sqlx::Row as _;
-
+use super::db::{Conn, query};
 use super::{Store, StoreError, col};
 
 /// One probe's result.
@@ -45,36 +44,36 @@ impl Store {
         r: &CheckResultRow,
         s: &CheckStateRow,
     ) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await?;
-        sqlx::query(
-            "INSERT INTO check_results (check_name, at, passed, status, latency_ms, error) \
-             VALUES (?, ?, ?, ?, ?, ?)",
-        )
-        .bind(&r.check)
-        .bind(r.at)
-        .bind(i64::from(r.passed))
-        .bind(r.status.map(i64::from))
-        .bind(i64::try_from(r.latency_ms).unwrap_or(i64::MAX))
-        .bind(&r.error)
-        .execute(&mut *tx)
-        .await?;
-        put_state(&mut tx, s).await?;
-        tx.commit().await?;
-        Ok(())
+        self.write_transaction(async |conn| {
+            query(
+                "INSERT INTO check_results (check_name, at, passed, status, latency_ms, error) \
+                 VALUES (?, ?, ?, ?, ?, ?)",
+            )
+            .bind(&r.check)
+            .bind(r.at)
+            .bind(i64::from(r.passed))
+            .bind(r.status.map(i64::from))
+            .bind(i64::try_from(r.latency_ms).unwrap_or(i64::MAX))
+            .bind(&r.error)
+            .execute(&mut *conn)
+            .await?;
+            put_state(conn, s).await
+        })
+        .await
     }
 
     /// Stores a check's standing alone (the incident it opened or resolved).
     pub async fn put_check_state(&self, s: &CheckStateRow) -> Result<(), StoreError> {
-        let mut conn = self.pool.acquire().await?;
-        put_state(&mut conn, s).await
+        self.write_statement(async |conn| put_state(conn, s).await)
+            .await
     }
 
     /// Every check's standing, by name.
     pub async fn check_states(&self) -> Result<Vec<CheckStateRow>, StoreError> {
-        let rows = sqlx::query(
+        let rows = query(
             "SELECT check_name, up, fails, passes, incident_id, changed_at FROM check_state ORDER BY check_name",
         )
-        .fetch_all(&self.pool)
+        .fetch_all(&self.db)
         .await?;
         rows.iter()
             .map(|r| {
@@ -99,12 +98,12 @@ impl Store {
         check: &str,
         since: i64,
     ) -> Result<Vec<(i64, bool)>, StoreError> {
-        let rows = sqlx::query(
+        let rows = query(
             "SELECT at, passed FROM check_results WHERE check_name = ? AND at >= ? ORDER BY at",
         )
         .bind(check)
         .bind(since)
-        .fetch_all(&self.pool)
+        .fetch_all(&self.db)
         .await?;
         rows.iter()
             .map(|r| {
@@ -116,16 +115,16 @@ impl Store {
 
     /// Deletes results older than `before` (ms); how many.
     pub async fn prune_check_results(&self, before: i64) -> Result<u64, StoreError> {
-        let done = sqlx::query("DELETE FROM check_results WHERE at < ?")
+        let done = query("DELETE FROM check_results WHERE at < ?")
             .bind(before)
-            .execute(&self.pool)
+            .execute(&self.db)
             .await?;
         Ok(done.rows_affected())
     }
 }
 
-async fn put_state(conn: &mut sqlx::SqliteConnection, s: &CheckStateRow) -> Result<(), StoreError> {
-    sqlx::query(
+async fn put_state(conn: &mut Conn, s: &CheckStateRow) -> Result<(), StoreError> {
+    query(
         "INSERT INTO check_state (check_name, up, fails, passes, incident_id, changed_at) \
          VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (check_name) DO UPDATE SET up = excluded.up, \
          fails = excluded.fails, passes = excluded.passes, incident_id = excluded.incident_id, \

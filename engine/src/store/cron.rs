@@ -4,6 +4,7 @@
 //! Knows SQL; knows nothing about schedules or overlap policies (the executor decides, the
 //! store makes the decision durable and unique).
 
+use super::db::query;
 use super::{RunRow, Store, StoreError, col};
 
 /// One handled instant of a workflow's cron trigger.
@@ -32,7 +33,7 @@ impl Store {
     ) -> Result<bool, StoreError> {
         let inserted = self
             .write_transaction(async |conn| {
-                let inserted = sqlx::query(
+                let inserted = query(
                     "INSERT INTO cron_fires (workflow, trigger_index, scheduled_at, fired_at, outcome, run_id) \
                      VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
                 )
@@ -65,7 +66,7 @@ impl Store {
 
     /// The latest handled instant of every trigger, and the latest run each one started.
     pub async fn last_cron_fires(&self) -> Result<Vec<CronFire>, StoreError> {
-        let rows = sqlx::query(
+        let rows = query(
             "SELECT f.workflow, f.trigger_index, f.scheduled_at, f.fired_at, \
                     (SELECT r.run_id FROM cron_fires r \
                       WHERE r.workflow = f.workflow AND r.trigger_index = f.trigger_index \
@@ -76,7 +77,7 @@ impl Store {
                                      WHERE m.workflow = f.workflow AND m.trigger_index = f.trigger_index) \
              ORDER BY f.workflow, f.trigger_index",
         )
-        .fetch_all(&self.pool)
+        .fetch_all(&self.db)
         .await?;
         rows.iter()
             .map(|row| {

@@ -5,9 +5,10 @@
 //! earlier life under the same lease name held, at once) and, while it runs, adopts runs whose
 //! lease ran out or was given back (a crashed or interrupted peer's), never re-claiming its own.
 
-use sqlx::{AssertSqlSafe, Row};
+use sqlx::AssertSqlSafe;
 
 use super::batch::Fence;
+use super::db::query;
 use super::rows::{RunRow, SignalRow, StepRow};
 use super::{Store, StoreError};
 
@@ -45,7 +46,7 @@ impl Store {
         );
         let rows = self
             .write_statement(async |conn| {
-                Ok(sqlx::query(AssertSqlSafe(sql))
+                Ok(query(AssertSqlSafe(sql))
                     .bind(owner)
                     .bind(now_ms.saturating_add(lease_ms))
                     .bind(now_ms)
@@ -67,7 +68,7 @@ impl Store {
             "UPDATE runs SET lease_until = ? WHERE lease_owner = ? AND status IN {UNFINISHED}"
         );
         self.write_statement(async |conn| {
-            sqlx::query(AssertSqlSafe(sql))
+            query(AssertSqlSafe(sql))
                 .bind(until_ms)
                 .bind(owner)
                 .execute(&mut *conn)
@@ -89,7 +90,7 @@ impl Store {
                 "WHEN ? THEN ? ".repeat(chunk.len())
             );
             self.write_statement(async |conn| {
-                let mut q = sqlx::query(AssertSqlSafe(sql)).bind(&fence.owner);
+                let mut q = query(AssertSqlSafe(sql)).bind(&fence.owner);
                 for id in chunk {
                     q = q.bind(*id);
                 }
@@ -116,11 +117,11 @@ impl Store {
                 StepRow::COLUMNS,
                 vec!["?"; chunk.len()].join(", ")
             );
-            let mut q = sqlx::query(AssertSqlSafe(sql));
+            let mut q = query(AssertSqlSafe(sql));
             for id in chunk {
                 q = q.bind(id);
             }
-            for row in q.fetch_all(&self.pool).await? {
+            for row in q.fetch_all(&self.db).await? {
                 out.push(StepRow::from_row(&row)?);
             }
         }
@@ -139,11 +140,11 @@ impl Store {
                  WHERE consumed_by IS NULL AND run_id IN ({}) ORDER BY id",
                 vec!["?"; chunk.len()].join(", ")
             );
-            let mut q = sqlx::query(AssertSqlSafe(sql));
+            let mut q = query(AssertSqlSafe(sql));
             for id in chunk {
                 q = q.bind(id);
             }
-            for row in q.fetch_all(&self.pool).await? {
+            for row in q.fetch_all(&self.db).await? {
                 out.push(SignalRow::from_row(&row)?);
             }
         }
@@ -159,15 +160,14 @@ impl Store {
     ) -> Result<std::ops::Range<i64>, StoreError> {
         let next: i64 = self
             .write_statement(async |conn| {
-                let row = sqlx::query(
-                    "UPDATE id_blocks SET next = next + ? WHERE name = ? RETURNING next",
-                )
-                .bind(n)
-                .bind(name)
-                .fetch_optional(&mut *conn)
-                .await?;
+                let row =
+                    query("UPDATE id_blocks SET next = next + ? WHERE name = ? RETURNING next")
+                        .bind(n)
+                        .bind(name)
+                        .fetch_optional(&mut *conn)
+                        .await?;
                 match row {
-                    Some(row) => Ok(row.try_get::<i64, _>("next")?),
+                    Some(row) => Ok(row.try_get::<i64>("next")?),
                     None => Err(StoreError::Corrupt(format!("no id sequence `{name}`"))),
                 }
             })

@@ -1,9 +1,10 @@
 //! Durable storage: workflow definitions, runs, steps, signals and incidents.
 //!
 //! The only module that knows SQL. The executor hands it batches of [`Write`]s, and each batch
-//! is one transaction: one fsync however many transitions it carries (group commit). Today the
-//! store is SQLite (WAL; `synchronous=FULL` unless configured otherwise); a PostgreSQL twin
-//! goes behind the same methods, with the schema in `migrations/postgres/`.
+//! is one transaction: one fsync however many transitions it carries (group commit). The
+//! database is SQLite (WAL; `synchronous=FULL` unless configured otherwise) or PostgreSQL
+//! (`synchronous_commit` as the server has it), behind the same methods: every statement is
+//! written once and run on either driver (`db.rs`), with the schemas in `migrations/`.
 
 mod alerts;
 mod api;
@@ -13,6 +14,7 @@ mod batch;
 mod catalog;
 mod checks;
 mod cron;
+mod db;
 mod leases;
 mod requests;
 mod retry;
@@ -29,8 +31,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use sha2::{Digest, Sha256};
+use sqlx::AssertSqlSafe;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{AssertSqlSafe, Row, SqlitePool};
+
+use db::Row;
+use db::{Backend, Db, query, query_scalar};
 
 pub use alerts::{
     AlertFilter, AlertLink, AlertRow, GroupRow, IntakeWrite, LinkRow, MatchRow, RuleRow,
@@ -50,6 +56,7 @@ pub use rows::{IncidentRow, RunRow, RunStatus, SignalRow, StepRow, StepStatus, W
 pub use run_meta::{RunFilter, RunKey, StatusFilter};
 pub use secrets::SealedSecret;
 pub use sessions::SessionRow;
+pub use tx::ServiceLock;
 pub use waiting::WaitingApproval;
 
 /// What went wrong, grouped by what the caller does next.
@@ -88,6 +95,20 @@ const SQLITE_NOTADB: i64 = 26;
 impl From<sqlx::Error> for StoreError {
     fn from(e: sqlx::Error) -> Self {
         match &e {
+            sqlx::Error::Database(db)
+                if db
+                    .try_downcast_ref::<sqlx::postgres::PgDatabaseError>()
+                    .is_some() =>
+            {
+                let code = db.code().unwrap_or_default();
+                if postgres_rejects(&code) {
+                    StoreError::Rejected(db.message().to_string())
+                } else if code == "XX001" || code == "XX002" {
+                    StoreError::Corrupt(db.message().to_string())
+                } else {
+                    StoreError::Unavailable(format!("{} (SQLSTATE {code})", db.message()))
+                }
+            }
             sqlx::Error::Database(db) => {
                 // SQLite reports extended result codes; the low byte is the primary code.
                 let primary = db
@@ -111,6 +132,31 @@ impl From<sqlx::Error> for StoreError {
             _ => StoreError::Unavailable(e.to_string()),
         }
     }
+}
+
+/// Whether `location` names a PostgreSQL database rather than a SQLite file.
+pub fn is_postgres(location: &str) -> bool {
+    location.starts_with("postgres://") || location.starts_with("postgresql://")
+}
+
+/// `url` without its password, fit for a log line or an error.
+pub fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let userinfo = &url[scheme + 3..at];
+            match userinfo.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme + 3], &url[at..]),
+                None => url.to_string(),
+            }
+        }
+        _ => url.to_string(),
+    }
+}
+
+/// PostgreSQL's SQLSTATE classes that say the data itself is at fault, not the moment: data
+/// exceptions (`22…`) and integrity constraint violations (`23…`).
+fn postgres_rejects(code: &str) -> bool {
+    code.starts_with("22") || code.starts_with("23")
 }
 
 /// A database error in words an operator acts on: SQLite's message, and its code's name.
@@ -266,8 +312,9 @@ pub enum PutWorkflow {
 /// The database handle. Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct Store {
-    /// The connection pool (one writer at a time, as SQLite requires).
-    pool: SqlitePool,
+    /// The connection pool: SQLite's (one writer at a time, as SQLite requires) or
+    /// PostgreSQL's.
+    db: Db,
     /// Transactions committed, for the benchmark's steps-per-commit figure.
     commits: Arc<AtomicU64>,
 }
@@ -316,9 +363,49 @@ impl Store {
             .await?;
         sqlx::migrate!("../migrations/sqlite").run(&pool).await?;
         Ok(Self {
-            pool,
+            db: Backend::Sqlite(pool),
             commits: Arc::new(AtomicU64::new(0)),
         })
+    }
+
+    /// Connects to the PostgreSQL database at `url` (`postgres://user@host:port/db`) and
+    /// applies the schema. Commits are durable as the server's `synchronous_commit` makes them
+    /// (on by default: flushed to its WAL before the answer).
+    pub async fn open_postgres(url: &str) -> Result<Self, StoreError> {
+        let options = PgConnectOptions::from_str(url).map_err(|e| {
+            StoreError::Unavailable(format!("`{}` is not a PostgreSQL URL: {e}", redact(url)))
+        })?;
+        let pool = PgPoolOptions::new()
+            .max_connections(8)
+            .acquire_timeout(std::time::Duration::from_secs(10))
+            .connect_with(options)
+            .await
+            .map_err(|e| {
+                StoreError::Unavailable(format!("cannot connect to {}: {e}", redact(url)))
+            })?;
+        sqlx::migrate!("../migrations/postgres").run(&pool).await?;
+        Ok(Self {
+            db: Backend::Postgres(pool),
+            commits: Arc::new(AtomicU64::new(0)),
+        })
+    }
+
+    /// Opens the database `location` names: a `postgres://` (or `postgresql://`) URL, or
+    /// else the path of a SQLite file.
+    pub async fn open_location(location: &str, options: StoreOptions) -> Result<Self, StoreError> {
+        if is_postgres(location) {
+            Self::open_postgres(location).await
+        } else {
+            Self::open_with(Path::new(location), options).await
+        }
+    }
+
+    /// Which database this handle speaks to: `sqlite` or `postgres`.
+    pub fn backend(&self) -> &'static str {
+        match self.db {
+            Backend::Sqlite(_) => "sqlite",
+            Backend::Postgres(_) => "postgres",
+        }
     }
 
     /// Transactions committed since this handle was opened.
@@ -341,7 +428,7 @@ impl Store {
         let put = self
             .write_transaction(async |conn| {
                 let existing: Option<String> =
-                    sqlx::query_scalar("SELECT hash FROM workflows WHERE name = ? AND version = ?")
+                    query_scalar("SELECT hash FROM workflows WHERE name = ? AND version = ?")
                         .bind(name)
                         .bind(i64::from(version))
                         .fetch_optional(&mut *conn)
@@ -354,7 +441,7 @@ impl Store {
                         )));
                     }
                     None => {
-                        sqlx::query(
+                        query(
                             "INSERT INTO workflows (name, version, hash, source, created_at) VALUES (?, ?, ?, ?, ?)",
                         )
                         .bind(name)
@@ -386,7 +473,7 @@ impl Store {
         audit: Option<&AuditFor<'_, u64>>,
     ) -> Result<u64, StoreError> {
         self.audited(audit, async |conn| {
-            let done = sqlx::query("DELETE FROM workflows WHERE name = ?")
+            let done = query("DELETE FROM workflows WHERE name = ?")
                 .bind(name)
                 .execute(&mut *conn)
                 .await?;
@@ -397,11 +484,11 @@ impl Store {
 
     /// How many unfinished runs (any process's) run a version of workflow `name`.
     pub async fn unfinished_runs_of(&self, name: &str) -> Result<u64, StoreError> {
-        let n: i64 = sqlx::query_scalar(
+        let n: i64 = query_scalar(
             "SELECT COUNT(*) FROM runs WHERE workflow = ? AND status IN ('running', 'failing', 'cancelling')",
         )
         .bind(name)
-        .fetch_one(&self.pool)
+        .fetch_one(&self.db)
         .await?;
         Ok(u64::try_from(n).unwrap_or(0))
     }
@@ -409,44 +496,44 @@ impl Store {
     /// Every stored workflow version.
     pub async fn workflows(&self) -> Result<Vec<WorkflowRow>, StoreError> {
         let rows =
-            sqlx::query("SELECT name, version, hash, source FROM workflows ORDER BY name, version")
-                .fetch_all(&self.pool)
+            query("SELECT name, version, hash, source FROM workflows ORDER BY name, version")
+                .fetch_all(&self.db)
                 .await?;
         rows.iter().map(WorkflowRow::from_row).collect()
     }
 
     /// One run.
     pub async fn run(&self, id: &str) -> Result<Option<RunRow>, StoreError> {
-        let row = sqlx::query(AssertSqlSafe(format!(
+        let row = query(AssertSqlSafe(format!(
             "SELECT {} FROM runs WHERE id = ?",
             RunRow::COLUMNS
         )))
         .bind(id)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&self.db)
         .await?;
         row.as_ref().map(RunRow::from_row).transpose()
     }
 
     /// Every run, newest first (at most `limit`).
     pub async fn runs(&self, limit: i64) -> Result<Vec<RunRow>, StoreError> {
-        let rows = sqlx::query(AssertSqlSafe(format!(
+        let rows = query(AssertSqlSafe(format!(
             "SELECT {} FROM runs ORDER BY created_at DESC, id DESC LIMIT ?",
             RunRow::COLUMNS
         )))
         .bind(limit)
-        .fetch_all(&self.pool)
+        .fetch_all(&self.db)
         .await?;
         rows.iter().map(RunRow::from_row).collect()
     }
 
     /// Every unit of a run, in plan order (see [`StepRow::position`]).
     pub async fn steps(&self, run_id: &str) -> Result<Vec<StepRow>, StoreError> {
-        let rows = sqlx::query(AssertSqlSafe(format!(
+        let rows = query(AssertSqlSafe(format!(
             "SELECT {} FROM steps WHERE run_id = ? ORDER BY position, item, key",
             StepRow::COLUMNS
         )))
         .bind(run_id)
-        .fetch_all(&self.pool)
+        .fetch_all(&self.db)
         .await?;
         rows.iter().map(StepRow::from_row).collect()
     }
@@ -462,7 +549,7 @@ impl Store {
         let (position, item, key) = after.map_or((-1, -2, String::new()), |c| {
             (i64::from(c.position), c.item, c.key.clone())
         });
-        let rows = sqlx::query(AssertSqlSafe(format!(
+        let rows = query(AssertSqlSafe(format!(
             "SELECT {} FROM steps WHERE run_id = ? AND (position, item, key) > (?, ?, ?) \
              ORDER BY position, item, key LIMIT ?",
             StepRow::COLUMNS
@@ -472,7 +559,7 @@ impl Store {
         .bind(item)
         .bind(key)
         .bind(i64::from(limit))
-        .fetch_all(&self.pool)
+        .fetch_all(&self.db)
         .await?;
         rows.iter().map(StepRow::from_row).collect()
     }
@@ -483,12 +570,12 @@ impl Store {
         &self,
         run_id: &str,
     ) -> Result<Vec<(String, String, i64)>, StoreError> {
-        let rows = sqlx::query(
+        let rows = query(
             "SELECT step_id, status, COUNT(*) AS n, MIN(position) AS p FROM steps WHERE run_id = ? \
              GROUP BY step_id, status ORDER BY p, step_id, status",
         )
         .bind(run_id)
-        .fetch_all(&self.pool)
+        .fetch_all(&self.db)
         .await?;
         rows.iter()
             .map(|r| Ok((col(r, "step_id")?, col(r, "status")?, col(r, "n")?)))
@@ -497,35 +584,35 @@ impl Store {
 
     /// Signals delivered to a run and not yet taken by a step, oldest first.
     pub async fn pending_signals(&self, run_id: &str) -> Result<Vec<SignalRow>, StoreError> {
-        let rows = sqlx::query(
+        let rows = query(
             "SELECT id, run_id, name, payload, created_at FROM signals \
              WHERE run_id = ? AND consumed_by IS NULL ORDER BY id",
         )
         .bind(run_id)
-        .fetch_all(&self.pool)
+        .fetch_all(&self.db)
         .await?;
         rows.iter().map(SignalRow::from_row).collect()
     }
 
     /// One incident.
     pub async fn incident(&self, id: &str) -> Result<Option<IncidentRow>, StoreError> {
-        let row = sqlx::query(AssertSqlSafe(format!(
+        let row = query(AssertSqlSafe(format!(
             "SELECT {} FROM incidents WHERE id = ?",
             IncidentRow::COLUMNS
         )))
         .bind(id)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&self.db)
         .await?;
         row.as_ref().map(IncidentRow::from_row).transpose()
     }
 
     /// Every incident, newest first.
     pub async fn incidents(&self) -> Result<Vec<IncidentRow>, StoreError> {
-        let rows = sqlx::query(AssertSqlSafe(format!(
+        let rows = query(AssertSqlSafe(format!(
             "SELECT {} FROM incidents ORDER BY created_at DESC, id",
             IncidentRow::COLUMNS
         )))
-        .fetch_all(&self.pool)
+        .fetch_all(&self.db)
         .await?;
         rows.iter().map(IncidentRow::from_row).collect()
     }
@@ -534,10 +621,10 @@ impl Store {
     pub async fn census(&self) -> Result<Census, StoreError> {
         let mut census = Census::default();
         for (table, into) in [("runs", &mut census.runs), ("steps", &mut census.steps)] {
-            let rows = sqlx::query(AssertSqlSafe(format!(
+            let rows = query(AssertSqlSafe(format!(
                 "SELECT status, COUNT(*) AS n FROM {table} GROUP BY status"
             )))
-            .fetch_all(&self.pool)
+            .fetch_all(&self.db)
             .await?;
             for row in &rows {
                 into.insert(col(row, "status")?, col(row, "n")?);
@@ -629,12 +716,8 @@ pub fn hex_sha256(bytes: &[u8]) -> String {
 }
 
 /// Reads one column of one row, mapping a decoding failure to [`StoreError::Corrupt`].
-pub(crate) fn col<'r, T>(row: &'r sqlx::sqlite::SqliteRow, name: &str) -> Result<T, StoreError>
-where
-    T: sqlx::Decode<'r, sqlx::Sqlite> + sqlx::Type<sqlx::Sqlite>,
-{
-    row.try_get(name)
-        .map_err(|e| StoreError::Corrupt(format!("column `{name}`: {e}")))
+fn col<T: db::Value>(row: &Row, name: &str) -> Result<T, StoreError> {
+    row.get(name)
 }
 
 #[cfg(test)]

@@ -3,9 +3,9 @@
 
 use serde_json::Value as Json;
 use sqlx::AssertSqlSafe;
-use sqlx::sqlite::{SqliteConnection, SqliteRow};
 
 use super::api::{page_clause, prefixed};
+use super::db::{Conn, Dialect, Row, query, query_scalar};
 use super::rows::json_col;
 use super::{Cursor, RunStatus, Store, StoreError, col};
 
@@ -53,7 +53,7 @@ pub struct RequestRow {
 const REQUEST_COLUMNS: &str = "id, catalog_id, workflow, workflow_version, tenant, requester, inputs, status, run_id, approval_roles, decided_by, decided_at, decision_note, sla_deadline, idempotency_key, body_hash, created_at, updated_at";
 
 impl RequestRow {
-    fn from_row(row: &SqliteRow) -> Result<Self, StoreError> {
+    fn from_row(row: &Row) -> Result<Self, StoreError> {
         let version: Option<i64> = col(row, "workflow_version")?;
         Ok(Self {
             id: col(row, "id")?,
@@ -127,7 +127,7 @@ impl RequestView {
         }
     }
 
-    fn from_row(row: &SqliteRow) -> Result<Self, StoreError> {
+    fn from_row(row: &Row) -> Result<Self, StoreError> {
         let run_status: Option<String> = col(row, "run_status")?;
         Ok(Self {
             request: RequestRow::from_row(row)?,
@@ -186,7 +186,7 @@ impl Store {
         let Some(key) = key else {
             return Ok(None);
         };
-        let row = sqlx::query(AssertSqlSafe(format!(
+        let row = query(AssertSqlSafe(format!(
             "SELECT {}, u.status AS run_status, u.finished_at AS run_finished_at \
              FROM requests r LEFT JOIN runs u ON u.id = r.run_id \
              WHERE r.requester = ? AND r.idempotency_key = ?",
@@ -194,7 +194,7 @@ impl Store {
         )))
         .bind(requester)
         .bind(key)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&self.db)
         .await?;
         row.as_ref().map(RequestView::from_row).transpose()
     }
@@ -205,7 +205,7 @@ impl Store {
         id: &str,
         tenant: Option<&str>,
     ) -> Result<Option<RequestView>, StoreError> {
-        let row = sqlx::query(AssertSqlSafe(format!(
+        let row = query(AssertSqlSafe(format!(
             "SELECT {}, u.status AS run_status, u.finished_at AS run_finished_at \
              FROM requests r LEFT JOIN runs u ON u.id = r.run_id \
              WHERE r.id = ? AND (? IS NULL OR r.tenant = ?)",
@@ -214,7 +214,7 @@ impl Store {
         .bind(id)
         .bind(tenant)
         .bind(tenant)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&self.db)
         .await?;
         row.as_ref().map(RequestView::from_row).transpose()
     }
@@ -234,11 +234,11 @@ impl Store {
             prefixed("r", REQUEST_COLUMNS),
             page_clause(cursor, "r")
         );
-        let mut q = sqlx::query(AssertSqlSafe(sql)).bind(tenant).bind(tenant);
+        let mut q = query(AssertSqlSafe(sql)).bind(tenant).bind(tenant);
         if let Some(c) = cursor {
             q = q.bind(c.created_at).bind(c.created_at).bind(&c.id);
         }
-        let rows = q.bind(i64::from(limit)).fetch_all(&self.pool).await?;
+        let rows = q.bind(i64::from(limit)).fetch_all(&self.db).await?;
         rows.iter().map(RequestView::from_row).collect()
     }
 
@@ -254,11 +254,11 @@ impl Store {
              ORDER BY r.created_at, r.id LIMIT ?",
             prefixed("r", REQUEST_COLUMNS),
         );
-        let rows = sqlx::query(AssertSqlSafe(sql))
+        let rows = query(AssertSqlSafe(sql))
             .bind(tenant)
             .bind(tenant)
             .bind(i64::from(limit))
-            .fetch_all(&self.pool)
+            .fetch_all(&self.db)
             .await?;
         rows.iter().map(RequestView::from_row).collect()
     }
@@ -276,7 +276,7 @@ impl Store {
         audit: Option<&super::AuditFor<'_, bool>>,
     ) -> Result<bool, StoreError> {
         self.audited_if(audit, async |conn| {
-        let done = sqlx::query(
+        let done = query(
             "UPDATE requests SET status = ?, decided_by = ?, decided_at = ?, decision_note = ?, updated_at = ? \
              WHERE id = ? AND status = 'awaiting_approval'",
         )
@@ -295,10 +295,10 @@ impl Store {
 
     /// Requests whose run must start (approved or ungated, run not yet created), oldest first.
     pub async fn unstarted_requests(&self) -> Result<Vec<RequestRow>, StoreError> {
-        let rows = sqlx::query(AssertSqlSafe(format!(
+        let rows = query(AssertSqlSafe(format!(
             "SELECT {REQUEST_COLUMNS} FROM requests WHERE status = 'submitted' ORDER BY created_at, id"
         )))
-        .fetch_all(&self.pool)
+        .fetch_all(&self.db)
         .await?;
         rows.iter().map(RequestRow::from_row).collect()
     }
@@ -307,10 +307,10 @@ impl Store {
 /// Inserts a request on `conn` unless its requester used its Idempotency-Key already; whether
 /// it did.
 pub(super) async fn insert_request_row(
-    conn: &mut SqliteConnection,
+    conn: &mut Conn,
     r: &RequestRow,
 ) -> Result<bool, StoreError> {
-    let done = sqlx::query(AssertSqlSafe(format!(
+    let done = query(AssertSqlSafe(format!(
         "INSERT INTO requests ({REQUEST_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
          ON CONFLICT (requester, idempotency_key) DO NOTHING"
     )))
@@ -348,18 +348,23 @@ impl Store {
     ) -> Result<Vec<crate::slo::Facts>, StoreError> {
         // One row holding every fact as JSON: read row by row, 10,000 requests cost the
         // driver ~7 µs each; as one JSON text they parse in a few milliseconds.
-        let text: Option<String> = sqlx::query_scalar(
-            "SELECT json_group_array(json_object('id', q.id, 'catalog_id', q.catalog_id, \
+        let fields = "'id', q.id, 'catalog_id', q.catalog_id, \
              'tenant', q.tenant, 'created_at', q.created_at, 'status', q.status, \
-             'deadline', q.sla_deadline, 'run_status', r.status, 'finished_at', r.finished_at)) \
+             'deadline', q.sla_deadline, 'run_status', r.status, 'finished_at', r.finished_at";
+        let all = match self.db.dialect() {
+            Dialect::Sqlite => format!("json_group_array(json_object({fields}))"),
+            Dialect::Postgres => format!("CAST(json_agg(json_build_object({fields})) AS TEXT)"),
+        };
+        let text: Option<String> = query_scalar(AssertSqlSafe(format!(
+            "SELECT {all} \
              FROM requests q LEFT JOIN runs r ON r.id = q.run_id \
-             WHERE q.created_at >= ? AND q.created_at < ? AND (? IS NULL OR q.tenant = ?)",
-        )
+             WHERE q.created_at >= ? AND q.created_at < ? AND (? IS NULL OR q.tenant = ?)"
+        )))
         .bind(from)
         .bind(to)
         .bind(tenant)
         .bind(tenant)
-        .fetch_one(&self.pool)
+        .fetch_one(&self.db)
         .await?;
         let mut facts: Vec<crate::slo::Facts> =
             serde_json::from_str(text.as_deref().unwrap_or("[]"))

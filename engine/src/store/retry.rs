@@ -2,9 +2,8 @@
 //! interrupted units are put back, its `on_failure` units forgotten, the run claimed by the
 //! process that retries it, and the retry recorded in the run's history — one transaction.
 
-use sqlx::Row;
-
 use super::audit::insert_audit;
+use super::db::{query, query_scalar};
 use super::rows::{RunRow, StepRow};
 use super::{AuditRow, Store, StoreError};
 use crate::plan::UnitKey;
@@ -50,7 +49,7 @@ impl Store {
         audit: Option<&AuditRow>,
     ) -> Result<Option<RunRow>, StoreError> {
         self.write_transaction(async |conn| {
-            let done = sqlx::query(
+            let done = query(
                 "UPDATE runs SET status = 'running', error = NULL, outputs = NULL, finished_at = NULL, \
                  updated_at = ?, lease_owner = ?, lease_until = ?, lease_epoch = lease_epoch + 1, \
                  paused_at = NULL, cancel_compensates = 1 \
@@ -66,7 +65,7 @@ impl Store {
                 return Ok(None);
             }
             for key in &retry.dropped {
-                sqlx::query("DELETE FROM steps WHERE run_id = ? AND key = ?")
+                query("DELETE FROM steps WHERE run_id = ? AND key = ?")
                     .bind(&retry.run_id)
                     .bind(key.to_string())
                     .execute(&mut *conn)
@@ -76,7 +75,7 @@ impl Store {
                 let rows: Vec<&StepRow> = retry.reset.iter().collect();
                 StepRow::upsert_many(conn, &rows, None).await?;
             }
-            let n: i64 = sqlx::query_scalar(
+            let n: i64 = query_scalar(
                 "SELECT COALESCE(MAX(n), 0) + 1 FROM run_retries WHERE run_id = ?",
             )
             .bind(&retry.run_id)
@@ -88,7 +87,7 @@ impl Store {
                 .map(|u| u.key.to_string())
                 .chain(retry.dropped.iter().map(UnitKey::to_string))
                 .collect();
-            sqlx::query("INSERT INTO run_retries (run_id, n, at, by, units) VALUES (?, ?, ?, ?, ?)")
+            query("INSERT INTO run_retries (run_id, n, at, by, units) VALUES (?, ?, ?, ?, ?)")
                 .bind(&retry.run_id)
                 .bind(n)
                 .bind(retry.at)
@@ -99,7 +98,7 @@ impl Store {
             if let Some(entry) = audit {
                 insert_audit(conn, entry).await?;
             }
-            let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            let row = query(sqlx::AssertSqlSafe(format!(
                 "SELECT {} FROM runs WHERE id = ?",
                 RunRow::COLUMNS
             )))
@@ -113,11 +112,10 @@ impl Store {
 
     /// A run's retries, oldest first.
     pub async fn retries(&self, run_id: &str) -> Result<Vec<RetryRow>, StoreError> {
-        let rows =
-            sqlx::query("SELECT n, at, by, units FROM run_retries WHERE run_id = ? ORDER BY n")
-                .bind(run_id)
-                .fetch_all(&self.pool)
-                .await?;
+        let rows = query("SELECT n, at, by, units FROM run_retries WHERE run_id = ? ORDER BY n")
+            .bind(run_id)
+            .fetch_all(&self.db)
+            .await?;
         rows.iter()
             .map(|r| {
                 let units: String = r.try_get("units")?;

@@ -2,8 +2,8 @@
 
 use serde_json::Value as Json;
 use sqlx::AssertSqlSafe;
-use sqlx::sqlite::{SqliteConnection, SqliteRow};
 
+use super::db::{Conn, Row, query};
 use super::{Fence, StoreError, col};
 use crate::plan::UnitKey;
 
@@ -127,7 +127,7 @@ impl StepStatus {
     }
 }
 
-pub(super) fn json_col(row: &SqliteRow, name: &str) -> Result<Option<Json>, StoreError> {
+pub(super) fn json_col(row: &Row, name: &str) -> Result<Option<Json>, StoreError> {
     let text: Option<String> = col(row, name)?;
     text.map(|t| {
         serde_json::from_str(&t).map_err(|e| StoreError::Corrupt(format!("column `{name}`: {e}")))
@@ -181,7 +181,7 @@ pub struct WorkflowRow {
 }
 
 impl WorkflowRow {
-    pub(super) fn from_row(row: &SqliteRow) -> Result<Self, StoreError> {
+    pub(super) fn from_row(row: &Row) -> Result<Self, StoreError> {
         let version: i64 = col(row, "version")?;
         Ok(Self {
             name: col(row, "name")?,
@@ -242,7 +242,7 @@ pub struct RunRow {
 impl RunRow {
     pub(super) const COLUMNS: &'static str = "id, workflow, version, tenant, requester, inputs, status, outputs, error, parent_run, parent_step, created_at, updated_at, finished_at, lease_owner, lease_until, lease_epoch, blocked, cancel_compensates, paused_at";
 
-    pub(super) fn from_row(row: &SqliteRow) -> Result<Self, StoreError> {
+    pub(super) fn from_row(row: &Row) -> Result<Self, StoreError> {
         let version: i64 = col(row, "version")?;
         let status: String = col(row, "status")?;
         Ok(Self {
@@ -282,7 +282,7 @@ impl RunRow {
     /// is the one the new row carries (owner and epoch), so a process whose lease was taken
     /// over changes nothing.
     pub(super) async fn upsert_many(
-        conn: &mut SqliteConnection,
+        conn: &mut Conn,
         rows: &[&Self],
         fenced: bool,
     ) -> Result<u64, StoreError> {
@@ -303,7 +303,7 @@ impl RunRow {
                     ""
                 }
             );
-            let mut q = sqlx::query(AssertSqlSafe(sql));
+            let mut q = query(AssertSqlSafe(sql));
             for r in chunk {
                 q = q
                     .bind(&r.id)
@@ -365,7 +365,7 @@ pub struct StepRow {
 impl StepRow {
     pub(super) const COLUMNS: &'static str = "run_id, key, step_id, status, attempt, output, error, state, wake_at, started_at, finished_at, position, item";
 
-    pub(super) fn from_row(row: &SqliteRow) -> Result<Self, StoreError> {
+    pub(super) fn from_row(row: &Row) -> Result<Self, StoreError> {
         let status: String = col(row, "status")?;
         let attempt: i64 = col(row, "attempt")?;
         let key: String = col(row, "key")?;
@@ -389,7 +389,7 @@ impl StepRow {
     /// how many rows changed. With a `fence`, a row is written only while its run's stored
     /// lease is the fence's (owner and that run's epoch), checked in the same statement.
     pub(super) async fn upsert_many(
-        conn: &mut SqliteConnection,
+        conn: &mut Conn,
         rows: &[&Self],
         fence: Option<&Fence>,
     ) -> Result<u64, StoreError> {
@@ -416,7 +416,7 @@ impl StepRow {
                     placeholders(chunk.len(), 14)
                 ),
             };
-            let mut q = sqlx::query(AssertSqlSafe(sql));
+            let mut q = query(AssertSqlSafe(sql));
             for s in chunk {
                 q = q
                     .bind(&s.run_id)
@@ -466,7 +466,7 @@ pub struct SignalRow {
 }
 
 impl SignalRow {
-    pub(super) fn from_row(row: &SqliteRow) -> Result<Self, StoreError> {
+    pub(super) fn from_row(row: &Row) -> Result<Self, StoreError> {
         Ok(Self {
             id: col(row, "id")?,
             run_id: col(row, "run_id")?,
@@ -477,8 +477,8 @@ impl SignalRow {
     }
 
     /// Inserts the signal; returns the rows changed (1).
-    pub(super) async fn insert(&self, conn: &mut SqliteConnection) -> Result<u64, StoreError> {
-        Ok(sqlx::query(
+    pub(super) async fn insert(&self, conn: &mut Conn) -> Result<u64, StoreError> {
+        Ok(query(
             "INSERT INTO signals (id, run_id, name, payload, created_at) VALUES (?, ?, ?, ?, ?)",
         )
         .bind(self.id)
@@ -495,12 +495,12 @@ impl SignalRow {
     /// its run; returns the rows changed.
     pub(super) async fn insert_fenced(
         &self,
-        conn: &mut SqliteConnection,
+        conn: &mut Conn,
         held: &str,
         fence: &Fence,
         epoch: i64,
     ) -> Result<u64, StoreError> {
-        Ok(sqlx::query(AssertSqlSafe(format!(
+        Ok(query(AssertSqlSafe(format!(
             "INSERT INTO signals (id, run_id, name, payload, created_at) SELECT ?, ?, ?, ?, ? WHERE {held}"
         )))
         .bind(self.id)
@@ -547,7 +547,7 @@ pub struct IncidentRow {
 impl IncidentRow {
     pub(super) const COLUMNS: &'static str = "id, run_id, tenant, title, severity, service, status, timeline, created_at, updated_at, details";
 
-    pub(super) fn from_row(row: &SqliteRow) -> Result<Self, StoreError> {
+    pub(super) fn from_row(row: &Row) -> Result<Self, StoreError> {
         Ok(Self {
             id: col(row, "id")?,
             run_id: col(row, "run_id")?,
@@ -568,14 +568,14 @@ impl IncidentRow {
          updated_at = excluded.updated_at, details = excluded.details";
 
     /// Inserts or updates the incident; returns the rows changed (1).
-    pub(super) async fn upsert(&self, conn: &mut SqliteConnection) -> Result<u64, StoreError> {
+    pub(super) async fn upsert(&self, conn: &mut Conn) -> Result<u64, StoreError> {
         let sql = format!(
             "INSERT INTO incidents ({}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) {}",
             Self::COLUMNS,
             Self::UPDATE
         );
         Ok(self
-            .bind(sqlx::query(AssertSqlSafe(sql)))
+            .bind(query(AssertSqlSafe(sql)))
             .execute(&mut *conn)
             .await?
             .rows_affected())
@@ -585,7 +585,7 @@ impl IncidentRow {
     /// of the run `by_run` whose step changed it; returns the rows changed.
     pub(super) async fn upsert_fenced(
         &self,
-        conn: &mut SqliteConnection,
+        conn: &mut Conn,
         held: &str,
         by_run: &str,
         fence: &Fence,
@@ -597,7 +597,7 @@ impl IncidentRow {
             Self::UPDATE
         );
         Ok(self
-            .bind(sqlx::query(AssertSqlSafe(sql)))
+            .bind(query(AssertSqlSafe(sql)))
             .bind(by_run)
             .bind(&fence.owner)
             .bind(epoch)
@@ -606,10 +606,7 @@ impl IncidentRow {
             .rows_affected())
     }
 
-    fn bind<'q>(
-        &'q self,
-        q: sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArguments>,
-    ) -> sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArguments> {
+    fn bind(&self, q: super::db::Statement) -> super::db::Statement {
         q.bind(&self.id)
             .bind(&self.run_id)
             .bind(&self.tenant)

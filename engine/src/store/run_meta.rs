@@ -4,9 +4,9 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use sqlx::sqlite::SqliteConnection;
-use sqlx::{AssertSqlSafe, Row};
+use sqlx::AssertSqlSafe;
 
+use super::db::{Conn, query};
 use super::rows::RunRow;
 use super::{Cursor, RunStatus, Store, StoreError};
 
@@ -52,7 +52,7 @@ pub enum StatusFilter {
 /// Writes a new run's labels and key (inside the commit that creates it). A key already taken
 /// is left as it is: the API checks keys before it starts a run.
 pub(super) async fn insert(
-    conn: &mut SqliteConnection,
+    conn: &mut Conn,
     run_id: &str,
     labels: &BTreeMap<String, String>,
     key: Option<&RunKey>,
@@ -63,14 +63,14 @@ pub(super) async fn insert(
             "INSERT INTO run_labels (run_id, key, value) VALUES {} ON CONFLICT DO NOTHING",
             vec!["(?, ?, ?)"; labels.len()].join(", ")
         );
-        let mut q = sqlx::query(AssertSqlSafe(sql));
+        let mut q = query(AssertSqlSafe(sql));
         for (k, v) in labels {
             q = q.bind(run_id).bind(k).bind(v);
         }
         q.execute(&mut *conn).await?;
     }
     if let Some(k) = key {
-        sqlx::query(
+        query(
             "INSERT INTO run_keys (requester, key, body_hash, run_id, created_at) \
              VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
         )
@@ -92,12 +92,11 @@ impl Store {
         requester: &str,
         key: &str,
     ) -> Result<Option<(String, String)>, StoreError> {
-        let row =
-            sqlx::query("SELECT run_id, body_hash FROM run_keys WHERE requester = ? AND key = ?")
-                .bind(requester)
-                .bind(key)
-                .fetch_optional(&self.pool)
-                .await?;
+        let row = query("SELECT run_id, body_hash FROM run_keys WHERE requester = ? AND key = ?")
+            .bind(requester)
+            .bind(key)
+            .fetch_optional(&self.db)
+            .await?;
         row.map(|r| Ok((r.try_get("run_id")?, r.try_get("body_hash")?)))
             .transpose()
     }
@@ -113,11 +112,11 @@ impl Store {
                 "SELECT run_id, key, value FROM run_labels WHERE run_id IN ({})",
                 vec!["?"; chunk.len()].join(", ")
             );
-            let mut q = sqlx::query(AssertSqlSafe(sql));
+            let mut q = query(AssertSqlSafe(sql));
             for id in chunk {
                 q = q.bind(*id);
             }
-            for row in q.fetch_all(&self.pool).await? {
+            for row in q.fetch_all(&self.db).await? {
                 out.entry(row.try_get("run_id")?)
                     .or_default()
                     .insert(row.try_get("key")?, row.try_get("value")?);
@@ -171,7 +170,7 @@ impl Store {
             sql.push_str(" AND (r.created_at < ? OR (r.created_at = ? AND r.id < ?))");
         }
         sql.push_str(" ORDER BY r.created_at DESC, r.id DESC LIMIT ?");
-        let mut q = sqlx::query(AssertSqlSafe(sql));
+        let mut q = query(AssertSqlSafe(sql));
         if let Some(t) = &filter.tenant {
             q = q.bind(t);
         }
@@ -193,22 +192,21 @@ impl Store {
         if let Some(c) = cursor {
             q = q.bind(c.created_at).bind(c.created_at).bind(&c.id);
         }
-        let rows = q.bind(i64::from(limit)).fetch_all(&self.pool).await?;
+        let rows = q.bind(i64::from(limit)).fetch_all(&self.db).await?;
         rows.iter().map(RunRow::from_row).collect()
     }
 
     /// How many runs created at or after `since_ms` are in each status (paused runs count as
     /// `running`), for the console's overview.
     pub async fn run_counts_since(&self, since_ms: i64) -> Result<Vec<(String, i64)>, StoreError> {
-        let rows = sqlx::query(
+        let rows = query(
             "SELECT status, COUNT(*) AS n FROM runs WHERE created_at >= ? GROUP BY status ORDER BY status",
         )
         .bind(since_ms)
-        .fetch_all(&self.pool)
+        .fetch_all(&self.db)
         .await?;
         rows.iter()
             .map(|r| Ok((r.try_get("status")?, r.try_get("n")?)))
-            .collect::<Result<_, sqlx::Error>>()
-            .map_err(StoreError::from)
+            .collect()
     }
 }

@@ -1,7 +1,6 @@
 //! The operator's secrets as stored: sealed (see `vault`), never in the clear.
 
-use sqlx::sqlite::{SqliteConnection, SqliteRow};
-
+use super::db::{Conn, Row, query};
 use super::{Store, StoreError, col};
 
 /// One sealed secret.
@@ -22,7 +21,7 @@ pub struct SealedSecret {
 }
 
 impl SealedSecret {
-    fn from_row(row: &SqliteRow) -> Result<Self, StoreError> {
+    fn from_row(row: &Row) -> Result<Self, StoreError> {
         Ok(Self {
             name: col(row, "name")?,
             nonce: col(row, "nonce")?,
@@ -52,10 +51,10 @@ impl Store {
 
     /// Every sealed secret, by name.
     pub async fn sealed_secrets(&self) -> Result<Vec<SealedSecret>, StoreError> {
-        let rows = sqlx::query(
+        let rows = query(
             "SELECT name, nonce, ciphertext, key_id, set_by, set_at FROM secrets ORDER BY name",
         )
-        .fetch_all(&self.pool)
+        .fetch_all(&self.db)
         .await?;
         rows.iter().map(SealedSecret::from_row).collect()
     }
@@ -72,8 +71,8 @@ impl Store {
     }
 }
 
-async fn upsert(conn: &mut SqliteConnection, s: &SealedSecret) -> Result<(), StoreError> {
-    sqlx::query(UPSERT)
+async fn upsert(conn: &mut Conn, s: &SealedSecret) -> Result<(), StoreError> {
+    query(UPSERT)
         .bind(&s.name)
         .bind(&s.nonce)
         .bind(&s.ciphertext)

@@ -1,8 +1,7 @@
 //! Console sessions: a signed-in browser's random id (kept as its sha256), the token it signed
 //! in with (kept as that token's hash) and the anti-forgery value its forms send back.
 
-use sqlx::Row as _;
-
+use super::db::query;
 use super::{Store, StoreError};
 
 /// One console session.
@@ -23,24 +22,25 @@ pub struct SessionRow {
 impl Store {
     /// Stores a new session, and forgets every session that ended before `now_ms`.
     pub async fn put_session(&self, s: &SessionRow, now_ms: i64) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await?;
-        sqlx::query("DELETE FROM console_sessions WHERE expires_at < ?")
-            .bind(now_ms)
-            .execute(&mut *tx)
+        self.write_transaction(async |conn| {
+            query("DELETE FROM console_sessions WHERE expires_at < ?")
+                .bind(now_ms)
+                .execute(&mut *conn)
+                .await?;
+            query(
+                "INSERT INTO console_sessions (id_hash, token_hash, csrf, created_at, expires_at) \
+                 VALUES (?, ?, ?, ?, ?)",
+            )
+            .bind(&s.id_hash)
+            .bind(&s.token_hash)
+            .bind(&s.csrf)
+            .bind(s.created_at)
+            .bind(s.expires_at)
+            .execute(&mut *conn)
             .await?;
-        sqlx::query(
-            "INSERT INTO console_sessions (id_hash, token_hash, csrf, created_at, expires_at) \
-             VALUES (?, ?, ?, ?, ?)",
-        )
-        .bind(&s.id_hash)
-        .bind(&s.token_hash)
-        .bind(&s.csrf)
-        .bind(s.created_at)
-        .bind(s.expires_at)
-        .execute(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        Ok(())
+            Ok(())
+        })
+        .await
     }
 
     /// The session with this id hash, unless it ended before `now_ms`.
@@ -49,13 +49,13 @@ impl Store {
         id_hash: &str,
         now_ms: i64,
     ) -> Result<Option<SessionRow>, StoreError> {
-        let row = sqlx::query(
+        let row = query(
             "SELECT id_hash, token_hash, csrf, created_at, expires_at FROM console_sessions \
              WHERE id_hash = ? AND expires_at >= ?",
         )
         .bind(id_hash)
         .bind(now_ms)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&self.db)
         .await?;
         row.map(|r| {
             Ok(SessionRow {
@@ -67,14 +67,13 @@ impl Store {
             })
         })
         .transpose()
-        .map_err(|e: sqlx::Error| StoreError::from(e))
     }
 
     /// Ends a session (signing out).
     pub async fn delete_session(&self, id_hash: &str) -> Result<(), StoreError> {
-        sqlx::query("DELETE FROM console_sessions WHERE id_hash = ?")
+        query("DELETE FROM console_sessions WHERE id_hash = ?")
             .bind(id_hash)
-            .execute(&self.pool)
+            .execute(&self.db)
             .await?;
         Ok(())
     }

@@ -1,16 +1,65 @@
-//! The store against a real SQLite file.
+//! The store against a real SQLite file and a real PostgreSQL server: every test runs on both
+//! (`<test>::sqlite`, `<test>::postgres`).
 
 use serde_json::json;
 
 use super::*;
 use crate::plan::UnitKey;
 
-async fn fresh() -> (tempfile::TempDir, Store) {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let store = Store::open(&dir.path().join("csmp.db"), Durability::Full)
-        .await
-        .expect("opens");
-    (dir, store)
+/// Which database a test runs on.
+#[derive(Debug, Clone, Copy)]
+enum On {
+    Sqlite,
+    Postgres,
+}
+
+/// A new, empty database: a SQLite file in a temporary directory, or a database of its own on
+/// the test process's PostgreSQL server.
+struct Fresh {
+    _dir: tempfile::TempDir,
+    location: String,
+}
+
+impl Fresh {
+    async fn new(on: On) -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let location = match on {
+            On::Sqlite => dir.path().join("csmp.db").display().to_string(),
+            On::Postgres => crate::testing::postgres().await.expect("test PostgreSQL"),
+        };
+        Self {
+            _dir: dir,
+            location,
+        }
+    }
+
+    /// Another handle on the same database (another process, or a restart).
+    async fn open(&self) -> Result<Store, StoreError> {
+        Store::open_location(&self.location, StoreOptions::default()).await
+    }
+}
+
+async fn fresh(on: On) -> (Fresh, Store) {
+    let db = Fresh::new(on).await;
+    let store = db.open().await.expect("opens");
+    (db, store)
+}
+
+/// Runs each named test, `async fn name(on: On)`, once per backend.
+macro_rules! on_both {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            #[tokio::test]
+            async fn sqlite() -> Result<(), super::StoreError> {
+                super::$name(super::On::Sqlite).await
+            }
+
+            #[tokio::test]
+            async fn postgres() -> Result<(), super::StoreError> {
+                super::$name(super::On::Postgres).await
+            }
+        }
+    )*};
 }
 
 fn run(id: &str, status: RunStatus) -> RunRow {
@@ -54,9 +103,8 @@ fn step(run_id: &str, key: &str, status: StepStatus) -> StepRow {
     }
 }
 
-#[tokio::test]
-async fn workflow_versions_are_immutable() -> Result<(), StoreError> {
-    let (_dir, store) = fresh().await;
+async fn workflow_versions_are_immutable(on: On) -> Result<(), StoreError> {
+    let (_dir, store) = fresh(on).await;
     assert_eq!(
         store
             .put_workflow("demo", 1, "name: demo\n", 1, None)
@@ -89,12 +137,10 @@ async fn workflow_versions_are_immutable() -> Result<(), StoreError> {
     Ok(())
 }
 
-#[tokio::test]
-async fn a_batch_is_one_transaction_and_survives_reopening() -> Result<(), StoreError> {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let path = dir.path().join("csmp.db");
+async fn a_batch_is_one_transaction_and_survives_reopening(on: On) -> Result<(), StoreError> {
+    let db = Fresh::new(on).await;
     {
-        let store = Store::open(&path, Durability::Full).await?;
+        let store = db.open().await?;
         let before = store.commits();
         store
             .commit(&[
@@ -109,7 +155,7 @@ async fn a_batch_is_one_transaction_and_survives_reopening() -> Result<(), Store
         updated.attempt = 2;
         store.commit(&[Write::Step(updated)]).await?;
     }
-    let store = Store::open(&path, Durability::Full).await?;
+    let store = db.open().await?;
     assert_eq!(store.run("r1").await?, Some(run("r1", RunStatus::Running)));
     let steps = store.steps("r1").await?;
     assert_eq!(
@@ -128,9 +174,8 @@ async fn a_batch_is_one_transaction_and_survives_reopening() -> Result<(), Store
     Ok(())
 }
 
-#[tokio::test]
-async fn leases_keep_runs_to_one_owner_until_they_expire() -> Result<(), StoreError> {
-    let (_dir, store) = fresh().await;
+async fn leases_keep_runs_to_one_owner_until_they_expire(on: On) -> Result<(), StoreError> {
+    let (_dir, store) = fresh(on).await;
     store
         .commit(&[
             Write::Run(run("r1", RunStatus::Running)),
@@ -168,9 +213,8 @@ async fn leases_keep_runs_to_one_owner_until_they_expire() -> Result<(), StoreEr
     Ok(())
 }
 
-#[tokio::test]
-async fn signals_wait_until_a_step_takes_them() -> Result<(), StoreError> {
-    let (_dir, store) = fresh().await;
+async fn signals_wait_until_a_step_takes_them(on: On) -> Result<(), StoreError> {
+    let (_dir, store) = fresh(on).await;
     let id = store.reserve_ids("signals", 1).await?.start;
     store
         .commit(&[Write::Signal(SignalRow {
@@ -195,9 +239,8 @@ async fn signals_wait_until_a_step_takes_them() -> Result<(), StoreError> {
     Ok(())
 }
 
-#[tokio::test]
-async fn incidents_round_trip() -> Result<(), StoreError> {
-    let (_dir, store) = fresh().await;
+async fn incidents_round_trip(on: On) -> Result<(), StoreError> {
+    let (_dir, store) = fresh(on).await;
     let mut inc = IncidentRow {
         id: "inc-1".into(),
         run_id: Some("r1".into()),
@@ -230,9 +273,8 @@ async fn incidents_round_trip() -> Result<(), StoreError> {
     Ok(())
 }
 
-#[tokio::test]
-async fn a_cron_instant_is_claimed_once_with_its_run() -> Result<(), StoreError> {
-    let (_dir, store) = fresh().await;
+async fn a_cron_instant_is_claimed_once_with_its_run(on: On) -> Result<(), StoreError> {
+    let (_dir, store) = fresh(on).await;
     let fire = |at: i64, run_id: Option<&str>| CronFire {
         workflow: "demo".into(),
         trigger: 0,
@@ -276,9 +318,8 @@ fn batches_split_into_few_statement_shapes() {
     assert_eq!(sizes(300), [128, 128, 32, 8, 4]);
 }
 
-#[tokio::test]
-async fn a_large_batch_of_mixed_writes_lands_in_one_commit() -> Result<(), StoreError> {
-    let (_dir, store) = fresh().await;
+async fn a_large_batch_of_mixed_writes_lands_in_one_commit(on: On) -> Result<(), StoreError> {
+    let (_dir, store) = fresh(on).await;
     let mut batch = Vec::new();
     for r in 0..150 {
         batch.push(Write::Run(run(&format!("r{r}"), RunStatus::Running)));
@@ -320,9 +361,10 @@ async fn a_large_batch_of_mixed_writes_lands_in_one_commit() -> Result<(), Store
     Ok(())
 }
 
-#[tokio::test]
-async fn recovery_reads_the_leased_runs_steps_and_signals_at_once() -> Result<(), StoreError> {
-    let (_dir, store) = fresh().await;
+async fn recovery_reads_the_leased_runs_steps_and_signals_at_once(
+    on: On,
+) -> Result<(), StoreError> {
+    let (_dir, store) = fresh(on).await;
     let mut done = run("done", RunStatus::Succeeded);
     done.lease_owner = Some("me".into());
     let mut other = run("other", RunStatus::Running);
@@ -407,9 +449,10 @@ fn attempt(run: &str, unit: &str, n: u32) -> AttemptRow {
     }
 }
 
-#[tokio::test]
-async fn a_process_whose_lease_was_taken_over_writes_nothing_more() -> Result<(), StoreError> {
-    let (_dir, store) = fresh().await;
+async fn a_process_whose_lease_was_taken_over_writes_nothing_more(
+    on: On,
+) -> Result<(), StoreError> {
+    let (_dir, store) = fresh(on).await;
     store
         .commit(&[
             Write::Run(run("r1", RunStatus::Running)),
@@ -427,8 +470,8 @@ async fn a_process_whose_lease_was_taken_over_writes_nothing_more() -> Result<()
     let old_fence = fence_of("old", &old);
     // r1's lease runs out and another process takes it; r2's does not (it was renewed).
     store.renew_leases("old", 5_000).await?;
-    sqlx::query("UPDATE runs SET lease_until = 0 WHERE id = 'r1'")
-        .execute(&store.pool)
+    db::query("UPDATE runs SET lease_until = 0 WHERE id = 'r1'")
+        .execute(&store.db)
         .await?;
     let new = store
         .claim_unfinished("new", 2_000, 1_000, Claim::Adopt)
@@ -527,10 +570,9 @@ async fn a_process_whose_lease_was_taken_over_writes_nothing_more() -> Result<()
     Ok(())
 }
 
-#[tokio::test]
-async fn id_blocks_never_overlap_across_handles() -> Result<(), StoreError> {
-    let (dir, one) = fresh().await;
-    let two = Store::open(&dir.path().join("csmp.db"), Durability::Full).await?;
+async fn id_blocks_never_overlap_across_handles(on: On) -> Result<(), StoreError> {
+    let (dir, one) = fresh(on).await;
+    let two = dir.open().await?;
     let a = one.reserve_ids("signals", 64).await?;
     let b = two.reserve_ids("signals", 64).await?;
     let c = one.reserve_ids("signals", 1).await?;
@@ -541,3 +583,16 @@ async fn id_blocks_never_overlap_across_handles() -> Result<(), StoreError> {
     assert!(a.end <= b.start && b.end <= c.start, "{a:?} {b:?} {c:?}");
     Ok(())
 }
+
+on_both!(
+    workflow_versions_are_immutable,
+    a_batch_is_one_transaction_and_survives_reopening,
+    leases_keep_runs_to_one_owner_until_they_expire,
+    signals_wait_until_a_step_takes_them,
+    incidents_round_trip,
+    a_cron_instant_is_claimed_once_with_its_run,
+    a_large_batch_of_mixed_writes_lands_in_one_commit,
+    recovery_reads_the_leased_runs_steps_and_signals_at_once,
+    a_process_whose_lease_was_taken_over_writes_nothing_more,
+    id_blocks_never_overlap_across_handles,
+);

@@ -1,7 +1,6 @@
 //! Steps that wait on a person: `approval:` steps of unfinished runs, with what they say.
 
-use sqlx::Row;
-
+use super::db::query;
 use super::rows::json_col;
 use super::{Store, StoreError};
 use crate::plan::UnitKey;
@@ -35,19 +34,24 @@ impl Store {
         tenant: Option<&str>,
         limit: u32,
     ) -> Result<Vec<WaitingApproval>, StoreError> {
-        let rows = sqlx::query(
+        let sql = format!(
             "SELECT s.run_id, s.key, s.state, s.started_at, s.wake_at, r.workflow, r.version, r.tenant \
              FROM steps s JOIN runs r ON r.id = s.run_id \
-             WHERE s.status = 'waiting' AND json_type(s.state, '$.approval') IS NOT NULL \
+             WHERE s.status = 'waiting' AND {} IS NOT NULL \
                AND r.status IN ('running', 'failing') AND r.blocked IS NULL \
                AND (? IS NULL OR r.tenant = ?) \
              ORDER BY s.started_at, s.run_id, s.key LIMIT ?",
-        )
-        .bind(tenant)
-        .bind(tenant)
-        .bind(i64::from(limit))
-        .fetch_all(&self.pool)
-        .await?;
+            self.db.dialect().pick(
+                "json_type(s.state, '$.approval')",
+                "(s.state::jsonb -> 'approval')"
+            )
+        );
+        let rows = query(sqlx::AssertSqlSafe(sql))
+            .bind(tenant)
+            .bind(tenant)
+            .bind(i64::from(limit))
+            .fetch_all(&self.db)
+            .await?;
         rows.iter()
             .map(|row| {
                 let key: String = row.try_get("key")?;

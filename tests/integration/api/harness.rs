@@ -640,9 +640,16 @@ impl App {
             .expect("a runtime for the server");
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let (store, engine, state, server, addr) = rt.block_on(async {
-            let store = Store::open(&db, Durability::Full)
-                .await
-                .expect("the store opens");
+            let store = match on_postgres() {
+                true => {
+                    let url = csmp::testing::postgres()
+                        .await
+                        .expect("the test PostgreSQL starts");
+                    Store::open_postgres(&url).await
+                }
+                false => Store::open(&db, Durability::Full).await,
+            }
+            .expect("the store opens");
             let host = crate::helpers::loopback_host();
             let defs = load_definitions(&store, &host, Some(&workflows))
                 .await
@@ -731,6 +738,12 @@ impl App {
             }
         })
     }
+}
+
+/// Whether the API tests run on PostgreSQL (`CSMP_TEST_DATABASE=postgres`, as the test command
+/// sets for its second pass) rather than SQLite.
+pub(crate) fn on_postgres() -> bool {
+    std::env::var("CSMP_TEST_DATABASE").is_ok_and(|v| v == "postgres")
 }
 
 fn placeholder() -> Token {

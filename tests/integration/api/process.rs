@@ -42,13 +42,24 @@ impl Served {
 
     /// [`Served::start`] with more arguments and environment variables.
     pub(super) fn start_with(dir: &Path, name: &str, args: &[&str], env: &[(&str, &str)]) -> Self {
+        Self::start_on(dir, &dir.join("csmp.db"), name, args, env)
+    }
+
+    /// [`Served::start_with`] on `database` (a SQLite file or a `postgres://` URL).
+    pub(super) fn start_on(
+        dir: &Path,
+        database: &Path,
+        name: &str,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> Self {
         let stdout = dir.join(format!("{name}.stdout"));
         let mut child = Command::new(env!("CARGO_BIN_EXE_csmp"))
             .args(["serve", "--listen", "127.0.0.1:0"])
             .args(args)
             .envs(env.iter().copied())
             .arg("--database")
-            .arg(dir.join("csmp.db"))
+            .arg(database)
             .arg("--workflows")
             .arg(dir.join("workflows"))
             .arg("--catalog")
@@ -159,7 +170,7 @@ impl Drop for Served {
     }
 }
 
-fn token_create(db: &Path, args: &[&str]) -> Output {
+pub(super) fn token_create(db: &Path, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_csmp"))
         .args(["token", "create"])
         .args(args)
