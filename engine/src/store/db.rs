@@ -230,6 +230,32 @@ fn postgres(sql: &str, args: Vec<Arg>) -> Query<'static, Postgres, PgArguments> 
     q
 }
 
+/// Expands `$body` once per target: `$q` the statement built for that backend's driver,
+/// `$ex` the pool or connection, `$row` the constructor of a [`Row`] of that backend.
+macro_rules! on_target {
+    ($stmt:expr, $to:expr, |$q:ident, $ex:ident, $row:ident| $body:expr) => {{
+        let Statement { sql, args } = $stmt;
+        match $to.into() {
+            Target::SqlitePool($ex) => {
+                let ($q, $row) = (sqlite(&sql, args), Row::Sqlite);
+                $body
+            }
+            Target::SqliteConn($ex) => {
+                let ($q, $row) = (sqlite(&sql, args), Row::Sqlite);
+                $body
+            }
+            Target::PostgresPool($ex) => {
+                let ($q, $row) = (postgres(&sql, args), Row::Postgres);
+                $body
+            }
+            Target::PostgresConn($ex) => {
+                let ($q, $row) = (postgres(&sql, args), Row::Postgres);
+                $body
+            }
+        }
+    }};
+}
+
 impl Statement {
     /// Binds the next placeholder.
     pub(super) fn bind(mut self, v: impl Into<Arg>) -> Self {
@@ -239,24 +265,7 @@ impl Statement {
 
     /// Runs a write; how many rows it changed.
     pub(super) async fn execute<'a>(self, to: impl Into<Target<'a>>) -> Result<Done, sqlx::Error> {
-        let n = match to.into() {
-            Target::SqlitePool(p) => sqlite(&self.sql, self.args)
-                .execute(p)
-                .await?
-                .rows_affected(),
-            Target::SqliteConn(c) => sqlite(&self.sql, self.args)
-                .execute(c)
-                .await?
-                .rows_affected(),
-            Target::PostgresPool(p) => postgres(&self.sql, self.args)
-                .execute(p)
-                .await?
-                .rows_affected(),
-            Target::PostgresConn(c) => postgres(&self.sql, self.args)
-                .execute(c)
-                .await?
-                .rows_affected(),
-        };
+        let n = on_target!(self, to, |q, ex, _row| q.execute(ex).await?.rows_affected());
         Ok(Done(n))
     }
 
@@ -265,24 +274,12 @@ impl Statement {
         self,
         to: impl Into<Target<'a>>,
     ) -> Result<Vec<Row>, sqlx::Error> {
-        Ok(match to.into() {
-            Target::SqlitePool(p) => wrap(
-                sqlite(&self.sql, self.args).fetch_all(p).await?,
-                Row::Sqlite,
-            ),
-            Target::SqliteConn(c) => wrap(
-                sqlite(&self.sql, self.args).fetch_all(c).await?,
-                Row::Sqlite,
-            ),
-            Target::PostgresPool(p) => wrap(
-                postgres(&self.sql, self.args).fetch_all(p).await?,
-                Row::Postgres,
-            ),
-            Target::PostgresConn(c) => wrap(
-                postgres(&self.sql, self.args).fetch_all(c).await?,
-                Row::Postgres,
-            ),
-        })
+        Ok(on_target!(self, to, |q, ex, row| q
+            .fetch_all(ex)
+            .await?
+            .into_iter()
+            .map(row)
+            .collect()))
     }
 
     /// The answer's first row, if any.
@@ -290,24 +287,10 @@ impl Statement {
         self,
         to: impl Into<Target<'a>>,
     ) -> Result<Option<Row>, sqlx::Error> {
-        Ok(match to.into() {
-            Target::SqlitePool(p) => sqlite(&self.sql, self.args)
-                .fetch_optional(p)
-                .await?
-                .map(Row::Sqlite),
-            Target::SqliteConn(c) => sqlite(&self.sql, self.args)
-                .fetch_optional(c)
-                .await?
-                .map(Row::Sqlite),
-            Target::PostgresPool(p) => postgres(&self.sql, self.args)
-                .fetch_optional(p)
-                .await?
-                .map(Row::Postgres),
-            Target::PostgresConn(c) => postgres(&self.sql, self.args)
-                .fetch_optional(c)
-                .await?
-                .map(Row::Postgres),
-        })
+        Ok(on_target!(self, to, |q, ex, row| q
+            .fetch_optional(ex)
+            .await?
+            .map(row)))
     }
 
     /// The answer's first row; an error when there is none.
@@ -316,10 +299,6 @@ impl Statement {
             .await?
             .ok_or(sqlx::Error::RowNotFound)
     }
-}
-
-fn wrap<R>(rows: Vec<R>, f: impl Fn(R) -> Row) -> Vec<Row> {
-    rows.into_iter().map(f).collect()
 }
 
 impl<T: Value> Scalar<T> {

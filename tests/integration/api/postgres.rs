@@ -4,20 +4,23 @@
 //! second `csmp serve` on the same database refused.
 
 use std::path::Path;
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use super::harness::{GUARD, s, write_definitions};
-use super::process::{Served, cli_token};
+use super::harness::{s, write_definitions};
+use super::process::{Served, cli_token, finish_steer, second_serve_refused};
 
-/// A new database on this test process's PostgreSQL server.
-fn database() -> String {
-    tokio::runtime::Runtime::new()
+/// A directory with the test definitions, a new database on this test process's PostgreSQL
+/// server, and the data directory the service is to use.
+fn setup() -> (tempfile::TempDir, String, String) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    write_definitions(dir.path());
+    let url = tokio::runtime::Runtime::new()
         .expect("a runtime")
         .block_on(csmp::testing::postgres())
-        .expect("the test PostgreSQL starts")
+        .expect("the test PostgreSQL starts");
+    let data = dir.path().join("data").display().to_string();
+    (dir, url, data)
 }
 
 /// Each finished unit of a run: key → (status, attempt).
@@ -41,13 +44,9 @@ fn finished(detail: &Value) -> Vec<(String, String, u64)> {
 
 #[test]
 fn a_serve_on_postgres_killed_with_sigkill_keeps_everything_and_goes_on() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    write_definitions(dir.path());
-    let url = database();
+    let (dir, url, data) = setup();
     let db = Path::new(&url);
-    let data = dir.path().join("data");
-    let data = data.to_str().expect("a UTF-8 path");
-    let env = [("CSMP_DATA_DIR", data)];
+    let env = [("CSMP_DATA_DIR", data.as_str())];
     let operator = cli_token(db, &["--role", "operator"]);
     let client = cli_token(db, &["--role", "client", "--tenant", "acme"]);
 
@@ -66,7 +65,7 @@ fn a_serve_on_postgres_killed_with_sigkill_keeps_everything_and_goes_on() {
         .expect(200);
     app.kill_9();
     assert!(
-        Path::new(data).join("postgres.key").is_file(),
+        Path::new(&data).join("postgres.key").is_file(),
         "the master key is kept in CSMP_DATA_DIR"
     );
 
@@ -95,59 +94,18 @@ fn a_serve_on_postgres_killed_with_sigkill_keeps_everything_and_goes_on() {
     assert_eq!(again["outputs"], ordered_done["outputs"]);
     assert_eq!(finished(&again), finished(&ordered_done), "not run again");
 
-    app.post(&format!("/v1/runs/{run}/signals/go"))
-        .auth(&operator)
-        .json(&json!({ "after": "kill -9" }))
-        .send()
-        .expect(202);
-    app.post(&format!("/v1/runs/{run}/approvals/gate"))
-        .auth(&operator)
-        .json(&json!({ "approved": true }))
-        .send()
-        .expect(200);
-    let done = app.wait_run(&client, &run, "succeeded");
-    assert_eq!(done["outputs"], json!({ "heard": { "after": "kill -9" } }));
-    app.wait_request(&client, &request, "fulfilled");
+    finish_steer(&app, &operator, &client, &run, &request, "kill -9");
     let (status, _) = app.terminate();
     assert!(status.success(), "exit status {status}");
 }
 
 #[test]
 fn a_second_serve_on_one_postgres_database_refuses_to_start() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    write_definitions(dir.path());
-    let url = database();
+    let (dir, url, data) = setup();
     let db = Path::new(&url);
-    let data = dir.path().join("data");
-    let data = data.to_str().expect("a UTF-8 path");
-    let env = [("CSMP_DATA_DIR", data)];
+    let env = [("CSMP_DATA_DIR", data.as_str())];
     let app = Served::start_on(dir.path(), db, "first", &[], &env);
-    let log_path = dir.path().join("second.log");
-    let mut second = Command::new(env!("CARGO_BIN_EXE_csmp"))
-        .args(["serve", "--listen", "127.0.0.1:0", "--database", &url])
-        .arg("--workflows")
-        .arg(dir.path().join("workflows"))
-        .arg("--catalog")
-        .arg(dir.path().join("catalog"))
-        .envs(env)
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log_path).expect("a log file"))
-        .spawn()
-        .expect("a second csmp serve runs");
-    let started = Instant::now();
-    let code = loop {
-        if let Some(status) = second.try_wait().expect("its status") {
-            break status.code();
-        }
-        if started.elapsed() > GUARD {
-            let _ = second.kill();
-            let _ = second.wait();
-            panic!("the second csmp serve kept running beside the first");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    assert_eq!(code, Some(1));
-    let log = std::fs::read_to_string(&log_path).expect("its log");
+    let log = second_serve_refused(dir.path(), db, &env);
     assert!(
         log.contains("another csmp serve is using this PostgreSQL database"),
         "says why: {log}"

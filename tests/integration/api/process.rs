@@ -388,19 +388,7 @@ fn sigterm_ends_streams_and_exits_0_and_a_restart_has_everything() {
     );
 
     // The run goes on where it stopped.
-    app.post(&format!("/v1/runs/{run}/signals/go"))
-        .auth(&operator)
-        .json(&json!({ "after": "restart" }))
-        .send()
-        .expect(202);
-    app.post(&format!("/v1/runs/{run}/approvals/gate"))
-        .auth(&operator)
-        .json(&json!({ "approved": true }))
-        .send()
-        .expect(200);
-    let done = app.wait_run(&client, &run, "succeeded");
-    assert_eq!(done["outputs"], json!({ "heard": { "after": "restart" } }));
-    app.wait_request(&client, &request, "fulfilled");
+    finish_steer(&app, &operator, &client, &run, &request, "restart");
 
     let (status, _) = app.terminate();
     assert!(status.success(), "exit status {status}");
@@ -608,15 +596,59 @@ fn a_second_serve_on_one_sqlite_file_refuses_to_start() {
     let dir = tempfile::tempdir().expect("temp dir");
     write_definitions(dir.path());
     let app = Served::start(dir.path(), "first");
-    let log_path = dir.path().join("second.log");
+    let log = second_serve_refused(dir.path(), &dir.path().join("csmp.db"), &[]);
+    assert!(
+        log.contains("another csmp serve is using")
+            && log.contains(&format!("pid {}", app.child.id())),
+        "says who holds the database: {log}"
+    );
+    // The first one is untouched and stops cleanly; then the file is free again.
+    assert_eq!(app.get("/healthz").send().status, 200);
+    let (status, _) = app.terminate();
+    assert!(status.success());
+    let again = Served::start(dir.path(), "again");
+    let (status, _) = again.terminate();
+    assert!(status.success());
+}
+
+/// Signals `go` with `{"after": after}` to a `steer` run waiting at its gate, approves the gate,
+/// and checks that the run hears the payload and its request is fulfilled.
+pub(super) fn finish_steer(
+    app: &Served,
+    operator: &Token,
+    client: &Token,
+    run: &str,
+    request: &str,
+    after: &str,
+) {
+    app.post(&format!("/v1/runs/{run}/signals/go"))
+        .auth(operator)
+        .json(&json!({ "after": after }))
+        .send()
+        .expect(202);
+    app.post(&format!("/v1/runs/{run}/approvals/gate"))
+        .auth(operator)
+        .json(&json!({ "approved": true }))
+        .send()
+        .expect(200);
+    let done = app.wait_run(client, run, "succeeded");
+    assert_eq!(done["outputs"], json!({ "heard": { "after": after } }));
+    app.wait_request(client, request, "fulfilled");
+}
+
+/// Starts a second `csmp serve` on `database` beside a running one, waits (bounded) for it to
+/// exit 1, and returns its log.
+pub(super) fn second_serve_refused(dir: &Path, database: &Path, env: &[(&str, &str)]) -> String {
+    let log_path = dir.join("second.log");
     let mut second = Command::new(env!("CARGO_BIN_EXE_csmp"))
         .args(["serve", "--listen", "127.0.0.1:0"])
         .arg("--database")
-        .arg(dir.path().join("csmp.db"))
+        .arg(database)
         .arg("--workflows")
-        .arg(dir.path().join("workflows"))
+        .arg(dir.join("workflows"))
         .arg("--catalog")
-        .arg(dir.path().join("catalog"))
+        .arg(dir.join("catalog"))
+        .envs(env.iter().copied())
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(&log_path).expect("a log file"))
         .spawn()
@@ -633,20 +665,9 @@ fn a_second_serve_on_one_sqlite_file_refuses_to_start() {
         }
         std::thread::sleep(Duration::from_millis(50));
     };
-    assert_eq!(code, Some(1));
     let log = std::fs::read_to_string(&log_path).expect("its log");
-    assert!(
-        log.contains("another csmp serve is using")
-            && log.contains(&format!("pid {}", app.child.id())),
-        "says who holds the database: {log}"
-    );
-    // The first one is untouched and stops cleanly; then the file is free again.
-    assert_eq!(app.get("/healthz").send().status, 200);
-    let (status, _) = app.terminate();
-    assert!(status.success());
-    let again = Served::start(dir.path(), "again");
-    let (status, _) = again.terminate();
-    assert!(status.success());
+    assert_eq!(code, Some(1), "the second serve exits 1: {log}");
+    log
 }
 
 /// An approval, then a step of the uploaded test plugin.
