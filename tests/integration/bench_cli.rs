@@ -104,3 +104,85 @@ fn csmp_bench_refuses_a_bad_scale() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--scale"));
 }
+
+#[test]
+fn csmp_bench_runs_the_core_workloads_on_postgres_and_drops_its_databases() {
+    let rt = tokio::runtime::Runtime::new().expect("a runtime");
+    let url = rt
+        .block_on(csmp::testing::postgres())
+        .expect("the test PostgreSQL starts");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let scratch = dir.path().display().to_string();
+    let out = csmp(&[
+        "bench",
+        "--json",
+        "--scale",
+        "0.01",
+        "--dir",
+        &scratch,
+        "--database",
+        &url,
+    ]);
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines: Vec<Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    let names: Vec<&str> = lines
+        .iter()
+        .map(|l| l["workload"].as_str().unwrap_or(""))
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "disk",
+            "chain",
+            "chain40",
+            "fanout",
+            "fanout10k",
+            "wide",
+            "timers",
+            "recovery"
+        ],
+        "every workload that needs no `csmp serve`"
+    );
+    let get = |workload: &str, key: &str| -> f64 {
+        lines
+            .iter()
+            .find(|l| l["workload"] == workload)
+            .and_then(|l| l[key].as_f64())
+            .unwrap_or_else(|| panic!("{workload}.{key} missing in {text}"))
+    };
+    assert_eq!(get("chain", "steps"), 100.0);
+    assert_eq!(get("fanout", "children"), 10.0);
+    assert_eq!(get("recovery", "lost_runs"), 0.0);
+    assert_eq!(get("recovery", "steps_succeeded"), 200.0);
+    assert!(get("recovery", "duplicate_attempts") <= get("recovery", "steps_in_flight_at_kill"));
+    // Its databases are gone afterwards.
+    let left: Vec<String> = rt.block_on(async {
+        use sqlx::Connection as _;
+        let mut conn = sqlx::PgConnection::connect(&url).await.expect("connects");
+        sqlx::query_scalar("SELECT datname FROM pg_database WHERE datname LIKE 'csmp_bench_%'")
+            .fetch_all(&mut conn)
+            .await
+            .expect("lists databases")
+    });
+    assert!(left.is_empty(), "left behind: {left:?}");
+
+    let refused = csmp(&["bench", "--database", &url, "api-chain"]);
+    assert_eq!(refused.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("run it without --database"),
+        "{}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
+    let not_a_url = csmp(&["bench", "--database", "bench.db", "chain"]);
+    assert_eq!(not_a_url.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&not_a_url.stderr).contains("not a postgres:// URL"));
+}

@@ -10,6 +10,7 @@
 mod api;
 mod console;
 mod disk;
+mod postgres;
 mod recovery;
 mod report;
 mod scaling;
@@ -24,7 +25,7 @@ use clap::ValueEnum;
 use crate::plan::{Env, Plan, validate_workflow};
 use crate::plugin::{HostConfig, PluginHost};
 use crate::runtime::{AttemptObserver, Definitions, Engine, EngineConfig, TokioClock};
-use crate::store::{Durability, Store};
+use crate::store::Store;
 
 pub use report::{Metric, Report, Target};
 
@@ -44,9 +45,15 @@ pub struct BenchArgs {
     /// (default: the system's temporary directory).
     #[arg(long)]
     pub dir: Option<PathBuf>,
+    /// A PostgreSQL server to run the workloads on instead of SQLite files
+    /// (`postgres://user:password@host:port/db`, a user allowed to create databases): each
+    /// workload gets a database of its own there, dropped at the end. The `api-*` and
+    /// `console` workloads run on SQLite only.
+    #[arg(long)]
+    pub database: Option<String>,
     /// Internal: run as the recovery workload's child process on this database.
     #[arg(long, hide = true)]
-    pub child_db: Option<PathBuf>,
+    pub child_db: Option<String>,
     /// Internal: the child appends a line here as each plugin attempt starts.
     #[arg(long, hide = true)]
     pub child_trace: Option<PathBuf>,
@@ -84,6 +91,14 @@ pub enum Workload {
 }
 
 impl Workload {
+    /// Whether it starts a real `csmp serve` (on a SQLite file).
+    fn serves(self) -> bool {
+        matches!(
+            self,
+            Workload::ApiChain | Workload::ApiChain40 | Workload::ApiFanout | Workload::Console
+        )
+    }
+
     const ALL: [Workload; 11] = [
         Workload::Chain,
         Workload::Chain40,
@@ -125,24 +140,50 @@ pub fn main(args: BenchArgs) -> anyhow::Result<()> {
         .prefix("csmp-bench-")
         .tempdir_in(&base)
         .with_context(|| format!("creating a temporary directory in {}", base.display()))?;
+    let postgres = match &args.database {
+        Some(url) if crate::store::is_postgres(url) => {
+            Some(Arc::new(postgres::Server::new(url.clone())))
+        }
+        Some(other) => anyhow::bail!(
+            "`--database {other}` is not a postgres:// URL (without --database the workloads run on SQLite files)"
+        ),
+        None => None,
+    };
     let workloads = if args.workloads.is_empty() {
-        Workload::ALL.to_vec()
+        Workload::ALL
+            .iter()
+            .copied()
+            .filter(|w| postgres.is_none() || !w.serves())
+            .collect()
     } else {
         args.workloads.clone()
     };
+    if postgres.is_some()
+        && let Some(w) = workloads.iter().find(|w| w.serves())
+    {
+        anyhow::bail!(
+            "the {} workload starts a `csmp serve` on SQLite; run it without --database",
+            w.to_possible_value()
+                .map_or_else(String::new, |v| v.get_name().to_string())
+        );
+    }
     let say = |line: String| {
         if !args.json {
             println!("{line}");
         }
     };
     say(format!(
-        "csmp bench: {} on {} cores, scratch directory {}",
+        "csmp bench: {} on {} cores, {}, scratch directory {}",
         workloads
             .iter()
             .filter_map(|w| w.to_possible_value().map(|v| v.get_name().to_string()))
             .collect::<Vec<_>>()
             .join(", "),
         std::thread::available_parallelism().map_or(1, |n| n.get()),
+        postgres.as_ref().map_or_else(
+            || "SQLite files".to_string(),
+            |p| format!("PostgreSQL at {}", p.shown())
+        ),
         tmp.path().display()
     ));
     say("probing the disk: 2,000 × (4 KiB append + fdatasync) …".into());
@@ -160,6 +201,7 @@ pub fn main(args: BenchArgs) -> anyhow::Result<()> {
             scale: args.scale,
             fsync_ms: disk.p50_ms(),
             fsyncs_per_s: disk.per_second(),
+            postgres: postgres.clone(),
         };
         if let Some(name) = w.to_possible_value() {
             say(format!("\nrunning {} …", name.get_name()));
@@ -181,6 +223,9 @@ pub fn main(args: BenchArgs) -> anyhow::Result<()> {
         })?;
         missed.extend(report.missed());
         emit(&report, args.json);
+    }
+    if let Some(p) = &postgres {
+        rt.block_on(p.drop_all())?;
     }
     drop(rt);
     tmp.close().context("removing the scratch directory")?;
@@ -212,12 +257,23 @@ struct Ctx {
     fsync_ms: f64,
     /// The probe's fsyncs per second.
     fsyncs_per_s: f64,
+    /// The PostgreSQL server the workloads run on, when not SQLite files.
+    postgres: Option<Arc<postgres::Server>>,
 }
 
 impl Ctx {
     /// `n` scaled, at least 1.
     fn scaled(&self, n: usize) -> usize {
         ((n as f64 * self.scale).round() as usize).max(1)
+    }
+
+    /// Where the workload's database `file` (`chain.db`) is: a new SQLite file in the scratch
+    /// directory, or a new database on the PostgreSQL server.
+    async fn database(&self, file: &str) -> anyhow::Result<String> {
+        match &self.postgres {
+            Some(p) => p.fresh(file).await,
+            None => Ok(self.dir.join(file).display().to_string()),
+        }
     }
 }
 
@@ -256,8 +312,11 @@ async fn engine(
     yaml: &str,
     observer: Option<Arc<dyn AttemptObserver>>,
 ) -> anyhow::Result<Engine> {
-    let path = ctx.dir.join(db);
-    let store = Store::open(&path, Durability::Full).await?;
+    let store = Store::open_location(
+        &ctx.database(db).await?,
+        crate::store::StoreOptions::default(),
+    )
+    .await?;
     let plan = plan(&ctx.host, yaml)?;
     store
         .put_workflow(plan.name(), plan.version(), yaml, 0, None)

@@ -22,7 +22,7 @@ use super::report::{Report, Target};
 use super::workloads::submit_all;
 use super::{Ctx, bench_host, chain_yaml, plan};
 use crate::runtime::{AttemptObserver, Definitions, Engine, EngineConfig, TokioClock};
-use crate::store::{Durability, RunStatus, Store};
+use crate::store::{RunStatus, Store, StoreOptions};
 
 /// Steps per run.
 const LEN: usize = 10;
@@ -53,13 +53,13 @@ impl AttemptObserver for TraceFile {
 
 /// The child process: runs the engine on `db`, submits `submit` runs (printing `submitted N`
 /// once all are accepted), then works until its standard input closes or it is killed.
-pub(super) async fn child(db: &Path, trace: Option<&Path>, submit: usize) -> anyhow::Result<()> {
-    let dir = db
-        .parent()
+pub(super) async fn child(db: &str, trace: Option<&Path>, submit: usize) -> anyhow::Result<()> {
+    let dir = trace
+        .and_then(Path::parent)
         .map_or_else(|| PathBuf::from("."), Path::to_path_buf);
     let host = bench_host(&dir)?;
     let yaml = chain_yaml(WORKFLOW, LEN);
-    let store = Store::open(db, Durability::Full).await?;
+    let store = Store::open_location(db, StoreOptions::default()).await?;
     let plan = plan(&host, &yaml)?;
     store
         .put_workflow(plan.name(), plan.version(), &yaml, 0, None)
@@ -132,7 +132,7 @@ impl Drop for ChildGuard {
     }
 }
 
-fn spawn_child(db: &Path, trace: &Path, submit: usize) -> anyhow::Result<ChildGuard> {
+fn spawn_child(db: &str, trace: &Path, submit: usize) -> anyhow::Result<ChildGuard> {
     let exe = std::env::current_exe().context("finding the csmp binary")?;
     Command::new(&exe)
         .arg("bench")
@@ -176,7 +176,7 @@ pub(super) async fn parent(ctx: &Ctx) -> anyhow::Result<Report> {
     let total_steps = runs * LEN;
     let dir = ctx.dir.join("recovery");
     std::fs::create_dir_all(&dir)?;
-    let db = dir.join("recovery.db");
+    let db = ctx.database("recovery/recovery.db").await?;
     let (trace_a, trace_b) = (
         dir.join("trace-killed.txt"),
         dir.join("trace-restarted.txt"),
@@ -209,7 +209,7 @@ pub(super) async fn parent(ctx: &Ctx) -> anyhow::Result<Report> {
     let started_before_kill = trace_lines(&trace_a);
 
     // 2. What the disk says at the kill.
-    let store = Store::open(&db, Durability::Full).await?;
+    let store = Store::open_location(&db, StoreOptions::default()).await?;
     let census = store.census().await?;
     let in_flight = census.steps.get("running").copied().unwrap_or(0);
     let unfinished_at_kill = census.unfinished_runs();
