@@ -239,6 +239,7 @@ async fn runs_survive_kill_9_at_random_moments() {
                     inputs,
                     tenant: "t".into(),
                     requester: None,
+                    partition: None,
                 })
                 .await
                 .expect("submit"),
@@ -269,6 +270,7 @@ async fn runs_survive_kill_9_at_random_moments() {
                 inputs,
                 tenant: "t".into(),
                 requester: None,
+                partition: None,
             })
             .await
             .expect("submit");

@@ -239,6 +239,7 @@ outputs:
             inputs: json!({}),
             tenant: "acme".into(),
             requester: None,
+            partition: None,
         })
         .await
         .expect("accepted");

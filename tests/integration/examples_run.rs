@@ -115,6 +115,7 @@ impl Examples {
                 inputs,
                 tenant: "acme".into(),
                 requester: Some("alice".into()),
+                partition: None,
             })
             .await
             .unwrap_or_else(|e| panic!("{workflow} not accepted: {e}"))

@@ -125,6 +125,7 @@ impl Harness {
                 inputs,
                 tenant: "acme".into(),
                 requester: Some("alice".into()),
+                partition: None,
             })
             .await
             .expect("submitted")
@@ -285,6 +286,7 @@ async fn inputs_are_checked_before_anything_is_stored() {
             inputs: json!({"n": "seven"}),
             tenant: "acme".into(),
             requester: None,
+            partition: None,
         })
         .await
         .expect_err("invalid");
@@ -300,6 +302,7 @@ async fn inputs_are_checked_before_anything_is_stored() {
             inputs: json!({}),
             tenant: "acme".into(),
             requester: None,
+            partition: None,
         })
         .await
         .expect_err("unknown");
@@ -1129,13 +1132,14 @@ async fn owned_engine(h: &Harness, owner: &str) -> Engine {
     .await
 }
 
-/// Two engines on one SQLite file: when one's lease runs out and the other takes the run over,
-/// the first one's next write for that run is refused (never applied) and it drops the run;
-/// the new owner finishes it.
+/// Two engines on one SQLite file: when one's lease runs out and the other takes its
+/// partitions over, the first one's next write for a run there is refused (never applied) and
+/// it drops the run; a command it takes afterwards goes to the new holder, which finishes the
+/// run.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_process_whose_lease_was_taken_over_is_fenced_out() {
     let h = start(&[STEER_AFTER_NAP]).await;
-    // Only `a` and `b` execute here (the harness's own engine would adopt runs too).
+    // Only `a` and `b` execute here (the harness's own engine would hold partitions too).
     h.engine.shutdown().await;
     let a = owned_engine(&h, "a").await;
     let run = a
@@ -1145,12 +1149,13 @@ async fn a_process_whose_lease_was_taken_over_is_fenced_out() {
             inputs: json!({}),
             tenant: "acme".into(),
             requester: None,
+            partition: None,
         })
         .await
         .expect("submitted");
     h.wait_for_status(&run, "gate", StepStatus::Waiting).await;
 
-    // a's lease runs out; b starts and claims the run under a new epoch.
+    // a's lease runs out; b starts and takes every partition under new epochs.
     h.clock.advance(2 * HOUR);
     let b = owned_engine(&h, "b").await;
     let stored = h
@@ -1160,7 +1165,17 @@ async fn a_process_whose_lease_was_taken_over_is_fenced_out() {
         .await
         .expect("read")
         .expect("run");
-    assert_eq!(stored.lease_owner.as_deref(), Some("b"));
+    let holder = h
+        .engine
+        .store()
+        .partitions()
+        .await
+        .expect("partitions")
+        .into_iter()
+        .find(|p| p.id == stored.partition)
+        .and_then(|p| p.owner);
+    assert_eq!(holder.as_deref(), Some("b"));
+    assert!(b.held().holds(stored.partition));
 
     // a still has the run in memory: its approval is refused, and nothing of it is stored.
     let refused = a
@@ -1172,20 +1187,12 @@ async fn a_process_whose_lease_was_taken_over_is_fenced_out() {
         "{refused}"
     );
     assert_eq!(h.step(&run, "gate").await.status, StepStatus::Waiting);
-    // ... and a has let go of the run.
-    let again = a
-        .approve(&run, "gate", true, "alice", None)
-        .await
-        .expect_err("dropped");
-    assert!(
-        matches!(&again, EngineError::Conflict(m) if m.contains("another process")),
-        "{again}"
-    );
+    assert!(!a.held().holds(stored.partition), "a has let go");
 
-    // b, the owner now, finishes it.
-    b.approve(&run, "gate", true, "bob", None)
+    // A command a takes now goes to b, the holder, which applies it and answers.
+    a.approve(&run, "gate", true, "alice", None)
         .await
-        .expect("b decides");
+        .expect("forwarded to b and applied there");
     let status = tokio::time::timeout(GUARD, b.wait(&run))
         .await
         .expect("ends")
@@ -1193,8 +1200,13 @@ async fn a_process_whose_lease_was_taken_over_is_fenced_out() {
     assert_eq!(status, RunStatus::Succeeded);
     assert_eq!(
         h.step(&run, "gate").await.output.expect("decided")["by"],
-        "bob"
+        "alice"
     );
+    let late = b
+        .approve(&run, "gate", true, "bob", None)
+        .await
+        .expect_err("decided already");
+    assert!(matches!(late, EngineError::Conflict(_)), "{late}");
     a.shutdown().await;
     b.shutdown().await;
 }
@@ -1221,6 +1233,7 @@ async fn signal_ids_come_from_the_database() {
         inputs: json!({}),
         tenant: "acme".into(),
         requester: None,
+        partition: None,
     };
     let run_a = a.submit(new()).await.expect("a submits");
     let run_b = b.submit(new()).await.expect("b submits");
@@ -1407,6 +1420,7 @@ steps:
             inputs: json!({}),
             tenant: "acme".into(),
             requester: None,
+            partition: None,
         })
         .await
         .expect("submitted");
@@ -1491,6 +1505,7 @@ async fn a_panic_in_a_worker_fails_only_that_attempt() {
         inputs,
         tenant: "acme".into(),
         requester: None,
+        partition: None,
     };
     let run = engine
         .submit(new("boom", json!({})))
@@ -1566,6 +1581,7 @@ async fn a_late_result_of_an_earlier_attempt_leaves_the_current_one_alone() {
             inputs: json!({}),
             tenant: "acme".into(),
             requester: None,
+            partition: None,
         })
         .await
         .expect("submitted");
@@ -1710,6 +1726,7 @@ async fn a_full_command_queue_refuses_at_once() {
             inputs: json!({}),
             tenant: "acme".into(),
             requester: None,
+            partition: None,
         })
         .await
         .expect("submitted");

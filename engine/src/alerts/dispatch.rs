@@ -24,8 +24,11 @@ use super::silences::Silence;
 use crate::runtime::{Clock, Engine, EngineError, NewRun, PROVIDER, Submission};
 use crate::store::{
     AlertLink, AlertRow, AuditRow, EventRow, GroupRow, IncidentRow, MatchRow, RunKey, Store,
-    StoreError, Write,
+    StoreError,
 };
+
+/// The database-wide lock under which alerts are taken and groups act, one process at a time.
+const ALERTS_LOCK: i64 = 0x63_73_6d_70_61_6c_72_74;
 
 /// Most alerts of a group listed in its run's inputs (`group.alerts`).
 const GROUP_ALERTS_IN_SCOPE: usize = 100;
@@ -291,7 +294,16 @@ impl Worker {
         }
     }
 
+    /// Stores a notification's alerts and decides what each does, while no other process
+    /// sharing the database takes one (deduplication and grouping read what the last intake
+    /// wrote).
     async fn intake(&self, intake: Intake) -> Result<Option<Vec<Decision>>, DispatchError> {
+        self.store
+            .serialized(ALERTS_LOCK, async || self.intake_now(intake).await)
+            .await?
+    }
+
+    async fn intake_now(&self, intake: Intake) -> Result<Option<Vec<Decision>>, DispatchError> {
         if let Some(id) = &intake.once
             && self.store.sns_message_seen(id).await?
         {
@@ -329,8 +341,22 @@ impl Worker {
         Ok(Some(decisions))
     }
 
-    /// Acts for due groups, delivers what is pending, and closes groups whose run ended.
+    /// Acts for due groups and delivers what is pending — in the one process that holds the
+    /// cron partition, and while no intake runs anywhere.
     async fn work(&self) {
+        if !self.engine.leads() {
+            return;
+        }
+        if let Err(e) = self
+            .store
+            .serialized(ALERTS_LOCK, async || self.work_now().await)
+            .await
+        {
+            tracing::warn!("cannot act on alert groups now: {e}");
+        }
+    }
+
+    async fn work_now(&self) {
         let now = self.clock.now_ms();
         match self.store.due_groups(now).await {
             Ok(groups) => {
@@ -356,8 +382,12 @@ impl Worker {
         }
     }
 
-    /// Closes the open groups whose run has ended: their cooldown starts when the run ended.
+    /// Closes the open groups whose run has ended: their cooldown starts when the run ended
+    /// (in the process that acts on groups).
     async fn close_ended(&self) {
+        if !self.engine.leads() {
+            return;
+        }
         let groups = match self.store.groups_with_ended_runs().await {
             Ok(g) => g,
             Err(e) => {
@@ -492,13 +522,12 @@ impl Worker {
                 details: json!({}),
                 created_at: now,
                 updated_at: now,
+                // Where the engine puts it.
+                partition: 0,
             };
-            let link = Write::AlertLink {
-                link: AlertLink::IncidentOpened {
-                    group_id: g.id.clone(),
-                    incident_id: row.id.clone(),
-                },
-                run: None,
+            let link = AlertLink::IncidentOpened {
+                group_id: g.id.clone(),
+                incident_id: row.id.clone(),
             };
             let opened = self
                 .engine
@@ -530,6 +559,7 @@ impl Worker {
                     inputs,
                     tenant,
                     "run",
+                    None,
                 )
                 .await?,
             );
@@ -546,6 +576,7 @@ impl Worker {
                     inputs,
                     tenant,
                     &format!("notify-{i}"),
+                    None,
                 )
                 .await
             {
@@ -579,7 +610,17 @@ impl Worker {
         }
         let inputs = json!({ "incident": incident });
         if let Err(e) = self
-            .start(rule, g, ESCALATE_WORKFLOW, None, inputs, tenant, "escalate")
+            .start(
+                rule,
+                g,
+                ESCALATE_WORKFLOW,
+                None,
+                inputs,
+                tenant,
+                "escalate",
+                // It lives with its incident, which hears of acknowledgements in process.
+                Some(row.partition),
+            )
             .await
         {
             let (Trouble::Later(e) | Trouble::Fatal(e)) = e;
@@ -599,6 +640,7 @@ impl Worker {
         inputs: Json,
         tenant: &str,
         what: &str,
+        partition: Option<i64>,
     ) -> Result<String, Trouble> {
         let requester = format!("rule:{}", rule.name);
         let key = format!("alert-group:{}:{what}", g.id);
@@ -617,6 +659,7 @@ impl Worker {
                     inputs,
                     tenant: tenant.to_string(),
                     requester: Some(requester.clone()),
+                    partition,
                 },
                 Submission {
                     labels,
@@ -644,12 +687,9 @@ impl Worker {
             let Some(signal) = m.signal.clone() else {
                 continue;
             };
-            let delivered = Write::AlertLink {
-                link: AlertLink::Delivered {
-                    alert_id: m.alert_id.clone(),
-                    group_id: g.id.clone(),
-                },
-                run: g.run_id.clone(),
+            let delivered = AlertLink::Delivered {
+                alert_id: m.alert_id.clone(),
+                group_id: g.id.clone(),
             };
             if let Some(incident) = &g.incident_id {
                 let (action, note) = if signal == "resolved" {

@@ -241,6 +241,7 @@ async fn open_incident(state: &AppState, c: &CheckPlan, why: &str) -> Option<Str
         details: json!({}),
         created_at: now,
         updated_at: now,
+        partition: 0,
     };
     let opened = match state.engine.open_incident(row, Vec::new()).await {
         Ok(o) => o,
@@ -259,6 +260,8 @@ async fn open_incident(state: &AppState, c: &CheckPlan, why: &str) -> Option<Str
                 inputs: json!({ "incident": opened.id }),
                 tenant: crate::runtime::PROVIDER.into(),
                 requester: Some(by),
+                // It lives with its incident, which hears of acknowledgements in process.
+                partition: Some(opened.partition),
             })
             .await;
         if let Err(e) = run {

@@ -315,7 +315,9 @@ pub(super) async fn edit(
         &who,
         &audit,
         &id,
-        IncidentSteer::Edit(Box::new(edit)),
+        IncidentSteer::Edit {
+            edit: Box::new(edit),
+        },
         None,
     )
     .await

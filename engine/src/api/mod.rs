@@ -12,6 +12,7 @@ pub mod audit;
 pub mod auth;
 mod catalog;
 mod check_watch;
+mod cluster;
 mod console;
 mod control;
 mod events;
@@ -99,6 +100,8 @@ pub struct ApiConfig {
     pub rate_limit: Option<std::num::NonZeroU32>,
     /// Which SNS topics and certificate sources `POST /v1/events/cloudwatch` accepts.
     pub sns: crate::alerts::sns::SnsPolicy,
+    /// Serve only `/healthz`, `/readyz` and `/metrics` (a process that only executes runs).
+    pub health_only: bool,
 }
 
 /// Default of `--rate-limit`: calls per second per token.
@@ -119,6 +122,7 @@ impl Default for ApiConfig {
             max_connections: DEFAULT_MAX_CONNECTIONS,
             rate_limit: std::num::NonZeroU32::new(DEFAULT_RATE_LIMIT),
             sns: crate::alerts::sns::SnsPolicy::default(),
+            health_only: false,
         }
     }
 }
@@ -332,6 +336,17 @@ impl AppState {
 
 /// The whole HTTP surface.
 pub fn router(state: AppState) -> Router {
+    if state.config.health_only {
+        return Router::new()
+            .route("/healthz", get(health::healthz))
+            .route("/readyz", get(health::readyz))
+            .route("/metrics", get(health::metrics))
+            .fallback(not_found)
+            .method_not_allowed_fallback(method_not_allowed)
+            .layer(middleware::from_fn_with_state(state.clone(), observe))
+            .layer(middleware::from_fn(trace::middleware))
+            .with_state(state);
+    }
     let timed = Router::new()
         .route("/v1/catalog", get(catalog::list))
         .route(
@@ -423,6 +438,7 @@ pub fn router(state: AppState) -> Router {
             put(admin::put_tenant).get(admin::get_tenant),
         )
         .route("/v1/audit", get(admin::audit))
+        .route("/v1/cluster", get(cluster::get))
         .route("/v1/secrets", get(secrets::list))
         .route("/v1/secrets/{name}", put(secrets::put))
         .layer(middleware::from_fn_with_state(state.clone(), time_limit));
@@ -574,7 +590,12 @@ pub async fn serve(
         let mut every = tokio::time::interval(levels.config.slo_every);
         loop {
             tokio::select! {
-                _ = every.tick() => slo_watch::check(&levels).await,
+                // One process at a time watches: the one holding the cron partition.
+                _ = every.tick() => {
+                    if levels.engine.leads() {
+                        slo_watch::check(&levels).await;
+                    }
+                }
                 () = levels.shutdown.cancelled() => return,
             }
         }
@@ -587,7 +608,12 @@ pub async fn serve(
         every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
-                _ = every.tick() => runner.tick(&checking).await,
+                // One process at a time probes: the one holding the cron partition.
+                _ = every.tick() => {
+                    if checking.engine.leads() {
+                        runner.tick(&checking).await;
+                    }
+                }
                 () = checking.shutdown.cancelled() => return,
             }
         }

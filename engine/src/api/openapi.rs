@@ -5,9 +5,9 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use super::{
-    admin, alerts, approvals, catalog, control, events, grants, health, incident_views, incidents,
-    oncall, oncall_files, plugins, problem, reports, requests, rules, run_list, runs, secrets,
-    silences, start, status, steps, views, workflows,
+    admin, alerts, approvals, catalog, cluster, control, events, grants, health, incident_views,
+    incidents, oncall, oncall_files, plugins, problem, reports, requests, rules, run_list, runs,
+    secrets, silences, start, status, steps, views, workflows,
 };
 
 struct Bearer;
@@ -89,7 +89,7 @@ impl Modify for RateLimited {
         incidents::resolve, incidents::note, incidents::reopen, incidents::edit, incidents::review,
         reports::incidents, reports::sla, reports::slo, status::json, status::html,
         admin::create_token, admin::list_tokens, admin::revoke_token, admin::list_tenants,
-        admin::get_tenant, admin::put_tenant, admin::audit, secrets::list, secrets::put,
+        admin::get_tenant, admin::put_tenant, admin::audit, cluster::get, secrets::list, secrets::put,
         health::healthz, health::readyz, health::metrics, serve,
     ),
     components(schemas(
@@ -116,6 +116,7 @@ impl Modify for RateLimited {
         requests::Order, requests::Decision, start::StartRun, control::RerunFrom, approvals::Waiting, approvals::WaitingList, runs::StepDecision, runs::CancelOptions,
         steps::StepDetail, steps::AttemptView, incidents::Note,
         admin::NewTokenBody, admin::TenantBody, events::Received, events::Enqueued,
+        cluster::ClusterView, cluster::MemberView,
         crate::alerts::dispatch::Decision, crate::alerts::dispatch::RuleDecision,
         alerts::AlertList, alerts::AlertView, alerts::AlertLinkView,
         rules::RuleView, rules::RuleList, rules::RuleTest, rules::TestAlert, rules::RuleTestResult,

@@ -254,6 +254,11 @@ impl From<EngineError> for Problem {
             e @ (EngineError::Unavailable(_) | EngineError::Busy(_)) => {
                 Problem::unavailable(e.to_string())
             }
+            e @ EngineError::Unanswered(_) => Problem::new(
+                StatusCode::GATEWAY_TIMEOUT,
+                "not-applied-yet",
+                e.to_string(),
+            ),
         }
     }
 }

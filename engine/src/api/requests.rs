@@ -256,6 +256,7 @@ pub(super) async fn create(
             inputs: row.inputs.clone(),
             tenant: row.tenant.clone(),
             requester: Some(row.requester.clone()),
+            partition: None,
         };
         let run_id = state
             .engine
@@ -329,6 +330,7 @@ async fn start(state: &AppState, r: &RequestRow, audit: Option<AuditRow>) {
         inputs: r.inputs.clone(),
         tenant: r.tenant.clone(),
         requester: Some(r.requester.clone()),
+        partition: None,
     };
     if let Err(e) = state.engine.submit_for_request(run, &r.id, audit).await {
         tracing::error!(request = %r.id, "cannot start the run of a request: {e}");

@@ -20,7 +20,7 @@ use super::problem::{Body, Problem, RawBody, optional_json};
 use super::views::{RunDetail, RunStreamEvent, RunSummary, StepCount, StepView};
 use super::{AppState, PathParams, Query};
 use crate::plan::PlanKind;
-use crate::runtime::RunEvent;
+use crate::runtime::{RunEvent, Watch};
 use crate::store::{RunRow, StepCursor};
 
 /// The run `id` if the caller may see it; otherwise 404, as for a run that does not exist.
@@ -323,11 +323,18 @@ pub(super) async fn events(
             state.config.max_event_streams
         )));
     };
+    // A run another process executes is followed through the database.
+    let watch = if !run.status.is_final() && !state.engine.held().holds(run.partition) {
+        Some(Watch::start(state.store.clone(), &id).await?)
+    } else {
+        None
+    };
     let snapshot = detail(&state, &run, None, STEPS_PAGE).await?;
     let mut pending = VecDeque::new();
     pending.push_back(snapshot_event(&snapshot));
     let follow = Follow {
         rx,
+        watch,
         state,
         id,
         pending,
@@ -342,6 +349,8 @@ pub(super) async fn events(
 
 struct Follow {
     rx: broadcast::Receiver<RunEvent>,
+    /// Set while another process executes the run.
+    watch: Option<Watch>,
     state: AppState,
     id: String,
     pending: VecDeque<Event>,
@@ -388,20 +397,28 @@ async fn next_event(mut f: Follow) -> Option<(Result<Event, Infallible>, Follow)
         if f.done {
             return None;
         }
+        if let Some(watch) = &mut f.watch {
+            tokio::select! {
+                () = f.state.shutdown.cancelled() => return None,
+                seen = watch.next() => match seen {
+                    Ok(events) if events.is_empty() => f.done = true,
+                    Ok(events) => {
+                        for e in events {
+                            push_event(&mut f, &e);
+                        }
+                    }
+                    Err(e) => {
+                        tracing::warn!(run = %f.id, "cannot read a run another process executes: {e}");
+                        f.done = true;
+                    }
+                },
+            }
+            continue;
+        }
         tokio::select! {
             () = f.state.shutdown.cancelled() => return None,
             received = f.rx.recv() => match received {
-                Ok(e) => {
-                    let is_run = e.step.is_none();
-                    if is_run && matches!(e.status.as_str(), "succeeded" | "failed" | "cancelled") {
-                        f.done = true;
-                    }
-                    let event = Event::default()
-                        .event(if is_run { "run" } else { "step" })
-                        .json_data(&e)
-                        .unwrap_or_else(|_| Event::default());
-                    f.pending.push_back(event);
-                }
+                Ok(e) => push_event(&mut f, &e),
                 Err(broadcast::error::RecvError::Lagged(_)) => {
                     // Too far behind: send a fresh snapshot (one page and the counts) instead
                     // of the missed events.
@@ -415,8 +432,28 @@ async fn next_event(mut f: Follow) -> Option<(Result<Event, Infallible>, Follow)
                         _ => f.done = true,
                     }
                 }
-                Err(broadcast::error::RecvError::Closed) => f.done = true,
+                Err(broadcast::error::RecvError::Closed) => {
+                    // The run left this process (its partition moved): follow it through the
+                    // database from here.
+                    match Watch::start(f.state.store.clone(), &f.id).await {
+                        Ok(w) => f.watch = Some(w),
+                        Err(_) => f.done = true,
+                    }
+                }
             }
         }
     }
+}
+
+/// Queues a committed transition as a `run` or `step` event; the run's end ends the stream.
+fn push_event(f: &mut Follow, e: &RunEvent) {
+    let is_run = e.step.is_none();
+    if is_run && matches!(e.status.as_str(), "succeeded" | "failed" | "cancelled") {
+        f.done = true;
+    }
+    let event = Event::default()
+        .event(if is_run { "run" } else { "step" })
+        .json_data(e)
+        .unwrap_or_else(|_| Event::default());
+    f.pending.push_back(event);
 }

@@ -253,6 +253,7 @@ pub(super) async fn create(
                 inputs,
                 tenant,
                 requester: Some(who.token_id.clone()),
+                partition: None,
             },
             Submission {
                 labels: body.labels.clone(),

@@ -100,11 +100,22 @@ pub enum Command {
             value_delimiter = ':'
         )]
         plugins: Vec<PathBuf>,
-        /// This process's name in run leases. A restarted process with the same name takes its
-        /// runs back at once (one `csmp serve` per SQLite file; the name matters when several
-        /// processes share a database).
+        /// This process's name in partition leases: unique among the processes sharing a
+        /// PostgreSQL database (a second live process under a name it already has is refused). A
+        /// process restarted under its name takes its partitions back at once; others take them
+        /// over when their lease runs out.
         #[arg(long, env = "CSMP_OWNER", default_value = "local")]
         owner: String,
+        /// What this process does: `all` (the REST API, the console and the executor), `api`
+        /// (the REST API and the console; runs are executed by the processes holding their
+        /// partitions) or `executor` (executes runs; serves only /healthz, /readyz and
+        /// /metrics).
+        #[arg(long, env = "CSMP_ROLE", value_enum, default_value_t = ServeRole::All)]
+        role: ServeRole,
+        /// How long a partition's lease lasts: a process not heard from for this long has its
+        /// partitions (and their runs) taken over by the others, within this plus a third of it.
+        #[arg(long, env = "CSMP_LEASE", default_value = "10s", value_parser = duration)]
+        lease: std::time::Duration,
         /// Address of the REST API (`127.0.0.1:0` picks a free port).
         #[arg(long, env = "CSMP_LISTEN", default_value = "127.0.0.1:8080")]
         listen: String,
@@ -279,6 +290,28 @@ pub enum TokenCommand {
     },
 }
 
+/// What one `csmp serve` process does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ServeRole {
+    /// The REST API, the console and the executor.
+    All,
+    /// The REST API and the console; holds no partition.
+    Api,
+    /// The executor; serves only /healthz, /readyz and /metrics.
+    Executor,
+}
+
+impl ServeRole {
+    /// Its name among the members.
+    pub fn name(self) -> &'static str {
+        match self {
+            ServeRole::All => "all",
+            ServeRole::Api => "api",
+            ServeRole::Executor => "executor",
+        }
+    }
+}
+
 /// Token roles on the command line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum RoleArg {
@@ -426,6 +459,8 @@ pub fn main() -> ExitCode {
             grants,
             plugins,
             owner,
+            role,
+            lease,
             listen,
             sqlite_busy_timeout,
             max_event_streams,
@@ -450,6 +485,8 @@ pub fn main() -> ExitCode {
                 grants,
                 plugins,
                 owner,
+                role,
+                lease,
                 listen,
                 busy_timeout: sqlite_busy_timeout,
             };

@@ -199,11 +199,13 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<RunStatus> {
     defs.insert(plan);
     let config = EngineConfig {
         secrets,
-        // A lease name of its own, and no other run: a `csmp serve` on the same database keeps
-        // its runs, and is the one that finishes this run if this process dies (once the
-        // lease runs out) or is interrupted (at once: the lease is given back).
+        // A lease name and a partition of its own, and no other run: a `csmp serve` on the
+        // same database keeps its runs, and is the one that finishes this run if this process
+        // dies (once the lease runs out) or is interrupted (at once: the partition is given
+        // back).
         owner: format!("run-{}-{:08x}", std::process::id(), rand_u32()),
-        adopt: false,
+        ownership: crate::runtime::Ownership::Private,
+        role: "run",
         // One workflow, run now: the triggers of the stored workflows are `csmp serve`'s job.
         cron: false,
         ..EngineConfig::default()
@@ -218,6 +220,7 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<RunStatus> {
             inputs: opts.inputs,
             tenant: "local".into(),
             requester: None,
+            partition: None,
         })
         .await?;
     println!("run {id} of {name}@{version} started");
@@ -383,8 +386,12 @@ pub struct ServeOptions {
     pub grants: Option<PathBuf>,
     /// Plugin files and directories to load beside the built-ins and the uploaded plugins.
     pub plugins: Vec<PathBuf>,
-    /// This process's name in run leases.
+    /// This process's name in partition leases.
     pub owner: String,
+    /// What this process does.
+    pub role: super::ServeRole,
+    /// How long a partition's lease lasts.
+    pub lease: std::time::Duration,
     /// Address to listen on.
     pub listen: String,
     /// How long a commit waits for another process's write lock.
@@ -498,7 +505,8 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
             busy_timeout: opts.busy_timeout,
         })
         .await?;
-    let _service = store.hold_service_lock().await?;
+    // One live process per lease name on a shared database.
+    let _name = store.hold_owner_lock(&opts.owner).await?;
     let (host, mut origins) = host(&data, opts.grants.as_deref())?;
     for p in store.plugins().await? {
         match host.load(&p.wasm) {
@@ -534,6 +542,12 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
     let config = EngineConfig {
         secrets,
         owner: opts.owner.clone(),
+        lease: opts.lease,
+        role: opts.role.name(),
+        ownership: match opts.role {
+            super::ServeRole::Api => crate::runtime::Ownership::Nothing,
+            _ => crate::runtime::Ownership::Shared,
+        },
         ..EngineConfig::default()
     };
     let clock: Arc<dyn crate::runtime::Clock> = Arc::new(TokioClock::new());
@@ -564,6 +578,7 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
             max_connections: opts.max_connections,
             rate_limit: opts.rate_limit,
             sns: opts.sns.clone(),
+            health_only: opts.role == super::ServeRole::Executor,
             ..crate::api::ApiConfig::default()
         },
     );
@@ -573,7 +588,13 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
     state.set_checks(load_checks(&opts.checks)?);
     state.alerts.wake();
     reload_on_sighup(state.clone())?;
-    let restarted = crate::api::start_pending(&state).await?;
+    // Requests accepted before a crash get their runs from the process that fires the
+    // triggers, so two processes starting together start each once.
+    let restarted = if engine.leads() {
+        crate::api::start_pending(&state).await?
+    } else {
+        0
+    };
     let listener = tokio::net::TcpListener::bind(&opts.listen)
         .await
         .with_context(|| format!("cannot listen on {}", opts.listen))?;

@@ -170,6 +170,7 @@ mod tests {
             details: json!({}),
             created_at: open,
             updated_at: open,
+            partition: 0,
         }
     }
 

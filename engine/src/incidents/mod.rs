@@ -93,7 +93,7 @@ impl Details {
 
 /// A change to a ticket's fields, as an operator asks for it: each present field replaces
 /// the current value (an empty string or list clears it).
-#[derive(Debug, Clone, Default, PartialEq, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, serde::Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Edit {
     /// New title.
@@ -361,6 +361,7 @@ mod tests {
             details: json!({}),
             created_at: 0,
             updated_at: 0,
+            partition: 0,
         }
     }
 

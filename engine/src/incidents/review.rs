@@ -383,6 +383,7 @@ mod tests {
             details: json!({ "impact": "no checkout", "root_cause": "a bad deploy", "action_items": [{ "title": "add a canary", "owner": "ann" }] }),
             created_at: 0,
             updated_at: 0,
+            partition: 0,
         };
         let r = review(&row, 99 * 60_000);
         assert_eq!(r.overview.time_to_acknowledge_s, Some(300.0));

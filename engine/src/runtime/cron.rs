@@ -46,11 +46,17 @@ impl CronTrigger {
     }
 }
 
-/// The triggers of the newest version of every workflow, each armed against its last fire:
-/// a trigger that fired before resumes with the most recent instant it missed (if any, so
-/// downtime costs at most one catch-up fire per trigger), one that never fired with the first
-/// instant after `now`.
-pub(crate) fn arm(defs: &Definitions, last: &[CronFire], now: i64) -> Vec<CronTrigger> {
+/// The triggers of the newest version of every workflow, each armed against its last fire: a
+/// trigger that fired before resumes with the first instant it missed within `catch_up` of
+/// `now` (a failover's gap: those fire in order), else with the most recent instant it missed
+/// (so longer downtime costs one catch-up fire per trigger, no storm); one that never fired
+/// with the first instant after `now`.
+pub(crate) fn arm(
+    defs: &Definitions,
+    last: &[CronFire],
+    now: i64,
+    catch_up: i64,
+) -> Vec<CronTrigger> {
     let last: HashMap<(&str, u32), &CronFire> = last
         .iter()
         .map(|f| ((f.workflow.as_str(), f.trigger), f))
@@ -72,7 +78,7 @@ pub(crate) fn arm(defs: &Definitions, last: &[CronFire], now: i64) -> Vec<CronTr
             };
             let previous = last.get(&(name, index));
             let next = previous
-                .and_then(|f| latest_in(spec, f.scheduled_at, now))
+                .and_then(|f| missed(spec, f.scheduled_at, now, catch_up))
                 .or_else(|| next_after(spec, now));
             triggers.push(CronTrigger {
                 plan: Arc::clone(plan),
@@ -122,6 +128,17 @@ fn at<Z: TimeZone>(ms: i64, zone: &Z) -> Option<DateTime<Z>> {
 pub(crate) fn next_after(t: &PlanTrigger, ms: i64) -> Option<i64> {
     let from = at(ms, &t.timezone)?;
     t.schedule.after(&from).next().map(|d| d.timestamp_millis())
+}
+
+/// The instant to fire next of `t`, whose last handled instant is `last`, at `now`: the
+/// first missed one no older than `catch_up`, else the most recent missed one; `None` when
+/// none was missed.
+pub(crate) fn missed(t: &PlanTrigger, last: i64, now: i64, catch_up: i64) -> Option<i64> {
+    let floor = now.saturating_sub(catch_up);
+    match next_after(t, last.max(floor.saturating_sub(1))) {
+        Some(first) if first <= now => Some(first),
+        _ => latest_in(t, last, now),
+    }
 }
 
 /// The latest instant of `t` after `after` and at or before `upto`, if there is one.

@@ -15,9 +15,11 @@ mod definitions;
 mod events;
 mod executor;
 mod health;
+mod mailbox;
 mod metrics;
 mod observe;
 mod scope;
+mod watch;
 mod workers;
 
 use std::collections::BTreeMap;
@@ -32,6 +34,7 @@ pub use definitions::{Definitions, Unplanned};
 pub use health::{Fault, Health};
 pub use metrics::{Metrics, MetricsSnapshot, RUN_SECONDS_BUCKETS};
 pub use observe::AttemptObserver;
+pub use watch::Watch;
 
 use crate::plan::Plan;
 use crate::plugin::PluginHost;
@@ -42,23 +45,38 @@ use crate::store::{AuditRow, IncidentRow, RunStatus, Store, StoreError};
 /// bound.
 pub const COMMAND_QUEUE: usize = 4096;
 
+/// Which partitions an executor holds, and so which runs it executes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ownership {
+    /// An equal share of the shared partitions with the other live executors on the database
+    /// (all of them when alone), taken over from processes that are gone and handed back when
+    /// others join; and the private partitions of `csmp run` processes that are gone. A
+    /// service.
+    Shared,
+    /// A partition of its own for the runs it starts, and nothing else (`csmp run`).
+    Private,
+    /// No partition: every run it starts and every command it takes goes to the process that
+    /// holds the partition (an API-only process).
+    Nothing,
+}
+
 /// How the executor runs.
 #[derive(Debug, Clone)]
 pub struct EngineConfig {
-    /// This process's name in leases.
+    /// This process's name in leases; unique among the processes sharing a database.
     pub owner: String,
-    /// How long a lease lasts without renewal.
+    /// How long a partition's lease lasts without renewal: a process gone for longer has its
+    /// partitions taken over (within this plus a third of it, the renewal interval).
     pub lease: Duration,
+    /// Which partitions it holds.
+    pub ownership: Ownership,
+    /// What it is called among the members (`all`, `executor`, `api`, `run`).
+    pub role: &'static str,
     /// Secret values by name, handed to templates and plugins at dispatch; never stored.
     pub secrets: BTreeMap<String, String>,
-    /// Whether the cron triggers of the loaded workflows fire (`csmp run`, which runs one
-    /// workflow, turns them off).
+    /// Whether the cron triggers of the loaded workflows fire (while this process holds the
+    /// cron partition; `csmp run`, which runs one workflow, turns them off).
     pub cron: bool,
-    /// Whether this process takes unfinished runs it did not start: at start, those of an
-    /// earlier life under the same `owner` and those no live process holds; while it runs,
-    /// those whose lease ran out or was given back. `csmp run` turns it off: it executes the
-    /// one run it starts and nothing else.
-    pub adopt: bool,
     /// Commands that may wait for the loop at once (default [`COMMAND_QUEUE`]).
     pub command_queue: usize,
     /// Told when worker threads start and end plugin attempts (the benchmark's stopwatch).
@@ -69,10 +87,11 @@ impl Default for EngineConfig {
     fn default() -> Self {
         Self {
             owner: format!("csmp-{}", std::process::id()),
-            lease: Duration::from_secs(30),
+            lease: Duration::from_secs(10),
+            ownership: Ownership::Shared,
+            role: "all",
             secrets: BTreeMap::new(),
             cron: true,
-            adopt: true,
             command_queue: COMMAND_QUEUE,
             observer: None,
         }
@@ -92,6 +111,9 @@ pub struct NewRun {
     pub tenant: String,
     /// Who asked.
     pub requester: Option<String>,
+    /// The partition it must live in (the escalation of an incident lives with the incident);
+    /// `None`: one this process holds when it holds any, else its id's.
+    pub partition: Option<i64>,
 }
 
 /// The tenant of runs started for the provider itself: scheduled runs, runs started over the
@@ -146,6 +168,13 @@ pub enum EngineError {
     /// The executor has stopped.
     #[error("the executor has stopped")]
     Stopped,
+    /// A command forwarded to the process holding the partition of its run or incident was not
+    /// answered in time: it stays queued and is applied when that process (or the next holder,
+    /// after a failover) takes it.
+    #[error(
+        "the process holding partition {0} has not applied this yet (it may be failing over); it stays queued and will be applied, so do not send it again — follow the run or incident to see it happen"
+    )]
+    Unanswered(i64),
     /// The executor's queue of commands is full; retry shortly.
     #[error("the executor has {0} commands waiting already; retry shortly")]
     Busy(usize),
@@ -169,7 +198,8 @@ pub struct RunEvent {
 }
 
 /// What a person does to an incident through the API.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "do", rename_all = "snake_case")]
 pub enum IncidentSteer {
     /// Someone is on it (an opening run waiting for the signal `ack` gets it; escalations
     /// of it end).
@@ -184,7 +214,97 @@ pub enum IncidentSteer {
         public: bool,
     },
     /// Ticket fields changed (checked by `incidents::check` first).
-    Edit(Box<crate::incidents::Edit>),
+    Edit {
+        /// The changes.
+        edit: Box<crate::incidents::Edit>,
+    },
+}
+
+/// What callers ask of a run or an incident. The process holding its partition applies it;
+/// another process forwards it there through the inbox (as JSON) and waits for the answer.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub(crate) enum Steer {
+    /// A new run another process wrote into a partition held here: execute it.
+    Start { run_id: String },
+    /// Deliver a signal (and write the alert links with it).
+    Signal {
+        run_id: String,
+        name: String,
+        payload: Json,
+        audit: Option<AuditRow>,
+        #[serde(default)]
+        also: Vec<crate::store::AlertLink>,
+    },
+    /// Decide a waiting approval step.
+    Approve {
+        run_id: String,
+        step: String,
+        approved: bool,
+        by: String,
+        audit: Option<AuditRow>,
+    },
+    /// Cancel a run.
+    Cancel {
+        run_id: String,
+        compensate: bool,
+        audit: Option<AuditRow>,
+    },
+    /// Pause (`true`) or resume (`false`) a run.
+    Pause {
+        run_id: String,
+        pause: bool,
+        audit: Option<AuditRow>,
+    },
+    /// Retry a failed run in place.
+    Retry {
+        run_id: String,
+        by: String,
+        audit: Option<AuditRow>,
+    },
+    /// Rerun a finished run from a step, as a new run.
+    Rerun {
+        run_id: String,
+        from: String,
+        by: String,
+        audit: Option<AuditRow>,
+    },
+    /// Acknowledge, resolve, reopen, annotate or edit an incident.
+    Incident {
+        id: String,
+        action: IncidentSteer,
+        by: String,
+        note: Option<String>,
+        audit: Option<AuditRow>,
+    },
+}
+
+impl Steer {
+    /// What it is about: a run or an incident id.
+    pub(crate) fn target(&self) -> &str {
+        match self {
+            Steer::Start { run_id }
+            | Steer::Signal { run_id, .. }
+            | Steer::Approve { run_id, .. }
+            | Steer::Cancel { run_id, .. }
+            | Steer::Pause { run_id, .. }
+            | Steer::Retry { run_id, .. }
+            | Steer::Rerun { run_id, .. } => run_id,
+            Steer::Incident { id, .. } => id,
+        }
+    }
+}
+
+/// What a steer gave back, once committed.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "done", rename_all = "snake_case")]
+pub(crate) enum Done {
+    /// Nothing to tell but that it happened.
+    Nothing,
+    /// A new run (a rerun).
+    Run { id: String },
+    /// The incident as committed.
+    Incident { row: Box<IncidentRow> },
 }
 
 pub(crate) enum Command {
@@ -197,68 +317,20 @@ pub(crate) enum Command {
     },
     /// A workflow version to make runnable.
     Define(Box<Plan>, oneshot::Sender<Result<(), EngineError>>),
-    Incident {
-        id: String,
-        action: IncidentSteer,
-        by: String,
-        note: Option<String>,
-        audit: Option<AuditRow>,
-        reply: oneshot::Sender<Result<IncidentRow, EngineError>>,
+    /// Something asked of a run or an incident.
+    Steer {
+        steer: Steer,
+        reply: oneshot::Sender<Result<Done, EngineError>>,
     },
-    Signal {
-        run_id: String,
-        name: String,
-        payload: Json,
-        audit: Option<AuditRow>,
-        /// Written in the same commit as the signal.
-        also: Vec<crate::store::Write>,
-        reply: oneshot::Sender<Result<(), EngineError>>,
-    },
-    /// An incident opened outside any run (an alert rule's action), with writes committed
-    /// alongside it.
+    /// An incident opened outside any run (an alert rule's action, a failing check), with the
+    /// alert links committed alongside it.
     OpenIncident {
         row: Box<IncidentRow>,
-        also: Vec<crate::store::Write>,
+        also: Vec<crate::store::AlertLink>,
         reply: oneshot::Sender<Result<IncidentRow, EngineError>>,
-    },
-    Approve {
-        run_id: String,
-        step: String,
-        approved: bool,
-        by: String,
-        audit: Option<AuditRow>,
-        reply: oneshot::Sender<Result<(), EngineError>>,
-    },
-    Cancel {
-        run_id: String,
-        compensate: bool,
-        audit: Option<AuditRow>,
-        reply: oneshot::Sender<Result<(), EngineError>>,
-    },
-    /// Retry a failed run in place.
-    Retry {
-        run_id: String,
-        by: String,
-        audit: Option<AuditRow>,
-        reply: oneshot::Sender<Result<(), EngineError>>,
     },
     /// Forget every version of a workflow no unfinished run uses.
     Undefine(String, oneshot::Sender<Result<(), EngineError>>),
-    /// Rerun a finished run from a step, as a new run.
-    Rerun {
-        run_id: String,
-        from: String,
-        by: String,
-        audit: Option<AuditRow>,
-        reply: oneshot::Sender<Result<String, EngineError>>,
-    },
-    /// Pause (`true`) or resume (`false`) a run.
-    Pause {
-        run_id: String,
-        pause: bool,
-        audit: Option<AuditRow>,
-        reply: oneshot::Sender<Result<(), EngineError>>,
-    },
     /// A secret set or changed: attempts dispatched from now on get it, and it is masked.
     SetSecret {
         name: String,
@@ -276,14 +348,8 @@ impl std::fmt::Debug for Command {
             Command::Submit { .. } => "Submit",
             Command::Define(..) => "Define",
             Command::SetSecret { .. } => "SetSecret",
-            Command::Incident { .. } => "Incident",
-            Command::Signal { .. } => "Signal",
+            Command::Steer { .. } => "Steer",
             Command::OpenIncident { .. } => "OpenIncident",
-            Command::Approve { .. } => "Approve",
-            Command::Cancel { .. } => "Cancel",
-            Command::Pause { .. } => "Pause",
-            Command::Retry { .. } => "Retry",
-            Command::Rerun { .. } => "Rerun",
             Command::Undefine(..) => "Undefine",
             Command::Sync(_) => "Sync",
             Command::Shutdown(_) => "Shutdown",
@@ -310,6 +376,100 @@ pub struct Engine {
     stopping: tokio_util::sync::CancellationToken,
     /// People, schedules and escalation policies in force, read by `escalate:` units.
     oncall: OnCallSet,
+    /// The partitions this process holds now.
+    held: Arc<Held>,
+    /// This process's lease name.
+    owner: String,
+    /// How long a partition's lease lasts.
+    lease: Duration,
+}
+
+/// The partitions a process holds now: changed by its executor, read by its API (to tell
+/// whether a run is executed here) and by the duties only one process does at a time.
+#[derive(Debug, Default)]
+pub struct Held {
+    partitions: std::sync::RwLock<std::collections::BTreeSet<i64>>,
+}
+
+impl Held {
+    pub(crate) fn set(&self, partitions: impl IntoIterator<Item = i64>) {
+        *self
+            .partitions
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = partitions.into_iter().collect();
+    }
+
+    /// Whether `partition` is held here.
+    pub fn holds(&self, partition: i64) -> bool {
+        self.partitions
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .contains(&partition)
+    }
+
+    /// Every partition held here.
+    pub fn all(&self) -> Vec<i64> {
+        self.partitions
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .iter()
+            .copied()
+            .collect()
+    }
+}
+
+/// Notification channels between processes sharing a PostgreSQL database.
+pub(crate) mod channel {
+    /// A command was written to a partition's inbox (payload: the partition).
+    pub(crate) const INBOX: &str = "csmp_inbox";
+    /// Forwarded commands were answered (payload: their ids).
+    pub(crate) const ANSWERS: &str = "csmp_answers";
+    /// A process joined or left (payload: its name): executors rebalance at once.
+    pub(crate) const MEMBERS: &str = "csmp_members";
+}
+
+/// Listens (on PostgreSQL) for other processes' wake-ups: inbox commands ring the executor's
+/// `bell`, answers the mailbox's. Polling backs both up, so a lost connection only slows
+/// them down; it is logged and the listener starts again.
+async fn listen(
+    store: &Store,
+    mailbox: &Arc<mailbox::Mailbox>,
+    bell: &Arc<tokio::sync::Notify>,
+    stopping: &tokio_util::sync::CancellationToken,
+) {
+    let channels = [channel::INBOX, channel::ANSWERS, channel::MEMBERS];
+    let (store, mailbox, bell, stopping) = (
+        store.clone(),
+        Arc::clone(mailbox),
+        Arc::clone(bell),
+        stopping.clone(),
+    );
+    let mut listener = match store.listen(&channels).await {
+        Ok(Some(l)) => l,
+        Ok(None) => return,
+        Err(e) => {
+            tracing::warn!("cannot listen for other processes' wake-ups (polling instead): {e}");
+            return;
+        }
+    };
+    tokio::spawn(async move {
+        loop {
+            let got = tokio::select! {
+                () = stopping.cancelled() => return,
+                got = listener.recv() => got,
+            };
+            match got {
+                Ok((ch, _)) if ch == channel::ANSWERS => mailbox.ring(),
+                Ok(_) => bell.notify_one(),
+                Err(e) => {
+                    tracing::warn!(
+                        "listening for other processes' wake-ups failed ({e}); polling meanwhile"
+                    );
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+            }
+        }
+    });
 }
 
 /// The on-call set in force, shared by the API and the executor.
@@ -325,12 +485,17 @@ impl Engine {
         config: EngineConfig,
     ) -> Result<Self, EngineError> {
         let (commands, rx) = mpsc::channel(config.command_queue.max(1));
+        let (owner, lease) = (config.owner.clone(), config.lease);
         let (events, _) = broadcast::channel(4096);
         let health = Arc::new(Health::default());
         let metrics = Arc::new(Metrics::default());
         let followers = Arc::new(events::Followers::default());
         let stopping = tokio_util::sync::CancellationToken::new();
         let oncall = OnCallSet::default();
+        let held = Arc::new(Held::default());
+        let mailbox = mailbox::Mailbox::start(store.clone(), stopping.clone());
+        let bell = Arc::new(tokio::sync::Notify::new());
+        listen(&store, &mailbox, &bell, &stopping).await;
         let exec = executor::Executor::recover(
             store.clone(),
             host,
@@ -344,6 +509,9 @@ impl Engine {
                 followers: Arc::clone(&followers),
                 stopping: stopping.clone(),
                 oncall: Arc::clone(&oncall),
+                held: Arc::clone(&held),
+                mailbox,
+                bell,
             },
         )
         .await?;
@@ -357,7 +525,32 @@ impl Engine {
             followers,
             stopping,
             oncall,
+            held,
+            owner,
+            lease,
         })
+    }
+
+    /// This process's lease name.
+    pub fn owner(&self) -> &str {
+        &self.owner
+    }
+
+    /// How long a partition's lease lasts, in ms.
+    pub fn lease_ms(&self) -> i64 {
+        i64::try_from(self.lease.as_millis()).unwrap_or(i64::MAX)
+    }
+
+    /// The partitions this process holds now.
+    pub fn held(&self) -> &Arc<Held> {
+        &self.held
+    }
+
+    /// Whether this process holds the partition whose holder fires cron triggers and does the
+    /// service's other one-at-a-time duties (acting on alert groups, probing checks, watching
+    /// burn rates).
+    pub fn leads(&self) -> bool {
+        self.held.holds(crate::store::CRON_PARTITION)
     }
 
     /// People, teams, schedules and escalation policies in force.
@@ -487,6 +680,12 @@ impl Engine {
         self.ask(|reply| Command::Undefine(name, reply)).await
     }
 
+    /// Applies `steer` where its run or incident lives (here, or through the inbox of the
+    /// process holding its partition) and waits for its commit.
+    async fn steer(&self, steer: Steer) -> Result<Done, EngineError> {
+        self.ask(|reply| Command::Steer { steer, reply }).await
+    }
+
     /// Acknowledges, resolves or annotates an incident; returns it as committed.
     pub async fn steer_incident(
         &self,
@@ -496,15 +695,21 @@ impl Engine {
         note: Option<String>,
         audit: Option<AuditRow>,
     ) -> Result<IncidentRow, EngineError> {
-        self.ask(|reply| Command::Incident {
-            id: id.into(),
-            action,
-            by: by.into(),
-            note,
-            audit,
-            reply,
-        })
-        .await
+        match self
+            .steer(Steer::Incident {
+                id: id.into(),
+                action,
+                by: by.into(),
+                note,
+                audit,
+            })
+            .await?
+        {
+            Done::Incident { row } => Ok(*row),
+            other => Err(EngineError::Conflict(format!(
+                "incident `{id}`: unexpected answer {other:?}"
+            ))),
+        }
     }
 
     /// Delivers a named signal to a run; a `signal:` step waiting for it (now or later) takes it.
@@ -515,15 +720,15 @@ impl Engine {
         payload: Json,
         audit: Option<AuditRow>,
     ) -> Result<(), EngineError> {
-        self.ask(|reply| Command::Signal {
+        self.steer(Steer::Signal {
             run_id: run_id.into(),
             name: name.into(),
             payload,
             audit,
             also: Vec::new(),
-            reply,
         })
         .await
+        .map(drop)
     }
 
     /// Delivers a signal with writes of the caller's committed in the same transaction (an
@@ -533,17 +738,17 @@ impl Engine {
         run_id: &str,
         name: &str,
         payload: Json,
-        also: Vec<crate::store::Write>,
+        also: Vec<crate::store::AlertLink>,
     ) -> Result<(), EngineError> {
-        self.ask(|reply| Command::Signal {
+        self.steer(Steer::Signal {
             run_id: run_id.into(),
             name: name.into(),
             payload,
             audit: None,
             also,
-            reply,
         })
         .await
+        .map(drop)
     }
 
     /// Opens an incident no run owns (an alert rule's action), with `also` in its commit;
@@ -551,7 +756,7 @@ impl Engine {
     pub async fn open_incident(
         &self,
         row: IncidentRow,
-        also: Vec<crate::store::Write>,
+        also: Vec<crate::store::AlertLink>,
     ) -> Result<IncidentRow, EngineError> {
         self.ask(|reply| Command::OpenIncident {
             row: Box::new(row),
@@ -570,15 +775,15 @@ impl Engine {
         by: &str,
         audit: Option<AuditRow>,
     ) -> Result<(), EngineError> {
-        self.ask(|reply| Command::Approve {
+        self.steer(Steer::Approve {
             run_id: run_id.into(),
             step: step.into(),
             approved,
             by: by.into(),
             audit,
-            reply,
         })
         .await
+        .map(drop)
     }
 
     /// Cancels a run: running plugin attempts are interrupted and nothing new of the run
@@ -590,13 +795,13 @@ impl Engine {
         compensate: bool,
         audit: Option<AuditRow>,
     ) -> Result<(), EngineError> {
-        self.ask(|reply| Command::Cancel {
+        self.steer(Steer::Cancel {
             run_id: run_id.into(),
             compensate,
             audit,
-            reply,
         })
         .await
+        .map(drop)
     }
 
     /// Pauses a run (`pause`) or resumes it: a paused run dispatches nothing new — attempts
@@ -609,13 +814,13 @@ impl Engine {
         pause: bool,
         audit: Option<AuditRow>,
     ) -> Result<(), EngineError> {
-        self.ask(|reply| Command::Pause {
+        self.steer(Steer::Pause {
             run_id: run_id.into(),
             pause,
             audit,
-            reply,
         })
         .await
+        .map(drop)
     }
 
     /// Retries a failed run in place: its failed and interrupted units run again (plugin
@@ -628,13 +833,13 @@ impl Engine {
         by: &str,
         audit: Option<AuditRow>,
     ) -> Result<(), EngineError> {
-        self.ask(|reply| Command::Retry {
+        self.steer(Steer::Retry {
             run_id: run_id.into(),
             by: by.into(),
             audit,
-            reply,
         })
         .await
+        .map(drop)
     }
 
     /// Starts a new run of a finished run's workflow version, inputs and tenant in which step
@@ -648,14 +853,20 @@ impl Engine {
         by: &str,
         audit: Option<AuditRow>,
     ) -> Result<String, EngineError> {
-        self.ask(|reply| Command::Rerun {
-            run_id: run_id.into(),
-            from: from.into(),
-            by: by.into(),
-            audit,
-            reply,
-        })
-        .await
+        match self
+            .steer(Steer::Rerun {
+                run_id: run_id.into(),
+                from: from.into(),
+                by: by.into(),
+                audit,
+            })
+            .await?
+        {
+            Done::Run { id } => Ok(id),
+            other => Err(EngineError::Conflict(format!(
+                "run `{run_id}`: unexpected answer {other:?}"
+            ))),
+        }
     }
 
     /// [`Engine::cancel_with`] compensating.
@@ -722,11 +933,19 @@ impl Engine {
                 return Ok(row.status);
             }
             loop {
-                match events.recv().await {
-                    Ok(e) if e.run_id == run_id && e.step.is_none() => break,
-                    Ok(_) => {}
-                    Err(broadcast::error::RecvError::Lagged(_)) => break,
-                    Err(broadcast::error::RecvError::Closed) => return Err(EngineError::Stopped),
+                // Another process may execute the run (its partition is not held here): look
+                // at the store again now and then.
+                match tokio::time::timeout(Duration::from_secs(1), events.recv()).await {
+                    Ok(Ok(e)) if e.run_id == run_id && e.step.is_none() => break,
+                    Ok(Ok(_)) => {}
+                    Ok(Err(broadcast::error::RecvError::Lagged(_))) | Err(_) => break,
+                    Ok(Err(broadcast::error::RecvError::Closed)) => {
+                        if self.commands.is_closed() {
+                            return Err(EngineError::Stopped);
+                        }
+                        events = self.follow(run_id);
+                        break;
+                    }
                 }
             }
         }

@@ -82,7 +82,7 @@ pub struct MatchRow {
 }
 
 /// A silence: alerts its matchers select are stored and counted, never acted on.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct SilenceRow {
     /// Its id.
     pub id: String,
@@ -149,8 +149,10 @@ pub struct IntakeWrite {
     pub matches: Vec<MatchRow>,
 }
 
-/// Writes about alerts committed with a run's writes in the executor's commit.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Writes about alerts committed with a run's writes in the executor's commit (and forwarded,
+/// as JSON, with a signal to the process executing the run).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "link", rename_all = "snake_case")]
 pub enum AlertLink {
     /// The alert reached the group's run as a signal.
     Delivered {

@@ -3,9 +3,9 @@
 
 use sqlx::AssertSqlSafe;
 
-use super::db::{Conn, Row, query};
-use super::rows::{chunks, placeholders};
-use super::{Fence, StepRow, Store, StoreError, col};
+use super::db::{Arg, Row, query};
+use super::upsert::{Kind, Table};
+use super::{StepRow, Store, StoreError, col};
 use crate::plan::UnitKey;
 
 /// How one attempt ended.
@@ -68,7 +68,6 @@ pub struct AttemptRow {
 }
 
 const COLUMNS: &str = "run_id, key, attempt, started_at, finished_at, outcome, kind, error, log";
-const WIDTH: usize = 9;
 
 impl AttemptRow {
     fn from_row(row: &Row) -> Result<Self, StoreError> {
@@ -88,55 +87,41 @@ impl AttemptRow {
         })
     }
 
-    /// Inserts (or, for an attempt number seen before a restart, replaces) attempts, each only
-    /// while `fence` holds its run. Returns how many rows were written.
-    pub(super) async fn upsert_many(
-        conn: &mut Conn,
-        rows: &[&Self],
-        fence: Option<&Fence>,
-    ) -> Result<u64, StoreError> {
-        const UPDATE: &str = "ON CONFLICT (run_id, key, attempt) DO UPDATE SET \
+    /// How attempts are written in bulk (`upsert.rs`): an attempt number seen before a
+    /// restart is replaced.
+    pub(super) const TABLE: Table = Table {
+        name: "attempts",
+        columns: &[
+            ("run_id", Kind::Text),
+            ("key", Kind::Text),
+            ("attempt", Kind::Int),
+            ("started_at", Kind::Int),
+            ("finished_at", Kind::Int),
+            ("outcome", Kind::Text),
+            ("kind", Kind::Text),
+            ("error", Kind::Text),
+            ("log", Kind::Text),
+        ],
+        key: 3,
+        conflict: "ON CONFLICT (run_id, key, attempt) DO UPDATE SET \
              started_at = excluded.started_at, finished_at = excluded.finished_at, \
              outcome = excluded.outcome, kind = excluded.kind, error = excluded.error, \
-             log = excluded.log";
-        let mut changed = 0;
-        for chunk in chunks(rows) {
-            let sql = match fence {
-                None => format!(
-                    "INSERT INTO attempts ({COLUMNS}) VALUES {} {UPDATE}",
-                    placeholders(chunk.len(), WIDTH)
-                ),
-                // As for steps: each row carries its run's epoch and is joined to the lease.
-                Some(_) => format!(
-                    "INSERT INTO attempts ({COLUMNS}) SELECT v.column1, v.column2, v.column3, \
-                     v.column4, v.column5, v.column6, v.column7, v.column8, v.column9 \
-                     FROM (VALUES {}) AS v JOIN runs r ON r.id = v.column1 \
-                     AND r.lease_owner = ? AND r.lease_epoch = v.column10 WHERE true {UPDATE}",
-                    placeholders(chunk.len(), WIDTH + 1)
-                ),
-            };
-            let mut q = query(AssertSqlSafe(sql));
-            for a in chunk {
-                q = q
-                    .bind(&a.run_id)
-                    .bind(a.key.to_string())
-                    .bind(i64::from(a.attempt))
-                    .bind(a.started_at)
-                    .bind(a.finished_at)
-                    .bind(a.outcome.as_str())
-                    .bind(&a.kind)
-                    .bind(&a.error)
-                    .bind(&a.log);
-                if let Some(f) = fence {
-                    q = q.bind(f.epochs.get(&a.run_id).copied().unwrap_or(-1));
-                }
-            }
-            if let Some(f) = fence {
-                q = q.bind(&f.owner);
-            }
-            changed += q.execute(&mut *conn).await?.rows_affected();
-        }
-        Ok(changed)
+             log = excluded.log",
+    };
+
+    /// Its values in [`Self::TABLE`]'s column order.
+    pub(super) fn values(&self) -> Vec<Arg> {
+        vec![
+            self.run_id.as_str().into(),
+            self.key.to_string().into(),
+            i64::from(self.attempt).into(),
+            self.started_at.into(),
+            self.finished_at.into(),
+            self.outcome.as_str().into(),
+            self.kind.clone().into(),
+            self.error.clone().into(),
+            self.log.as_str().into(),
+        ]
     }
 }
 

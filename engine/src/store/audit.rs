@@ -7,7 +7,7 @@ use super::db::{Conn, query};
 use super::{Store, StoreError};
 
 /// One entry of the audit log.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct AuditRow {
     /// Sequence number.
     pub id: i64,

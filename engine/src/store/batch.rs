@@ -1,13 +1,16 @@
-//! Committing a batch of writes: one transaction (or one autocommit statement) per batch, runs
-//! and steps in multi-row upserts, and every write for a run fenced by its lease.
+//! Committing a batch of writes: one transaction (or one autocommit statement) per batch, runs,
+//! steps and attempts in bulk statements (`upsert.rs`), and every write for a partition fenced
+//! by its lease.
 //!
-//! **Fencing.** A process executing runs passes a [`Fence`]: its lease name and the epoch of the
-//! lease it holds on each run. Every statement that writes for a run carries the condition that
-//! the run's stored lease is still exactly that (`lease_owner`, `lease_epoch`), in the statement
-//! itself, so no write of a process whose lease was taken over (the epoch moves on every claim)
-//! is ever applied — not even between a check and a write. A statement that changed fewer rows
-//! than it was given says some run was taken over; the commit then names those runs, and the
-//! caller drops them.
+//! **Fencing.** A process executing runs passes a [`Fence`]: its lease name, the epoch of the
+//! lease it holds on each partition, and the partition of each run it writes for. Every
+//! statement that writes for a partition carries the condition that the partition's stored
+//! lease is still exactly that (owner and epoch), in the statement itself, so no write of a
+//! process whose partition was taken over (every claim moves the epoch) is ever applied — not
+//! even between a check and a write. A statement that changed fewer rows than it was given
+//! says some partition was lost: the transaction is rolled back and written again without the
+//! writes of the lost partitions, and the commit names them, so the caller drops them. A run's
+//! writes are therefore applied all together or not at all.
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::atomic::Ordering;
@@ -15,8 +18,9 @@ use std::sync::atomic::Ordering;
 use sqlx::AssertSqlSafe;
 
 use super::attempts::AttemptRow;
-use super::db::{Conn, query};
-use super::rows::{self, RunRow, StepRow};
+use super::db::{Conn, Dialect, query};
+use super::rows::{RunRow, StepRow};
+use super::upsert::{self, Rows};
 use super::{Store, StoreError, Write};
 
 /// The leases a commit's writes are made under.
@@ -24,9 +28,63 @@ use super::{Store, StoreError, Write};
 pub struct Fence {
     /// The writer's lease name.
     pub owner: String,
-    /// Run id → the epoch of the lease the writer holds on it. A write for a run not listed
-    /// here is refused like one for a run taken over.
-    pub epochs: HashMap<String, i64>,
+    /// Partition → the epoch of the lease the writer holds on it. A write for a partition not
+    /// listed here is refused like one for a partition taken over.
+    pub held: HashMap<i64, i64>,
+    /// Run → its partition, for every run the batch writes for.
+    pub runs: HashMap<String, i64>,
+}
+
+impl Fence {
+    /// The partition `w` is fenced by; `None` for writes no lease covers (a request row, an
+    /// audit entry, a command for another process).
+    fn fenced_by(&self, w: &Write) -> Option<i64> {
+        match w {
+            Write::Run(r) => Some(r.partition),
+            Write::Step(_) | Write::Attempt(_) | Write::Signal(_) | Write::ConsumeSignal { .. } => {
+                Some(self.partition_of_run(w.run_id()?))
+            }
+            // An incident of a partition the writer never held is a new one it opens for
+            // that partition's holder (an API-only process has none): written unfenced.
+            Write::Incident { row, .. } if self.held.contains_key(&row.partition) => {
+                Some(row.partition)
+            }
+            Write::Answer { partition, .. } => Some(*partition),
+            _ => None,
+        }
+    }
+
+    /// The partition whose writes `w` stands or falls with: its fence's, or its run's.
+    fn belongs_to(&self, w: &Write) -> Option<i64> {
+        if let Write::ForeignRun(_) | Write::Inbox(_) = w {
+            return None;
+        }
+        self.fenced_by(w)
+            .or_else(|| w.run_id().and_then(|r| self.runs.get(r).copied()))
+    }
+
+    fn partition_of_run(&self, run: &str) -> i64 {
+        self.runs.get(run).copied().unwrap_or(-1)
+    }
+
+    /// The epoch held on `partition`; -1 (which no lease has) when none.
+    fn epoch(&self, partition: i64) -> i64 {
+        self.held.get(&partition).copied().unwrap_or(-1)
+    }
+
+    /// (owner, partition, epoch) for a statement's `held` condition.
+    fn lease(&self, partition: i64) -> (&str, i64, i64) {
+        (&self.owner, partition, self.epoch(partition))
+    }
+}
+
+/// `EXISTS (…)`: partition `?` is still leased to `?` at epoch `?` (on PostgreSQL its row is
+/// locked until the commit, so no claim lands in between).
+pub(super) fn held(d: Dialect) -> &'static str {
+    d.pick(
+        "EXISTS (SELECT 1 FROM partitions WHERE id = ? AND owner = ? AND epoch = ?)",
+        "EXISTS (SELECT 1 FROM partitions WHERE id = ? AND owner = ? AND epoch = ? FOR SHARE)",
+    )
 }
 
 impl Store {
@@ -36,14 +94,14 @@ impl Store {
         self.commit_inner(batch, None).await.map(|_| ())
     }
 
-    /// Writes a batch in one transaction, applying the writes of each run only while `fence`
-    /// still holds its lease. Returns the runs whose writes were not applied because their
-    /// lease was taken over (their other writes are not applied either).
+    /// Writes a batch in one transaction, applying the writes for each partition only while
+    /// `fence` still holds its lease. Returns the partitions found lost; none of their writes
+    /// were applied (the others were).
     pub async fn commit_fenced(
         &self,
         batch: &[Write],
         fence: &Fence,
-    ) -> Result<Vec<String>, StoreError> {
+    ) -> Result<Vec<i64>, StoreError> {
         self.commit_inner(batch, Some(fence)).await
     }
 
@@ -51,44 +109,60 @@ impl Store {
         &self,
         batch: &[Write],
         fence: Option<&Fence>,
-    ) -> Result<Vec<String>, StoreError> {
-        if batch.is_empty() {
-            return Ok(Vec::new());
+    ) -> Result<Vec<i64>, StoreError> {
+        let mut writes: Vec<&Write> = batch.iter().collect();
+        let mut lost_all: BTreeSet<i64> = BTreeSet::new();
+        while !writes.is_empty() {
+            let groups = groups(&writes);
+            let single = groups.len() == 1
+                && matches!(
+                    groups[0],
+                    Group::Runs(_) | Group::Steps(_) | Group::Attempts(_)
+                );
+            let bulk_only = groups
+                .iter()
+                .all(|g| matches!(g, Group::Runs(_) | Group::Steps(_) | Group::Attempts(_)));
+            let one_statement = single || (bulk_only && self.db.dialect() == Dialect::Postgres);
+            let lost = if one_statement {
+                // One statement is atomic and durable on its own (the database commits it, with
+                // its fsync, before answering): no BEGIN and COMMIT round trips on the latency
+                // path. A row refused by the fence leaves its partition's other rows unwritten
+                // too (they share the lease), so nothing needs undoing.
+                let lost = self
+                    .write_statement(async |conn| {
+                        let short = write_bulk(conn, &groups, fence).await?;
+                        taken_over(conn, fence, short).await
+                    })
+                    .await?;
+                self.commits.fetch_add(1, Ordering::Relaxed);
+                lost_all.extend(lost);
+                break;
+            } else {
+                self.write_transaction_or_undo(async |conn| {
+                    let mut short = write_bulk(conn, &groups, fence).await?;
+                    for g in &groups {
+                        if let Group::Other(ws) = g {
+                            short |= write_others(conn, ws, fence).await?;
+                        }
+                    }
+                    let lost = taken_over(conn, fence, short).await?;
+                    // Undo everything when a partition was lost: its writes go, the rest is
+                    // written again below.
+                    let keep = lost.is_empty();
+                    Ok((lost, keep))
+                })
+                .await?
+            };
+            if lost.is_empty() {
+                self.commits.fetch_add(1, Ordering::Relaxed);
+                break;
+            }
+            lost_all.extend(lost);
+            if let Some(f) = fence {
+                writes.retain(|w| f.belongs_to(w).is_none_or(|p| !lost_all.contains(&p)));
+            }
         }
-        // Consecutive runs and steps go in multi-row statements; every statement is a round
-        // trip to SQLite's thread, which cost more than the rows themselves.
-        let groups = groups(batch);
-        let statements: usize = groups
-            .iter()
-            .map(|g| match g {
-                Group::Runs(r) => rows::chunks(r).count(),
-                Group::Steps(s) => rows::chunks(s).count(),
-                Group::Attempts(a) => rows::chunks(a).count(),
-                Group::Other(w) => w.len(),
-            })
-            .sum();
-        let lost = if statements == 1
-            && let Some(Group::Runs(_) | Group::Steps(_)) = groups.first()
-        {
-            // One statement is atomic and durable on its own (SQLite commits it, with its
-            // fsync, before answering): no BEGIN and COMMIT round trips on the latency path.
-            self.write_statement(async |conn| {
-                let short = write_group(conn, &groups[0], fence).await?;
-                taken_over(conn, fence, short).await
-            })
-            .await?
-        } else {
-            self.write_transaction(async |conn| {
-                let mut short = false;
-                for g in &groups {
-                    short |= write_group(conn, g, fence).await?;
-                }
-                taken_over(conn, fence, short).await
-            })
-            .await?
-        };
-        self.commits.fetch_add(1, Ordering::Relaxed);
-        Ok(lost)
+        Ok(lost_all.into_iter().collect())
     }
 }
 
@@ -97,16 +171,16 @@ enum Group<'a> {
     Runs(Vec<&'a RunRow>),
     Steps(Vec<&'a StepRow>),
     Attempts(Vec<&'a AttemptRow>),
-    Other(&'a [Write]),
+    Other(Vec<&'a Write>),
 }
 
-fn groups(batch: &[Write]) -> Vec<Group<'_>> {
+fn groups<'a>(batch: &[&'a Write]) -> Vec<Group<'a>> {
     let mut out = Vec::new();
     let mut rest = batch;
     while let Some(first) = rest.first() {
         let same = rest
             .iter()
-            .position(|w| std::mem::discriminant(w) != std::mem::discriminant(first))
+            .position(|w| std::mem::discriminant(*w) != std::mem::discriminant(*first))
             .unwrap_or(rest.len());
         let (group, tail) = rest.split_at(same);
         rest = tail;
@@ -138,139 +212,191 @@ fn groups(batch: &[Write]) -> Vec<Group<'_>> {
                     })
                     .collect(),
             ),
-            _ => Group::Other(group),
+            _ => Group::Other(group.to_vec()),
         });
     }
     out
 }
 
-/// `AND EXISTS (…)`: the run `?` is still leased to `?` at epoch `?`.
-const HELD: &str =
-    "EXISTS (SELECT 1 FROM runs WHERE id = ? AND lease_owner = ? AND lease_epoch = ?)";
-
-/// The epoch `fence` holds on `run`; -1 (which no lease has) when it holds none.
-fn epoch(fence: &Fence, run: &str) -> i64 {
-    fence.epochs.get(run).copied().unwrap_or(-1)
+/// The runs, steps and attempts of a batch as rows for `upsert.rs`, one set per table (in
+/// batch order, so a later row of the same key wins).
+fn bulk<'a>(groups: &[Group<'_>], fence: Option<&'a Fence>) -> Vec<Rows<'a>> {
+    let (mut runs, mut steps, mut attempts) = (Vec::new(), Vec::new(), Vec::new());
+    for g in groups {
+        match g {
+            Group::Runs(r) => runs.extend(r.iter().copied()),
+            Group::Steps(s) => steps.extend(s.iter().copied()),
+            Group::Attempts(a) => attempts.extend(a.iter().copied()),
+            Group::Other(_) => {}
+        }
+    }
+    let fenced = |partitions: Vec<i64>| {
+        fence.map(|f| {
+            (
+                f.owner.as_str(),
+                partitions
+                    .into_iter()
+                    .map(|p| (p, f.epoch(p)))
+                    .collect::<Vec<_>>(),
+            )
+        })
+    };
+    let of_run = |run: &str| fence.map_or(-1, |f| f.partition_of_run(run));
+    let mut out = Vec::new();
+    if !runs.is_empty() {
+        out.push(Rows {
+            table: &RunRow::TABLE,
+            values: runs.iter().map(|r| r.values()).collect(),
+            fence: fenced(runs.iter().map(|r| r.partition).collect()),
+        });
+    }
+    if !steps.is_empty() {
+        out.push(Rows {
+            table: &StepRow::TABLE,
+            values: steps.iter().map(|s| s.values()).collect(),
+            fence: fenced(steps.iter().map(|s| of_run(&s.run_id)).collect()),
+        });
+    }
+    if !attempts.is_empty() {
+        out.push(Rows {
+            table: &AttemptRow::TABLE,
+            values: attempts.iter().map(|a| a.values()).collect(),
+            fence: fenced(attempts.iter().map(|a| of_run(&a.run_id)).collect()),
+        });
+    }
+    out
 }
 
-/// Writes one group; returns whether some row was refused by the fence.
-async fn write_group(
+/// Writes the runs, steps and attempts of `groups`; returns whether the fence refused a row.
+async fn write_bulk(
     conn: &mut Conn,
-    group: &Group<'_>,
+    groups: &[Group<'_>],
     fence: Option<&Fence>,
 ) -> Result<bool, StoreError> {
+    let written = upsert::write(conn, bulk(groups, fence)).await?;
+    Ok(written.iter().any(|w| w.changed < w.given))
+}
+
+/// Writes the writes of other kinds, one statement each; returns whether the fence refused
+/// one.
+async fn write_others(
+    conn: &mut Conn,
+    writes: &[&Write],
+    fence: Option<&Fence>,
+) -> Result<bool, StoreError> {
+    let held = held(conn.dialect());
     let mut short = false;
-    match group {
-        Group::Runs(r) => {
-            let fenced = fence.is_some();
-            short |= RunRow::upsert_many(conn, r, fenced).await? < r.len() as u64;
-        }
-        Group::Steps(s) => {
-            short |= StepRow::upsert_many(conn, s, fence).await? < s.len() as u64;
-        }
-        Group::Attempts(a) => {
-            short |= AttemptRow::upsert_many(conn, a, fence).await? < a.len() as u64;
-        }
-        Group::Other(writes) => {
-            for w in *writes {
-                let changed = match (w, fence) {
-                    (Write::Signal(s), None) => s.insert(conn).await?,
-                    (Write::Signal(s), Some(f)) => {
-                        s.insert_fenced(conn, HELD, f, epoch(f, &s.run_id)).await?
-                    }
-                    (Write::ConsumeSignal { run_id, id, by }, fence) => {
-                        let mut sql =
-                            String::from("UPDATE signals SET consumed_by = ? WHERE id = ?");
-                        if fence.is_some() {
-                            sql.push_str(" AND ");
-                            sql.push_str(HELD);
-                        }
-                        let mut q = query(AssertSqlSafe(sql)).bind(by).bind(id);
-                        if let Some(f) = fence {
-                            q = q.bind(run_id).bind(&f.owner).bind(epoch(f, run_id));
-                        }
-                        q.execute(&mut *conn).await?.rows_affected()
-                    }
-                    (Write::Incident { row, by_run }, fence) => match (fence, by_run) {
-                        (Some(f), Some(run)) => {
-                            row.upsert_fenced(conn, HELD, run, f, epoch(f, run)).await?
-                        }
-                        _ => row.upsert(conn).await?,
-                    },
-                    (
-                        Write::StartRequest {
-                            request_id,
-                            run_id,
-                            at,
-                        },
-                        _,
-                    ) => {
-                        // The run it names was created in this batch: nothing to fence, and a
-                        // request already started is left as it is.
-                        query(
-                            "UPDATE requests SET status = 'started', run_id = ?, updated_at = ? \
-                             WHERE id = ? AND status = 'submitted'",
-                        )
-                        .bind(run_id)
-                        .bind(at)
-                        .bind(request_id)
-                        .execute(&mut *conn)
-                        .await?;
-                        1
-                    }
-                    (
-                        Write::RunMeta {
-                            run_id,
-                            labels,
-                            key,
-                            at,
-                        },
-                        _,
-                    ) => {
-                        // The run it names was created in this batch: nothing to fence.
-                        super::run_meta::insert(conn, run_id, labels, key.as_ref(), *at).await?;
-                        1
-                    }
-                    (Write::Request(r), _) => {
-                        // Its run is created in this batch: nothing to fence. The API checked
-                        // its Idempotency-Key first, so a clash leaves the earlier request.
-                        super::requests::insert_request_row(conn, r).await?;
-                        1
-                    }
-                    (Write::Audit { row, .. }, _) => {
-                        super::audit::insert_audit(conn, row).await?;
-                        1
-                    }
-                    (Write::AlertLink { link, .. }, _) => {
-                        // The dispatcher's rows: nothing of a run's lease to fence.
-                        super::alerts::apply_link(conn, link).await?;
-                        1
-                    }
-                    (Write::Run(_) | Write::Step(_) | Write::Attempt(_), _) => 1,
-                };
-                short |= changed == 0;
+    for w in writes {
+        let lease = fence.and_then(|f| f.fenced_by(w).map(|p| f.lease(p)));
+        let changed = match (*w, lease) {
+            (Write::Signal(s), None) => s.insert(conn).await?,
+            (Write::Signal(s), Some(lease)) => s.insert_fenced(conn, held, lease).await?,
+            (Write::ConsumeSignal { id, by, .. }, lease) => {
+                let mut sql = String::from("UPDATE signals SET consumed_by = ? WHERE id = ?");
+                if lease.is_some() {
+                    sql.push_str(" AND ");
+                    sql.push_str(held);
+                }
+                let mut q = query(AssertSqlSafe(sql)).bind(by).bind(id);
+                if let Some((owner, partition, epoch)) = lease {
+                    q = q.bind(partition).bind(owner).bind(epoch);
+                }
+                q.execute(&mut *conn).await?.rows_affected()
             }
-        }
+            (Write::Incident { row, .. }, Some(lease)) => {
+                row.upsert_fenced(conn, held, lease).await?
+            }
+            (Write::Incident { row, .. }, None) => row.upsert(conn).await?,
+            (Write::Answer { id, answer, at, .. }, lease) => {
+                super::inbox::answer(conn, id, answer.as_deref(), *at, lease, held).await?
+            }
+            (
+                Write::StartRequest {
+                    request_id,
+                    run_id,
+                    at,
+                },
+                _,
+            ) => {
+                // The run it names was created in this batch: nothing to fence, and a
+                // request already started is left as it is.
+                query(
+                    "UPDATE requests SET status = 'started', run_id = ?, updated_at = ? \
+                     WHERE id = ? AND status = 'submitted'",
+                )
+                .bind(run_id)
+                .bind(at)
+                .bind(request_id)
+                .execute(&mut *conn)
+                .await?;
+                1
+            }
+            (
+                Write::RunMeta {
+                    run_id,
+                    labels,
+                    key,
+                    at,
+                },
+                _,
+            ) => {
+                // The run it names was created in this batch: nothing to fence.
+                super::run_meta::insert(conn, run_id, labels, key.as_ref(), *at).await?;
+                1
+            }
+            (Write::Request(r), _) => {
+                // Its run is created in this batch: nothing to fence. The API checked its
+                // Idempotency-Key first, so a clash leaves the earlier request.
+                super::requests::insert_request_row(conn, r).await?;
+                1
+            }
+            (Write::Audit { row, .. }, _) => {
+                super::audit::insert_audit(conn, row).await?;
+                1
+            }
+            (Write::AlertLink { link, .. }, _) => {
+                // The dispatcher's rows: nothing of a partition's lease to fence.
+                super::alerts::apply_link(conn, link).await?;
+                1
+            }
+            (Write::ForeignRun(r), _) => {
+                // A new run for another process's partition: written by whoever took the call,
+                // executed by the partition's holder, told by the inbox row beside it.
+                let rows = Rows {
+                    table: &RunRow::TABLE,
+                    values: vec![r.values()],
+                    fence: None,
+                };
+                upsert::write(conn, vec![rows])
+                    .await?
+                    .iter()
+                    .map(|w| w.changed)
+                    .sum()
+            }
+            (Write::Inbox(row), _) => super::inbox::insert(conn, row).await?,
+            (Write::Run(_) | Write::Step(_) | Write::Attempt(_), _) => 1,
+        };
+        short |= changed == 0;
     }
     Ok(short)
 }
 
-/// After a statement refused rows: the runs of `fence` whose stored lease is no longer the one
-/// it holds. Read inside the same transaction (or right after the one statement), so it sees
-/// exactly what the refused writes were judged against.
+/// After a statement refused rows: the partitions of `fence` whose stored lease is no longer
+/// the one it holds. Read inside the same transaction (or right after the one statement), so
+/// it sees exactly what the refused writes were judged against.
 async fn taken_over(
     conn: &mut Conn,
     fence: Option<&Fence>,
     short: bool,
-) -> Result<Vec<String>, StoreError> {
+) -> Result<Vec<i64>, StoreError> {
     let Some(fence) = fence.filter(|_| short) else {
         return Ok(Vec::new());
     };
-    let ids: Vec<&String> = fence.epochs.keys().collect();
-    let mut held = BTreeSet::new();
+    let ids: Vec<i64> = fence.held.keys().copied().collect();
+    let mut still = BTreeSet::new();
     for chunk in ids.chunks(500) {
         let sql = format!(
-            "SELECT id FROM runs WHERE lease_owner = ? AND id IN ({}) AND lease_epoch = CASE id {} END",
+            "SELECT id FROM partitions WHERE owner = ? AND id IN ({}) AND epoch = CASE id {} END",
             vec!["?"; chunk.len()].join(", "),
             "WHEN ? THEN ? ".repeat(chunk.len())
         );
@@ -279,20 +405,16 @@ async fn taken_over(
             q = q.bind(*id);
         }
         for id in chunk {
-            q = q.bind(*id).bind(epoch(fence, id));
+            q = q.bind(*id).bind(fence.epoch(*id));
         }
         for row in q.fetch_all(&mut *conn).await? {
-            held.insert(row.try_get::<String>("id")?);
+            still.insert(row.try_get::<i64>("id")?);
         }
     }
-    let lost: Vec<String> = ids
-        .into_iter()
-        .filter(|id| !held.contains(*id))
-        .cloned()
-        .collect();
+    let lost: Vec<i64> = ids.into_iter().filter(|p| !still.contains(p)).collect();
     if lost.is_empty() {
         tracing::warn!(
-            "a write changed fewer rows than it carried, yet every run's lease is still held"
+            "a write changed fewer rows than it carried, yet every partition's lease is still held"
         );
     }
     Ok(lost)

@@ -4,8 +4,11 @@
 //! Knows SQL; knows nothing about schedules or overlap policies (the executor decides, the
 //! store makes the decision durable and unique).
 
-use super::db::query;
-use super::{RunRow, Store, StoreError, col};
+use sqlx::AssertSqlSafe;
+
+use super::db::{Row, query};
+use super::upsert::{self, Rows};
+use super::{Fence, RunRow, Store, StoreError, col};
 
 /// One handled instant of a workflow's cron trigger.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -22,46 +25,97 @@ pub struct CronFire {
     pub run_id: Option<String>,
 }
 
+/// What became of a cron fire.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CronClaim {
+    /// Recorded, with its run: this process fired it.
+    Fired,
+    /// That instant, or a later one, of the trigger was handled already (by this process
+    /// before a restart, or by another): nothing was written.
+    Handled,
+    /// The process no longer holds the partition that fires triggers: nothing was written.
+    NotHolder,
+}
+
+/// The partition whose holder fires every cron trigger.
+pub const CRON_PARTITION: i64 = 0;
+
 impl Store {
-    /// Records a fire and the run it starts in one transaction. Returns `false` and writes
-    /// nothing when that instant of that trigger was already handled (by this process before a
-    /// restart, or by another process on the same database).
+    /// Records a fire and the run it starts in one transaction, while `fence` holds the cron
+    /// partition ([`CRON_PARTITION`]) and the run's partition, and only when no instant of the
+    /// trigger at or after this one was recorded (so an older instant never fires after a
+    /// newer one, and none fires twice).
     pub async fn claim_cron_fire(
         &self,
         fire: &CronFire,
         run: Option<&RunRow>,
-    ) -> Result<bool, StoreError> {
-        let inserted = self
-            .write_transaction(async |conn| {
-                let inserted = query(
+        fence: &Fence,
+    ) -> Result<CronClaim, StoreError> {
+        let epoch = fence.held.get(&CRON_PARTITION).copied().unwrap_or(-1);
+        let claim = self
+            .write_transaction_or_undo(async |conn| {
+                let held = super::batch::held(conn.dialect());
+                let inserted = query(AssertSqlSafe(format!(
                     "INSERT INTO cron_fires (workflow, trigger_index, scheduled_at, fired_at, outcome, run_id) \
-                     VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
-                )
+                     SELECT ?, ?, ?, ?, ?, ? WHERE {held} AND NOT EXISTS (SELECT 1 FROM cron_fires \
+                       WHERE workflow = ? AND trigger_index = ? AND scheduled_at >= ?) \
+                     ON CONFLICT DO NOTHING"
+                )))
                 .bind(&fire.workflow)
                 .bind(i64::from(fire.trigger))
                 .bind(fire.scheduled_at)
                 .bind(fire.fired_at)
                 .bind(if fire.run_id.is_some() { "started" } else { "skipped" })
                 .bind(&fire.run_id)
+                .bind(CRON_PARTITION)
+                .bind(&fence.owner)
+                .bind(epoch)
+                .bind(&fire.workflow)
+                .bind(i64::from(fire.trigger))
+                .bind(fire.scheduled_at)
                 .execute(&mut *conn)
                 .await?
                 .rows_affected();
-                // The instant was handled already: write nothing else (committing the empty
-                // transaction writes nothing either).
-                if inserted > 0
-                    && let Some(run) = run
-                {
-                    RunRow::upsert_many(conn, &[run], false).await?;
+                if inserted == 0 {
+                    let still: Option<Row> = query(AssertSqlSafe(format!("SELECT 1 AS one WHERE {held}")))
+                        .bind(CRON_PARTITION)
+                        .bind(&fence.owner)
+                        .bind(epoch)
+                        .fetch_optional(&mut *conn)
+                        .await?;
+                    let claim = if still.is_some() {
+                        CronClaim::Handled
+                    } else {
+                        CronClaim::NotHolder
+                    };
+                    return Ok((claim, true));
                 }
-                Ok(inserted)
+                if let Some(run) = run {
+                    let rows = Rows {
+                        table: &RunRow::TABLE,
+                        values: vec![run.values()],
+                        fence: Some((
+                            fence.owner.as_str(),
+                            vec![(
+                                run.partition,
+                                fence.held.get(&run.partition).copied().unwrap_or(-1),
+                            )],
+                        )),
+                    };
+                    let written = upsert::write(conn, vec![rows]).await?;
+                    if written.iter().any(|w| w.changed < w.given) {
+                        // The run's partition changed hands: record nothing.
+                        return Ok((CronClaim::NotHolder, false));
+                    }
+                }
+                Ok((CronClaim::Fired, true))
             })
             .await?;
-        if inserted == 0 {
-            return Ok(false);
+        if claim == CronClaim::Fired {
+            self.commits
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         }
-        self.commits
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        Ok(true)
+        Ok(claim)
     }
 
     /// The latest handled instant of every trigger, and the latest run each one started.

@@ -67,6 +67,10 @@ pub(super) enum Arg {
     Real(Option<f64>),
     Text(Option<String>),
     Blob(Option<Vec<u8>>),
+    /// A column of integers, for PostgreSQL's `UNNEST` (SQLite has no arrays).
+    Ints(Vec<Option<i64>>),
+    /// A column of texts, for PostgreSQL's `UNNEST`.
+    Texts(Vec<Option<String>>),
 }
 
 macro_rules! arg_from {
@@ -204,7 +208,10 @@ impl Done {
     }
 }
 
-fn sqlite(sql: &str, args: Vec<Arg>) -> Query<'static, Sqlite, SqliteArguments> {
+fn sqlite(
+    sql: &str,
+    args: Vec<Arg>,
+) -> Result<Query<'static, Sqlite, SqliteArguments>, sqlx::Error> {
     let mut q = sqlx::query(AssertSqlSafe(sql.to_owned()));
     for a in args {
         q = match a {
@@ -212,9 +219,14 @@ fn sqlite(sql: &str, args: Vec<Arg>) -> Query<'static, Sqlite, SqliteArguments> 
             Arg::Real(v) => q.bind(v),
             Arg::Text(v) => q.bind(v),
             Arg::Blob(v) => q.bind(v),
+            Arg::Ints(_) | Arg::Texts(_) => {
+                return Err(sqlx::Error::Protocol(
+                    "an array value bound to a SQLite statement (arrays are PostgreSQL's)".into(),
+                ));
+            }
         };
     }
-    q
+    Ok(q)
 }
 
 fn postgres(sql: &str, args: Vec<Arg>) -> Query<'static, Postgres, PgArguments> {
@@ -225,6 +237,8 @@ fn postgres(sql: &str, args: Vec<Arg>) -> Query<'static, Postgres, PgArguments> 
             Arg::Real(v) => q.bind(v),
             Arg::Text(v) => q.bind(v),
             Arg::Blob(v) => q.bind(v),
+            Arg::Ints(v) => q.bind(v),
+            Arg::Texts(v) => q.bind(v),
         };
     }
     q
@@ -237,11 +251,11 @@ macro_rules! on_target {
         let Statement { sql, args } = $stmt;
         match $to.into() {
             Target::SqlitePool($ex) => {
-                let ($q, $row) = (sqlite(&sql, args), Row::Sqlite);
+                let ($q, $row) = (sqlite(&sql, args)?, Row::Sqlite);
                 $body
             }
             Target::SqliteConn($ex) => {
-                let ($q, $row) = (sqlite(&sql, args), Row::Sqlite);
+                let ($q, $row) = (sqlite(&sql, args)?, Row::Sqlite);
                 $body
             }
             Target::PostgresPool($ex) => {

@@ -15,7 +15,10 @@ mod catalog;
 mod checks;
 mod cron;
 mod db;
-mod leases;
+mod inbox;
+mod listen;
+mod partitions;
+mod recovery;
 mod requests;
 mod retry;
 mod rows;
@@ -23,6 +26,7 @@ mod run_meta;
 mod secrets;
 mod sessions;
 mod tx;
+mod upsert;
 mod waiting;
 
 use std::path::Path;
@@ -48,15 +52,17 @@ pub use audit::AuditRow;
 pub use batch::Fence;
 pub use catalog::{CatalogRow, OnCallFileRow};
 pub use checks::{CheckResultRow, CheckStateRow};
-pub use cron::CronFire;
-pub use leases::Claim;
+pub use cron::{CRON_PARTITION, CronClaim, CronFire};
+pub use inbox::InboxRow;
+pub use listen::Listener;
+pub use partitions::{Claim, Lease, MemberRow, PartitionRow, partition_of};
 pub use requests::{NewRequest, RequestRow, RequestView};
 pub use retry::{Retry, RetryRow};
 pub use rows::{IncidentRow, RunRow, RunStatus, SignalRow, StepRow, StepStatus, WorkflowRow};
 pub use run_meta::{RunFilter, RunKey, StatusFilter};
 pub use secrets::SealedSecret;
 pub use sessions::SessionRow;
-pub use tx::ServiceLock;
+pub use tx::OwnerLock;
 pub use waiting::WaitingApproval;
 
 /// What went wrong, grouped by what the caller does next.
@@ -275,6 +281,23 @@ pub enum Write {
         /// The run it concerns: kept with that run's writes.
         run: Option<String>,
     },
+    /// A new run in a partition another process holds, written by the process that took the
+    /// call (unfenced: nobody executes it yet); an [`Write::Inbox`] command tells the holder.
+    ForeignRun(RunRow),
+    /// A command for the holder of another partition.
+    Inbox(InboxRow),
+    /// A command of the inbox applied: its answer (JSON) for the sender, or `None` to delete
+    /// it (nobody waits). Fenced by the command's partition.
+    Answer {
+        /// The command.
+        id: String,
+        /// Its partition.
+        partition: i64,
+        /// What the sender is told.
+        answer: Option<String>,
+        /// When (ms).
+        at: i64,
+    },
 }
 
 impl Write {
@@ -291,6 +314,8 @@ impl Write {
             Write::Incident { by_run, .. } => by_run.as_deref(),
             Write::Audit { run, .. } | Write::AlertLink { run, .. } => run.as_deref(),
             Write::Request(r) => r.run_id.as_deref(),
+            Write::ForeignRun(r) => Some(&r.id),
+            Write::Inbox(_) | Write::Answer { .. } => None,
         }
     }
 }
@@ -604,6 +629,17 @@ impl Store {
         .fetch_optional(&self.db)
         .await?;
         row.as_ref().map(IncidentRow::from_row).transpose()
+    }
+
+    /// Every incident not resolved.
+    pub async fn open_incidents(&self) -> Result<Vec<IncidentRow>, StoreError> {
+        let rows = query(AssertSqlSafe(format!(
+            "SELECT {} FROM incidents WHERE status <> 'resolved' ORDER BY created_at, id",
+            IncidentRow::COLUMNS
+        )))
+        .fetch_all(&self.db)
+        .await?;
+        rows.iter().map(IncidentRow::from_row).collect()
     }
 
     /// Every incident, newest first.

@@ -5,7 +5,7 @@
 use super::audit::insert_audit;
 use super::db::{query, query_scalar};
 use super::rows::{RunRow, StepRow};
-use super::{AuditRow, Store, StoreError};
+use super::{AuditRow, Lease, Store, StoreError};
 use crate::plan::UnitKey;
 
 /// What a retry changes.
@@ -38,27 +38,30 @@ pub struct RetryRow {
 }
 
 impl Store {
-    /// Applies `retry` if the run is still `failed`: it becomes `running`, leased to `owner`
-    /// until `lease_until` under a new epoch. Returns the run as it is now, or `None` when it
-    /// was not failed any more (retried already, say) and nothing was written.
+    /// Applies `retry` if the run is still `failed` and `owner` still holds `lease` on its
+    /// partition: the run becomes `running` again. Returns the run as it is now, or `None` when
+    /// it was not failed any more (retried already, say) or the partition changed hands, and
+    /// nothing was written.
     pub async fn retry_run(
         &self,
         retry: &Retry,
         owner: &str,
-        lease_until: i64,
+        lease: Lease,
         audit: Option<&AuditRow>,
     ) -> Result<Option<RunRow>, StoreError> {
         self.write_transaction(async |conn| {
-            let done = query(
+            let held = super::batch::held(conn.dialect());
+            let done = query(sqlx::AssertSqlSafe(format!(
                 "UPDATE runs SET status = 'running', error = NULL, outputs = NULL, finished_at = NULL, \
-                 updated_at = ?, lease_owner = ?, lease_until = ?, lease_epoch = lease_epoch + 1, \
-                 paused_at = NULL, cancel_compensates = 1 \
-                 WHERE id = ? AND status = 'failed'",
-            )
+                 updated_at = ?, paused_at = NULL, cancel_compensates = 1 \
+                 WHERE id = ? AND status = 'failed' AND partition = ? AND {held}"
+            )))
             .bind(retry.at)
-            .bind(owner)
-            .bind(lease_until)
             .bind(&retry.run_id)
+            .bind(lease.partition)
+            .bind(lease.partition)
+            .bind(owner)
+            .bind(lease.epoch)
             .execute(&mut *conn)
             .await?;
             if done.rows_affected() == 0 {
@@ -73,7 +76,7 @@ impl Store {
             }
             if !retry.reset.is_empty() {
                 let rows: Vec<&StepRow> = retry.reset.iter().collect();
-                StepRow::upsert_many(conn, &rows, None).await?;
+                StepRow::upsert_many(conn, &rows).await?;
             }
             let n: i64 = query_scalar(
                 "SELECT COALESCE(MAX(n), 0) + 1 FROM run_retries WHERE run_id = ?",

@@ -3,8 +3,9 @@
 use serde_json::Value as Json;
 use sqlx::AssertSqlSafe;
 
-use super::db::{Conn, Row, query};
-use super::{Fence, StoreError, col};
+use super::db::{Arg, Conn, Row, query};
+use super::upsert::{Kind, Rows, Table};
+use super::{StoreError, col};
 use crate::plan::UnitKey;
 
 /// Where a run is in its life.
@@ -224,12 +225,9 @@ pub struct RunRow {
     pub updated_at: i64,
     /// End time (ms).
     pub finished_at: Option<i64>,
-    /// The process executing it.
-    pub lease_owner: Option<String>,
-    /// Lease expiry (ms).
-    pub lease_until: Option<i64>,
-    /// Bumped by every claim of the lease; writes are fenced by it (see `batch.rs`).
-    pub lease_epoch: i64,
+    /// The partition it lives in (its id's hash, its parent's, or a `csmp run` process's
+    /// own); whoever holds that partition's lease executes it.
+    pub partition: i64,
     /// Why the run cannot go on, while its workflow version does not plan; it resumes when
     /// the cause is fixed.
     pub blocked: Option<String>,
@@ -240,7 +238,7 @@ pub struct RunRow {
 }
 
 impl RunRow {
-    pub(super) const COLUMNS: &'static str = "id, workflow, version, tenant, requester, inputs, status, outputs, error, parent_run, parent_step, created_at, updated_at, finished_at, lease_owner, lease_until, lease_epoch, blocked, cancel_compensates, paused_at";
+    pub(super) const COLUMNS: &'static str = "id, workflow, version, tenant, requester, inputs, status, outputs, error, parent_run, parent_step, created_at, updated_at, finished_at, partition, blocked, cancel_compensates, paused_at";
 
     pub(super) fn from_row(row: &Row) -> Result<Self, StoreError> {
         let version: i64 = col(row, "version")?;
@@ -268,68 +266,65 @@ impl RunRow {
             created_at: col(row, "created_at")?,
             updated_at: col(row, "updated_at")?,
             finished_at: col(row, "finished_at")?,
-            lease_owner: col(row, "lease_owner")?,
-            lease_until: col(row, "lease_until")?,
-            lease_epoch: col(row, "lease_epoch")?,
+            partition: col(row, "partition")?,
             blocked: col(row, "blocked")?,
             cancel_compensates: col::<i64>(row, "cancel_compensates")? != 0,
             paused_at: col(row, "paused_at")?,
         })
     }
 
-    /// Inserts or updates `rows` with as few statements as possible (see [`chunks`]); returns
-    /// how many rows changed. `fenced`: an existing row is updated only while its stored lease
-    /// is the one the new row carries (owner and epoch), so a process whose lease was taken
-    /// over changes nothing.
-    pub(super) async fn upsert_many(
-        conn: &mut Conn,
-        rows: &[&Self],
-        fenced: bool,
-    ) -> Result<u64, StoreError> {
-        let mut changed = 0;
-        for chunk in chunks(rows) {
-            let sql = format!(
-                "INSERT INTO runs ({}) VALUES {} \
-                 ON CONFLICT (id) DO UPDATE SET status = excluded.status, outputs = excluded.outputs, \
-                 error = excluded.error, updated_at = excluded.updated_at, finished_at = excluded.finished_at, \
-                 lease_owner = excluded.lease_owner, lease_until = excluded.lease_until, \
-                 lease_epoch = excluded.lease_epoch, blocked = excluded.blocked, \
-                 cancel_compensates = excluded.cancel_compensates, paused_at = excluded.paused_at{}",
-                Self::COLUMNS,
-                placeholders(chunk.len(), 20),
-                if fenced {
-                    " WHERE runs.lease_owner = excluded.lease_owner AND runs.lease_epoch = excluded.lease_epoch"
-                } else {
-                    ""
-                }
-            );
-            let mut q = query(AssertSqlSafe(sql));
-            for r in chunk {
-                q = q
-                    .bind(&r.id)
-                    .bind(&r.workflow)
-                    .bind(i64::from(r.version))
-                    .bind(&r.tenant)
-                    .bind(&r.requester)
-                    .bind(r.inputs.to_string())
-                    .bind(r.status.as_str())
-                    .bind(json_text(&r.outputs))
-                    .bind(&r.error)
-                    .bind(&r.parent_run)
-                    .bind(r.parent_step.as_ref().map(UnitKey::to_string))
-                    .bind(r.created_at)
-                    .bind(r.updated_at)
-                    .bind(r.finished_at)
-                    .bind(&r.lease_owner)
-                    .bind(r.lease_until)
-                    .bind(r.lease_epoch)
-                    .bind(&r.blocked)
-                    .bind(i64::from(r.cancel_compensates))
-                    .bind(r.paused_at);
-            }
-            changed += q.execute(&mut *conn).await?.rows_affected();
-        }
-        Ok(changed)
+    /// How runs are written in bulk (`upsert.rs`).
+    pub(super) const TABLE: Table = Table {
+        name: "runs",
+        columns: &[
+            ("id", Kind::Text),
+            ("workflow", Kind::Text),
+            ("version", Kind::Int),
+            ("tenant", Kind::Text),
+            ("requester", Kind::Text),
+            ("inputs", Kind::Text),
+            ("status", Kind::Text),
+            ("outputs", Kind::Text),
+            ("error", Kind::Text),
+            ("parent_run", Kind::Text),
+            ("parent_step", Kind::Text),
+            ("created_at", Kind::Int),
+            ("updated_at", Kind::Int),
+            ("finished_at", Kind::Int),
+            ("partition", Kind::Int),
+            ("blocked", Kind::Text),
+            ("cancel_compensates", Kind::Int),
+            ("paused_at", Kind::Int),
+        ],
+        key: 1,
+        conflict: "ON CONFLICT (id) DO UPDATE SET status = excluded.status, outputs = excluded.outputs, \
+             error = excluded.error, updated_at = excluded.updated_at, finished_at = excluded.finished_at, \
+             blocked = excluded.blocked, cancel_compensates = excluded.cancel_compensates, \
+             paused_at = excluded.paused_at",
+    };
+
+    /// Its values in [`Self::TABLE`]'s column order.
+    pub(super) fn values(&self) -> Vec<Arg> {
+        vec![
+            self.id.as_str().into(),
+            self.workflow.as_str().into(),
+            i64::from(self.version).into(),
+            self.tenant.as_str().into(),
+            self.requester.clone().into(),
+            self.inputs.to_string().into(),
+            self.status.as_str().into(),
+            json_text(&self.outputs).into(),
+            self.error.clone().into(),
+            self.parent_run.clone().into(),
+            self.parent_step.as_ref().map(UnitKey::to_string).into(),
+            self.created_at.into(),
+            self.updated_at.into(),
+            self.finished_at.into(),
+            self.partition.into(),
+            self.blocked.clone().into(),
+            i64::from(self.cancel_compensates).into(),
+            self.paused_at.into(),
+        ]
     }
 }
 
@@ -385,68 +380,65 @@ impl StepRow {
         })
     }
 
-    /// Inserts or updates `rows` with as few statements as possible (see [`chunks`]); returns
-    /// how many rows changed. With a `fence`, a row is written only while its run's stored
-    /// lease is the fence's (owner and that run's epoch), checked in the same statement.
-    pub(super) async fn upsert_many(
-        conn: &mut Conn,
-        rows: &[&Self],
-        fence: Option<&Fence>,
-    ) -> Result<u64, StoreError> {
-        const UPDATE: &str = "ON CONFLICT (run_id, key) DO UPDATE SET status = excluded.status, attempt = excluded.attempt, \
+    /// How units are written in bulk (`upsert.rs`).
+    pub(super) const TABLE: Table = Table {
+        name: "steps",
+        columns: &[
+            ("run_id", Kind::Text),
+            ("key", Kind::Text),
+            ("step_id", Kind::Text),
+            ("status", Kind::Text),
+            ("attempt", Kind::Int),
+            ("output", Kind::Text),
+            ("error", Kind::Text),
+            ("state", Kind::Text),
+            ("wake_at", Kind::Int),
+            ("started_at", Kind::Int),
+            ("finished_at", Kind::Int),
+            ("position", Kind::Int),
+            ("item", Kind::Int),
+        ],
+        key: 2,
+        conflict: "ON CONFLICT (run_id, key) DO UPDATE SET status = excluded.status, attempt = excluded.attempt, \
              output = excluded.output, error = excluded.error, state = excluded.state, \
-             wake_at = excluded.wake_at, started_at = excluded.started_at, finished_at = excluded.finished_at";
-        let mut changed = 0;
-        for chunk in chunks(rows) {
-            let sql = match fence {
-                None => format!(
-                    "INSERT INTO steps ({}) VALUES {} {UPDATE}",
-                    Self::COLUMNS,
-                    placeholders(chunk.len(), 13)
-                ),
-                // The rows come as a VALUES table with each row's epoch as a twelfth column,
-                // joined to the run's lease: a row whose run is no longer held is not inserted.
-                // (`WHERE true` tells SQLite's parser the ON CONFLICT belongs to the INSERT.)
-                Some(_) => format!(
-                    "INSERT INTO steps ({}) SELECT v.column1, v.column2, v.column3, v.column4, v.column5, \
-                     v.column6, v.column7, v.column8, v.column9, v.column10, v.column11, v.column12, \
-                     v.column13 FROM (VALUES {}) AS v JOIN runs r ON r.id = v.column1 \
-                     AND r.lease_owner = ? AND r.lease_epoch = v.column14 WHERE true {UPDATE}",
-                    Self::COLUMNS,
-                    placeholders(chunk.len(), 14)
-                ),
-            };
-            let mut q = query(AssertSqlSafe(sql));
-            for s in chunk {
-                q = q
-                    .bind(&s.run_id)
-                    .bind(s.key.to_string())
-                    .bind(s.key.step_id())
-                    .bind(s.status.as_str())
-                    .bind(i64::from(s.attempt))
-                    .bind(json_text(&s.output))
-                    .bind(&s.error)
-                    .bind(json_text(&s.state))
-                    .bind(s.wake_at)
-                    .bind(s.started_at)
-                    .bind(s.finished_at)
-                    .bind(i64::from(s.position))
-                    .bind(
-                        s.key
-                            .item()
-                            .and_then(|i| i64::try_from(i).ok())
-                            .unwrap_or(-1),
-                    );
-                if let Some(f) = fence {
-                    q = q.bind(f.epochs.get(&s.run_id).copied().unwrap_or(-1));
-                }
-            }
-            if let Some(f) = fence {
-                q = q.bind(&f.owner);
-            }
-            changed += q.execute(&mut *conn).await?.rows_affected();
-        }
-        Ok(changed)
+             wake_at = excluded.wake_at, started_at = excluded.started_at, finished_at = excluded.finished_at",
+    };
+
+    /// Its values in [`Self::TABLE`]'s column order.
+    pub(super) fn values(&self) -> Vec<Arg> {
+        vec![
+            self.run_id.as_str().into(),
+            self.key.to_string().into(),
+            self.key.step_id().into(),
+            self.status.as_str().into(),
+            i64::from(self.attempt).into(),
+            json_text(&self.output).into(),
+            self.error.clone().into(),
+            json_text(&self.state).into(),
+            self.wake_at.into(),
+            self.started_at.into(),
+            self.finished_at.into(),
+            i64::from(self.position).into(),
+            self.key
+                .item()
+                .and_then(|i| i64::try_from(i).ok())
+                .unwrap_or(-1)
+                .into(),
+        ]
+    }
+
+    /// Inserts or updates `rows` unfenced (a retry's reset units, written under its own check).
+    pub(super) async fn upsert_many(conn: &mut Conn, rows: &[&Self]) -> Result<u64, StoreError> {
+        let rows = Rows {
+            table: &Self::TABLE,
+            values: rows.iter().map(|r| r.values()).collect(),
+            fence: None,
+        };
+        Ok(super::upsert::write(conn, vec![rows])
+            .await?
+            .iter()
+            .map(|w| w.changed)
+            .sum())
     }
 }
 
@@ -491,14 +483,13 @@ impl SignalRow {
         .rows_affected())
     }
 
-    /// Inserts the signal only while `held` (an `EXISTS` taking run, owner, epoch) is true of
-    /// its run; returns the rows changed.
+    /// Inserts the signal only while `held` (an `EXISTS` taking partition, owner and epoch) is
+    /// true; returns the rows changed.
     pub(super) async fn insert_fenced(
         &self,
         conn: &mut Conn,
         held: &str,
-        fence: &Fence,
-        epoch: i64,
+        lease: (&str, i64, i64),
     ) -> Result<u64, StoreError> {
         Ok(query(AssertSqlSafe(format!(
             "INSERT INTO signals (id, run_id, name, payload, created_at) SELECT ?, ?, ?, ?, ? WHERE {held}"
@@ -508,9 +499,9 @@ impl SignalRow {
         .bind(&self.name)
         .bind(self.payload.to_string())
         .bind(self.created_at)
-        .bind(&self.run_id)
-        .bind(&fence.owner)
-        .bind(epoch)
+        .bind(lease.1)
+        .bind(lease.0)
+        .bind(lease.2)
         .execute(&mut *conn)
         .await?
         .rows_affected())
@@ -518,7 +509,7 @@ impl SignalRow {
 }
 
 /// An incident.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct IncidentRow {
     /// Its id.
     pub id: String,
@@ -542,10 +533,14 @@ pub struct IncidentRow {
     pub created_at: i64,
     /// Last change (ms).
     pub updated_at: i64,
+    /// The partition it lives in: its opening run's, or its id's hash. Its holder applies
+    /// what people do to it.
+    #[serde(default, skip_serializing)]
+    pub partition: i64,
 }
 
 impl IncidentRow {
-    pub(super) const COLUMNS: &'static str = "id, run_id, tenant, title, severity, service, status, timeline, created_at, updated_at, details";
+    pub(super) const COLUMNS: &'static str = "id, run_id, tenant, title, severity, service, status, timeline, created_at, updated_at, details, partition";
 
     pub(super) fn from_row(row: &Row) -> Result<Self, StoreError> {
         Ok(Self {
@@ -560,6 +555,7 @@ impl IncidentRow {
             created_at: col(row, "created_at")?,
             updated_at: col(row, "updated_at")?,
             details: json_col(row, "details")?.unwrap_or_else(|| Json::Object(Default::default())),
+            partition: col(row, "partition")?,
         })
     }
 
@@ -570,7 +566,7 @@ impl IncidentRow {
     /// Inserts or updates the incident; returns the rows changed (1).
     pub(super) async fn upsert(&self, conn: &mut Conn) -> Result<u64, StoreError> {
         let sql = format!(
-            "INSERT INTO incidents ({}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) {}",
+            "INSERT INTO incidents ({}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) {}",
             Self::COLUMNS,
             Self::UPDATE
         );
@@ -581,26 +577,24 @@ impl IncidentRow {
             .rows_affected())
     }
 
-    /// Upserts the incident only while `held` (an `EXISTS` taking run, owner, epoch) is true
-    /// of the run `by_run` whose step changed it; returns the rows changed.
+    /// Upserts the incident only while `held` (an `EXISTS` taking partition, owner and epoch)
+    /// is true; returns the rows changed.
     pub(super) async fn upsert_fenced(
         &self,
         conn: &mut Conn,
         held: &str,
-        by_run: &str,
-        fence: &Fence,
-        epoch: i64,
+        lease: (&str, i64, i64),
     ) -> Result<u64, StoreError> {
         let sql = format!(
-            "INSERT INTO incidents ({}) SELECT ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ? WHERE {held} {}",
+            "INSERT INTO incidents ({}) SELECT ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ? WHERE {held} {}",
             Self::COLUMNS,
             Self::UPDATE
         );
         Ok(self
             .bind(query(AssertSqlSafe(sql)))
-            .bind(by_run)
-            .bind(&fence.owner)
-            .bind(epoch)
+            .bind(lease.1)
+            .bind(lease.0)
+            .bind(lease.2)
             .execute(&mut *conn)
             .await?
             .rows_affected())
@@ -618,5 +612,6 @@ impl IncidentRow {
             .bind(self.created_at)
             .bind(self.updated_at)
             .bind(self.details.to_string())
+            .bind(self.partition)
     }
 }

@@ -78,9 +78,7 @@ fn run(id: &str, status: RunStatus) -> RunRow {
         created_at: 1,
         updated_at: 1,
         finished_at: None,
-        lease_owner: None,
-        lease_until: None,
-        lease_epoch: 0,
+        partition: 0,
         blocked: None,
         cancel_compensates: true,
         paused_at: None,
@@ -174,42 +172,250 @@ async fn a_batch_is_one_transaction_and_survives_reopening(on: On) -> Result<(),
     Ok(())
 }
 
-async fn leases_keep_runs_to_one_owner_until_they_expire(on: On) -> Result<(), StoreError> {
+/// `runs` placed in partitions.
+fn run_in(id: &str, status: RunStatus, partition: i64) -> RunRow {
+    RunRow {
+        partition,
+        ..run(id, status)
+    }
+}
+
+async fn partitions_are_held_by_one_process_until_their_lease_runs_out(
+    on: On,
+) -> Result<(), StoreError> {
     let (_dir, store) = fresh(on).await;
-    store
-        .commit(&[
-            Write::Run(run("r1", RunStatus::Running)),
-            Write::Run(run("r2", RunStatus::Failing)),
-            Write::Run(run("done", RunStatus::Succeeded)),
-        ])
-        .await?;
+    assert_eq!(store.partition_count().await?, 64);
     let mine = store
-        .claim_unfinished("p1", 1_000, 10_000, Claim::Restart)
+        .claim_partitions("p1", 1_000, 10_000, 40, Claim::Free)
+        .await?;
+    assert_eq!(mine.len(), 40);
+    assert_eq!(
+        mine[0],
+        Lease {
+            partition: 0,
+            epoch: 1
+        }
+    );
+    let theirs = store
+        .claim_partitions("p2", 5_000, 10_000, 40, Claim::Free)
         .await?;
     assert_eq!(
-        mine.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(),
-        ["r1", "r2"]
+        theirs.iter().map(|l| l.partition).collect::<Vec<_>>(),
+        (40..64).collect::<Vec<_>>(),
+        "p1's leases hold; only the free ones are taken"
     );
-    assert!(
-        store
-            .claim_unfinished("p2", 5_000, 10_000, Claim::Restart)
-            .await?
-            .is_empty(),
-        "p1's lease holds"
-    );
-    store.renew_leases("p1", 20_000).await?;
-    assert!(
-        store
-            .claim_unfinished("p2", 15_000, 10_000, Claim::Restart)
-            .await?
-            .is_empty(),
-        "renewed"
-    );
+    // p1 renews; p2's leases run out and p1 takes them over under new epochs.
+    let held = store.renew_partitions("p1", &mine, 20_000).await?;
+    assert_eq!(held, mine);
     let taken = store
-        .claim_unfinished("p2", 25_000, 10_000, Claim::Restart)
+        .claim_partitions("p1", 16_000, 10_000, 64, Claim::Free)
         .await?;
-    assert_eq!(taken.len(), 2, "an expired lease is taken over");
-    assert_eq!(taken[0].lease_owner.as_deref(), Some("p2"));
+    assert_eq!(taken.len(), 24);
+    assert!(taken.iter().all(|l| l.epoch == 2), "{taken:?}");
+    assert!(
+        store
+            .renew_partitions("p2", &theirs, 30_000)
+            .await?
+            .is_empty(),
+        "p2 renews nothing it lost"
+    );
+    // A restart under p2's name takes back nothing it lost; under p1's, all of p1's at once.
+    assert!(
+        store
+            .claim_partitions("p2", 17_000, 10_000, 64, Claim::Own)
+            .await?
+            .is_empty()
+    );
+    let back = store
+        .claim_partitions("p1", 17_000, 10_000, 64, Claim::Own)
+        .await?;
+    assert_eq!(back.len(), 64);
+    // Released partitions are free at once.
+    store.release_partitions("p1", &back[..10]).await?;
+    let free = store
+        .claim_partitions("p2", 17_500, 10_000, 64, Claim::Free)
+        .await?;
+    assert_eq!(free.len(), 10);
+    // A stale lease (an old epoch) releases nothing.
+    store.release_partitions("p1", &mine[10..20]).await?;
+    assert_eq!(
+        store
+            .claim_partitions("p2", 17_500, 10_000, 64, Claim::Free)
+            .await?
+            .len(),
+        0
+    );
+    Ok(())
+}
+
+async fn members_count_only_live_executors(on: On) -> Result<(), StoreError> {
+    let (_dir, store) = fresh(on).await;
+    store.heartbeat("a", "all", 1_000).await?;
+    store.heartbeat("b", "executor", 5_000).await?;
+    store.heartbeat("c", "api", 5_000).await?;
+    store.heartbeat("d", "run", 5_000).await?;
+    assert_eq!(store.live_executors(0).await?, 2);
+    assert_eq!(store.live_executors(2_000).await?, 1, "a is not heard from");
+    store.heartbeat("a", "all", 6_000).await?;
+    assert_eq!(store.live_executors(2_000).await?, 2);
+    store.leave("b").await?;
+    assert_eq!(store.live_executors(0).await?, 1);
+    let names: Vec<String> = store
+        .members()
+        .await?
+        .into_iter()
+        .map(|m| m.owner)
+        .collect();
+    assert_eq!(names, ["a", "c", "d"]);
+    Ok(())
+}
+
+async fn private_partitions_outlive_their_process(on: On) -> Result<(), StoreError> {
+    let (_dir, store) = fresh(on).await;
+    let mine = store.new_private_partition("run-1", 0, 1_000).await?;
+    assert_eq!(
+        mine,
+        Lease {
+            partition: 64,
+            epoch: 1
+        }
+    );
+    assert_eq!(
+        store
+            .new_private_partition("run-2", 0, 1_000)
+            .await?
+            .partition,
+        65
+    );
+    assert_eq!(
+        store.partition_count().await?,
+        64,
+        "private ones are not shared"
+    );
+    store
+        .commit(&[Write::Run(run_in("r1", RunStatus::Running, 64))])
+        .await?;
+    // Held by a live `csmp run`: nobody adopts it; once its lease runs out, a service does
+    // (65 has nothing to do).
+    assert!(
+        store
+            .adopt_private_partitions("svc", 500, 1_000)
+            .await?
+            .is_empty()
+    );
+    let adopted = store.adopt_private_partitions("svc", 2_000, 1_000).await?;
+    assert_eq!(
+        adopted,
+        [Lease {
+            partition: 64,
+            epoch: 2
+        }]
+    );
+    assert_eq!(
+        store.unfinished_runs_in(&[64]).await?.len(),
+        1,
+        "its run is there to take"
+    );
+    // Given back only once its runs are over.
+    assert!(
+        store
+            .release_idle_private("svc", &adopted)
+            .await?
+            .is_empty()
+    );
+    store
+        .commit(&[Write::Run(run_in("r1", RunStatus::Succeeded, 64))])
+        .await?;
+    assert_eq!(store.release_idle_private("svc", &adopted).await?, [64]);
+    // A command for it wakes it again.
+    store
+        .commit(&[Write::Inbox(InboxRow {
+            id: "cmd-1".into(),
+            partition: 64,
+            command: "{}".into(),
+            sender: "svc".into(),
+            created_at: 3_000,
+        })])
+        .await?;
+    assert_eq!(
+        store.adopt_private_partitions("svc", 3_000, 1_000).await?,
+        [Lease {
+            partition: 64,
+            epoch: 3
+        }]
+    );
+    Ok(())
+}
+
+async fn inbox_commands_are_answered_by_the_holder_only(on: On) -> Result<(), StoreError> {
+    let (_dir, store) = fresh(on).await;
+    let held = store
+        .claim_partitions("holder", 0, 10_000, 64, Claim::Free)
+        .await?;
+    let command = |id: &str, partition: i64| {
+        Write::Inbox(InboxRow {
+            id: id.into(),
+            partition,
+            command: format!("{{\"n\": \"{id}\"}}"),
+            sender: "api".into(),
+            created_at: 1,
+        })
+    };
+    store
+        .commit(&[command("c1", 3), command("c2", 3), command("c3", 9)])
+        .await?;
+    let open = store.inbox_open(&[3], 10).await?;
+    assert_eq!(
+        open.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(),
+        ["c1", "c2"]
+    );
+    let fence = Fence {
+        owner: "holder".into(),
+        held: held.iter().map(|l| (l.partition, l.epoch)).collect(),
+        runs: Default::default(),
+    };
+    let answer = |id: &str, answer: Option<&str>| Write::Answer {
+        id: id.into(),
+        partition: 3,
+        answer: answer.map(Into::into),
+        at: 5,
+    };
+    let lost = store
+        .commit_fenced(
+            &[answer("c1", Some("{\"ok\":1}")), answer("c2", None)],
+            &fence,
+        )
+        .await?;
+    assert!(lost.is_empty());
+    assert!(store.inbox_open(&[3], 10).await?.is_empty());
+    assert_eq!(
+        store
+            .inbox_answers(&["c1".into(), "c2".into(), "c3".into()])
+            .await?,
+        [("c1".to_string(), "{\"ok\":1}".to_string())]
+    );
+    // A process that does not hold the partition answers nothing.
+    let stranger = Fence {
+        owner: "stranger".into(),
+        held: [(9, 1)].into(),
+        runs: Default::default(),
+    };
+    let lost = store
+        .commit_fenced(
+            &[Write::Answer {
+                id: "c3".into(),
+                partition: 9,
+                answer: Some("{}".into()),
+                at: 6,
+            }],
+            &stranger,
+        )
+        .await?;
+    assert_eq!(lost, [9]);
+    assert_eq!(store.inbox_open(&[9], 10).await?.len(), 1);
+    store.inbox_delete(&["c1".into()]).await?;
+    assert!(store.inbox_answers(&["c1".into()]).await?.is_empty());
+    assert_eq!(store.inbox_sweep(10).await?, 0, "c2 is gone, c3 unanswered");
     Ok(())
 }
 
@@ -253,6 +459,7 @@ async fn incidents_round_trip(on: On) -> Result<(), StoreError> {
         details: json!({ "impact": "slow pages" }),
         created_at: 1,
         updated_at: 1,
+        partition: 7,
     };
     store
         .commit(&[Write::Incident {
@@ -282,27 +489,61 @@ async fn a_cron_instant_is_claimed_once_with_its_run(on: On) -> Result<(), Store
         fired_at: at + 7,
         run_id: run_id.map(Into::into),
     };
-    let first = run("r1", RunStatus::Running);
-    assert!(
+    let held = store
+        .claim_partitions("leader", 0, 10_000, 64, Claim::Free)
+        .await?;
+    let fence = Fence {
+        owner: "leader".into(),
+        held: held.iter().map(|l| (l.partition, l.epoch)).collect(),
+        runs: Default::default(),
+    };
+    let first = run_in("r1", RunStatus::Running, 5);
+    assert_eq!(
         store
-            .claim_cron_fire(&fire(1000, Some("r1")), Some(&first))
-            .await?
+            .claim_cron_fire(&fire(1000, Some("r1")), Some(&first), &fence)
+            .await?,
+        CronClaim::Fired
     );
     assert!(
         store.run("r1").await?.is_some(),
         "the run is written with its fire"
     );
     // The same instant again, from a restart or another process: refused, nothing written.
-    let again = run("r2", RunStatus::Running);
-    assert!(
-        !store
-            .claim_cron_fire(&fire(1000, Some("r2")), Some(&again))
-            .await?
+    let again = run_in("r2", RunStatus::Running, 5);
+    assert_eq!(
+        store
+            .claim_cron_fire(&fire(1000, Some("r2")), Some(&again), &fence)
+            .await?,
+        CronClaim::Handled
     );
     assert!(store.run("r2").await?.is_none());
     // A skipped instant is recorded without a run; the last run started is still r1.
-    assert!(store.claim_cron_fire(&fire(2000, None), None).await?);
+    assert_eq!(
+        store
+            .claim_cron_fire(&fire(2000, None), None, &fence)
+            .await?,
+        CronClaim::Fired
+    );
     assert_eq!(store.last_cron_fires().await?, [fire(2000, Some("r1"))]);
+    // An older instant never fires after a newer one.
+    assert_eq!(
+        store
+            .claim_cron_fire(&fire(1500, None), None, &fence)
+            .await?,
+        CronClaim::Handled
+    );
+    // A process that lost the cron partition fires nothing.
+    store
+        .claim_partitions("other", 20_000, 10_000, 1, Claim::Free)
+        .await?;
+    let late = run_in("r3", RunStatus::Running, 5);
+    assert_eq!(
+        store
+            .claim_cron_fire(&fire(3000, Some("r3")), Some(&late), &fence)
+            .await?,
+        CronClaim::NotHolder
+    );
+    assert!(store.run("r3").await?.is_none());
     Ok(())
 }
 
@@ -361,15 +602,12 @@ async fn a_large_batch_of_mixed_writes_lands_in_one_commit(on: On) -> Result<(),
     Ok(())
 }
 
-async fn recovery_reads_the_leased_runs_steps_and_signals_at_once(
+async fn recovery_reads_the_partitions_runs_steps_and_signals_at_once(
     on: On,
 ) -> Result<(), StoreError> {
     let (_dir, store) = fresh(on).await;
-    let mut done = run("done", RunStatus::Succeeded);
-    done.lease_owner = Some("me".into());
-    let mut other = run("other", RunStatus::Running);
-    other.lease_owner = Some("them".into());
-    other.lease_until = Some(i64::MAX);
+    let done = run_in("done", RunStatus::Succeeded, 1);
+    let other = run_in("other", RunStatus::Running, 2);
     let signal = |id: i64, run_id: &str| {
         Write::Signal(SignalRow {
             id,
@@ -381,8 +619,8 @@ async fn recovery_reads_the_leased_runs_steps_and_signals_at_once(
     };
     store
         .commit(&[
-            Write::Run(run("a", RunStatus::Running)),
-            Write::Run(run("b", RunStatus::Failing)),
+            Write::Run(run_in("a", RunStatus::Running, 1)),
+            Write::Run(run_in("b", RunStatus::Failing, 3)),
             Write::Run(done),
             Write::Run(other),
             Write::Step(step("a", "s1", StepStatus::Succeeded)),
@@ -401,9 +639,7 @@ async fn recovery_reads_the_leased_runs_steps_and_signals_at_once(
             },
         ])
         .await?;
-    let claimed = store
-        .claim_unfinished("me", 10, 1_000, Claim::Restart)
-        .await?;
+    let claimed = store.unfinished_runs_in(&[1, 3]).await?;
     assert_eq!(
         claimed.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(),
         ["a", "b"]
@@ -449,52 +685,59 @@ fn attempt(run: &str, unit: &str, n: u32) -> AttemptRow {
     }
 }
 
-async fn a_process_whose_lease_was_taken_over_writes_nothing_more(
+async fn a_process_whose_partition_was_taken_over_writes_nothing_more(
     on: On,
 ) -> Result<(), StoreError> {
     let (_dir, store) = fresh(on).await;
     store
         .commit(&[
-            Write::Run(run("r1", RunStatus::Running)),
-            Write::Run(run("r2", RunStatus::Running)),
+            Write::Run(run_in("r1", RunStatus::Running, 1)),
+            Write::Run(run_in("r2", RunStatus::Running, 2)),
             Write::Step(step("r1", "a", StepStatus::Running)),
         ])
         .await?;
     let old = store
-        .claim_unfinished("old", 0, 1_000, Claim::Restart)
+        .claim_partitions("old", 0, 1_000, 3, Claim::Free)
         .await?;
-    let fence_of = |owner: &str, runs: &[RunRow]| Fence {
+    let fence_of = |owner: &str, leases: &[Lease]| Fence {
         owner: owner.into(),
-        epochs: runs.iter().map(|r| (r.id.clone(), r.lease_epoch)).collect(),
+        held: leases.iter().map(|l| (l.partition, l.epoch)).collect(),
+        runs: [
+            ("r1".to_string(), 1),
+            ("r2".to_string(), 2),
+            ("r9".to_string(), 1),
+        ]
+        .into(),
     };
     let old_fence = fence_of("old", &old);
-    // r1's lease runs out and another process takes it; r2's does not (it was renewed).
-    store.renew_leases("old", 5_000).await?;
-    db::query("UPDATE runs SET lease_until = 0 WHERE id = 'r1'")
-        .execute(&store.db)
+    // Partition 1's lease runs out and another process takes it; 2's does not (renewed).
+    store
+        .renew_partitions("old", &[old[0], old[2]], 5_000)
         .await?;
     let new = store
-        .claim_unfinished("new", 2_000, 1_000, Claim::Adopt)
+        .claim_partitions("new", 2_000, 1_000, 64, Claim::Free)
         .await?;
     assert_eq!(
-        new.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(),
-        ["r1"]
-    );
-    assert!(
-        new[0].lease_epoch > old[0].lease_epoch,
+        new[0],
+        Lease {
+            partition: 1,
+            epoch: 2
+        },
         "each claim bumps the epoch"
     );
 
-    // The old process's batch: a finished step and run for r1, a step for r2, a signal and an
-    // incident for r1. Only r2's write lands, and r1 is named as taken over.
+    // The old process's batch: a finished step and run for r1, a step for r2, a signal, an
+    // attempt, a new run r9 in partition 1 with its request and audit entry. Only r2's writes
+    // land, and partition 1 is named as lost.
     let mut done = step("r1", "a", StepStatus::Succeeded);
     done.output = Some(json!({"stale": true}));
-    let mut finished = old[0].clone();
-    finished.status = RunStatus::Succeeded;
+    let mut finished = run_in("r1", RunStatus::Succeeded, 1);
+    finished.updated_at = 9;
     let lost = store
         .commit_fenced(
             &[
                 Write::Run(finished),
+                Write::Run(run_in("r9", RunStatus::Running, 1)),
                 Write::Step(done),
                 Write::Step(step("r2", "b", StepStatus::Running)),
                 Write::Attempt(attempt("r1", "a", 1)),
@@ -506,15 +749,26 @@ async fn a_process_whose_lease_was_taken_over_writes_nothing_more(
                     payload: json!(null),
                     created_at: 1,
                 }),
+                Write::RunMeta {
+                    run_id: "r9".into(),
+                    labels: [("k".to_string(), "v".to_string())].into(),
+                    key: None,
+                    at: 1,
+                },
             ],
             &old_fence,
         )
         .await?;
-    assert_eq!(lost, ["r1"]);
+    assert_eq!(lost, [1]);
     let r1 = store.run("r1").await?.expect("r1");
-    assert_eq!(
-        (r1.status, r1.lease_owner.as_deref()),
-        (RunStatus::Running, Some("new"))
+    assert_eq!(r1.status, RunStatus::Running);
+    assert!(
+        store.run("r9").await?.is_none(),
+        "no new run in a lost partition"
+    );
+    assert!(
+        store.labels_of(&["r9"]).await?.is_empty(),
+        "nor anything of it"
     );
     let steps = store.steps("r1").await?;
     assert_eq!(
@@ -530,14 +784,14 @@ async fn a_process_whose_lease_was_taken_over_writes_nothing_more(
     assert_eq!(
         store.steps("r2").await?.len(),
         1,
-        "the held run's write landed"
+        "the held partition's writes landed"
     );
     assert_eq!(
         store.attempts("r2", &key("b")).await?,
         [attempt("r2", "b", 1)]
     );
 
-    // The new owner writes under its own epoch; the old one's release leaves r1 alone.
+    // The new holder writes under its own epoch.
     let lost = store
         .commit_fenced(
             &[Write::Step(step("r1", "a", StepStatus::Succeeded))],
@@ -545,28 +799,7 @@ async fn a_process_whose_lease_was_taken_over_writes_nothing_more(
         )
         .await?;
     assert!(lost.is_empty());
-    store.release_leases(&old_fence).await?;
-    assert_eq!(
-        store.run("r1").await?.expect("r1").lease_owner.as_deref(),
-        Some("new")
-    );
-    assert_eq!(store.run("r2").await?.expect("r2").lease_owner, None);
-    // Adopting never re-claims one's own runs; a restart does.
-    assert!(
-        store
-            .claim_unfinished("new", 2_500, 1_000, Claim::Adopt)
-            .await?
-            .iter()
-            .all(|r| r.id != "r1")
-    );
-    let again = store
-        .claim_unfinished("new", 2_500, 1_000, Claim::Restart)
-        .await?;
-    assert!(
-        again
-            .iter()
-            .any(|r| r.id == "r1" && r.lease_epoch > new[0].lease_epoch)
-    );
+    assert_eq!(store.steps("r1").await?[0].status, StepStatus::Succeeded);
     Ok(())
 }
 
@@ -587,12 +820,15 @@ async fn id_blocks_never_overlap_across_handles(on: On) -> Result<(), StoreError
 on_both!(
     workflow_versions_are_immutable,
     a_batch_is_one_transaction_and_survives_reopening,
-    leases_keep_runs_to_one_owner_until_they_expire,
+    partitions_are_held_by_one_process_until_their_lease_runs_out,
+    members_count_only_live_executors,
+    private_partitions_outlive_their_process,
+    inbox_commands_are_answered_by_the_holder_only,
     signals_wait_until_a_step_takes_them,
     incidents_round_trip,
     a_cron_instant_is_claimed_once_with_its_run,
     a_large_batch_of_mixed_writes_lands_in_one_commit,
-    recovery_reads_the_leased_runs_steps_and_signals_at_once,
-    a_process_whose_lease_was_taken_over_writes_nothing_more,
+    recovery_reads_the_partitions_runs_steps_and_signals_at_once,
+    a_process_whose_partition_was_taken_over_writes_nothing_more,
     id_blocks_never_overlap_across_handles,
 );

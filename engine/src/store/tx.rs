@@ -16,15 +16,23 @@ use super::{Store, StoreError};
 /// The advisory lock key write transactions take on PostgreSQL ("csmp" in ASCII).
 const WRITE_LOCK: i64 = 0x63_73_6d_70;
 
-/// The advisory lock key a `csmp serve` on PostgreSQL holds for its lifetime ("csmp" "serv").
-const SERVICE_LOCK: i64 = 0x63_73_6d_70_73_65_72_76;
-
-/// While held, no other `csmp serve` runs on this PostgreSQL database: the session-scoped
-/// advisory lock lives as long as this connection, so a process that dies, however it dies,
-/// lets go of it when the server sees the connection close.
+/// While held, no other process runs under this lease name on this PostgreSQL database: the
+/// session-scoped advisory lock lives as long as this connection, so a process that dies,
+/// however it dies, lets go of it when the server sees the connection close, and its restart
+/// under the same name takes its partitions back at once.
 #[derive(Debug)]
-pub struct ServiceLock {
+pub struct OwnerLock {
     _conn: Option<sqlx::PgConnection>,
+}
+
+/// The advisory lock key of lease name `owner` (FNV-1a of `csmp-owner:NAME`).
+fn owner_key(owner: &str) -> i64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in "csmp-owner:".bytes().chain(owner.bytes()) {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    i64::from_ne_bytes(h.to_ne_bytes())
 }
 
 impl Store {
@@ -36,25 +44,25 @@ impl Store {
         })
     }
 
-    /// On PostgreSQL, takes the lock one `csmp serve` holds on its database, or says that
-    /// another holds it. (On SQLite the serve's lock file beside the database does this.)
-    pub async fn hold_service_lock(&self) -> Result<ServiceLock, StoreError> {
+    /// On PostgreSQL, takes the lock of lease name `owner` for this process's lifetime, or says
+    /// that a live process already runs under that name. (On SQLite the serve's lock file
+    /// beside the database keeps it to one service.)
+    pub async fn hold_owner_lock(&self, owner: &str) -> Result<OwnerLock, StoreError> {
         let Backend::Postgres(pool) = &self.db else {
-            return Ok(ServiceLock { _conn: None });
+            return Ok(OwnerLock { _conn: None });
         };
         let mut conn = pool.acquire().await?.detach();
         let got: bool = super::db::query_scalar("SELECT pg_try_advisory_lock(?)")
-            .bind(SERVICE_LOCK)
+            .bind(owner_key(owner))
             .fetch_one(&mut conn)
             .await?;
         if got {
-            Ok(ServiceLock { _conn: Some(conn) })
+            Ok(OwnerLock { _conn: Some(conn) })
         } else {
-            Err(StoreError::Conflict(
-                "another csmp serve is using this PostgreSQL database; stop it first, or give \
-                 this one another --database"
-                    .into(),
-            ))
+            Err(StoreError::Conflict(format!(
+                "another csmp process is running as `{owner}` on this PostgreSQL database; give \
+                 each process its own --owner (CSMP_OWNER), or stop that one first"
+            )))
         }
     }
 
@@ -87,6 +95,56 @@ impl Store {
             discard(conn).await;
         }
         result
+    }
+
+    /// Runs `body` while holding the database-wide lock `key`, so that no other process
+    /// sharing the database runs a body under the same key at the same time (PostgreSQL: a
+    /// session advisory lock on a connection of its own, let go when the body ends or the
+    /// process dies; SQLite has one process). The body reads and writes through the store as
+    /// usual; what it committed is seen by the next holder.
+    pub async fn serialized<T>(
+        &self,
+        key: i64,
+        body: impl AsyncFnOnce() -> T,
+    ) -> Result<T, StoreError> {
+        let Backend::Postgres(pool) = &self.db else {
+            return Ok(body().await);
+        };
+        let mut conn = pool.acquire().await?;
+        query("SELECT pg_advisory_lock(?)")
+            .bind(key)
+            .execute(&mut *conn)
+            .await?;
+        let value = body().await;
+        if let Err(e) = query("SELECT pg_advisory_unlock(?)")
+            .bind(key)
+            .execute(&mut *conn)
+            .await
+        {
+            // The lock dies with the connection: close it rather than hand it back holding it.
+            tracing::warn!("cannot let go of a database lock ({e}); closing its connection");
+            drop(conn.detach());
+        }
+        Ok(value)
+    }
+
+    /// Runs `body` in one write transaction, committed when it returns `Ok((value, true))`
+    /// and rolled back when it returns `Ok((value, false))` (its connection kept) or fails
+    /// (its connection closed).
+    pub(super) async fn write_transaction_or_undo<T>(
+        &self,
+        body: impl AsyncFnOnce(&mut Conn) -> Result<(T, bool), StoreError>,
+    ) -> Result<T, StoreError> {
+        self.write_transaction(async |conn| {
+            let (value, commit) = body(conn).await?;
+            if !commit {
+                query("ROLLBACK").execute(&mut *conn).await?;
+                // Begun again, empty, so the commit that ends it writes nothing.
+                query("BEGIN").execute(&mut *conn).await?;
+            }
+            Ok(value)
+        })
+        .await
     }
 
     /// Runs `body`, one autocommit statement (atomic and durable by itself); its connection is

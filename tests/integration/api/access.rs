@@ -543,6 +543,10 @@ fn every_route_refuses_roles_it_does_not_serve_and_serves_the_others() {
             case(Method::GET, "/v1/audit", "/v1/audit".into()),
         ),
         (
+            &app.client_a,
+            case(Method::GET, "/v1/cluster", "/v1/cluster".into()),
+        ),
+        (
             &app.integration,
             case(Method::GET, "/v1/alerts", "/v1/alerts".into()),
         ),
@@ -714,6 +718,7 @@ fn every_route_refuses_roles_it_does_not_serve_and_serves_the_others() {
                 ("/v1/audit", "/v1/audit".into()),
                 ("/v1/grants", "/v1/grants".into()),
                 ("/v1/secrets", "/v1/secrets".into()),
+                ("/v1/cluster", "/v1/cluster".into()),
             ],
         ),
     ];

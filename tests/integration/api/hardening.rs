@@ -438,6 +438,7 @@ fn the_openapi_document_describes_every_route() {
         ("/v1/tenants", &["get"]),
         ("/v1/tenants/{id}", &["get", "put"]),
         ("/v1/audit", &["get"]),
+        ("/v1/cluster", &["get"]),
         ("/v1/secrets", &["get"]),
         ("/v1/secrets/{name}", &["put"]),
         ("/healthz", &["get"]),

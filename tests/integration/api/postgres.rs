@@ -100,15 +100,16 @@ fn a_serve_on_postgres_killed_with_sigkill_keeps_everything_and_goes_on() {
 }
 
 #[test]
-fn a_second_serve_on_one_postgres_database_refuses_to_start() {
+fn a_second_process_under_a_live_ones_name_refuses_to_start() {
     let (dir, url, data) = setup();
     let db = Path::new(&url);
     let env = [("CSMP_DATA_DIR", data.as_str())];
     let app = Served::start_on(dir.path(), db, "first", &[], &env);
     let log = second_serve_refused(dir.path(), db, &env);
     assert!(
-        log.contains("another csmp serve is using this PostgreSQL database"),
-        "says why: {log}"
+        log.contains("another csmp process is running as `local`")
+            && log.contains("its own --owner"),
+        "says why and what to do: {log}"
     );
     assert_eq!(app.get("/healthz").send().status, 200);
     // A process killed outright lets go of the database: the lock dies with its connection.

@@ -519,7 +519,7 @@ fn a_start_up_failure_is_a_json_error_line() {
     );
 }
 
-/// The lease of `run` as stored: (owner, epoch).
+/// The lease of `run`'s partition as stored: (holder, epoch).
 fn stored_lease(db: &Path, run: &str) -> (Option<String>, i64) {
     let rt = tokio::runtime::Runtime::new().expect("a runtime");
     rt.block_on(async {
@@ -527,12 +527,14 @@ fn stored_lease(db: &Path, run: &str) -> (Option<String>, i64) {
         let mut c = sqlx::SqliteConnection::connect(&format!("sqlite://{}", db.display()))
             .await
             .expect("a reader");
-        let row: (Option<String>, i64) =
-            sqlx::query_as("SELECT lease_owner, lease_epoch FROM runs WHERE id = ?")
-                .bind(run)
-                .fetch_one(&mut c)
-                .await
-                .expect("the run is stored");
+        let row: (Option<String>, i64) = sqlx::query_as(
+            "SELECT p.owner, p.epoch FROM runs r JOIN partitions p ON p.id = r.partition \
+             WHERE r.id = ?",
+        )
+        .bind(run)
+        .fetch_one(&mut c)
+        .await
+        .expect("the run is stored");
         row
     })
 }

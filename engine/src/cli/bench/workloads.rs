@@ -74,6 +74,7 @@ pub(super) async fn submit_all(
             inputs,
             tenant: "bench".into(),
             requester: None,
+            partition: None,
         };
         set.spawn(async move { (i, engine.submit(run).await) });
     }

@@ -8,8 +8,12 @@ use serde_json::{Value as Json, json};
 
 use super::{Executor, Reply, RunState, ScopeCache, new_id};
 use crate::plan::{PlanKind, UnitKey};
-use crate::runtime::{Command, EngineError, NewRun, OrderStart};
-use crate::store::{RunRow, RunStatus, SignalRow, StepStatus, Write};
+use crate::runtime::{Command, EngineError, NewRun, OrderStart, Steer};
+use crate::store::{RunRow, RunStatus, SignalRow, StepStatus, Write, partition_of};
+
+/// Ids tried for a new run before one hashes to a partition held here (with one partition of
+/// 64 held, 1 in 64 does).
+const PLACEMENT_TRIES: usize = 1024;
 
 impl Executor {
     pub(super) async fn command(&mut self, c: Command) {
@@ -56,39 +60,13 @@ impl Executor {
                 self.unblock(&name, version).await;
                 drop(reply.send(Ok(())));
             }
-            Command::Incident {
-                id,
-                action,
-                by,
-                note,
-                audit,
-                reply,
-            } => match self.steer_incident(&id, action, &by, note).await {
-                Ok(row) => {
-                    self.audited(audit, None);
-                    self.replies.push(Reply::Incident(reply, Box::new(row)));
-                }
-                Err(e) => drop(reply.send(Err(e))),
-            },
-            Command::Signal {
-                run_id,
-                name,
-                payload,
-                audit,
+            Command::Steer { steer, reply } => self.steer(steer, reply).await,
+            Command::OpenIncident {
+                mut row,
                 also,
                 reply,
-            } => match self.ensure_loaded(&run_id).await {
-                Ok(()) => match self.deliver_signal(run_id.clone(), name, payload).await {
-                    Ok(()) => {
-                        self.audited(audit, Some(&run_id));
-                        self.request_writes.extend(also);
-                        self.replies.push(Reply::Done(reply, Some(run_id)));
-                    }
-                    Err(e) => drop(reply.send(Err(e))),
-                },
-                Err(e) => drop(reply.send(Err(e))),
-            },
-            Command::OpenIncident { row, also, reply } => {
+            } => {
+                row.partition = self.incident_partition(&row.id);
                 if row.status != "resolved" {
                     self.open_incidents.insert(row.id.clone(), (*row).clone());
                 }
@@ -96,84 +74,16 @@ impl Executor {
                     row: (*row).clone(),
                     by_run: None,
                 });
-                self.request_writes.extend(also);
+                for link in also {
+                    self.request_writes
+                        .push(Write::AlertLink { link, run: None });
+                }
                 self.replies.push(Reply::Incident(reply, row));
             }
-            Command::Approve {
-                run_id,
-                step,
-                approved,
-                by,
-                audit,
-                reply,
-            } => {
-                if let Err(e) = self.ensure_loaded(&run_id).await {
-                    drop(reply.send(Err(e)));
-                    return;
-                }
-                match self.decide(&run_id, &step, approved, &by) {
-                    Ok(()) => {
-                        self.audited(audit, Some(&run_id));
-                        self.replies.push(Reply::Done(reply, Some(run_id)));
-                    }
-                    Err(e) => drop(reply.send(Err(e))),
-                }
-            }
-            Command::Cancel {
-                run_id,
-                compensate,
-                audit,
-                reply,
-            } => {
-                if let Err(e) = self.ensure_loaded(&run_id).await {
-                    drop(reply.send(Err(e)));
-                    return;
-                }
-                self.cancel_run(&run_id, compensate);
-                self.audited(audit, Some(&run_id));
-                self.replies.push(Reply::Done(reply, Some(run_id)));
-            }
-            Command::Pause {
-                run_id,
-                pause,
-                audit,
-                reply,
-            } => {
-                if let Err(e) = self.ensure_loaded(&run_id).await {
-                    drop(reply.send(Err(e)));
-                    return;
-                }
-                match self.set_paused(&run_id, pause) {
-                    Ok(()) => {
-                        self.audited(audit, Some(&run_id));
-                        self.replies.push(Reply::Done(reply, Some(run_id)));
-                    }
-                    Err(e) => drop(reply.send(Err(e))),
-                }
-            }
-            Command::Retry {
-                run_id,
-                by,
-                audit,
-                reply,
-            } => match self.retry_run(&run_id, &by, audit).await {
-                Ok(()) => self.replies.push(Reply::Done(reply, Some(run_id))),
-                Err(e) => drop(reply.send(Err(e))),
-            },
             Command::Undefine(name, reply) => {
                 let result = self.undefine(&name).await;
                 drop(reply.send(result));
             }
-            Command::Rerun {
-                run_id,
-                from,
-                by,
-                audit,
-                reply,
-            } => match self.rerun(&run_id, &from, &by, audit).await {
-                Ok(id) => self.replies.push(Reply::Submitted(reply, id)),
-                Err(e) => drop(reply.send(Err(e))),
-            },
             Command::SetSecret { name, value, reply } => {
                 let mut secrets = (*self.secrets).clone();
                 secrets.insert(name, value);
@@ -187,6 +97,50 @@ impl Executor {
             Command::Sync(reply) => self.replies.push(Reply::Done(reply, None)),
             Command::Shutdown(_) => {}
         }
+    }
+
+    /// The partition a new incident opened outside any run lives in: one held here (so this
+    /// process applies what people do to it), else its id's.
+    fn incident_partition(&self, id: &str) -> i64 {
+        let mine: Vec<i64> = self
+            .held
+            .keys()
+            .copied()
+            .filter(|p| *p < i64::from(self.shared) || Some(*p) == self.private)
+            .collect();
+        match mine.len() {
+            0 => partition_of(id, self.shared),
+            n => {
+                mine[usize::try_from(partition_of(id, u32::try_from(n).unwrap_or(1))).unwrap_or(0)]
+            }
+        }
+    }
+
+    /// Where a new run lives, and its id: a child with its parent, a run that names its
+    /// partition there, a `csmp run`'s in its own; else an id that hashes to a partition held
+    /// here when any is (so the caller's process executes it and streams its events), or any
+    /// id, executed by its partition's holder.
+    fn place(&self, new: &NewRun, parent: Option<&(String, UnitKey)>) -> (String, i64) {
+        if let Some(p) = parent.and_then(|(p, _)| self.runs.get(p)) {
+            return (new_id("run"), p.row.partition);
+        }
+        if let Some(p) = new.partition.or(self.private) {
+            return (new_id("run"), p);
+        }
+        let shared = self.shared;
+        let any_held = self.held.keys().any(|p| *p < i64::from(shared));
+        let mut id = new_id("run");
+        let mut partition = partition_of(&id, shared);
+        if any_held {
+            for _ in 0..PLACEMENT_TRIES {
+                if self.held.contains_key(&partition) {
+                    break;
+                }
+                id = new_id("run");
+                partition = partition_of(&id, shared);
+            }
+        }
+        (id, partition)
     }
 
     /// Forgets workflow `name` unless an unfinished run (here or in the database) uses it.
@@ -216,7 +170,7 @@ impl Executor {
     }
 
     /// Pauses or resumes a run active here; on resume the timers held meanwhile are due.
-    fn set_paused(&mut self, run_id: &str, pause: bool) -> Result<(), EngineError> {
+    pub(super) fn set_paused(&mut self, run_id: &str, pause: bool) -> Result<(), EngineError> {
         let now = self.clock.now_ms();
         let Some(run) = self.runs.get_mut(run_id) else {
             return Err(EngineError::UnknownRun(run_id.into()));
@@ -258,7 +212,7 @@ impl Executor {
 
     /// Writes the audit entry of the call behind a change in the turn's commit, with the
     /// writes of the run it changed.
-    fn audited(&mut self, audit: Option<crate::store::AuditRow>, run: Option<&str>) {
+    pub(super) fn audited(&mut self, audit: Option<crate::store::AuditRow>, run: Option<&str>) {
         if let Some(row) = audit {
             self.request_writes.push(Write::Audit {
                 row,
@@ -291,33 +245,9 @@ impl Executor {
         Ok(())
     }
 
-    /// Whether the run is active here; a finished, blocked or unknown run is an error.
-    async fn ensure_loaded(&mut self, run_id: &str) -> Result<(), EngineError> {
-        if self.runs.contains_key(run_id) {
-            return Ok(());
-        }
-        if let Some(r) = self.blocked.get(run_id) {
-            return Err(EngineError::Conflict(format!(
-                "run `{run_id}` is blocked: {}",
-                r.blocked
-                    .as_deref()
-                    .unwrap_or("its workflow version does not plan")
-            )));
-        }
-        match self.store.run(run_id).await? {
-            Some(r) if r.status.is_final() => Err(EngineError::Conflict(format!(
-                "run `{run_id}` is already {}",
-                r.status.as_str()
-            ))),
-            Some(_) => Err(EngineError::Conflict(format!(
-                "run `{run_id}` is executed by another process"
-            ))),
-            None => Err(EngineError::UnknownRun(run_id.into())),
-        }
-    }
-
     /// Creates a run (a child run when `parent` names the waiting unit); it is written at the
-    /// end of the turn.
+    /// end of the turn. A run placed in a partition another process holds is written for it,
+    /// with a command in its inbox that makes the holder start it.
     pub(super) fn create_run(
         &mut self,
         new: NewRun,
@@ -355,7 +285,7 @@ impl Executor {
             }
         }
         let now = self.clock.now_ms();
-        let id = new_id("run");
+        let (id, partition) = self.place(&new, parent.as_ref());
         let row = RunRow {
             id: id.clone(),
             workflow: plan.name().to_string(),
@@ -371,13 +301,19 @@ impl Executor {
             created_at: now,
             updated_at: now,
             finished_at: None,
-            lease_owner: Some(self.config.owner.clone()),
-            lease_until: Some(now + self.lease_ms()),
-            lease_epoch: 1,
+            partition,
             blocked: None,
             cancel_compensates: true,
             paused_at: None,
         };
+        if !self.held.contains_key(&partition) {
+            self.request_writes.push(Write::ForeignRun(row));
+            let start = Steer::Start { run_id: id.clone() };
+            let command = serde_json::to_string(&start).unwrap_or_default();
+            self.forward(partition, command);
+            tracing::debug!(run = %id, partition, "run written for the holder of its partition");
+            return Ok(id);
+        }
         self.runs.insert(
             id.clone(),
             RunState {
@@ -400,7 +336,7 @@ impl Executor {
     }
 
     /// Decides a waiting `approval:` step (`step` is its unit key as the API names it).
-    fn decide(
+    pub(super) fn decide(
         &mut self,
         run_id: &str,
         step: &str,

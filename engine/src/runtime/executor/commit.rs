@@ -39,8 +39,11 @@ impl Executor {
                 Ok(lost) => {
                     self.health.storage_up(self.clock.now_ms());
                     delay = FIRST_RETRY;
-                    for run in lost {
-                        self.lose_run(&run);
+                    for partition in lost {
+                        self.lose_partition(
+                            partition,
+                            "another process took it over; this turn's writes for it were not applied",
+                        );
                     }
                 }
                 Err(e) if e.is_transient() => {

@@ -7,28 +7,37 @@ use super::Executor;
 use crate::dsl::Overlap;
 use crate::runtime::NewRun;
 use crate::runtime::cron;
-use crate::store::CronFire;
+use crate::store::{CronClaim, CronFire};
 
 impl Executor {
     /// Fires every cron trigger whose instant has come.
     pub(super) async fn fire_crons(&mut self) {
         let now = self.clock.now_ms();
-        for i in 0..self.crons.len() {
+        let mut i = 0;
+        // (A fire that finds the cron partition gone disarms every trigger.)
+        while i < self.crons.len() {
             if self.crons[i].wake_at().is_some_and(|t| t <= now) {
                 self.fire_cron(i, now).await;
             }
+            i += 1;
         }
     }
 
-    /// Handles the most recent due instant of trigger `i` (earlier ones it passed are not
-    /// fired: no catch-up storm) under its overlap policy. The fire is recorded in the same
-    /// transaction as the run it starts, and only once per instant.
+    /// Handles the next due instant of trigger `i` under its overlap policy: the instants a
+    /// short stall (a failover) passed fire one after another, in order; after a longer one
+    /// only the most recent fires (no catch-up storm). The fire is recorded in the same
+    /// transaction as the run it starts, only once per instant, never after a later one, and
+    /// only while this process holds the cron partition.
     async fn fire_cron(&mut self, i: usize, now: i64) {
         let plan = Arc::clone(&self.crons[i].plan);
         let (Some(spec), Some(next)) = (self.crons[i].spec().cloned(), self.crons[i].next) else {
             return;
         };
-        let scheduled = cron::latest_in(&spec, next - 1, now).unwrap_or(next);
+        let scheduled = if next >= now.saturating_sub(self.catch_up_ms()) {
+            next
+        } else {
+            cron::latest_in(&spec, next - 1, now).unwrap_or(next)
+        };
         let previous = match self.crons[i].last_run.clone() {
             Some(id) if self.run_is_active(&id).await => Some(id),
             _ => None,
@@ -47,6 +56,7 @@ impl Executor {
                 inputs: spec.inputs.clone(),
                 tenant: cron::CRON_TENANT.into(),
                 requester: Some(cron::CRON_REQUESTER.into()),
+                partition: None,
             };
             match self.create_run(new, None) {
                 Ok(id) => fire.run_id = Some(id),
@@ -68,8 +78,13 @@ impl Executor {
             .as_ref()
             .and_then(|id| self.runs.get(id))
             .map(|r| r.row.clone());
-        match self.store.claim_cron_fire(&fire, row.as_ref()).await {
-            Ok(true) => {
+        let fence = self.fence(std::iter::empty());
+        match self
+            .store
+            .claim_cron_fire(&fire, row.as_ref(), &fence)
+            .await
+        {
+            Ok(CronClaim::Fired) => {
                 if let Some(id) = &fire.run_id {
                     if let (Overlap::CancelPrevious, Some(prev)) = (spec.overlap, &previous) {
                         if self.runs.contains_key(prev) {
@@ -84,11 +99,21 @@ impl Executor {
                     self.crons[i].last_run = Some(id.clone());
                 }
             }
-            Ok(false) => {
-                // Another process (or this one before a restart) already handled the instant.
+            Ok(CronClaim::Handled) => {
+                // This process before a restart, or another, already handled the instant.
                 if let Some(id) = &fire.run_id {
                     self.forget_run(id);
                 }
+            }
+            Ok(CronClaim::NotHolder) => {
+                if let Some(id) = &fire.run_id {
+                    self.forget_run(id);
+                }
+                tracing::warn!(
+                    "this process no longer holds the cron partition; another fires the triggers"
+                );
+                self.crons.clear();
+                return;
             }
             Err(e) => {
                 tracing::warn!(
@@ -102,14 +127,14 @@ impl Executor {
                 return;
             }
         }
-        self.crons[i].next = cron::next_after(&spec, now);
+        self.crons[i].next = cron::next_after(&spec, scheduled);
         self.crons[i].retry_at = None;
     }
 
     /// A version of `workflow` was defined: if it is now the newest, its triggers replace
     /// those of the version it supersedes, from now on.
     pub(super) fn rearm_crons(&mut self, workflow: &str) {
-        if !self.config.cron {
+        if !self.config.cron || !self.held.contains_key(&crate::store::CRON_PARTITION) {
             return;
         }
         let Some(plan) = self.defs.get(workflow, None).cloned() else {

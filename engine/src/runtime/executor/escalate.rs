@@ -365,6 +365,7 @@ impl Executor {
                     }),
                     tenant: tenant.clone(),
                     requester: Some(requester.clone()),
+                    partition: None,
                 };
                 match self.create_run(new, None) {
                     Ok(page) => {

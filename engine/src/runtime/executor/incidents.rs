@@ -48,10 +48,10 @@ impl Executor {
                 "severity `{s}` is not one of sev1, sev2, sev3, sev4"
             ));
         }
-        let tenant = self
+        let (tenant, partition) = self
             .runs
             .get(run_id)
-            .map(|r| r.row.tenant.clone())
+            .map(|r| (r.row.tenant.clone(), r.row.partition))
             .unwrap_or_default();
         let by = format!("run {run_id}");
         let said = |what: &str| note.clone().unwrap_or_else(|| what.to_string());
@@ -71,6 +71,7 @@ impl Executor {
                     details: json!({}),
                     created_at: now,
                     updated_at: now,
+                    partition,
                 }
             }
             action => {
@@ -104,6 +105,12 @@ impl Executor {
         };
         let out = json!({ "id": row.id, "title": row.title, "severity": row.severity, "status": row.status, "service": row.service });
         self.keep(&row);
+        if spec.action != IncidentAction::Open && !self.held.contains_key(&row.partition) {
+            // Another process holds the incident: it applies the change, in order with what
+            // people do to it there (the step goes on with the incident as seen from here).
+            self.forward_incident_step(&row, spec.action, &by, note.as_deref());
+            return Ok(out);
+        }
         self.incident_writes.push(Write::Incident {
             row: row.clone(),
             by_run: Some(run_id.to_string()),
@@ -134,6 +141,8 @@ impl Executor {
             inputs: json!({ "incident": row.id }),
             tenant: crate::runtime::PROVIDER.into(),
             requester: Some("reopen".into()),
+            // Escalations live with their incident, so they hear of it in process.
+            partition: Some(row.partition),
         };
         let note = match self.create_run(new, None) {
             Ok(run) => format!("escalated again (run {run})"),
@@ -210,7 +219,7 @@ impl Executor {
             IncidentSteer::Note { public } => {
                 push(&mut row, entry(now, by, "note", &said(""), *public));
             }
-            IncidentSteer::Edit(edit) => {
+            IncidentSteer::Edit { edit } => {
                 let before = row.severity.clone();
                 let changed = incidents::apply(&mut row, edit);
                 if changed.is_empty() {
@@ -244,14 +253,65 @@ impl Executor {
         }
         if action == IncidentSteer::Acknowledge
             && let Some(run_id) = row.run_id.clone()
-            && self
-                .runs
-                .get(&run_id)
-                .is_some_and(|r| !r.row.status.is_final())
         {
-            self.deliver_signal(run_id, "ack".into(), json!({ "incident": id, "by": by }))
-                .await?;
+            let payload = json!({ "incident": id, "by": by });
+            match self.runs.get(&run_id) {
+                Some(r) if !r.row.status.is_final() => {
+                    self.deliver_signal(run_id, "ack".into(), payload).await?;
+                }
+                Some(_) => {}
+                // Executed elsewhere (or over): its holder delivers it, if it still runs.
+                None => {
+                    let signal = crate::runtime::Steer::Signal {
+                        run_id,
+                        name: "ack".into(),
+                        payload,
+                        audit: None,
+                        also: Vec::new(),
+                    };
+                    if let Ok(running) = self.store.run(signal.target()).await
+                        && let Some(run) = running.filter(|r| !r.status.is_final())
+                        && let Ok(command) = serde_json::to_string(&signal)
+                    {
+                        self.forward(run.partition, command);
+                    }
+                }
+            }
         }
         Ok(row)
+    }
+
+    /// Forwards an `incident:` step's update or resolution of an incident another process
+    /// holds; nobody waits for the answer.
+    fn forward_incident_step(
+        &mut self,
+        row: &IncidentRow,
+        action: IncidentAction,
+        by: &str,
+        note: Option<&str>,
+    ) {
+        let steer = crate::runtime::Steer::Incident {
+            id: row.id.clone(),
+            action: if action == IncidentAction::Resolve {
+                IncidentSteer::Resolve
+            } else {
+                IncidentSteer::Edit {
+                    edit: Box::new(crate::incidents::Edit {
+                        title: Some(row.title.clone()),
+                        severity: Some(row.severity.clone()),
+                        ..crate::incidents::Edit::default()
+                    }),
+                }
+            },
+            by: by.to_string(),
+            note: note.map(str::to_string),
+            audit: None,
+        };
+        match serde_json::to_string(&steer) {
+            Ok(command) => {
+                self.forward(row.partition, command);
+            }
+            Err(e) => tracing::warn!(incident = %row.id, "cannot forward an incident step: {e}"),
+        }
     }
 }

@@ -12,12 +12,14 @@ mod cron;
 mod escalate;
 mod failure;
 mod fanout;
+mod inbox;
 mod incidents;
+mod ownership;
 mod retry;
 mod units;
 
 use std::collections::hash_map::RandomState;
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::hash::{BuildHasher, Hasher};
 use std::sync::Arc;
 use std::time::Duration;
@@ -25,13 +27,16 @@ use std::time::Duration;
 use tokio::sync::{broadcast, mpsc, oneshot};
 
 use super::cron::CronTrigger;
+use super::mailbox::Mailbox;
 use super::scope::{Extra, Scope, ScopeCache};
 use super::workers::{self, Done, Job};
-use super::{Clock, Command, Definitions, EngineConfig, EngineError, Health, Metrics, RunEvent};
+use super::{
+    Clock, Command, Definitions, EngineConfig, EngineError, Health, Held, Metrics, RunEvent,
+};
 use crate::plan::{Plan, UnitKey};
 use crate::plugin::{CancellationToken, PluginHost};
 use crate::store::{
-    Claim, Fence, IncidentRow, RunRow, RunStatus, SignalRow, StepRow, StepStatus, Store, Write,
+    Fence, IncidentRow, RunRow, RunStatus, SignalRow, StepRow, StepStatus, Store, Write,
 };
 use tokio_util::sync::CancellationToken as Stopping;
 
@@ -130,6 +135,29 @@ pub(super) struct Executor {
     open_incidents: HashMap<String, IncidentRow>,
     /// People, schedules and escalation policies, for `escalate:` units.
     oncall: super::OnCallSet,
+    /// Partitions held: partition → the epoch of this process's lease on it.
+    held: BTreeMap<i64, i64>,
+    /// The same set, for the API and the one-at-a-time duties.
+    held_now: Arc<Held>,
+    /// How many shared partitions the database has.
+    shared: u32,
+    /// This process's private partition (`csmp run`).
+    private: Option<i64>,
+    /// Inbox commands taken and not yet answered in a commit, with their partitions.
+    inbox_taken: HashMap<String, i64>,
+    /// Whether the inbox is to be read at the next turn (a wake-up, a partition gained).
+    inbox_due: bool,
+    /// Rung when another process wrote to an inbox (or the members changed).
+    bell: Arc<tokio::sync::Notify>,
+    /// Waits for the answers of commands forwarded to other processes.
+    mailbox: Arc<Mailbox>,
+    /// This turn: commands forwarded (inbox id, partition, caller), handed to the mailbox after
+    /// the commit.
+    forwarded: Vec<(String, i64, Answerer)>,
+    /// This turn: partitions whose holder is to be woken after the commit.
+    wake: BTreeSet<i64>,
+    /// This turn: inbox commands answered (their senders are woken after the commit).
+    answered: Vec<String>,
 }
 
 /// What the executor shares with its [`Engine`](super::Engine) handles.
@@ -146,12 +174,24 @@ pub(super) struct Shared {
     pub(super) stopping: Stopping,
     /// The on-call set in force.
     pub(super) oncall: super::OnCallSet,
+    /// The partitions held, for the API.
+    pub(super) held: Arc<Held>,
+    /// Waits for forwarded commands' answers.
+    pub(super) mailbox: Arc<Mailbox>,
+    /// Rung when another process wrote to an inbox.
+    pub(super) bell: Arc<tokio::sync::Notify>,
 }
+
+/// Where a steer's caller waits for its outcome.
+type Answerer = oneshot::Sender<Result<super::Done, EngineError>>;
 
 enum Reply {
     Submitted(oneshot::Sender<Result<String, EngineError>>, String),
     /// Done once committed; refused if the run it names was taken over meanwhile.
     Done(oneshot::Sender<Result<(), EngineError>>, Option<String>),
+    /// A steer applied here: its answer once committed; refused if the run it names was taken
+    /// over meanwhile.
+    Steered(Answerer, super::Done, Option<String>),
     Incident(
         oneshot::Sender<Result<IncidentRow, EngineError>>,
         Box<IncidentRow>,
@@ -184,6 +224,9 @@ impl Executor {
             followers,
             stopping,
             oncall,
+            held: held_now,
+            mailbox,
+            bell,
         } = shared;
         let (done_tx, done_rx) = mpsc::channel(RESULTS_QUEUE);
         let jobs = workers::start(host, done_tx, config.observer.clone(), Arc::clone(&metrics));
@@ -219,26 +262,61 @@ impl Executor {
             request_writes: Vec::new(),
             open_incidents: HashMap::new(),
             oncall,
+            held: BTreeMap::new(),
+            held_now,
+            shared: 1,
+            private: None,
+            inbox_taken: HashMap::new(),
+            inbox_due: true,
+            bell,
+            mailbox,
+            forwarded: Vec::new(),
+            wake: BTreeSet::new(),
+            answered: Vec::new(),
         };
-        for inc in exec.store.incidents().await? {
-            if inc.status != "resolved" {
-                exec.open_incidents.insert(inc.id.clone(), inc);
-            }
-        }
+        exec.shared = exec.store.partition_count().await?;
+        exec.reload_incidents().await?;
         exec.signal_ids = exec.store.reserve_ids("signals", SIGNAL_IDS).await?;
-        let now = exec.clock.now_ms();
-        if exec.config.adopt {
-            let claimed = exec
-                .store
-                .claim_unfinished(&exec.config.owner, now, exec.lease_ms(), Claim::Restart)
-                .await?;
-            exec.take_runs(claimed).await?;
-        }
-        if exec.config.cron {
-            let last = exec.store.last_cron_fires().await?;
-            exec.crons = super::cron::arm(&exec.defs, &last, now);
-        }
+        exec.join().await?;
         Ok(exec)
+    }
+
+    /// Arms the cron triggers (this process now holds the cron partition), each against its
+    /// last recorded fire.
+    async fn arm_crons(&mut self) {
+        if !self.config.cron {
+            return;
+        }
+        match self.store.last_cron_fires().await {
+            Ok(last) => {
+                self.crons =
+                    super::cron::arm(&self.defs, &last, self.clock.now_ms(), self.catch_up_ms());
+                tracing::info!(triggers = self.crons.len(), "cron triggers fire here");
+            }
+            Err(e) => tracing::warn!(
+                "cannot read the last cron fires; triggers are armed at the next takeover: {e}"
+            ),
+        }
+    }
+
+    /// How far back missed cron instants still fire, in order, when a process takes the cron
+    /// partition over (a failover's gap); older ones are dropped but for the latest.
+    fn catch_up_ms(&self) -> i64 {
+        self.lease_ms().saturating_mul(2)
+    }
+
+    /// Keeps every unresolved incident in view (`incident:` steps update them by id); other
+    /// processes change them too, so this is read again as leases are tended.
+    async fn reload_incidents(&mut self) -> Result<(), EngineError> {
+        let open: HashMap<String, IncidentRow> = self
+            .store
+            .open_incidents()
+            .await?
+            .into_iter()
+            .map(|i| (i.id.clone(), i))
+            .collect();
+        self.open_incidents = open;
+        Ok(())
     }
 
     /// The lease length in ms.
@@ -266,7 +344,7 @@ impl Executor {
             signals.entry(s.run_id.clone()).or_default().push(s);
         }
         for mut row in claimed {
-            tracing::debug!(run = %row.id, epoch = row.lease_epoch, "run claimed");
+            tracing::debug!(run = %row.id, partition = row.partition, "run taken");
             let Some(plan) = self.defs.get(&row.workflow, Some(row.version)).cloned() else {
                 self.block(row, now).await?;
                 continue;
@@ -317,15 +395,16 @@ impl Executor {
             tracing::warn!(run = %row.id, workflow = %row.workflow, version = row.version, "run blocked: {why}");
             row.blocked = Some(why);
             row.updated_at = now;
-            let fence = Fence {
-                owner: self.config.owner.clone(),
-                epochs: HashMap::from([(row.id.clone(), row.lease_epoch)]),
-            };
+            let mut fence = self.fence(std::iter::empty());
+            fence.runs.insert(row.id.clone(), row.partition);
             let lost = self
                 .store
                 .commit_fenced(&[Write::Run(row.clone())], &fence)
                 .await?;
             if !lost.is_empty() {
+                for p in lost {
+                    self.lose_partition(p, "another process took it over");
+                }
                 return Ok(());
             }
         }
@@ -356,73 +435,14 @@ impl Executor {
         }
     }
 
-    /// Renews this process's leases and, unless it executes only its own runs, adopts those
-    /// whose lease ran out or was given back. The renewal is a write, so it also tells whether
-    /// the database takes writes again after a fault.
-    async fn tend_leases(&mut self) {
-        let now = self.clock.now_ms();
-        match self
-            .store
-            .renew_leases(&self.config.owner, now + self.lease_ms())
-            .await
-        {
-            Ok(()) => self.health.storage_up(now),
-            Err(e) if e.is_transient() => {
-                self.health.storage_down(&e.to_string(), now);
-                return;
-            }
-            Err(e) => tracing::warn!("cannot renew leases: {e}"),
-        }
+    /// Reserves more signal ids when few are left (as leases are tended, so a signal seldom
+    /// waits for a reservation).
+    async fn refill_signal_ids(&mut self) {
         if self.signal_ids.end - self.signal_ids.start < SIGNAL_IDS / 4 {
             match self.store.reserve_ids("signals", SIGNAL_IDS).await {
                 Ok(ids) => self.signal_ids = ids,
                 Err(e) => tracing::warn!("cannot reserve signal ids: {e}"),
             }
-        }
-        if !self.config.adopt {
-            return;
-        }
-        let claimed = match self
-            .store
-            .claim_unfinished(&self.config.owner, now, self.lease_ms(), Claim::Adopt)
-            .await
-        {
-            Ok(claimed) => claimed,
-            Err(e) => {
-                tracing::warn!("cannot look for runs whose lease ran out: {e}");
-                return;
-            }
-        };
-        if !claimed.is_empty() {
-            tracing::info!(
-                runs = claimed.len(),
-                "adopted runs whose lease ran out or was given back"
-            );
-        }
-        let epochs: HashMap<String, i64> = claimed
-            .iter()
-            .map(|r| (r.id.clone(), r.lease_epoch))
-            .collect();
-        if let Err(e) = self.take_runs(claimed).await {
-            // What was claimed but not loaded is given back: renewing its lease would keep it
-            // from every process, this one included, until a restart.
-            let fence = Fence {
-                owner: self.config.owner.clone(),
-                epochs: epochs
-                    .into_iter()
-                    .filter(|(id, _)| !self.runs.contains_key(id) && !self.blocked.contains_key(id))
-                    .collect(),
-            };
-            let given_back = match self.store.release_leases(&fence).await {
-                Ok(()) => "given back, to be adopted again".to_string(),
-                Err(r) => format!(
-                    "not given back either ({r}); they are adopted again when their lease runs out"
-                ),
-            };
-            tracing::warn!(
-                runs = fence.epochs.len(),
-                "cannot load adopted runs ({e}); {given_back}"
-            );
         }
     }
 
@@ -446,33 +466,35 @@ impl Executor {
         Ok(id)
     }
 
-    /// The leases held on runs active (or blocked) here, to fence writes with.
+    /// The leases held, and the partitions of the runs active (or blocked) here among `runs`,
+    /// to fence writes with.
     fn fence(&self, runs: impl IntoIterator<Item = String>) -> Fence {
         Fence {
             owner: self.config.owner.clone(),
-            epochs: runs
+            held: self.held.iter().map(|(p, e)| (*p, *e)).collect(),
+            runs: runs
                 .into_iter()
                 .filter_map(|id| {
-                    let epoch = match self.runs.get(&id) {
-                        Some(r) => r.row.lease_epoch,
-                        None => self.blocked.get(&id)?.lease_epoch,
+                    let partition = match self.runs.get(&id) {
+                        Some(r) => r.row.partition,
+                        None => self.blocked.get(&id)?.partition,
                     };
-                    Some((id, epoch))
+                    Some((id, partition))
                 })
                 .collect(),
         }
     }
 
-    /// A run whose lease another process took over: it is dropped here without writing
+    /// A run of a partition this process no longer holds: it is dropped here without writing
     /// anything more; callers waiting on it are told.
     fn lose_run(&mut self, run_id: &str) {
         let Some(run) = self.runs.remove(run_id) else {
             return;
         };
-        tracing::warn!(
+        tracing::debug!(
             run = %run_id,
             workflow = %run.row.workflow,
-            "another process took over this run's lease; dropping it here (its writes from this process were not applied)"
+            "run dropped here: its partition is another process's now"
         );
         for f in run.cancels.values() {
             f.cancel.cancel();
@@ -488,7 +510,17 @@ impl Executor {
             match reply {
                 Reply::Done(tx, Some(r)) if r == run_id => {
                     drop(tx.send(Err(EngineError::Conflict(format!(
-                        "run `{run_id}` is executed by another process now; send this there"
+                        "run `{run_id}` is executed by another process now; send this again"
+                    )))))
+                }
+                Reply::Submitted(tx, r) if r == run_id => {
+                    drop(tx.send(Err(EngineError::Conflict(format!(
+                        "run `{run_id}` could not be written: its partition is another process's now; send this again"
+                    )))))
+                }
+                Reply::Steered(tx, _, Some(r)) if r == run_id => {
+                    drop(tx.send(Err(EngineError::Conflict(format!(
+                        "run `{run_id}` is executed by another process now; send this again"
                     )))))
                 }
                 other => kept.push(other),
@@ -522,6 +554,11 @@ impl Executor {
 
     pub(super) async fn run(mut self, mut commands: mpsc::Receiver<Command>) {
         let renew_every = (self.config.lease / 3).max(Duration::from_millis(100));
+        // The inbox is read when another process rings, and this often without a ring (a
+        // notification can be lost; SQLite has none).
+        let mut inbox_poll = tokio::time::interval(INBOX_POLL);
+        inbox_poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let bell = Arc::clone(&self.bell);
         // While a storage fault is recorded and nothing is retrying a commit, a write is tried
         // this often, so the fault clears as soon as the database takes writes again.
         let mut probe = tokio::time::interval(Duration::from_secs(1));
@@ -548,8 +585,16 @@ impl Executor {
                 },
                 Some(d) = self.done_rx.recv() => self.done(d),
                 () = sleep_opt(wait) => {}
-                _ = renew.tick() => self.tend_leases().await,
-                _ = probe.tick(), if self.health.storage_fault().is_some() => self.tend_leases().await,
+                _ = renew.tick() => {
+                    self.tend().await;
+                    self.inbox_due = true;
+                }
+                _ = probe.tick(), if self.health.storage_fault().is_some() => self.tend().await,
+                () = bell.notified() => self.inbox_due = true,
+                _ = inbox_poll.tick(), if !self.held.is_empty() => self.inbox_due = true,
+            }
+            if std::mem::take(&mut self.inbox_due) {
+                self.read_inbox().await;
             }
             // Take everything else that is already waiting: one commit for all of it.
             while let Ok(d) = self.done_rx.try_recv() {
@@ -572,19 +617,18 @@ impl Executor {
                 return;
             }
             if let Some(tx) = stop.take() {
-                // Hand the runs back, so another process may take them at once instead of
-                // waiting out the lease. Attempts still in flight are run again by whoever
-                // takes the run (same idempotency key).
-                let held: Vec<String> = self
-                    .runs
-                    .keys()
-                    .chain(self.blocked.keys())
-                    .cloned()
-                    .collect();
-                let fence = self.fence(held);
-                if let Err(e) = self.store.release_leases(&fence).await {
-                    tracing::warn!("cannot release leases: {e}");
+                // Hand the partitions back, so another process may take them at once instead
+                // of waiting out the lease. Attempts still in flight are run again by whoever
+                // takes their run (same idempotency key).
+                let leases = self.leases();
+                let owner = self.config.owner.clone();
+                if let Err(e) = self.store.release_partitions(&owner, &leases).await {
+                    tracing::warn!("cannot give back partitions: {e}");
                 }
+                if let Err(e) = self.store.leave(&owner).await {
+                    tracing::warn!("cannot leave the members: {e}");
+                }
+                self.announce_membership();
                 let _ = tx.send(());
                 return;
             }
@@ -647,9 +691,11 @@ impl Executor {
             match reply {
                 Reply::Submitted(tx, id) => drop(tx.send(Ok(id))),
                 Reply::Done(tx, _) => drop(tx.send(Ok(()))),
+                Reply::Steered(tx, done, _) => drop(tx.send(Ok(done))),
                 Reply::Incident(tx, row) => drop(tx.send(Ok(*row))),
             }
         }
+        self.after_commit();
         for _ in 0..std::mem::take(&mut self.created) {
             self.metrics.run_started();
         }
@@ -854,6 +900,9 @@ const RESULTS_QUEUE: usize = 1024;
 
 /// Signal ids reserved from the store at a time.
 const SIGNAL_IDS: i64 = 64;
+
+/// How often the inbox is read without a wake-up.
+const INBOX_POLL: Duration = Duration::from_secs(1);
 
 fn failed(mut row: StepRow, error: String, now: i64) -> StepRow {
     row.status = StepStatus::Failed;

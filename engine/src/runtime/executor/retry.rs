@@ -102,14 +102,22 @@ impl Executor {
             by: by.to_string(),
             at: now,
         };
-        let until = now.saturating_add(self.lease_ms());
+        let Some(epoch) = self.held.get(&row.partition).copied() else {
+            return Err(EngineError::Conflict(format!(
+                "run `{run_id}` is executed by another process now; send this again"
+            )));
+        };
+        let lease = crate::store::Lease {
+            partition: row.partition,
+            epoch,
+        };
         let Some(row) = self
             .store
-            .retry_run(&retry, &self.config.owner, until, audit.as_ref())
+            .retry_run(&retry, &self.config.owner, lease, audit.as_ref())
             .await?
         else {
             return Err(EngineError::Conflict(format!(
-                "run `{run_id}` is no longer failed (it was retried meanwhile)"
+                "run `{run_id}` is no longer failed (it was retried meanwhile), or its partition changed hands"
             )));
         };
         tracing::info!(run = %run_id, by, units = retry.reset.len() + retry.dropped.len(), "run retried");
@@ -195,6 +203,7 @@ impl Executor {
                 inputs: old.inputs.clone(),
                 tenant: old.tenant.clone(),
                 requester: Some(by.to_string()),
+                partition: None,
             },
             None,
         )?;

@@ -321,6 +321,7 @@ impl Executor {
                         inputs,
                         tenant: run.row.tenant.clone(),
                         requester: run.row.requester.clone(),
+                        partition: None,
                     };
                     match self.create_run(new, Some((run_id.into(), row.key.clone()))) {
                         Ok(child) => {
