@@ -31,6 +31,7 @@ mod remote_cli;
 mod requests;
 mod retry;
 mod runs;
+mod scaleout;
 mod secrets;
 mod start;
 mod strangers;

@@ -12,7 +12,7 @@ use super::process::{Served, cli_token, finish_steer, second_serve_refused};
 
 /// A directory with the test definitions, a new database on this test process's PostgreSQL
 /// server, and the data directory the service is to use.
-fn setup() -> (tempfile::TempDir, String, String) {
+pub(super) fn setup() -> (tempfile::TempDir, String, String) {
     let dir = tempfile::tempdir().expect("temp dir");
     write_definitions(dir.path());
     let url = tokio::runtime::Runtime::new()
@@ -24,7 +24,7 @@ fn setup() -> (tempfile::TempDir, String, String) {
 }
 
 /// Each finished unit of a run: key → (status, attempt).
-fn finished(detail: &Value) -> Vec<(String, String, u64)> {
+pub(super) fn finished(detail: &Value) -> Vec<(String, String, u64)> {
     detail["steps"]
         .as_array()
         .expect("steps")

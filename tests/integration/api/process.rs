@@ -123,6 +123,35 @@ impl Served {
         let _ = self.child.wait();
     }
 
+    /// Sends `signal` (`-STOP`, `-CONT`, …) to the process.
+    pub(super) fn send_signal(&self, signal: &str) {
+        let sent = Command::new("kill")
+            .args([signal, &self.child.id().to_string()])
+            .status()
+            .expect("kill runs");
+        assert!(sent.success(), "kill {signal} sent");
+    }
+
+    /// Waits (bounded) for a line containing `text` among those the log writes from now on
+    /// (lines already written do not count); returns it.
+    pub(super) fn wait_new_log(&mut self, text: &str) -> String {
+        let started = Instant::now();
+        let from = self.log_so_far().len();
+        loop {
+            if let Some(line) = self.start_up[from..].iter().find(|l| l.contains(text)) {
+                return line.clone();
+            }
+            let left = GUARD.saturating_sub(started.elapsed());
+            match self.log.recv_timeout(left) {
+                Ok(line) => self.start_up.push(line),
+                Err(_) => panic!(
+                    "no log line with `{text}`; the log so far:\n{}",
+                    self.start_up.join("\n")
+                ),
+            }
+        }
+    }
+
     /// Sends SIGHUP (the service reads its grants file again).
     pub(super) fn hang_up(&self) {
         let sent = Command::new("kill")
