@@ -65,6 +65,10 @@ fn csmp_bench_runs_every_workload_and_reports_json() {
     assert_eq!(get("recovery", "steps_never_started"), 0.0);
     assert_eq!(get("recovery", "steps_succeeded"), 200.0);
     assert!(get("recovery", "duplicate_attempts") <= get("recovery", "steps_in_flight_at_kill"));
+    assert_eq!(get("scaleout", "failover_lost_runs"), 0.0);
+    assert!(get("scaleout", "one_process_steps_per_s") > 0.0);
+    assert!(get("scaleout", "two_processes_steps_per_s") > 0.0);
+    assert!(get("scaleout", "failover_ms") >= 0.0);
     // The REST workloads placed their orders on a real service and counted its commits.
     assert_eq!(get("api-chain", "orders"), 10.0);
     assert!(get("api-chain", "commits") >= 1.0);
@@ -148,7 +152,8 @@ fn csmp_bench_runs_the_core_workloads_on_postgres_and_drops_its_databases() {
             "fanout10k",
             "wide",
             "timers",
-            "recovery"
+            "recovery",
+            "scaleout"
         ],
         "every workload that needs no `csmp serve`"
     );
@@ -164,6 +169,10 @@ fn csmp_bench_runs_the_core_workloads_on_postgres_and_drops_its_databases() {
     assert_eq!(get("recovery", "lost_runs"), 0.0);
     assert_eq!(get("recovery", "steps_succeeded"), 200.0);
     assert!(get("recovery", "duplicate_attempts") <= get("recovery", "steps_in_flight_at_kill"));
+    assert_eq!(get("scaleout", "failover_lost_runs"), 0.0);
+    assert!(get("scaleout", "one_process_steps_per_s") > 0.0);
+    assert!(get("scaleout", "two_processes_steps_per_s") > 0.0);
+    assert!(get("scaleout", "failover_ms") >= 0.0);
     // Its databases are gone afterwards.
     let left: Vec<String> = rt.block_on(async {
         use sqlx::Connection as _;
@@ -181,6 +190,13 @@ fn csmp_bench_runs_the_core_workloads_on_postgres_and_drops_its_databases() {
         String::from_utf8_lossy(&refused.stderr).contains("run it without --database"),
         "{}",
         String::from_utf8_lossy(&refused.stderr)
+    );
+    let alone = csmp(&["bench", "--dir", &scratch, "scaleout"]);
+    assert_ne!(alone.status.code(), Some(0));
+    assert!(
+        String::from_utf8_lossy(&alone.stderr).contains("needs a shared PostgreSQL database"),
+        "{}",
+        String::from_utf8_lossy(&alone.stderr)
     );
     let not_a_url = csmp(&["bench", "--database", "bench.db", "chain"]);
     assert_eq!(not_a_url.status.code(), Some(2));

@@ -13,6 +13,7 @@ mod disk;
 mod postgres;
 mod recovery;
 mod report;
+mod scaleout;
 mod scaling;
 mod workloads;
 
@@ -60,6 +61,12 @@ pub struct BenchArgs {
     /// Internal: how many runs the child submits before it reports ready.
     #[arg(long, hide = true, default_value_t = 0)]
     pub child_submit: usize,
+    /// Internal: the scaleout workload's child, under this lease name.
+    #[arg(long, hide = true)]
+    pub child_owner: Option<String>,
+    /// Internal: how many scaleout children share the database.
+    #[arg(long, hide = true, default_value_t = 1)]
+    pub child_of: usize,
 }
 
 /// The workloads.
@@ -79,6 +86,9 @@ pub enum Workload {
     Timers,
     /// kill -9 of a real `csmp` process under load, then a restart on the same database.
     Recovery,
+    /// PostgreSQL only: the same chains on one and on two `csmp` processes sharing the
+    /// database, and the failover time when one of two is killed.
+    Scaleout,
     /// Over HTTP to a real `csmp serve`: 1,000 orders × 10 steps, 100 in flight, each awaited
     /// on its event stream.
     ApiChain,
@@ -99,7 +109,7 @@ impl Workload {
         )
     }
 
-    const ALL: [Workload; 11] = [
+    const ALL: [Workload; 12] = [
         Workload::Chain,
         Workload::Chain40,
         Workload::Fanout,
@@ -107,6 +117,7 @@ impl Workload {
         Workload::Wide,
         Workload::Timers,
         Workload::Recovery,
+        Workload::Scaleout,
         Workload::ApiChain,
         Workload::ApiChain40,
         Workload::ApiFanout,
@@ -120,6 +131,16 @@ pub fn main(args: BenchArgs) -> anyhow::Result<()> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
+    if let (Some(db), Some(owner)) = (&args.child_db, &args.child_owner) {
+        rt.block_on(scaleout::child(scaleout::ChildArgs {
+            db,
+            owner,
+            of: args.child_of,
+            submit: args.child_submit,
+            trace: args.child_trace.as_deref(),
+        }))?;
+        return Ok(());
+    }
     if let Some(db) = &args.child_db {
         rt.block_on(recovery::child(
             db,
@@ -153,7 +174,10 @@ pub fn main(args: BenchArgs) -> anyhow::Result<()> {
         Workload::ALL
             .iter()
             .copied()
-            .filter(|w| postgres.is_none() || !w.serves())
+            .filter(|w| match postgres {
+                None => *w != Workload::Scaleout,
+                Some(_) => !w.serves(),
+            })
             .collect()
     } else {
         args.workloads.clone()
@@ -215,6 +239,7 @@ pub fn main(args: BenchArgs) -> anyhow::Result<()> {
                 Workload::Wide => scaling::wide(&ctx).await,
                 Workload::Timers => workloads::timers(&ctx).await,
                 Workload::Recovery => recovery::parent(&ctx).await,
+                Workload::Scaleout => scaleout::parent(&ctx).await,
                 Workload::ApiChain => api::chain(&ctx).await,
                 Workload::ApiChain40 => api::chain40(&ctx).await,
                 Workload::ApiFanout => api::fanout(&ctx).await,

@@ -227,8 +227,9 @@ impl Executor {
             .into_iter()
             .filter(|l| partitions.contains(&l.partition))
             .collect();
+        tracing::info!(partitions = ?partitions, "partitions handed back to balance the work among the processes");
         for p in partitions {
-            self.lose_partition(*p, "handed back to balance the work among the processes");
+            self.drop_partition(*p);
         }
         let owner = self.config.owner.clone();
         if let Err(e) = self.store.release_partitions(&owner, &leases).await {
@@ -265,9 +266,20 @@ impl Executor {
         }
     }
 
+    /// A partition lost (another process took it over, or its runs would not load): logged,
+    /// then dropped.
+    pub(super) fn lose_partition(&mut self, p: i64, why: &str) {
+        if !self.held.contains_key(&p) {
+            return;
+        }
+        let runs = self.runs.values().filter(|r| r.row.partition == p).count();
+        tracing::warn!(partition = p, runs, "partition let go: {why}");
+        self.drop_partition(p);
+    }
+
     /// Drops every run, timer, attempt and command of partition `p` without writing anything
     /// more for it: it is lost (or handed back). Callers waiting on its runs are told.
-    pub(super) fn lose_partition(&mut self, p: i64, why: &str) {
+    fn drop_partition(&mut self, p: i64) {
         if self.held.remove(&p).is_none() {
             return;
         }
@@ -278,7 +290,6 @@ impl Executor {
             .filter(|(_, r)| r.row.partition == p)
             .map(|(id, _)| id.clone())
             .collect();
-        tracing::warn!(partition = p, runs = runs.len(), "partition let go: {why}");
         for id in &runs {
             self.lose_run(id);
         }
