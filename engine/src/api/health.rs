@@ -215,6 +215,34 @@ pub(super) async fn metrics(State(state): State<AppState>) -> Response {
         "Plugin attempts on a worker thread now.",
         m.attempts_running,
     );
+    one(
+        &mut out,
+        "csmp_partitions_held",
+        "gauge",
+        "Partitions this process holds now (it executes their runs).",
+        m.partitions_held,
+    );
+    one(
+        &mut out,
+        "csmp_partitions_lost_total",
+        "counter",
+        "Partitions another process took over from this one (it was not heard from for a lease).",
+        m.partitions_lost,
+    );
+    one(
+        &mut out,
+        "csmp_commands_forwarded_total",
+        "counter",
+        "Commands (signals, approvals, cancels, retries, incident actions) sent to the process holding their run's partition.",
+        m.commands_forwarded,
+    );
+    one(
+        &mut out,
+        "csmp_commands_unanswered_total",
+        "counter",
+        "Forwarded commands their partition's holder did not answer within 20 s (they stay queued there).",
+        m.commands_unanswered,
+    );
     let (buckets, sum, count) = &m.run_seconds;
     head(
         &mut out,

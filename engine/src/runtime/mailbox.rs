@@ -33,12 +33,21 @@ pub(crate) struct Mailbox {
     waiting: Mutex<HashMap<String, (Waiter, Instant, i64)>>,
     /// Rung when answers may have come (a notification) or a caller starts waiting.
     bell: Notify,
+    /// Counts the commands not answered in time.
+    metrics: Arc<super::Metrics>,
 }
 
 impl Mailbox {
     /// Starts the task that reads answers; it ends when `stopping` is cancelled.
-    pub(crate) fn start(store: Store, stopping: tokio_util::sync::CancellationToken) -> Arc<Self> {
-        let mailbox = Arc::new(Self::default());
+    pub(crate) fn start(
+        store: Store,
+        stopping: tokio_util::sync::CancellationToken,
+        metrics: Arc<super::Metrics>,
+    ) -> Arc<Self> {
+        let mailbox = Arc::new(Self {
+            metrics,
+            ..Self::default()
+        });
         let reader = Arc::clone(&mailbox);
         tokio::spawn(async move {
             loop {
@@ -104,6 +113,7 @@ impl Mailbox {
             for id in late {
                 if let Some((reply, _, partition)) = waiting.remove(&id) {
                     tracing::warn!(command = %id, partition, "a forwarded command was not answered in time; it stays queued");
+                    self.metrics.command_forwarded(false);
                     drop(reply.send(Err(EngineError::Unanswered(partition))));
                 }
             }

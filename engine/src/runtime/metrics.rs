@@ -44,6 +44,14 @@ pub struct Metrics {
     /// Attempts handed to the workers' queue and not yet taken by a thread.
     handed: AtomicU64,
     attempts_running: AtomicU64,
+    /// Partitions this process holds now.
+    partitions_held: AtomicU64,
+    /// Partitions taken over from this process (found lost at a commit or a renewal).
+    partitions_lost: AtomicU64,
+    /// Steers forwarded to the process holding their partition.
+    commands_forwarded: AtomicU64,
+    /// Forwarded steers whose holder did not answer in time (still queued there).
+    commands_unanswered: AtomicU64,
 }
 
 /// A copy of the numbers at one moment, for rendering.
@@ -67,6 +75,14 @@ pub struct MetricsSnapshot {
     pub attempts_queued: u64,
     /// Attempts on a worker thread now.
     pub attempts_running: u64,
+    /// Partitions held now.
+    pub partitions_held: u64,
+    /// Partitions taken over from this process since start.
+    pub partitions_lost: u64,
+    /// Commands forwarded to other processes since start.
+    pub commands_forwarded: u64,
+    /// Forwarded commands not answered in time since start.
+    pub commands_unanswered: u64,
 }
 
 impl Metrics {
@@ -106,6 +122,26 @@ impl Metrics {
         self.runs_active.store(n(active), Ordering::Relaxed);
         self.runs_blocked.store(n(blocked), Ordering::Relaxed);
         self.backlog.store(n(backlog), Ordering::Relaxed);
+    }
+
+    /// How many partitions are held now.
+    pub(crate) fn set_partitions(&self, held: usize) {
+        self.partitions_held
+            .store(u64::try_from(held).unwrap_or(u64::MAX), Ordering::Relaxed);
+    }
+
+    /// A partition was found taken over.
+    pub(crate) fn partition_lost(&self) {
+        self.partitions_lost.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A command went to another process (`answered` false: it did not answer in time).
+    pub(crate) fn command_forwarded(&self, answered: bool) {
+        if answered {
+            self.commands_forwarded.fetch_add(1, Ordering::Relaxed);
+        } else {
+            self.commands_unanswered.fetch_add(1, Ordering::Relaxed);
+        }
     }
 
     /// The executor handed an attempt to the workers' queue.
@@ -156,6 +192,10 @@ impl Metrics {
             runs_blocked: get(&self.runs_blocked),
             attempts_queued: get(&self.backlog) + get(&self.handed),
             attempts_running: get(&self.attempts_running),
+            partitions_held: get(&self.partitions_held),
+            partitions_lost: get(&self.partitions_lost),
+            commands_forwarded: get(&self.commands_forwarded),
+            commands_unanswered: get(&self.commands_unanswered),
         }
     }
 }

@@ -493,7 +493,8 @@ impl Engine {
         let stopping = tokio_util::sync::CancellationToken::new();
         let oncall = OnCallSet::default();
         let held = Arc::new(Held::default());
-        let mailbox = mailbox::Mailbox::start(store.clone(), stopping.clone());
+        let mailbox =
+            mailbox::Mailbox::start(store.clone(), stopping.clone(), Arc::clone(&metrics));
         let bell = Arc::new(tokio::sync::Notify::new());
         listen(&store, &mailbox, &bell, &stopping).await;
         let exec = executor::Executor::recover(

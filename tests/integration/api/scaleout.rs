@@ -226,6 +226,15 @@ fn query_one(site: &Site, sql: &str) -> i64 {
     })
 }
 
+/// A number of `/metrics`.
+fn metric(app: &Served, name: &str) -> i64 {
+    let text = app.get("/metrics").send().text();
+    text.lines()
+        .find_map(|l| l.strip_prefix(&format!("{name} ")))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("{name} is in /metrics: {text}"))
+}
+
 fn start_run(app: &Served, operator: &Token, n: i64) -> String {
     let started = app
         .post("/v1/runs")
@@ -332,6 +341,10 @@ fn a_process_stopped_past_its_lease_writes_nothing_more_and_lets_go() {
         finished(&again),
         finished(&done),
         "nothing of it was written"
+    );
+    assert!(
+        metric(&a, "csmp_partitions_lost_total") >= 1,
+        "the loss is counted"
     );
     // Then the two share the work again.
     wait_split(&b, &operator, &[("a", 32), ("b", 32)]);
@@ -441,6 +454,12 @@ fn an_api_process_and_two_executors_share_one_database() {
     assert_eq!(name, "run");
     assert_eq!(data["status"], "succeeded");
     assert_eq!(data["outputs"]["heard"]["after"], "through the api");
+    assert!(
+        metric(&api, "csmp_commands_forwarded_total") >= 2,
+        "the approval and the signal went to the run's holder"
+    );
+    assert_eq!(metric(&api, "csmp_partitions_held"), 0);
+    assert_eq!(metric(&e1, "csmp_partitions_held"), 32);
 
     // Runs started directly through it run on the executors, both of them.
     let runs: Vec<String> = (0..20).map(|n| start_run(&api, &operator, n)).collect();

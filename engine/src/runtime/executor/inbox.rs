@@ -36,6 +36,7 @@ impl Executor {
             Ok(Applied::There(partition)) => match serde_json::to_string(&steer) {
                 Ok(command) => {
                     let id = self.forward(partition, command);
+                    self.metrics.command_forwarded(true);
                     self.forwarded.push((id, partition, reply));
                 }
                 Err(e) => drop(reply.send(Err(EngineError::Conflict(format!(

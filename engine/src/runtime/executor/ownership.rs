@@ -274,6 +274,7 @@ impl Executor {
         }
         let runs = self.runs.values().filter(|r| r.row.partition == p).count();
         tracing::warn!(partition = p, runs, "partition let go: {why}");
+        self.metrics.partition_lost();
         self.drop_partition(p);
     }
 
@@ -306,6 +307,7 @@ impl Executor {
     /// Tells the API and the one-at-a-time duties which partitions are held now.
     pub(super) fn publish_held(&self) {
         self.held_now.set(self.held.keys().copied());
+        self.metrics.set_partitions(self.held.len());
     }
 }
 
