@@ -28,8 +28,17 @@ pub struct InboxRow {
     pub created_at: i64,
 }
 
-/// Inserts a command; returns the rows changed (1).
+/// Inserts a command; returns the rows changed (1). A private partition that was given up and
+/// deleted (its `csmp run` is long over) is made again, unheld, so a service adopts it for the
+/// command.
 pub(super) async fn insert(conn: &mut Conn, row: &InboxRow) -> Result<u64, StoreError> {
+    query(
+        "INSERT INTO partitions (id, private) SELECT ?1, 1 \
+         WHERE NOT EXISTS (SELECT 1 FROM partitions WHERE id = ?1)",
+    )
+    .bind(row.partition)
+    .execute(&mut *conn)
+    .await?;
     Ok(query(
         "INSERT INTO inbox (id, partition, command, sender, created_at) VALUES (?, ?, ?, ?, ?)",
     )

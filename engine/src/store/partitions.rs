@@ -124,6 +124,18 @@ impl Store {
         .await
     }
 
+    /// Forgets members not heard from since `before_ms` (processes long gone); how many.
+    pub async fn forget_members(&self, before_ms: i64) -> Result<u64, StoreError> {
+        self.write_statement(async |conn| {
+            Ok(query("DELETE FROM members WHERE heartbeat_at < ?")
+                .bind(before_ms)
+                .execute(&mut *conn)
+                .await?
+                .rows_affected())
+        })
+        .await
+    }
+
     /// Leaves the members (a clean shutdown), so the others count one process fewer at once.
     pub async fn leave(&self, owner: &str) -> Result<(), StoreError> {
         self.write_statement(async |conn| {
@@ -340,9 +352,10 @@ impl Store {
         leases(&rows)
     }
 
-    /// Gives back the private partitions among `leases` that `owner` still holds and that have
-    /// no unfinished run and no unanswered command left; returns those given back. (They stay,
-    /// unheld: a retry of one of their runs wakes them again.)
+    /// Deletes the private partitions among `leases` that `owner` still holds and that have no
+    /// unfinished run and no unanswered command left; returns those deleted. (A command for one
+    /// of their runs later — a retry — makes the partition again, unheld, for a service to
+    /// adopt.)
     pub async fn release_idle_private(
         &self,
         owner: &str,
@@ -352,7 +365,7 @@ impl Store {
             return Ok(Vec::new());
         }
         let sql = format!(
-            "UPDATE partitions SET owner = NULL, lease_until = NULL \
+            "DELETE FROM partitions \
              WHERE private = 1 AND owner = ? AND id IN ({}) \
              AND NOT EXISTS (SELECT 1 FROM runs r WHERE r.partition = partitions.id AND r.status IN {UNFINISHED}) \
              AND NOT EXISTS (SELECT 1 FROM inbox i WHERE i.partition = partitions.id AND i.answered_at IS NULL) \

@@ -267,6 +267,11 @@ async fn members_count_only_live_executors(on: On) -> Result<(), StoreError> {
         .map(|m| m.owner)
         .collect();
     assert_eq!(names, ["a", "c", "d"]);
+    assert_eq!(
+        store.forget_members(5_500).await?,
+        2,
+        "c and d are long gone"
+    );
     Ok(())
 }
 
@@ -327,7 +332,11 @@ async fn private_partitions_outlive_their_process(on: On) -> Result<(), StoreErr
         .commit(&[Write::Run(run_in("r1", RunStatus::Succeeded, 64))])
         .await?;
     assert_eq!(store.release_idle_private("svc", &adopted).await?, [64]);
-    // A command for it wakes it again.
+    assert!(
+        store.partitions().await?.iter().all(|p| p.id != 64),
+        "and forgotten"
+    );
+    // A command for one of its runs (a retry) makes it again, for a service to adopt.
     store
         .commit(&[Write::Inbox(InboxRow {
             id: "cmd-1".into(),
@@ -341,7 +350,7 @@ async fn private_partitions_outlive_their_process(on: On) -> Result<(), StoreErr
         store.adopt_private_partitions("svc", 3_000, 1_000).await?,
         [Lease {
             partition: 64,
-            epoch: 3
+            epoch: 1
         }]
     );
     Ok(())

@@ -622,6 +622,15 @@ impl Executor {
                 // takes their run (same idempotency key).
                 let leases = self.leases();
                 let owner = self.config.owner.clone();
+                // Private partitions left with nothing to do are forgotten, not given back.
+                let private: Vec<crate::store::Lease> = leases
+                    .iter()
+                    .copied()
+                    .filter(|l| l.partition >= i64::from(self.shared))
+                    .collect();
+                if let Err(e) = self.store.release_idle_private(&owner, &private).await {
+                    tracing::debug!("cannot forget idle private partitions: {e}");
+                }
                 if let Err(e) = self.store.release_partitions(&owner, &leases).await {
                     tracing::warn!("cannot give back partitions: {e}");
                 }

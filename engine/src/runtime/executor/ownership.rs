@@ -161,6 +161,9 @@ impl Executor {
             tracing::warn!("cannot load the runs of partitions just claimed: {e}");
         }
         self.release_idle_private().await;
+        if let Err(e) = self.store.forget_members(now - FORGET_MEMBERS_MS).await {
+            tracing::debug!("cannot forget members long gone: {e}");
+        }
         if let Err(e) = self
             .store
             .inbox_sweep(now - crate::runtime::mailbox::FORGOTTEN.as_millis() as i64)
@@ -310,6 +313,9 @@ impl Executor {
         self.metrics.set_partitions(self.held.len());
     }
 }
+
+/// Members not heard from for this long (an hour) are forgotten.
+const FORGET_MEMBERS_MS: i64 = 3_600_000;
 
 fn count(leases: &[Lease]) -> u32 {
     u32::try_from(leases.len()).unwrap_or(u32::MAX)
