@@ -6,28 +6,57 @@ use serde_json::Value;
 
 use crate::helpers::csmp;
 
+/// What `csmp bench --json --scale 0.01 ARGS…` printed: one JSON line per workload.
+struct Bench {
+    lines: Vec<Value>,
+    text: String,
+}
+
+impl Bench {
+    /// Runs it, asserting it exits 0.
+    fn run(args: &[&str]) -> Self {
+        let mut all = vec!["bench", "--json", "--scale", "0.01"];
+        all.extend_from_slice(args);
+        let out = csmp(&all);
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{text}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let lines = text
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+            .collect();
+        Self { lines, text }
+    }
+
+    /// The workloads reported, in order.
+    fn names(&self) -> Vec<&str> {
+        self.lines
+            .iter()
+            .map(|l| l["workload"].as_str().unwrap_or(""))
+            .collect()
+    }
+
+    /// A workload's figure.
+    fn get(&self, workload: &str, key: &str) -> f64 {
+        self.lines
+            .iter()
+            .find(|l| l["workload"] == workload)
+            .and_then(|l| l[key].as_f64())
+            .unwrap_or_else(|| panic!("{workload}.{key} missing in {}", self.text))
+    }
+}
+
 #[test]
 fn csmp_bench_runs_every_workload_and_reports_json() {
     let dir = tempfile::tempdir().expect("temp dir");
     let scratch = dir.path().display().to_string();
-    let out = csmp(&["bench", "--json", "--scale", "0.01", "--dir", &scratch]);
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let run = Bench::run(&["--dir", &scratch]);
     assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{text}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let lines: Vec<Value> = text
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
-        .collect();
-    let names: Vec<&str> = lines
-        .iter()
-        .map(|l| l["workload"].as_str().unwrap_or(""))
-        .collect();
-    assert_eq!(
-        names,
+        run.names(),
         [
             "disk",
             "chain",
@@ -43,13 +72,7 @@ fn csmp_bench_runs_every_workload_and_reports_json() {
             "console"
         ]
     );
-    let get = |workload: &str, key: &str| -> f64 {
-        lines
-            .iter()
-            .find(|l| l["workload"] == workload)
-            .and_then(|l| l[key].as_f64())
-            .unwrap_or_else(|| panic!("{workload}.{key} missing in {text}"))
-    };
+    let get = |workload: &str, key: &str| run.get(workload, key);
     assert!(get("disk", "fsyncs_per_s") > 0.0);
     assert_eq!(get("chain", "runs"), 10.0);
     assert_eq!(get("chain", "steps"), 100.0);
@@ -65,10 +88,6 @@ fn csmp_bench_runs_every_workload_and_reports_json() {
     assert_eq!(get("recovery", "steps_never_started"), 0.0);
     assert_eq!(get("recovery", "steps_succeeded"), 200.0);
     assert!(get("recovery", "duplicate_attempts") <= get("recovery", "steps_in_flight_at_kill"));
-    assert_eq!(get("scaleout", "failover_lost_runs"), 0.0);
-    assert!(get("scaleout", "one_process_steps_per_s") > 0.0);
-    assert!(get("scaleout", "two_processes_steps_per_s") > 0.0);
-    assert!(get("scaleout", "failover_ms") >= 0.0);
     // The REST workloads placed their orders on a real service and counted its commits.
     assert_eq!(get("api-chain", "orders"), 10.0);
     assert!(get("api-chain", "commits") >= 1.0);
@@ -117,33 +136,9 @@ fn csmp_bench_runs_the_core_workloads_on_postgres_and_drops_its_databases() {
         .expect("the test PostgreSQL starts");
     let dir = tempfile::tempdir().expect("temp dir");
     let scratch = dir.path().display().to_string();
-    let out = csmp(&[
-        "bench",
-        "--json",
-        "--scale",
-        "0.01",
-        "--dir",
-        &scratch,
-        "--database",
-        &url,
-    ]);
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let run = Bench::run(&["--dir", &scratch, "--database", &url]);
     assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{text}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let lines: Vec<Value> = text
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
-        .collect();
-    let names: Vec<&str> = lines
-        .iter()
-        .map(|l| l["workload"].as_str().unwrap_or(""))
-        .collect();
-    assert_eq!(
-        names,
+        run.names(),
         [
             "disk",
             "chain",
@@ -157,13 +152,7 @@ fn csmp_bench_runs_the_core_workloads_on_postgres_and_drops_its_databases() {
         ],
         "every workload that needs no `csmp serve`"
     );
-    let get = |workload: &str, key: &str| -> f64 {
-        lines
-            .iter()
-            .find(|l| l["workload"] == workload)
-            .and_then(|l| l[key].as_f64())
-            .unwrap_or_else(|| panic!("{workload}.{key} missing in {text}"))
-    };
+    let get = |workload: &str, key: &str| run.get(workload, key);
     assert_eq!(get("chain", "steps"), 100.0);
     assert_eq!(get("fanout", "children"), 10.0);
     assert_eq!(get("recovery", "lost_runs"), 0.0);

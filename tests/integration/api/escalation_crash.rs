@@ -2,41 +2,14 @@
 //! three-level policy, is killed with SIGKILL while the unit waits for level 2, and the
 //! restarted process pages levels 2 and 3 — each person exactly once, in order.
 
-use std::io::{Read as _, Write as _};
-use std::net::TcpListener;
 use std::path::Path;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::PoisonError;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
 
-use super::harness::{GUARD, s};
+use super::harness::{GUARD, receiver, s};
 use super::process::{Served, cli_token};
-
-/// Paths of the webhook calls received, in order; every call is answered `200 ok`.
-fn receiver() -> (String, Arc<Mutex<Vec<String>>>) {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
-    let authority = listener.local_addr().expect("an address").to_string();
-    let hits = Arc::new(Mutex::new(Vec::new()));
-    let seen = Arc::clone(&hits);
-    std::thread::spawn(move || {
-        for stream in listener.incoming() {
-            let Ok(mut s) = stream else { return };
-            let mut buf = vec![0u8; 16 * 1024];
-            let n = s.read(&mut buf).unwrap_or(0);
-            let head = String::from_utf8_lossy(&buf[..n]);
-            let path = head.split_whitespace().nth(1).unwrap_or("").to_string();
-            seen.lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .push(path);
-            let _ = write!(
-                s,
-                "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok"
-            );
-        }
-    });
-    (authority, hits)
-}
 
 fn write(path: &Path, text: &str) {
     std::fs::create_dir_all(path.parent().expect("a parent")).expect("a directory");
@@ -68,7 +41,7 @@ escalation_policies:
       - { delay: 1s, targets: [{ user: three }] }
 "#,
     );
-    let (authority, hits) = receiver();
+    let (authority, hits) = receiver("text/plain", "ok");
     write(
         &dir.path().join("grants.yaml"),
         &format!(

@@ -562,6 +562,37 @@ impl Client {
     }
 }
 
+/// A local HTTP server answering every call `200` with `body` (of `content_type`): its
+/// authority (`127.0.0.1:PORT`) and the paths of the calls received, in order.
+pub(crate) fn receiver(
+    content_type: &'static str,
+    body: &'static str,
+) -> (String, Arc<std::sync::Mutex<Vec<String>>>) {
+    use std::io::Write as _;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+    let authority = listener.local_addr().expect("an address").to_string();
+    let hits = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = Arc::clone(&hits);
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut s) = stream else { return };
+            let mut buf = vec![0u8; 16 * 1024];
+            let n = s.read(&mut buf).unwrap_or(0);
+            let head = String::from_utf8_lossy(&buf[..n]);
+            let path = head.split_whitespace().nth(1).unwrap_or("").to_string();
+            seen.lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .push(path);
+            let _ = write!(
+                s,
+                "HTTP/1.1 200 OK\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    (authority, hits)
+}
+
 /// The step `key` of a run detail.
 pub(crate) fn step<'v>(run: &'v Value, key: &str) -> Option<&'v Value> {
     run["steps"]

@@ -6,15 +6,13 @@
 //! executors.
 
 use std::collections::BTreeMap;
-use std::io::{Read as _, Write as _};
-use std::net::TcpListener;
 use std::path::Path;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use serde_json::json;
 
-use super::harness::{GUARD, Token, s, step};
+use super::harness::{GUARD, Token, receiver, s, step};
 use super::postgres::{finished, setup};
 use super::process::{Served, cli_token, finish_steer};
 
@@ -60,31 +58,6 @@ steps:
     with: { at: "{{ run.id }}" }
 "#;
 
-/// Paths of the calls received, in order; every call is answered `200 {}`.
-fn receiver() -> (String, Arc<Mutex<Vec<String>>>) {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
-    let authority = listener.local_addr().expect("an address").to_string();
-    let hits = Arc::new(Mutex::new(Vec::new()));
-    let seen = Arc::clone(&hits);
-    std::thread::spawn(move || {
-        for stream in listener.incoming() {
-            let Ok(mut s) = stream else { return };
-            let mut buf = vec![0u8; 16 * 1024];
-            let n = s.read(&mut buf).unwrap_or(0);
-            let head = String::from_utf8_lossy(&buf[..n]);
-            let path = head.split_whitespace().nth(1).unwrap_or("").to_string();
-            seen.lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .push(path);
-            let _ = write!(
-                s,
-                "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{{}}"
-            );
-        }
-    });
-    (authority, hits)
-}
-
 /// The definitions and the grants file the processes share.
 struct Site {
     dir: tempfile::TempDir,
@@ -97,7 +70,7 @@ struct Site {
 impl Site {
     fn new(extra: &[(&str, String)]) -> Self {
         let (dir, url, data) = setup();
-        let (authority, hits) = receiver();
+        let (authority, hits) = receiver("application/json", "{}");
         let workflows = dir.path().join("workflows");
         std::fs::write(workflows.join("shared-work.yaml"), shared_work(&authority))
             .expect("a workflow");

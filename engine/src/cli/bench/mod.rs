@@ -8,6 +8,7 @@
 //! latencies. Knows the engine's public API only; nothing here changes how runs execute.
 
 mod api;
+mod child;
 mod console;
 mod disk;
 mod postgres;

@@ -4,24 +4,22 @@
 //! but not finished correctly), and duplicate attempts (a unit started again by the restarted
 //! process after the killed one had started it) against the units in flight at the kill.
 //!
-//! Each child appends one line per attempt start to its own trace file with an unbuffered
-//! write, so the page cache keeps every line the killed process wrote.
+//! Each child traces its attempt starts (`child.rs`).
 
 use std::collections::HashMap;
-use std::fs::OpenOptions;
 use std::io::{BufRead as _, BufReader, Read as _, Write as _};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
 use serde_json::json;
 
+use super::Ctx;
+use super::child;
 use super::report::{Report, Target};
 use super::workloads::submit_all;
-use super::{Ctx, bench_host, chain_yaml, plan};
-use crate::runtime::{AttemptObserver, Definitions, Engine, EngineConfig, TokioClock};
+use crate::runtime::EngineConfig;
 use crate::store::{RunStatus, Store, StoreOptions};
 
 /// Steps per run.
@@ -35,54 +33,14 @@ const KILL_AT: f64 = 0.3;
 /// How long to wait for anything before giving up.
 const GIVE_UP: Duration = Duration::from_secs(120);
 
-/// Appends `RUN KEY ATTEMPT` to a file as each attempt starts.
-#[derive(Debug)]
-struct TraceFile(Mutex<std::fs::File>);
-
-impl AttemptObserver for TraceFile {
-    fn started(&self, run_id: &str, key: &crate::plan::UnitKey, attempt: u32) {
-        let line = format!("{run_id} {key} {attempt}\n");
-        let mut f = self.0.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Err(e) = f.write_all(line.as_bytes()) {
-            tracing::warn!("cannot write the benchmark trace: {e}");
-        }
-    }
-
-    fn finished(&self, _run_id: &str, _key: &crate::plan::UnitKey, _attempt: u32) {}
-}
-
 /// The child process: runs the engine on `db`, submits `submit` runs (printing `submitted N`
 /// once all are accepted), then works until its standard input closes or it is killed.
 pub(super) async fn child(db: &str, trace: Option<&Path>, submit: usize) -> anyhow::Result<()> {
-    let dir = trace
-        .and_then(Path::parent)
-        .map_or_else(|| PathBuf::from("."), Path::to_path_buf);
-    let host = bench_host(&dir)?;
-    let yaml = chain_yaml(WORKFLOW, LEN);
-    let store = Store::open_location(db, StoreOptions::default()).await?;
-    let plan = plan(&host, &yaml)?;
-    store
-        .put_workflow(plan.name(), plan.version(), &yaml, 0, None)
-        .await?;
-    let mut defs = Definitions::default();
-    defs.insert(plan);
-    let observer = match trace {
-        Some(path) => {
-            let file = OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(path)
-                .with_context(|| format!("opening {}", path.display()))?;
-            Some(Arc::new(TraceFile(Mutex::new(file))) as Arc<dyn AttemptObserver>)
-        }
-        None => None,
-    };
     let config = EngineConfig {
         owner: OWNER.into(),
-        observer,
         ..EngineConfig::default()
     };
-    let engine = Engine::start(store, host, defs, Arc::new(TokioClock::new()), config).await?;
+    let engine = child::engine(db, WORKFLOW, LEN, trace, config).await?;
     if submit > 0 {
         submit_all(
             &engine,
@@ -150,11 +108,6 @@ fn spawn_child(db: &str, trace: &Path, submit: usize) -> anyhow::Result<ChildGua
         .with_context(|| format!("starting {}", exe.display()))
 }
 
-/// Lines in a trace file (0 while it does not exist).
-fn trace_lines(path: &Path) -> usize {
-    std::fs::read(path).map_or(0, |b| b.iter().filter(|&&c| c == b'\n').count())
-}
-
 /// Polls `ready` every few milliseconds until it is true.
 async fn until(
     what: &str,
@@ -199,14 +152,14 @@ pub(super) async fn parent(ctx: &Ctx) -> anyhow::Result<Report> {
     }
     let kill_after = ((total_steps as f64 * KILL_AT) as usize).max(1);
     until("the first process to get under load", async || {
-        Ok(trace_lines(&trace_a) >= kill_after)
+        Ok(child::lines(&trace_a) >= kill_after)
     })
     .await?;
     let mut killed = a.take()?;
     killed.kill().context("killing the child with SIGKILL")?;
     let killed_at = Instant::now();
     killed.wait()?;
-    let started_before_kill = trace_lines(&trace_a);
+    let started_before_kill = child::lines(&trace_a);
 
     // 2. What the disk says at the kill.
     let store = Store::open_location(&db, StoreOptions::default()).await?;
@@ -218,7 +171,7 @@ pub(super) async fn parent(ctx: &Ctx) -> anyhow::Result<Report> {
     let restarted = Instant::now();
     let mut b = spawn_child(&db, &trace_b, 0)?;
     until("the first resumed step", async || {
-        Ok(trace_lines(&trace_b) > 0)
+        Ok(child::lines(&trace_b) > 0)
     })
     .await?;
     let first_step = Instant::now();
@@ -249,12 +202,10 @@ pub(super) async fn parent(ctx: &Ctx) -> anyhow::Result<Report> {
         .count();
     let lost = runs.saturating_sub(correct);
     // Duplicates: units the restarted process started again after the killed one started them.
-    let mut starts: HashMap<String, usize> = HashMap::new();
+    let mut starts: HashMap<(String, String), usize> = HashMap::new();
     for path in [&trace_a, &trace_b] {
-        let text = std::fs::read_to_string(path).unwrap_or_default();
-        for line in text.lines() {
-            let unit = line.rsplit_once(' ').map_or(line, |(unit, _)| unit);
-            *starts.entry(unit.to_string()).or_default() += 1;
+        for t in child::read(path) {
+            *starts.entry((t.run, t.key)).or_default() += 1;
         }
     }
     let duplicates: usize = starts.values().map(|n| n.saturating_sub(1)).sum();

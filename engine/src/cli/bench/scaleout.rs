@@ -5,25 +5,23 @@
 //! took over is measured (the failover).
 //!
 //! Each child says `ready` once it holds its share of the partitions, starts its runs when it
-//! reads `go`, says `done` when they have all ended, and stops when its input closes. It
-//! appends `MS RUN KEY` to a trace file as each attempt starts (wall-clock ms, for the
-//! failover).
+//! reads `go`, says `done` when they have all ended, and stops when its input closes; it
+//! traces its attempts (`child.rs`), in wall-clock time, for the failover.
 
 use std::collections::HashSet;
-use std::fs::OpenOptions;
 use std::io::{BufRead as _, BufReader, Write as _};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
 use serde_json::json;
 
+use super::Ctx;
+use super::child;
 use super::report::{Report, Target};
 use super::workloads::submit_all;
-use super::{Ctx, bench_host, chain_yaml, plan};
-use crate::runtime::{AttemptObserver, Definitions, Engine, EngineConfig, TokioClock};
+use crate::runtime::EngineConfig;
 use crate::store::{Store, StoreOptions};
 
 /// Steps per run.
@@ -49,60 +47,16 @@ pub(super) struct ChildArgs<'a> {
     pub(super) trace: Option<&'a Path>,
 }
 
-/// Appends `MS RUN KEY` as each attempt starts.
-#[derive(Debug)]
-struct Trace(Mutex<std::fs::File>);
-
-impl AttemptObserver for Trace {
-    fn started(&self, run_id: &str, key: &crate::plan::UnitKey, _attempt: u32) {
-        let line = format!("{} {run_id} {key}\n", wall_ms());
-        let mut f = self.0.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Err(e) = f.write_all(line.as_bytes()) {
-            tracing::warn!("cannot write the benchmark trace: {e}");
-        }
-    }
-
-    fn finished(&self, _run_id: &str, _key: &crate::plan::UnitKey, _attempt: u32) {}
-}
-
-fn wall_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-}
-
 /// The child process.
 pub(super) async fn child(args: ChildArgs<'_>) -> anyhow::Result<()> {
-    let dir = std::env::temp_dir();
-    let host = bench_host(&dir)?;
-    let yaml = chain_yaml(WORKFLOW, LEN);
-    let store = Store::open_location(args.db, StoreOptions::default()).await?;
-    let plan = plan(&host, &yaml)?;
-    store
-        .put_workflow(plan.name(), plan.version(), &yaml, 0, None)
-        .await?;
-    let mut defs = Definitions::default();
-    defs.insert(plan);
-    let observer = match args.trace {
-        Some(path) => {
-            let file = OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(path)
-                .with_context(|| format!("opening {}", path.display()))?;
-            Some(Arc::new(Trace(Mutex::new(file))) as Arc<dyn AttemptObserver>)
-        }
-        None => None,
-    };
-    let shared = store.partition_count().await? as usize;
     let config = EngineConfig {
         owner: args.owner.into(),
         lease: LEASE,
         role: "executor",
-        observer,
         ..EngineConfig::default()
     };
-    let engine = Engine::start(store, host, defs, Arc::new(TokioClock::new()), config).await?;
+    let engine = child::engine(args.db, WORKFLOW, LEN, args.trace, config).await?;
+    let shared = engine.store().partition_count().await? as usize;
     let share = shared.div_ceil(args.of.max(1));
     let deadline = Instant::now() + GIVE_UP;
     while engine.held().all().len() != share {
@@ -355,7 +309,7 @@ async fn failover(ctx: &Ctx, runs: usize) -> anyhow::Result<(f64, usize)> {
     .await??;
     let kill_after = ((runs * LEN / 2) as f64 * KILL_AT) as usize;
     let deadline = Instant::now() + GIVE_UP;
-    while lines(&trace_a) < kill_after.max(1) {
+    while child::lines(&trace_a) < kill_after.max(1) {
         if Instant::now() > deadline {
             bail!("the first process never got under load");
         }
@@ -369,7 +323,7 @@ async fn failover(ctx: &Ctx, runs: usize) -> anyhow::Result<(f64, usize)> {
         .filter(|p| p.owner.as_deref() == Some("fa"))
         .map(|p| p.id)
         .collect();
-    let killed_at = wall_ms();
+    let killed_at = child::wall_ms();
     a.kill()?;
     // The survivor finishes its own runs and those it takes over.
     let b = tokio::task::spawn_blocking(move || -> anyhow::Result<Process> {
@@ -395,15 +349,15 @@ async fn failover(ctx: &Ctx, runs: usize) -> anyhow::Result<(f64, usize)> {
     {
         partition_of.insert(r.id.clone(), r.partition);
     }
-    let text = std::fs::read_to_string(&trace_b).unwrap_or_default();
-    let first = text
-        .lines()
-        .filter_map(|l| {
-            let mut parts = l.split(' ');
-            let at: i64 = parts.next()?.parse().ok()?;
-            let run = parts.next()?;
-            (at >= killed_at && a_holds.contains(partition_of.get(run)?)).then_some(at)
+    let first = child::read(&trace_b)
+        .into_iter()
+        .filter(|t| {
+            t.at >= killed_at
+                && partition_of
+                    .get(&t.run)
+                    .is_some_and(|p| a_holds.contains(p))
         })
+        .map(|t| t.at)
         .min()
         .context("the survivor never ran a step of a run it took over")?;
     let correct = store
@@ -416,9 +370,4 @@ async fn failover(ctx: &Ctx, runs: usize) -> anyhow::Result<(f64, usize)> {
         })
         .count();
     Ok(((first - killed_at) as f64, runs.saturating_sub(correct)))
-}
-
-/// Lines in a trace file (0 while it does not exist).
-fn lines(path: &Path) -> usize {
-    std::fs::read(path).map_or(0, |b| b.iter().filter(|&&c| c == b'\n').count())
 }
