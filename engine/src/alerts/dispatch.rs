@@ -280,12 +280,14 @@ impl Worker {
                         let ok = matches!(result, Ok(Some(_)));
                         drop(reply.send(result));
                         if ok {
+                            self.engine.announce_alerts();
                             self.work().await;
                         }
                     }
                     Some(JobBox(Job::Wake)) => self.work().await,
                 },
                 () = due => self.work().await,
+                () = self.engine.alerts_taken_elsewhere() => self.work().await,
                 _ = sweep.tick() => {
                     self.close_ended().await;
                     self.work().await;

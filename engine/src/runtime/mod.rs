@@ -382,6 +382,8 @@ pub struct Engine {
     owner: String,
     /// How long a partition's lease lasts.
     lease: Duration,
+    /// Rung when another process took alerts (for the one acting on alert groups).
+    alerts: Arc<tokio::sync::Notify>,
 }
 
 /// The partitions a process holds now: changed by its executor, read by its API (to tell
@@ -426,6 +428,8 @@ pub(crate) mod channel {
     pub(crate) const ANSWERS: &str = "csmp_answers";
     /// A process joined or left (payload: its name): executors rebalance at once.
     pub(crate) const MEMBERS: &str = "csmp_members";
+    /// Alerts were taken: the process acting on alert groups looks at them now.
+    pub(crate) const ALERTS: &str = "csmp_alerts";
 }
 
 /// Listens (on PostgreSQL) for other processes' wake-ups: inbox commands ring the executor's
@@ -435,13 +439,20 @@ async fn listen(
     store: &Store,
     mailbox: &Arc<mailbox::Mailbox>,
     bell: &Arc<tokio::sync::Notify>,
+    alerts: &Arc<tokio::sync::Notify>,
     stopping: &tokio_util::sync::CancellationToken,
 ) {
-    let channels = [channel::INBOX, channel::ANSWERS, channel::MEMBERS];
-    let (store, mailbox, bell, stopping) = (
+    let channels = [
+        channel::INBOX,
+        channel::ANSWERS,
+        channel::MEMBERS,
+        channel::ALERTS,
+    ];
+    let (store, mailbox, bell, alerts, stopping) = (
         store.clone(),
         Arc::clone(mailbox),
         Arc::clone(bell),
+        Arc::clone(alerts),
         stopping.clone(),
     );
     let mut listener = match store.listen(&channels).await {
@@ -460,6 +471,7 @@ async fn listen(
             };
             match got {
                 Ok((ch, _)) if ch == channel::ANSWERS => mailbox.ring(),
+                Ok((ch, _)) if ch == channel::ALERTS => alerts.notify_one(),
                 Ok(_) => bell.notify_one(),
                 Err(e) => {
                     tracing::warn!(
@@ -496,7 +508,8 @@ impl Engine {
         let mailbox =
             mailbox::Mailbox::start(store.clone(), stopping.clone(), Arc::clone(&metrics));
         let bell = Arc::new(tokio::sync::Notify::new());
-        listen(&store, &mailbox, &bell, &stopping).await;
+        let alerts = Arc::new(tokio::sync::Notify::new());
+        listen(&store, &mailbox, &bell, &alerts, &stopping).await;
         let exec = executor::Executor::recover(
             store.clone(),
             host,
@@ -529,7 +542,27 @@ impl Engine {
             held,
             owner,
             lease,
+            alerts,
         })
+    }
+
+    /// Tells the process acting on alert groups that alerts were taken here (after their
+    /// commit; off the caller's path). Nothing when this process is that one.
+    pub fn announce_alerts(&self) {
+        if self.leads() {
+            return;
+        }
+        let store = self.store.clone();
+        tokio::spawn(async move {
+            if let Err(e) = store.notify(channel::ALERTS, "").await {
+                tracing::debug!("cannot wake the process acting on alert groups: {e}");
+            }
+        });
+    }
+
+    /// Resolves when another process took alerts (rung by its notification).
+    pub async fn alerts_taken_elsewhere(&self) {
+        self.alerts.notified().await;
     }
 
     /// This process's lease name.

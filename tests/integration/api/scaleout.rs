@@ -46,6 +46,16 @@ outputs:
     )
 }
 
+/// Any webhook alert starts a run of `hello` for the service it names.
+const WAKE: &str = r#"name: wake
+match:
+  source: [webhook]
+group_wait: 0s
+then:
+  - workflow: hello
+    inputs: { who: "{{ alert.labels.service }}" }
+"#;
+
 /// Every instant of every second (each fire starts a run, even while the last one goes on).
 const TICK: &str = r#"name: tick
 version: 1
@@ -77,6 +87,8 @@ impl Site {
         for (name, text) in extra {
             std::fs::write(workflows.join(name), text).expect("a workflow");
         }
+        std::fs::create_dir_all(dir.path().join("rules")).expect("a rules directory");
+        std::fs::write(dir.path().join("rules/wake.yaml"), WAKE).expect("a rule");
         let grants = dir.path().join("grants.yaml");
         std::fs::write(
             &grants,
@@ -433,6 +445,71 @@ fn an_api_process_and_two_executors_share_one_database() {
     );
     assert_eq!(metric(&api, "csmp_partitions_held"), 0);
     assert_eq!(metric(&e1, "csmp_partitions_held"), 32);
+
+    // Retry, pause, resume and cancel through it reach the executors too.
+    let coin = api
+        .post("/v1/runs")
+        .auth(&operator)
+        .json(&json!({ "workflow": "coin", "inputs": { "fail": true } }))
+        .send()
+        .expect(202);
+    let coin = s(&coin, "id");
+    api.wait_run(&operator, &coin, "failed");
+    api.post(&format!("/v1/runs/{coin}/retry"))
+        .auth(&operator)
+        .send()
+        .expect(202);
+    let again = api.wait_run(&operator, &coin, "failed");
+    assert_eq!(
+        again["retries"].as_array().map(Vec::len),
+        Some(1),
+        "{again}"
+    );
+    let order = api.order(&client, &json!({ "catalog_id": "steer" }));
+    let steer = s(&order, "run_id");
+    api.wait_step(&client, &steer, "gate", "waiting");
+    let paused = api
+        .post(&format!("/v1/runs/{steer}/pause"))
+        .auth(&operator)
+        .send()
+        .expect(202);
+    assert_eq!(paused["status"], "paused", "{paused}");
+    api.post(&format!("/v1/runs/{steer}/resume"))
+        .auth(&operator)
+        .send()
+        .expect(202);
+    api.post(&format!("/v1/runs/{steer}/cancel"))
+        .auth(&operator)
+        .json(&json!({}))
+        .send()
+        .expect(202);
+    api.wait_run(&operator, &steer, "cancelled");
+
+    // An alert taken by it reaches the rule's group, acted on by the executor holding
+    // partition 0, whose run goes wherever the run's id says.
+    let integration = site.token(&["--role", "integration"]);
+    api.post("/v1/events/webhook?items=/checks&fingerprint=/id&status=/state&firing=DOWN&resolved=UP&labels=/tags&summary=/title")
+        .auth(&integration)
+        .json(&json!({ "checks": [{ "id": 1, "state": "DOWN", "tags": { "service": "shop" }, "title": "shop is down" }] }))
+        .send()
+        .expect(202);
+    let woken = api.wait_for(
+        &operator,
+        "/v1/runs?label=rule=wake",
+        "the rule's run to succeed",
+        |l| {
+            l["items"]
+                .as_array()
+                .is_some_and(|items| items.len() == 1 && items[0]["status"] == "succeeded")
+        },
+    );
+    let woken = s(&woken["items"][0], "id");
+    let done = api
+        .get(&format!("/v1/runs/{woken}"))
+        .auth(&operator)
+        .send()
+        .expect(200);
+    assert_eq!(done["outputs"]["greeting"], "hello, shop");
 
     // Runs started directly through it run on the executors, both of them.
     let runs: Vec<String> = (0..20).map(|n| start_run(&api, &operator, n)).collect();
