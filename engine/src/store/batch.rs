@@ -20,6 +20,7 @@ use sqlx::AssertSqlSafe;
 use super::attempts::AttemptRow;
 use super::db::{Conn, Dialect, query};
 use super::rows::{RunRow, StepRow};
+use super::tx::Serial;
 use super::upsert::{self, Rows};
 use super::{Store, StoreError, Write};
 
@@ -138,7 +139,9 @@ impl Store {
                 lost_all.extend(lost);
                 break;
             } else {
-                self.write_transaction_or_undo(async |conn| {
+                // The commit reads nothing to decide its writes (the fence is in each
+                // statement), so on PostgreSQL it runs beside other processes' commits.
+                self.write_transaction_or_undo(Serial::No, async |conn| {
                     let mut short = write_bulk(conn, &groups, fence).await?;
                     for g in &groups {
                         if let Group::Other(ws) = g {

@@ -53,7 +53,7 @@ impl Store {
     ) -> Result<CronClaim, StoreError> {
         let epoch = fence.held.get(&CRON_PARTITION).copied().unwrap_or(-1);
         let claim = self
-            .write_transaction_or_undo(async |conn| {
+            .write_transaction_or_undo(super::tx::Serial::Yes, async |conn| {
                 let held = super::batch::held(conn.dialect());
                 let inserted = query(AssertSqlSafe(format!(
                     "INSERT INTO cron_fires (workflow, trigger_index, scheduled_at, fired_at, outcome, run_id) \

@@ -4,7 +4,9 @@
 //! transaction at its start instead of half-way through. On PostgreSQL a write transaction takes
 //! one transaction-scoped advisory lock first: write transactions follow one another as they do
 //! on SQLite, so every read-then-write the store makes inside one sees what the previous one
-//! committed (single statements, the executor's hot path, take no such lock).
+//! committed. Single statements and the executor's commits — which read nothing to decide
+//! what they write, every check being in the statement that writes — take no such lock, so
+//! the processes sharing a database commit side by side.
 //!
 //! A connection that any write failed on is closed, not handed back to the pool: after a full
 //! disk or an I/O error the database may or may not have rolled the transaction back, and a
@@ -15,6 +17,15 @@ use super::{Store, StoreError};
 
 /// The advisory lock key write transactions take on PostgreSQL ("csmp" in ASCII).
 const WRITE_LOCK: i64 = 0x63_73_6d_70;
+
+/// Whether a write transaction on PostgreSQL waits for the others (see [`WRITE_LOCK`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Serial {
+    /// It reads, then writes what it read decided: after the others.
+    Yes,
+    /// It only writes, every check in the statement that writes: beside the others.
+    No,
+}
 
 /// While held, no other process runs under this lease name on this PostgreSQL database: the
 /// session-scoped advisory lock lives as long as this connection, so a process that dies,
@@ -72,6 +83,17 @@ impl Store {
         &self,
         body: impl AsyncFnOnce(&mut Conn) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
+        self.transaction(Serial::Yes, body).await
+    }
+
+    /// [`Store::write_transaction`], after the other write transactions on PostgreSQL only
+    /// when `serial` says so: a body that only writes (every check in the statement that
+    /// writes, as the executor's fenced commits) runs beside them.
+    async fn transaction<T>(
+        &self,
+        serial: Serial,
+        body: impl AsyncFnOnce(&mut Conn) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
         let mut conn = self.acquire().await?;
         let result = async {
             match conn {
@@ -80,10 +102,12 @@ impl Store {
                 }
                 Backend::Postgres(_) => {
                     query("BEGIN").execute(&mut conn).await?;
-                    query("SELECT pg_advisory_xact_lock(?)")
-                        .bind(WRITE_LOCK)
-                        .execute(&mut conn)
-                        .await?;
+                    if serial == Serial::Yes {
+                        query("SELECT pg_advisory_xact_lock(?)")
+                            .bind(WRITE_LOCK)
+                            .execute(&mut conn)
+                            .await?;
+                    }
                 }
             }
             let value = body(&mut conn).await?;
@@ -133,9 +157,10 @@ impl Store {
     /// (its connection closed).
     pub(super) async fn write_transaction_or_undo<T>(
         &self,
+        serial: Serial,
         body: impl AsyncFnOnce(&mut Conn) -> Result<(T, bool), StoreError>,
     ) -> Result<T, StoreError> {
-        self.write_transaction(async |conn| {
+        self.transaction(serial, async |conn| {
             let (value, commit) = body(conn).await?;
             if !commit {
                 query("ROLLBACK").execute(&mut *conn).await?;
