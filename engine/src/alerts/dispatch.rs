@@ -153,6 +153,7 @@ impl Dispatcher {
             rules: rules.clone(),
             clock: Arc::clone(&clock),
             metrics: Arc::clone(&metrics),
+            queued: std::sync::Mutex::default(),
         };
         tokio::spawn(worker.run(rx, stop));
         Self {
@@ -233,7 +234,14 @@ struct Worker {
     rules: Rules,
     clock: Arc<dyn Clock>,
     metrics: Arc<AlertMetrics>,
+    /// Alerts whose signal went to another process's inbox unanswered (it applies them, and
+    /// marks them delivered, when it can): not sent again before this time (ms).
+    queued: std::sync::Mutex<BTreeMap<String, i64>>,
 }
+
+/// How long an alert whose forwarded signal was not answered in time is left to its run's
+/// process before it is sent again.
+const QUEUED_FOR: Duration = Duration::from_secs(600);
 
 /// What a group's action run into: try again later, or give the group up.
 enum Trouble {
@@ -685,10 +693,19 @@ impl Worker {
         let pending = self.store.group_alerts(&g.id, true).await?;
         let labels: BTreeMap<&String, &String> =
             g.key.iter().filter(|(k, _)| !k.starts_with('@')).collect();
+        let now = self.clock.now_ms();
         for (m, a) in pending {
             let Some(signal) = m.signal.clone() else {
                 continue;
             };
+            {
+                let mut queued = self.queued.lock().unwrap_or_else(PoisonError::into_inner);
+                queued.retain(|_, until| *until > now);
+                if queued.contains_key(&m.alert_id) {
+                    // Its signal waits in the inbox of the run's process.
+                    return Ok(());
+                }
+            }
             let delivered = AlertLink::Delivered {
                 alert_id: m.alert_id.clone(),
                 group_id: g.id.clone(),
@@ -720,7 +737,13 @@ impl Worker {
                     )
                     .await
                 {
-                    Ok(_) | Err(EngineError::Conflict(_) | EngineError::UnknownIncident(_)) => {}
+                    // Unanswered: it waits in the incident holder's inbox and is applied there.
+                    Ok(_)
+                    | Err(
+                        EngineError::Conflict(_)
+                        | EngineError::UnknownIncident(_)
+                        | EngineError::Unanswered(_),
+                    ) => {}
                     Err(e) => {
                         tracing::warn!(group = %g.id, "the group's incident could not be updated; trying again: {e}");
                         return Ok(());
@@ -738,6 +761,15 @@ impl Worker {
                     .await
                 {
                     Ok(()) => {}
+                    Err(EngineError::Unanswered(_)) => {
+                        // Queued in the run's process, with the mark that it was delivered:
+                        // not sent again meanwhile.
+                        self.queued
+                            .lock()
+                            .unwrap_or_else(PoisonError::into_inner)
+                            .insert(m.alert_id.clone(), now.saturating_add(ms(QUEUED_FOR)));
+                        return Ok(());
+                    }
                     Err(EngineError::Conflict(_) | EngineError::UnknownRun(_)) => {
                         // The run ended: the group is over, what was pending is dropped.
                         g.state = "ended".into();

@@ -111,6 +111,7 @@ pub(super) async fn put(
     let view = CatalogEntryView::of(&entry);
     entries.insert(id, entry);
     state.set_catalog(entries);
+    super::sync::announce(&state);
     Ok((status, Json(view)).into_response())
 }
 
@@ -151,6 +152,7 @@ pub(super) async fn delete(
         )
         .await?;
     state.set_catalog(entries);
+    super::sync::announce(&state);
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -40,6 +40,7 @@ mod sns;
 mod start;
 mod status;
 mod steps;
+pub mod sync;
 pub mod trace;
 mod views;
 mod workflows;
@@ -64,6 +65,10 @@ pub use oncall_files::load_oncall;
 pub use openapi::document as openapi_document;
 use problem::Problem;
 pub use requests::start_pending;
+
+/// A request accepted but not started for this long (ms) is started by the sweep of the
+/// process that holds the cron partition (its process must have died before starting it).
+pub const PENDING_AFTER_MS: i64 = 60_000;
 pub use rules::load_rules;
 
 use crate::plan::{CatalogPlan, Plan, WorkflowNames};
@@ -102,6 +107,9 @@ pub struct ApiConfig {
     pub sns: crate::alerts::sns::SnsPolicy,
     /// Serve only `/healthz`, `/readyz` and `/metrics` (a process that only executes runs).
     pub health_only: bool,
+    /// The directories definitions were read from, read again when another process changes
+    /// definitions.
+    pub sources: sync::Sources,
 }
 
 /// Default of `--rate-limit`: calls per second per token.
@@ -123,6 +131,7 @@ impl Default for ApiConfig {
             rate_limit: std::num::NonZeroU32::new(DEFAULT_RATE_LIMIT),
             sns: crate::alerts::sns::SnsPolicy::default(),
             health_only: false,
+            sources: sync::Sources::default(),
         }
     }
 }
@@ -170,6 +179,8 @@ pub struct AppState {
     checks: Arc<RwLock<Arc<Vec<crate::checks::CheckPlan>>>>,
     /// The on-call files in force (name → YAML), for `/v1/oncall/files`.
     oncall_files: Arc<RwLock<Arc<BTreeMap<String, String>>>>,
+    /// What this process took of other processes' definition changes.
+    pub(crate) seen: Arc<sync::Seen>,
     /// Behaviour.
     pub config: ApiConfig,
 }
@@ -214,6 +225,7 @@ impl AppState {
             starting: Arc::default(),
             principals: Arc::default(),
             oncall_files: Arc::default(),
+            seen: Arc::default(),
             checks: Arc::default(),
             config,
         }
@@ -597,6 +609,33 @@ pub async fn serve(
                     }
                 }
                 () = levels.shutdown.cancelled() => return,
+            }
+        }
+    });
+    // Definitions other processes change, taken here too. A SQLite file has one `serve`, and
+    // its directories are read at start-up only.
+    if state.store.backend() == "postgres" {
+        sync::start(state.clone());
+    }
+    // Requests a crashed process accepted and never started, swept by the process that holds
+    // the cron partition.
+    let sweeping = state.clone();
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(Duration::from_secs(30));
+        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = every.tick() => {
+                    if sweeping.engine.leads() {
+                        let by = sweeping.now_ms() - PENDING_AFTER_MS;
+                        match start_pending(&sweeping, by).await {
+                            Ok(0) => {}
+                            Ok(n) => tracing::info!("started the runs of {n} requests accepted and never started"),
+                            Err(e) => tracing::warn!("cannot look for requests never started: {e}"),
+                        }
+                    }
+                }
+                () = sweeping.shutdown.cancelled() => return,
             }
         }
     });

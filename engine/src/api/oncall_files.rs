@@ -217,6 +217,7 @@ pub(super) async fn put(
         )
         .await?;
     state.set_oncall_files(set, sources);
+    super::sync::announce(&state);
     Ok((status, Json(OnCallFileView { name, source })).into_response())
 }
 
@@ -257,5 +258,6 @@ pub(super) async fn delete(
         )
         .await?;
     state.set_oncall_files(set, sources);
+    super::sync::announce(&state);
     Ok(StatusCode::NO_CONTENT)
 }

@@ -157,6 +157,7 @@ pub(super) async fn upload(
     // A workflow version that needed this plugin may plan again, and its runs go on.
     state.replan_unplanned().await;
     let status = put_status(&outcome);
+    super::sync::announce(&state);
     Ok((
         status,
         Json(PluginUploaded {

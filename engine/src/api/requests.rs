@@ -3,7 +3,8 @@
 //!
 //! A request is stored (status `submitted` or `awaiting_approval`) before its run exists; the
 //! commit that creates the run marks it `started`. A crash in between leaves it `submitted`,
-//! and [`start_pending`] starts it on the next start-up, so a request gets exactly one run.
+//! and [`start_pending`] starts it on the next start-up, or, with several processes, in the
+//! sweep of the one holding the cron partition once it is a minute old.
 
 use axum::Extension;
 use axum::extract::State;
@@ -338,9 +339,13 @@ async fn start(state: &AppState, r: &RequestRow, audit: Option<AuditRow>) {
 }
 
 /// Starts the runs of requests accepted (or approved) before a crash that came before their
-/// run was created.
-pub async fn start_pending(state: &AppState) -> Result<usize, crate::store::StoreError> {
-    let pending = state.store.unstarted_requests().await?;
+/// run was created, and last changed at `changed_by` (ms) or before: a request another
+/// process is starting right now is left to it.
+pub async fn start_pending(
+    state: &AppState,
+    changed_by: i64,
+) -> Result<usize, crate::store::StoreError> {
+    let pending = state.store.unstarted_requests(changed_by).await?;
     for r in &pending {
         start(state, r, None).await;
     }

@@ -237,6 +237,7 @@ pub(super) async fn put(
     rules.insert(name, rule);
     state.alerts.rules.set(rules);
     state.alerts.wake();
+    super::sync::announce(&state);
     Ok((status, Json(view)).into_response())
 }
 
@@ -276,6 +277,7 @@ pub(super) async fn delete(
         )
         .await?;
     state.alerts.rules.set(rules);
+    super::sync::announce(&state);
     Ok(StatusCode::NO_CONTENT)
 }
 

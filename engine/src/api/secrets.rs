@@ -126,6 +126,7 @@ pub(super) async fn put(
     })?;
     // The engine hands it to attempts from now on, and masks it, in the service log too.
     state.engine.set_secret(&name, &body.value).await?;
+    super::sync::announce(&state);
     Ok(Json(SecretView {
         name,
         set_by: who.token_id.clone(),

@@ -205,6 +205,7 @@ pub(super) async fn upload(
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .insert(plan);
     }
+    super::sync::announce(&state);
     Ok((super::plugins::put_status(&outcome), Json(uploaded)).into_response())
 }
 
@@ -281,6 +282,7 @@ pub(super) async fn delete(
         .write()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
         .remove(&name);
+    super::sync::announce(&state);
     Ok(StatusCode::NO_CONTENT)
 }
 

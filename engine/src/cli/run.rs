@@ -579,6 +579,11 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
             rate_limit: opts.rate_limit,
             sns: opts.sns.clone(),
             health_only: opts.role == super::ServeRole::Executor,
+            sources: crate::api::sync::Sources {
+                catalog: Some(opts.catalog.clone()),
+                rules: Some(opts.rules.clone()),
+                oncall: Some(opts.oncall.clone()),
+            },
             ..crate::api::ApiConfig::default()
         },
     );
@@ -589,9 +594,18 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
     state.alerts.wake();
     reload_on_sighup(state.clone())?;
     // Requests accepted before a crash get their runs from the process that fires the
-    // triggers, so two processes starting together start each once.
+    // triggers (so two processes starting together start each once): at once when no other
+    // executor is alive, else those untouched for a while (another process may be starting
+    // one right now); the holder of that partition sweeps them again every half minute.
     let restarted = if engine.leads() {
-        crate::api::start_pending(&state).await?
+        let now = crate::runtime::Clock::now_ms(&TokioClock::new());
+        let alone = store.live_executors(now - engine.lease_ms()).await? <= 1;
+        let changed_by = if alone {
+            i64::MAX
+        } else {
+            now - crate::api::PENDING_AFTER_MS
+        };
+        crate::api::start_pending(&state, changed_by).await?
     } else {
         0
     };

@@ -344,6 +344,65 @@ fn entries(row: &IncidentRow) -> impl DoubleEndedIterator<Item = &Json> {
     row.timeline.as_array().into_iter().flatten()
 }
 
+/// Appends a timeline entry.
+fn push(row: &mut IncidentRow, e: Json) {
+    if let Json::Array(items) = &mut row.timeline {
+        items.push(e);
+    } else {
+        row.timeline = json!([e]);
+    }
+}
+
+/// What an `incident:` step (or an escalation's page) changes on an incident, as sent to the
+/// process holding it.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Change {
+    /// A new title.
+    pub title: Option<String>,
+    /// A new severity.
+    pub severity: Option<String>,
+    /// What the change says on the timeline.
+    pub note: Option<String>,
+    /// Whether it resolves the incident.
+    pub resolve: bool,
+    /// Timeline entries to add as they are.
+    pub entries: Vec<Json>,
+}
+
+/// `row` with `change` applied (a timeline entry for each part of it), and whether its
+/// severity was raised.
+pub fn apply_change(
+    mut row: IncidentRow,
+    change: &Change,
+    by: &str,
+    now: i64,
+) -> (IncidentRow, bool) {
+    let said = |what: &str| change.note.clone().unwrap_or_else(|| what.to_string());
+    let mut raised = false;
+    if let Some(t) = &change.title {
+        row.title = t.clone();
+    }
+    if let Some(s) = change.severity.clone()
+        && s != row.severity
+    {
+        let what = format!("severity {} → {s}", row.severity);
+        raised = s < row.severity;
+        push(&mut row, severity_changed(now, by, &said(&what), &s));
+        row.severity = s;
+    } else if !change.resolve && change.entries.is_empty() {
+        push(&mut row, entry(now, by, "note", &said("updated"), false));
+    }
+    for e in &change.entries {
+        push(&mut row, e.clone());
+    }
+    if change.resolve {
+        row.status = RESOLVED.into();
+        push(&mut row, entry(now, by, RESOLVED, &said("resolved"), true));
+    }
+    row.updated_at = now;
+    (row, raised)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

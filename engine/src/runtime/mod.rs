@@ -269,6 +269,13 @@ pub(crate) enum Steer {
         by: String,
         audit: Option<AuditRow>,
     },
+    /// What an `incident:` step or an escalation of another process changes on an incident
+    /// held here (nobody waits for the answer).
+    IncidentChange {
+        id: String,
+        change: crate::incidents::Change,
+        by: String,
+    },
     /// Acknowledge, resolve, reopen, annotate or edit an incident.
     Incident {
         id: String,
@@ -290,7 +297,7 @@ impl Steer {
             | Steer::Pause { run_id, .. }
             | Steer::Retry { run_id, .. }
             | Steer::Rerun { run_id, .. } => run_id,
-            Steer::Incident { id, .. } => id,
+            Steer::Incident { id, .. } | Steer::IncidentChange { id, .. } => id,
         }
     }
 }
@@ -384,6 +391,8 @@ pub struct Engine {
     lease: Duration,
     /// Rung when another process took alerts (for the one acting on alert groups).
     alerts: Arc<tokio::sync::Notify>,
+    /// Rung when another process changed definitions.
+    redefined: Arc<tokio::sync::Notify>,
 }
 
 /// The partitions a process holds now: changed by its executor, read by its API (to tell
@@ -430,6 +439,9 @@ pub(crate) mod channel {
     pub(crate) const MEMBERS: &str = "csmp_members";
     /// Alerts were taken: the process acting on alert groups looks at them now.
     pub(crate) const ALERTS: &str = "csmp_alerts";
+    /// Definitions changed (workflows, catalog, rules, on-call, plugins, secrets): every
+    /// process reads them again.
+    pub(crate) const DEFINITIONS: &str = "csmp_definitions";
 }
 
 /// Listens (on PostgreSQL) for other processes' wake-ups: inbox commands ring the executor's
@@ -440,6 +452,8 @@ async fn listen(
     mailbox: &Arc<mailbox::Mailbox>,
     bell: &Arc<tokio::sync::Notify>,
     alerts: &Arc<tokio::sync::Notify>,
+    members: &Arc<tokio::sync::Notify>,
+    definitions: &Arc<tokio::sync::Notify>,
     stopping: &tokio_util::sync::CancellationToken,
 ) {
     let channels = [
@@ -447,12 +461,15 @@ async fn listen(
         channel::ANSWERS,
         channel::MEMBERS,
         channel::ALERTS,
+        channel::DEFINITIONS,
     ];
-    let (store, mailbox, bell, alerts, stopping) = (
+    let (store, mailbox, bell, alerts, members, definitions, stopping) = (
         store.clone(),
         Arc::clone(mailbox),
         Arc::clone(bell),
         Arc::clone(alerts),
+        Arc::clone(members),
+        Arc::clone(definitions),
         stopping.clone(),
     );
     let mut listener = match store.listen(&channels).await {
@@ -472,6 +489,8 @@ async fn listen(
             match got {
                 Ok((ch, _)) if ch == channel::ANSWERS => mailbox.ring(),
                 Ok((ch, _)) if ch == channel::ALERTS => alerts.notify_one(),
+                Ok((ch, _)) if ch == channel::MEMBERS => members.notify_one(),
+                Ok((ch, _)) if ch == channel::DEFINITIONS => definitions.notify_one(),
                 Ok(_) => bell.notify_one(),
                 Err(e) => {
                     tracing::warn!(
@@ -509,7 +528,12 @@ impl Engine {
             mailbox::Mailbox::start(store.clone(), stopping.clone(), Arc::clone(&metrics));
         let bell = Arc::new(tokio::sync::Notify::new());
         let alerts = Arc::new(tokio::sync::Notify::new());
-        listen(&store, &mailbox, &bell, &alerts, &stopping).await;
+        let members = Arc::new(tokio::sync::Notify::new());
+        let redefined = Arc::new(tokio::sync::Notify::new());
+        listen(
+            &store, &mailbox, &bell, &alerts, &members, &redefined, &stopping,
+        )
+        .await;
         let exec = executor::Executor::recover(
             store.clone(),
             host,
@@ -526,6 +550,7 @@ impl Engine {
                 held: Arc::clone(&held),
                 mailbox,
                 bell,
+                members,
             },
         )
         .await?;
@@ -543,7 +568,24 @@ impl Engine {
             owner,
             lease,
             alerts,
+            redefined,
         })
+    }
+
+    /// Tells the other processes that definitions changed here (after the change's commit;
+    /// off the caller's path).
+    pub fn announce_definitions(&self) {
+        let store = self.store.clone();
+        tokio::spawn(async move {
+            if let Err(e) = store.notify(channel::DEFINITIONS, "").await {
+                tracing::debug!("cannot tell the other processes that definitions changed: {e}");
+            }
+        });
+    }
+
+    /// Resolves when another process changed definitions (rung by its notification).
+    pub async fn definitions_changed_elsewhere(&self) {
+        self.redefined.notified().await;
     }
 
     /// Tells the process acting on alert groups that alerts were taken here (after their

@@ -508,18 +508,30 @@ impl Store {
         )
         .fetch_all(&self.db)
         .await?;
+        rows.iter().map(plugin_row).collect()
+    }
+
+    /// The (name, version) of every uploaded plugin, without their binaries.
+    pub async fn plugin_versions(&self) -> Result<Vec<(String, String)>, StoreError> {
+        let rows = query("SELECT name, version FROM plugins ORDER BY name, created_at")
+            .fetch_all(&self.db)
+            .await?;
         rows.iter()
-            .map(|row| {
-                Ok(PluginRow {
-                    name: col(row, "name")?,
-                    version: col(row, "version")?,
-                    hash: col(row, "hash")?,
-                    wasm: col(row, "wasm")?,
-                    uploaded_by: col(row, "uploaded_by")?,
-                    created_at: col(row, "created_at")?,
-                })
-            })
+            .map(|row| Ok((col(row, "name")?, col(row, "version")?)))
             .collect()
+    }
+
+    /// One uploaded plugin.
+    pub async fn plugin(&self, name: &str, version: &str) -> Result<Option<PluginRow>, StoreError> {
+        let row = query(
+            "SELECT name, version, hash, wasm, uploaded_by, created_at FROM plugins \
+             WHERE name = ? AND version = ?",
+        )
+        .bind(name)
+        .bind(version)
+        .fetch_optional(&self.db)
+        .await?;
+        row.as_ref().map(plugin_row).transpose()
     }
 
     // ----- health and metrics -----
@@ -596,4 +608,15 @@ fn names_tenant(dialect: Dialect) -> &'static str {
          jsonb_typeof(r.details::jsonb -> 'tenants') = 'array' THEN r.details::jsonb -> 'tenants' END) \
          t(value) WHERE t.value = ?)",
     )
+}
+
+fn plugin_row(row: &Row) -> Result<PluginRow, StoreError> {
+    Ok(PluginRow {
+        name: col(row, "name")?,
+        version: col(row, "version")?,
+        hash: col(row, "hash")?,
+        wasm: col(row, "wasm")?,
+        uploaded_by: col(row, "uploaded_by")?,
+        created_at: col(row, "created_at")?,
+    })
 }

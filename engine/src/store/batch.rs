@@ -19,7 +19,7 @@ use sqlx::AssertSqlSafe;
 
 use super::attempts::AttemptRow;
 use super::db::{Conn, Dialect, query};
-use super::rows::{RunRow, StepRow};
+use super::rows::{self, RunRow, StepRow};
 use super::tx::Serial;
 use super::upsert::{self, Rows};
 use super::{Store, StoreError, Write};
@@ -45,11 +45,12 @@ impl Fence {
             Write::Step(_) | Write::Attempt(_) | Write::Signal(_) | Write::ConsumeSignal { .. } => {
                 Some(self.partition_of_run(w.run_id()?))
             }
-            // An incident of a partition the writer never held is a new one it opens for
-            // that partition's holder (an API-only process has none): written unfenced.
-            Write::Incident { row, .. } if self.held.contains_key(&row.partition) => {
-                Some(row.partition)
-            }
+            Write::Incident {
+                opened: true,
+                by_run: None,
+                ..
+            } => None,
+            Write::Incident { row, .. } => Some(row.partition),
             Write::Answer { partition, .. } => Some(*partition),
             _ => None,
         }
@@ -57,7 +58,7 @@ impl Fence {
 
     /// The partition whose writes `w` stands or falls with: its fence's, or its run's.
     fn belongs_to(&self, w: &Write) -> Option<i64> {
-        if let Write::ForeignRun(_) | Write::Inbox(_) = w {
+        if let Write::ForeignRun(_) = w {
             return None;
         }
         self.fenced_by(w)
@@ -115,15 +116,25 @@ impl Store {
         let mut lost_all: BTreeSet<i64> = BTreeSet::new();
         while !writes.is_empty() {
             let groups = groups(&writes);
-            let single = groups.len() == 1
-                && matches!(
-                    groups[0],
-                    Group::Runs(_) | Group::Steps(_) | Group::Attempts(_)
-                );
             let bulk_only = groups
                 .iter()
                 .all(|g| matches!(g, Group::Runs(_) | Group::Steps(_) | Group::Attempts(_)));
-            let one_statement = single || (bulk_only && self.db.dialect() == Dialect::Postgres);
+            // PostgreSQL writes every bulk group in one statement; SQLite one chunk of one
+            // table per statement (see `rows::chunks`), so one statement only when the batch is
+            // one chunk.
+            let one_statement = bulk_only
+                && match self.db.dialect() {
+                    Dialect::Postgres => true,
+                    Dialect::Sqlite => {
+                        groups.len() == 1
+                            && match &groups[0] {
+                                Group::Runs(r) => rows::chunks(r).count() == 1,
+                                Group::Steps(s) => rows::chunks(s).count() == 1,
+                                Group::Attempts(a) => rows::chunks(a).count() == 1,
+                                Group::Other(_) => false,
+                            }
+                    }
+                };
             let lost = if one_statement {
                 // One statement is atomic and durable on its own (the database commits it, with
                 // its fsync, before answering): no BEGIN and COMMIT round trips on the latency
@@ -376,7 +387,7 @@ async fn write_others(
                     .map(|w| w.changed)
                     .sum()
             }
-            (Write::Inbox(row), _) => super::inbox::insert(conn, row).await?,
+            (Write::Inbox { row, .. }, _) => super::inbox::insert(conn, row).await?,
             (Write::Run(_) | Write::Step(_) | Write::Attempt(_), _) => 1,
         };
         short |= changed == 0;

@@ -35,6 +35,9 @@ pub enum CronClaim {
     Handled,
     /// The process no longer holds the partition that fires triggers: nothing was written.
     NotHolder,
+    /// The partition of the run it would start changed hands (the cron partition did not):
+    /// nothing was written; try again.
+    RunElsewhere,
 }
 
 /// The partition whose holder fires every cron trigger.
@@ -105,7 +108,7 @@ impl Store {
                     let written = upsert::write(conn, vec![rows]).await?;
                     if written.iter().any(|w| w.changed < w.given) {
                         // The run's partition changed hands: record nothing.
-                        return Ok((CronClaim::NotHolder, false));
+                        return Ok((CronClaim::RunElsewhere, false));
                     }
                 }
                 Ok((CronClaim::Fired, true))

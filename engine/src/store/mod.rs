@@ -242,6 +242,9 @@ pub enum Write {
         row: IncidentRow,
         /// The run whose step changed it.
         by_run: Option<String>,
+        /// A new incident no run opened (an alert rule's, a check's): nobody else knows it
+        /// yet, so it is written whoever holds its partition.
+        opened: bool,
     },
     /// A new request whose run is created in the same transaction (`run_id` set, status
     /// `started`).
@@ -285,7 +288,12 @@ pub enum Write {
     /// call (unfenced: nobody executes it yet); an [`Write::Inbox`] command tells the holder.
     ForeignRun(RunRow),
     /// A command for the holder of another partition.
-    Inbox(InboxRow),
+    Inbox {
+        /// The command.
+        row: InboxRow,
+        /// The run whose step sent it: written only with that run's writes.
+        by_run: Option<String>,
+    },
     /// A command of the inbox applied: its answer (JSON) for the sender, or `None` to delete
     /// it (nobody waits). Fenced by the command's partition.
     Answer {
@@ -315,7 +323,8 @@ impl Write {
             Write::Audit { run, .. } | Write::AlertLink { run, .. } => run.as_deref(),
             Write::Request(r) => r.run_id.as_deref(),
             Write::ForeignRun(r) => Some(&r.id),
-            Write::Inbox(_) | Write::Answer { .. } => None,
+            Write::Inbox { by_run, .. } => by_run.as_deref(),
+            Write::Answer { .. } => None,
         }
     }
 }
@@ -516,6 +525,23 @@ impl Store {
         .fetch_one(&self.db)
         .await?;
         Ok(u64::try_from(n).unwrap_or(0))
+    }
+
+    /// The (name, version) of every stored workflow version, without their sources.
+    pub async fn workflow_versions(&self) -> Result<Vec<(String, u32)>, StoreError> {
+        let rows = query("SELECT name, version FROM workflows ORDER BY name, version")
+            .fetch_all(&self.db)
+            .await?;
+        rows.iter()
+            .map(|r| {
+                let version: i64 = col(r, "version")?;
+                Ok((
+                    col(r, "name")?,
+                    u32::try_from(version)
+                        .map_err(|_| StoreError::Corrupt(format!("workflow version {version}")))?,
+                ))
+            })
+            .collect()
     }
 
     /// Every stored workflow version.

@@ -349,7 +349,28 @@ impl Store {
                     .await?)
             })
             .await?;
-        leases(&rows)
+        // A command for a private partition deleted as it was written (its `csmp run` had just
+        // ended): the partition is made again, held by this process, which applies it.
+        let made = self
+            .write_statement(async |conn| {
+                Ok(query(
+                    "INSERT INTO partitions (id, owner, epoch, lease_until, private) \
+                     SELECT DISTINCT i.partition, ?1, 1, ?2, 1 FROM inbox i \
+                     WHERE i.answered_at IS NULL \
+                       AND i.partition >= (SELECT COUNT(*) FROM partitions WHERE private = 0) \
+                       AND NOT EXISTS (SELECT 1 FROM partitions p WHERE p.id = i.partition) \
+                     ON CONFLICT DO NOTHING RETURNING id, epoch",
+                )
+                .bind(owner)
+                .bind(now_ms.saturating_add(lease_ms))
+                .fetch_all(&mut *conn)
+                .await?)
+            })
+            .await?;
+        let mut all = leases(&rows)?;
+        all.extend(leases(&made)?);
+        all.sort();
+        Ok(all)
     }
 
     /// Deletes the private partitions among `leases` that `owner` still holds and that have no

@@ -294,10 +294,12 @@ impl Store {
     }
 
     /// Requests whose run must start (approved or ungated, run not yet created), oldest first.
-    pub async fn unstarted_requests(&self) -> Result<Vec<RequestRow>, StoreError> {
+    pub async fn unstarted_requests(&self, changed_by: i64) -> Result<Vec<RequestRow>, StoreError> {
         let rows = query(AssertSqlSafe(format!(
-            "SELECT {REQUEST_COLUMNS} FROM requests WHERE status = 'submitted' ORDER BY created_at, id"
+            "SELECT {REQUEST_COLUMNS} FROM requests WHERE status = 'submitted' AND updated_at <= ? \
+             ORDER BY created_at, id"
         )))
+        .bind(changed_by)
         .fetch_all(&self.db)
         .await?;
         rows.iter().map(RequestRow::from_row).collect()

@@ -338,16 +338,31 @@ async fn private_partitions_outlive_their_process(on: On) -> Result<(), StoreErr
     );
     // A command for one of its runs (a retry) makes it again, for a service to adopt.
     store
-        .commit(&[Write::Inbox(InboxRow {
-            id: "cmd-1".into(),
-            partition: 64,
-            command: "{}".into(),
-            sender: "svc".into(),
-            created_at: 3_000,
-        })])
+        .commit(&[Write::Inbox {
+            row: InboxRow {
+                id: "cmd-1".into(),
+                partition: 64,
+                command: "{}".into(),
+                sender: "svc".into(),
+                created_at: 3_000,
+            },
+            by_run: None,
+        }])
         .await?;
     assert_eq!(
         store.adopt_private_partitions("svc", 3_000, 1_000).await?,
+        [Lease {
+            partition: 64,
+            epoch: 1
+        }]
+    );
+    // A command written for a private partition deleted at the same moment is not stranded:
+    // the partition is made again, held, when services look for work.
+    db::query("DELETE FROM partitions WHERE id = 64")
+        .execute(&store.db)
+        .await?;
+    assert_eq!(
+        store.adopt_private_partitions("svc", 4_000, 1_000).await?,
         [Lease {
             partition: 64,
             epoch: 1
@@ -361,14 +376,15 @@ async fn inbox_commands_are_answered_by_the_holder_only(on: On) -> Result<(), St
     let held = store
         .claim_partitions("holder", 0, 10_000, 64, Claim::Free)
         .await?;
-    let command = |id: &str, partition: i64| {
-        Write::Inbox(InboxRow {
+    let command = |id: &str, partition: i64| Write::Inbox {
+        row: InboxRow {
             id: id.into(),
             partition,
             command: format!("{{\"n\": \"{id}\"}}"),
             sender: "api".into(),
             created_at: 1,
-        })
+        },
+        by_run: None,
     };
     store
         .commit(&[command("c1", 3), command("c2", 3), command("c3", 9)])
@@ -474,6 +490,7 @@ async fn incidents_round_trip(on: On) -> Result<(), StoreError> {
         .commit(&[Write::Incident {
             row: inc.clone(),
             by_run: None,
+            opened: false,
         }])
         .await?;
     inc.status = "resolved".into();
@@ -482,6 +499,7 @@ async fn incidents_round_trip(on: On) -> Result<(), StoreError> {
         .commit(&[Write::Incident {
             row: inc.clone(),
             by_run: None,
+            opened: false,
         }])
         .await?;
     assert_eq!(store.incident("inc-1").await?, Some(inc));

@@ -56,6 +56,17 @@ then:
     inputs: { who: "{{ alert.labels.service }}" }
 "#;
 
+/// Uploaded while the processes run.
+const LATE: &str = r#"name: late
+version: 1
+steps:
+  - id: say
+    uses: echo@^1
+    with: { said: late }
+outputs:
+  said: "{{ steps.say.output.said }}"
+"#;
+
 /// Every instant of every second (each fire starts a run, even while the last one goes on).
 const TICK: &str = r#"name: tick
 version: 1
@@ -211,6 +222,26 @@ fn query_one(site: &Site, sql: &str) -> i64 {
     })
 }
 
+/// Sends `call` until it is accepted (202): what another process changed reaches this one a
+/// moment later. Returns the answer.
+fn until_accepted(app: &Served, call: impl Fn() -> super::harness::Reply) -> serde_json::Value {
+    let started = Instant::now();
+    loop {
+        let reply = call();
+        if reply.status == 202 {
+            return reply.json();
+        }
+        assert!(
+            started.elapsed() < GUARD,
+            "never accepted by {}: {} {}",
+            app.base,
+            reply.status,
+            reply.text()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 /// A number of `/metrics`.
 fn metric(app: &Served, name: &str) -> i64 {
     let text = app.get("/metrics").send().text();
@@ -256,6 +287,29 @@ fn two_serves_share_the_work_and_one_killed_loses_nothing() {
     assert!(split["a"].contains(&partition_of(&site, &steer)));
     b.wait_step(&client, &steer, "gate", "waiting");
     finish_steer(&b, &operator, &client, &steer, &request, "through b");
+
+    // A workflow uploaded and a catalog entry set through a are known to b at once.
+    a.put("/v1/workflows/late")
+        .auth(&operator)
+        .body("application/yaml", LATE)
+        .send()
+        .expect(201);
+    a.put("/v1/catalog/late")
+        .auth(&operator)
+        .body(
+            "application/yaml",
+            "id: late\ntitle: Late\nworkflow: late\ntenants: [\"*\"]\n",
+        )
+        .send()
+        .expect(201);
+    let ordered = until_accepted(&b, || {
+        b.post("/v1/requests")
+            .auth(&client)
+            .json(&json!({ "catalog_id": "late" }))
+            .send()
+    });
+    let late = b.wait_run(&client, &s(&ordered, "run_id"), "succeeded");
+    assert_eq!(late["outputs"]["said"], "late");
 
     // Every run is at its nap; what finished so far is kept.
     let mut before = BTreeMap::new();
@@ -510,6 +564,21 @@ fn an_api_process_and_two_executors_share_one_database() {
         .send()
         .expect(200);
     assert_eq!(done["outputs"]["greeting"], "hello, shop");
+
+    // A workflow uploaded through it is run by the executors.
+    api.put("/v1/workflows/late")
+        .auth(&operator)
+        .body("application/yaml", LATE)
+        .send()
+        .expect(201);
+    let started = api
+        .post("/v1/runs")
+        .auth(&operator)
+        .json(&json!({ "workflow": "late" }))
+        .send()
+        .expect(202);
+    let late = api.wait_run(&operator, &s(&started, "id"), "succeeded");
+    assert_eq!(late["outputs"]["said"], "late");
 
     // Runs started directly through it run on the executors, both of them.
     let runs: Vec<String> = (0..20).map(|n| start_run(&api, &operator, n)).collect();

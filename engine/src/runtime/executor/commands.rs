@@ -73,6 +73,7 @@ impl Executor {
                 self.incident_writes.push(Write::Incident {
                     row: (*row).clone(),
                     by_run: None,
+                    opened: true,
                 });
                 for link in also {
                     self.request_writes

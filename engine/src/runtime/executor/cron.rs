@@ -90,10 +90,8 @@ impl Executor {
                         if self.runs.contains_key(prev) {
                             self.cancel_run(prev, true);
                         } else {
-                            tracing::warn!(
-                                "cron: run {prev} of {} is executed by another process; not cancelled",
-                                plan.name()
-                            );
+                            // Executed by another process: its holder cancels it.
+                            self.forward_cancel(prev).await;
                         }
                     }
                     self.crons[i].last_run = Some(id.clone());
@@ -104,6 +102,13 @@ impl Executor {
                 if let Some(id) = &fire.run_id {
                     self.forget_run(id);
                 }
+            }
+            Ok(CronClaim::RunElsewhere) => {
+                if let Some(id) = &fire.run_id {
+                    self.forget_run(id);
+                }
+                self.crons[i].retry_at = Some(now + 1_000);
+                return;
             }
             Ok(CronClaim::NotHolder) => {
                 if let Some(id) = &fire.run_id {

@@ -413,9 +413,22 @@ impl Executor {
         self.record(incident, run_id, e);
     }
 
-    /// Adds `entry` to an open incident's timeline, written in this turn's commit.
+    /// Adds `entry` to an open incident's timeline, written in this turn's commit (by the
+    /// process holding the incident, which is this one unless the escalation was started
+    /// apart from it).
     fn record(&mut self, incident: &str, run_id: &str, entry: Json) {
         let now = self.clock.now_ms();
+        let Some(row) = self.open_incidents.get(incident).cloned() else {
+            return;
+        };
+        if !self.held.contains_key(&row.partition) {
+            let change = crate::incidents::Change {
+                entries: vec![entry],
+                ..crate::incidents::Change::default()
+            };
+            self.forward_incident_change(&row, change, &format!("run {run_id}"), Some(run_id));
+            return;
+        }
         let Some(row) = self.open_incidents.get_mut(incident) else {
             return;
         };
@@ -427,6 +440,7 @@ impl Executor {
         self.incident_writes.push(Write::Incident {
             row,
             by_run: Some(run_id.to_string()),
+            opened: false,
         });
     }
 }

@@ -54,16 +54,50 @@ impl Executor {
     /// Writes `command` to `partition`'s inbox in this turn's commit and wakes its holder after
     /// it; returns the command's id.
     pub(super) fn forward(&mut self, partition: i64, command: String) -> String {
+        self.forward_for(partition, command, None)
+    }
+
+    /// [`Self::forward`] of a command a step of `run` sent: written only with that run's other
+    /// writes (not at all if its partition was lost meanwhile).
+    pub(super) fn forward_for(
+        &mut self,
+        partition: i64,
+        command: String,
+        run: Option<&str>,
+    ) -> String {
         let id = new_id("cmd");
-        self.request_writes.push(Write::Inbox(InboxRow {
-            id: id.clone(),
-            partition,
-            command,
-            sender: self.config.owner.clone(),
-            created_at: self.clock.now_ms(),
-        }));
+        self.request_writes.push(Write::Inbox {
+            row: InboxRow {
+                id: id.clone(),
+                partition,
+                command,
+                sender: self.config.owner.clone(),
+                created_at: self.clock.now_ms(),
+            },
+            by_run: run.map(str::to_string),
+        });
         self.wake.insert(partition);
         id
+    }
+
+    /// Sends a cancel of `run_id`, executed by another process, to its partition's holder
+    /// (nobody waits for the answer); nothing when it is over or unknown.
+    pub(super) async fn forward_cancel(&mut self, run_id: &str) {
+        let steer = Steer::Cancel {
+            run_id: run_id.to_string(),
+            compensate: true,
+            audit: None,
+        };
+        match self.store.run(run_id).await {
+            Ok(Some(run)) if !run.status.is_final() => match serde_json::to_string(&steer) {
+                Ok(command) => {
+                    self.forward(run.partition, command);
+                }
+                Err(e) => tracing::warn!(run = %run_id, "cannot forward a cancel: {e}"),
+            },
+            Ok(_) => {}
+            Err(e) => tracing::warn!(run = %run_id, "cannot read the run to cancel: {e}"),
+        }
     }
 
     /// Applies the commands waiting in the inboxes of the partitions held here.
@@ -91,6 +125,12 @@ impl Executor {
                     match applied {
                         Ok(Applied::There(_) | Applied::NotHere) => {
                             tracing::warn!(command = %row.id, partition = row.partition, "an inbox command is for a run or incident of another partition; left for its holder");
+                            self.inbox_taken.remove(&row.id);
+                            continue;
+                        }
+                        Err(EngineError::Store(_) | EngineError::Unavailable(_)) if start => {
+                            // Not read this time (the database failed): left for the next
+                            // reading, so the run is not stranded.
                             self.inbox_taken.remove(&row.id);
                             continue;
                         }
@@ -159,6 +199,24 @@ impl Executor {
         steer: &Steer,
         from_inbox: bool,
     ) -> Result<Applied, EngineError> {
+        if let Steer::IncidentChange { id, change, by } = steer {
+            let row = match self.open_incidents.get(id) {
+                Some(row) => row.clone(),
+                None => match self.store.incident(id).await? {
+                    Some(row) => row,
+                    None => return Err(EngineError::UnknownIncident(id.clone())),
+                },
+            };
+            if !self.held.contains_key(&row.partition) {
+                return Ok(if from_inbox {
+                    Applied::NotHere
+                } else {
+                    Applied::There(row.partition)
+                });
+            }
+            let row = self.change_incident(row, change, by);
+            return Ok(Applied::Here(Done::Incident { row: Box::new(row) }, None));
+        }
         if let Steer::Incident {
             id,
             action,
@@ -277,7 +335,7 @@ impl Executor {
                 let id = self.rerun(&run_id, &from, &by, audit).await?;
                 Done::Run { id }
             }
-            Steer::Incident { .. } => Done::Nothing,
+            Steer::Incident { .. } | Steer::IncidentChange { .. } => Done::Nothing,
         };
         Ok(Applied::Here(done, run))
     }

@@ -76,49 +76,84 @@ impl Executor {
             }
             action => {
                 let id = text(&spec.id)?.ok_or("no incident id")?;
-                let mut row = self.open_incidents.get(&id).cloned().ok_or_else(|| {
+                let row = self.open_incidents.get(&id).cloned().ok_or_else(|| {
                     format!("incident `{id}` does not exist or is already resolved")
                 })?;
-                if let Some(t) = text(&spec.title)? {
-                    row.title = t;
+                let change = incidents::Change {
+                    title: text(&spec.title)?,
+                    severity,
+                    note: note.clone(),
+                    resolve: action == IncidentAction::Resolve,
+                    entries: Vec::new(),
+                };
+                if !self.held.contains_key(&row.partition) {
+                    // Another process holds the incident: it applies the change to the
+                    // incident as it is there, in order with what people do to it (the step
+                    // goes on with the incident as seen from here).
+                    let (seen, _) = incidents::apply_change(row.clone(), &change, &by, now);
+                    self.forward_incident_change(&row, change, &by, Some(run_id));
+                    return Ok(summary(&seen));
                 }
-                if let Some(s) = severity
-                    && s != row.severity
-                {
-                    let what = format!("severity {} → {s}", row.severity);
-                    raised = s < row.severity;
-                    push(
-                        &mut row,
-                        incidents::severity_changed(now, &by, &said(&what), &s),
-                    );
-                    row.severity = s;
-                } else if action == IncidentAction::Update {
-                    push(&mut row, entry(now, &by, "note", &said("updated"), false));
-                }
-                if action == IncidentAction::Resolve {
-                    row.status = RESOLVED.into();
-                    push(&mut row, entry(now, &by, RESOLVED, &said("resolved"), true));
-                }
-                row.updated_at = now;
+                let (row, up) = incidents::apply_change(row, &change, &by, now);
+                raised = up;
                 row
             }
         };
-        let out = json!({ "id": row.id, "title": row.title, "severity": row.severity, "status": row.status, "service": row.service });
+        let out = summary(&row);
         self.keep(&row);
-        if spec.action != IncidentAction::Open && !self.held.contains_key(&row.partition) {
-            // Another process holds the incident: it applies the change, in order with what
-            // people do to it there (the step goes on with the incident as seen from here).
-            self.forward_incident_step(&row, spec.action, &by, note.as_deref());
-            return Ok(out);
-        }
         self.incident_writes.push(Write::Incident {
             row: row.clone(),
             by_run: Some(run_id.to_string()),
+            opened: false,
         });
         if spec.action == IncidentAction::Resolve || raised {
             self.incident_changed(&row, &by);
         }
         Ok(out)
+    }
+
+    /// Applies a change an `incident:` step (or an escalation) of another process made to an
+    /// incident held here.
+    pub(super) fn change_incident(
+        &mut self,
+        row: IncidentRow,
+        change: &incidents::Change,
+        by: &str,
+    ) -> IncidentRow {
+        let now = self.clock.now_ms();
+        let (row, raised) = incidents::apply_change(row, change, by, now);
+        self.keep(&row);
+        self.incident_writes.push(Write::Incident {
+            row: row.clone(),
+            by_run: None,
+            opened: false,
+        });
+        if change.resolve || raised {
+            self.incident_changed(&row, by);
+        }
+        row
+    }
+
+    /// Forwards `change` to the process holding `row`'s partition, in this turn's commit (with
+    /// the writes of `run`, when a run's step made it); nobody waits for the answer.
+    pub(super) fn forward_incident_change(
+        &mut self,
+        row: &IncidentRow,
+        change: incidents::Change,
+        by: &str,
+        run: Option<&str>,
+    ) {
+        let steer = crate::runtime::Steer::IncidentChange {
+            id: row.id.clone(),
+            change,
+            by: by.to_string(),
+        };
+        match serde_json::to_string(&steer) {
+            Ok(command) => {
+                self.forward_for(row.partition, command, run);
+            }
+            Err(e) => tracing::warn!(incident = %row.id, "cannot forward an incident change: {e}"),
+        }
     }
 
     /// A reopened incident follows its service's policy again: a new run of the shipped
@@ -243,10 +278,11 @@ impl Executor {
         }
         row.updated_at = now;
         self.keep(&row);
-        // Steered by a person: no run's lease covers it.
+        // Steered by a person, here, where its partition is held: fenced by that.
         self.incident_writes.push(Write::Incident {
             row: row.clone(),
             by_run: None,
+            opened: false,
         });
         if matches!(action, IncidentSteer::Acknowledge | IncidentSteer::Resolve) || raised {
             self.incident_changed(&row, by);
@@ -280,38 +316,9 @@ impl Executor {
         }
         Ok(row)
     }
+}
 
-    /// Forwards an `incident:` step's update or resolution of an incident another process
-    /// holds; nobody waits for the answer.
-    fn forward_incident_step(
-        &mut self,
-        row: &IncidentRow,
-        action: IncidentAction,
-        by: &str,
-        note: Option<&str>,
-    ) {
-        let steer = crate::runtime::Steer::Incident {
-            id: row.id.clone(),
-            action: if action == IncidentAction::Resolve {
-                IncidentSteer::Resolve
-            } else {
-                IncidentSteer::Edit {
-                    edit: Box::new(crate::incidents::Edit {
-                        title: Some(row.title.clone()),
-                        severity: Some(row.severity.clone()),
-                        ..crate::incidents::Edit::default()
-                    }),
-                }
-            },
-            by: by.to_string(),
-            note: note.map(str::to_string),
-            audit: None,
-        };
-        match serde_json::to_string(&steer) {
-            Ok(command) => {
-                self.forward(row.partition, command);
-            }
-            Err(e) => tracing::warn!(incident = %row.id, "cannot forward an incident step: {e}"),
-        }
-    }
+/// What an `incident:` step returns: the incident's main fields.
+fn summary(row: &IncidentRow) -> Json {
+    json!({ "id": row.id, "title": row.title, "severity": row.severity, "status": row.status, "service": row.service })
 }

@@ -147,8 +147,10 @@ pub(super) struct Executor {
     inbox_taken: HashMap<String, i64>,
     /// Whether the inbox is to be read at the next turn (a wake-up, a partition gained).
     inbox_due: bool,
-    /// Rung when another process wrote to an inbox (or the members changed).
+    /// Rung when another process wrote to an inbox.
     bell: Arc<tokio::sync::Notify>,
+    /// Rung when a process joined or left: this one rebalances at once.
+    members: Arc<tokio::sync::Notify>,
     /// Waits for the answers of commands forwarded to other processes.
     mailbox: Arc<Mailbox>,
     /// This turn: commands forwarded (inbox id, partition, caller), handed to the mailbox after
@@ -180,6 +182,8 @@ pub(super) struct Shared {
     pub(super) mailbox: Arc<Mailbox>,
     /// Rung when another process wrote to an inbox.
     pub(super) bell: Arc<tokio::sync::Notify>,
+    /// Rung when a process joined or left.
+    pub(super) members: Arc<tokio::sync::Notify>,
 }
 
 /// Where a steer's caller waits for its outcome.
@@ -227,6 +231,7 @@ impl Executor {
             held: held_now,
             mailbox,
             bell,
+            members,
         } = shared;
         let (done_tx, done_rx) = mpsc::channel(RESULTS_QUEUE);
         let jobs = workers::start(host, done_tx, config.observer.clone(), Arc::clone(&metrics));
@@ -269,6 +274,7 @@ impl Executor {
             inbox_taken: HashMap::new(),
             inbox_due: true,
             bell,
+            members,
             mailbox,
             forwarded: Vec::new(),
             wake: BTreeSet::new(),
@@ -466,6 +472,27 @@ impl Executor {
         Ok(id)
     }
 
+    /// Tells the callers waiting on a change to an incident of partition `p` (lost) that it was
+    /// not made; those waiting on its runs are told by [`Self::lose_run`].
+    fn refuse_replies_of(&mut self, p: i64) {
+        fn refused<T>(id: &str) -> Result<T, EngineError> {
+            Err(EngineError::Conflict(format!(
+                "incident `{id}` is held by another process now; send this again"
+            )))
+        }
+        let mut kept = Vec::with_capacity(self.replies.len());
+        for reply in self.replies.drain(..) {
+            match reply {
+                Reply::Incident(tx, row) if row.partition == p => drop(tx.send(refused(&row.id))),
+                Reply::Steered(tx, super::Done::Incident { row }, _) if row.partition == p => {
+                    drop(tx.send(refused(&row.id)));
+                }
+                other => kept.push(other),
+            }
+        }
+        self.replies = kept;
+    }
+
     /// The leases held, and the partitions of the runs active (or blocked) here among `runs`,
     /// to fence writes with.
     fn fence(&self, runs: impl IntoIterator<Item = String>) -> Fence {
@@ -559,6 +586,7 @@ impl Executor {
         let mut inbox_poll = tokio::time::interval(INBOX_POLL);
         inbox_poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let bell = Arc::clone(&self.bell);
+        let members = Arc::clone(&self.members);
         // While a storage fault is recorded and nothing is retrying a commit, a write is tried
         // this often, so the fault clears as soon as the database takes writes again.
         let mut probe = tokio::time::interval(Duration::from_secs(1));
@@ -591,6 +619,7 @@ impl Executor {
                 }
                 _ = probe.tick(), if self.health.storage_fault().is_some() => self.tend().await,
                 () = bell.notified() => self.inbox_due = true,
+                () = members.notified() => self.tend().await,
                 _ = inbox_poll.tick(), if !self.held.is_empty() => self.inbox_due = true,
             }
             if std::mem::take(&mut self.inbox_due) {

@@ -301,6 +301,7 @@ impl Executor {
         let gone: BTreeSet<String> = runs.into_iter().collect();
         self.timers.retain(|(_, run, _)| !gone.contains(run));
         self.inbox_taken.retain(|_, partition| *partition != p);
+        self.refuse_replies_of(p);
         if p == CRON_PARTITION && !self.crons.is_empty() {
             tracing::info!("cron triggers stop here: another process fires them now");
             self.crons.clear();

@@ -203,7 +203,9 @@ impl Executor {
                 inputs: old.inputs.clone(),
                 tenant: old.tenant.clone(),
                 requester: Some(by.to_string()),
-                partition: None,
+                // Beside the run it reruns (held here), so the new run and the answer to whoever
+                // asked are written together or not at all.
+                partition: Some(old.partition),
             },
             None,
         )?;
