@@ -81,7 +81,7 @@ struct Serve {
 impl Serve {
     fn start(dir: &Path, name: &str) -> Self {
         let log = dir.join(format!("{name}.log"));
-        let child = Command::new(env!("CARGO_BIN_EXE_csmp"))
+        let child = crate::helpers::csmp_command()
             .args(["serve", "--listen", "127.0.0.1:0"])
             .arg("--database")
             .arg(dir.join("csmp.db"))
@@ -160,7 +160,7 @@ impl Drop for Serve {
 
 /// A token of `role` made with `csmp token create`.
 fn token(database: &Path, role: &str) -> String {
-    let out = Command::new(env!("CARGO_BIN_EXE_csmp"))
+    let out = crate::helpers::csmp_command()
         .args(["token", "create", "--role", role, "--database"])
         .arg(database)
         .output()

@@ -41,7 +41,7 @@ fn ec2_host(moto: &Moto) -> PluginHost {
             ..Grant::default()
         },
     );
-    let cache = format!("{}/plugin-cache", env!("CARGO_TARGET_TMPDIR"));
+    let cache = crate::helpers::plugin_cache();
     let host = PluginHost::new(HostConfig::new(cache, grants)).expect("host starts");
     host.load_builtins().expect("built-ins load");
     host

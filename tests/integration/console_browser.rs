@@ -22,6 +22,7 @@ fn the_console_works_in_a_real_browser() {
     let out = Command::new("node")
         .arg(root.join("tests/console/browser.cjs"))
         .env("CSMP_BIN", env!("CARGO_BIN_EXE_csmp"))
+        .env("CSMP_CACHE_DIR", crate::helpers::plugin_cache())
         .env("CSMP_ROOT", &root)
         .env("CSMP_SHOTS", root.join("target/console-screenshots"))
         .env("CHROMIUM", &browser)

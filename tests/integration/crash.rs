@@ -121,7 +121,7 @@ fn grants_file(dir: &Path) -> PathBuf {
 }
 
 fn serve_command(db: &Path, owner: &str, workflows: &Path, grants: &Path) -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_csmp"));
+    let mut command = crate::helpers::csmp_command();
     command
         .args(["serve", "--owner", owner, "--listen", "127.0.0.1:0"])
         .arg("--database")

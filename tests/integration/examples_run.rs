@@ -21,7 +21,7 @@ use crate::runtime::GUARD;
 /// The built-in plugins, with `http` and `notify` granted the receivers' exact address and
 /// `notify` its `notify_*` secrets: the grants an operator writes for these examples.
 fn example_host(receivers: &str) -> PluginHost {
-    let cache = format!("{}/plugin-cache", env!("CARGO_TARGET_TMPDIR"));
+    let cache = crate::helpers::plugin_cache();
     let mut grants = Grants::default();
     for (plugin, secrets) in [("http", vec![]), ("notify", vec!["notify_*".to_string()])] {
         grants.plugins.insert(

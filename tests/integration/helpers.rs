@@ -8,9 +8,22 @@ pub(crate) fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
+/// The built `csmp` binary, compiling plugins into the cache every test shares (each test's
+/// own data directory would make every process compile the built-ins again).
+pub(crate) fn csmp_command() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_csmp"));
+    command.env("CSMP_CACHE_DIR", plugin_cache());
+    command
+}
+
+/// Where the tests' hosts and processes cache compiled plugins.
+pub(crate) fn plugin_cache() -> String {
+    format!("{}/plugin-cache", env!("CARGO_TARGET_TMPDIR"))
+}
+
 /// Runs the built `csmp` binary with `args`, from the repository root.
 pub(crate) fn csmp(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_csmp"))
+    csmp_command()
         .args(args)
         .current_dir(repo_root())
         .output()
@@ -26,7 +39,7 @@ pub(crate) fn stdout(o: &Output) -> String {
 /// test servers listen on), caching compiled plugins under the test target directory.
 pub(crate) fn loopback_host() -> csmp::plugin::PluginHost {
     use csmp::plugin::{Grant, Grants, HostConfig, PluginHost};
-    let cache = format!("{}/plugin-cache", env!("CARGO_TARGET_TMPDIR"));
+    let cache = crate::helpers::plugin_cache();
     let mut grants = Grants::default();
     grants.plugins.insert(
         "http".into(),

@@ -84,7 +84,7 @@ fn component(stem: &str) -> PathBuf {
 }
 
 fn host(grants: Grants) -> PluginHost {
-    let cache = format!("{}/plugin-cache", env!("CARGO_TARGET_TMPDIR"));
+    let cache = crate::helpers::plugin_cache();
     let host = PluginHost::new(HostConfig::new(cache, grants)).expect("host starts");
     for stem in ["py-echo", "py-fetch", "js-echo", "js-fetch"] {
         let wasm = std::fs::read(component(stem)).expect("the example is built");
@@ -289,7 +289,7 @@ fn a_python_plugin_built_without_stub_wasi_is_refused_for_its_sockets() {
         "{}",
         String::from_utf8_lossy(&run.stderr)
     );
-    let cache = format!("{}/plugin-cache", env!("CARGO_TARGET_TMPDIR"));
+    let cache = crate::helpers::plugin_cache();
     let host = PluginHost::new(HostConfig::new(cache, Grants::default())).expect("host starts");
     let err = host
         .load(&std::fs::read(&out).expect("built"))
@@ -353,7 +353,7 @@ fn the_command_line_tries_validates_and_runs_them() {
     assert!(valid.status.success(), "{}", stdout(&valid));
 
     let db = dir.path().join("csmp.db").display().to_string();
-    let ran = Command::new(env!("CARGO_BIN_EXE_csmp"))
+    let ran = crate::helpers::csmp_command()
         .args(["run", &workflow, "--input", "who=ops", "--database", &db])
         .env("CSMP_PLUGINS", &plugins)
         .output()

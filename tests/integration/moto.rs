@@ -177,7 +177,7 @@ impl Moto {
         grants: &Path,
         env: &[(String, String)],
     ) -> Ran {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_csmp"));
+        let mut command = crate::helpers::csmp_command();
         command
             .arg("run")
             .arg(file)

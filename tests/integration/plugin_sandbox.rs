@@ -28,7 +28,7 @@ fn wasm(stem: &str) -> Vec<u8> {
 
 /// A host with the built-ins and the hostile plugin loaded, under `grants`.
 fn host(grants: Grants) -> PluginHost {
-    let cache = format!("{}/plugin-cache", env!("CARGO_TARGET_TMPDIR"));
+    let cache = crate::helpers::plugin_cache();
     let host = PluginHost::new(HostConfig::new(cache, grants)).expect("host starts");
     host.load_builtins().expect("built-ins load");
     host.load(&wasm("hostile")).expect("hostile plugin loads");
@@ -578,7 +578,7 @@ impl csmp::plugin::address::Lookup for FakeDns {
 }
 
 fn host_with_dns(grants: Grants, dns: FakeDns) -> PluginHost {
-    let cache = format!("{}/plugin-cache", env!("CARGO_TARGET_TMPDIR"));
+    let cache = crate::helpers::plugin_cache();
     let mut config = HostConfig::new(cache, grants);
     config.lookup = Some(Arc::new(dns));
     let host = PluginHost::new(config).expect("host starts");

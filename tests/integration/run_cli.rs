@@ -91,7 +91,7 @@ fn csmp_run_prints_the_log_of_a_failed_step() {
 fn csmp_run_takes_a_bare_database_file_name() {
     let dir = tempfile::tempdir().expect("temp dir");
     let workflow = crate::helpers::repo_root().join("workflows/hello.yaml");
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_csmp"))
+    let out = crate::helpers::csmp_command()
         .args([
             "run",
             &workflow.display().to_string(),

@@ -1339,7 +1339,7 @@ impl csmp::runtime::AttemptObserver for Watch {
 /// with the test plugin loaded.
 fn host_with_slots(slots: u32, http_hosts: &[String]) -> PluginHost {
     use csmp::plugin::{Grant, Grants, HostConfig};
-    let cache = format!("{}/plugin-cache", env!("CARGO_TARGET_TMPDIR"));
+    let cache = crate::helpers::plugin_cache();
     let mut grants = Grants {
         max_concurrent_steps: slots,
         ..Grants::default()

@@ -581,9 +581,16 @@ pub fn plugin_index(paths: &[PathBuf]) -> anyhow::Result<crate::plugin::PluginIn
     Ok(host.index())
 }
 
-/// Where compiled plugins are cached for commands that run without a data directory.
+/// Where compiled plugins are cached for commands that run without a data directory:
+/// `CSMP_CACHE_DIR`, else `csmp-plugin-cache` in the system's temporary directory.
 fn cache_dir() -> PathBuf {
+    cache_dir_or(std::env::temp_dir().join("csmp-plugin-cache"))
+}
+
+/// `CSMP_CACHE_DIR` when it is set, else `default`. Compiled code is keyed by the plugin's
+/// bytes and the compiler's settings, so processes may share one directory.
+fn cache_dir_or(default: PathBuf) -> PathBuf {
     std::env::var_os("CSMP_CACHE_DIR")
         .map(PathBuf::from)
-        .unwrap_or_else(|| std::env::temp_dir().join("csmp-plugin-cache"))
+        .unwrap_or(default)
 }

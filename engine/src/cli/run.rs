@@ -37,7 +37,8 @@ pub fn host(data: &Path, grants: Option<&Path>) -> anyhow::Result<(PluginHost, O
     let data =
         std::path::absolute(data).with_context(|| format!("resolving {}", data.display()))?;
     std::fs::create_dir_all(&data).with_context(|| format!("creating {}", data.display()))?;
-    let host = PluginHost::new(HostConfig::new(data.join("plugin-cache"), grants))?;
+    let cache = super::cache_dir_or(data.join("plugin-cache"));
+    let host = PluginHost::new(HostConfig::new(cache, grants))?;
     let builtins = host.load_builtins()?;
     let mut origins = Origins::default();
     origins.note(&builtins, "a built-in plugin");

@@ -42,7 +42,7 @@ tenants: ["*"]
 
 /// Runs `csmp ARGS` in `dir` with a shared target directory for the plugin's builds.
 fn csmp_in(dir: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_csmp"))
+    crate::helpers::csmp_command()
         .args(args)
         .current_dir(dir)
         // Later runs reuse the compiled SDK (the scaffold test shares it).
@@ -383,7 +383,7 @@ fn grants_reload_over_the_api_is_for_admins_audited_and_all_or_nothing() {
     // A plugin file with the uploaded plugin's name and version but other bytes is refused.
     let other = dir.path().join("hostile.wasm");
     std::fs::write(&other, crate::plugin_cli::with_other_bytes(&hostile)).expect("write");
-    let out = Command::new(env!("CARGO_BIN_EXE_csmp"))
+    let out = crate::helpers::csmp_command()
         .args(["serve", "--listen", "127.0.0.1:0", "--plugin"])
         .arg(&other)
         .arg("--database")

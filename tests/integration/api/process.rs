@@ -54,7 +54,7 @@ impl Served {
         env: &[(&str, &str)],
     ) -> Self {
         let stdout = dir.join(format!("{name}.stdout"));
-        let mut child = Command::new(env!("CARGO_BIN_EXE_csmp"))
+        let mut child = crate::helpers::csmp_command()
             .args(["serve", "--listen", "127.0.0.1:0"])
             .args(args)
             .envs(env.iter().copied())
@@ -200,7 +200,7 @@ impl Drop for Served {
 }
 
 pub(super) fn token_create(db: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_csmp"))
+    crate::helpers::csmp_command()
         .args(["token", "create"])
         .args(args)
         .arg("--database")
@@ -517,7 +517,7 @@ fn a_start_up_failure_is_a_json_error_line() {
         "name: broken\nversion: x\n",
     )
     .expect("write a broken workflow");
-    let out = Command::new(env!("CARGO_BIN_EXE_csmp"))
+    let out = crate::helpers::csmp_command()
         .args(["serve", "--listen", "127.0.0.1:0", "--log-format", "json"])
         .arg("--database")
         .arg(dir.path().join("csmp.db"))
@@ -583,7 +583,7 @@ fn csmp_run_beside_csmp_serve_leaves_the_services_runs_alone() {
     assert_eq!(before.0.as_deref(), Some("local"));
 
     // A one-off run on the same database, with the same default lease name as the service.
-    let out = Command::new(env!("CARGO_BIN_EXE_csmp"))
+    let out = crate::helpers::csmp_command()
         .args(["run", "workflows/hello.yaml", "--input", "who=beside"])
         .arg("--database")
         .arg(&db)
@@ -671,7 +671,7 @@ pub(super) fn finish_steer(
 /// exit 1, and returns its log.
 pub(super) fn second_serve_refused(dir: &Path, database: &Path, env: &[(&str, &str)]) -> String {
     let log_path = dir.join("second.log");
-    let mut second = Command::new(env!("CARGO_BIN_EXE_csmp"))
+    let mut second = crate::helpers::csmp_command()
         .args(["serve", "--listen", "127.0.0.1:0"])
         .arg("--database")
         .arg(database)

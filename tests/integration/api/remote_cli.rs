@@ -1,14 +1,14 @@
 //! `csmp runs|approvals|requests|incidents …` against a real listener: tables, `--json`,
 //! `--follow`, and problem documents said as one line with a non-zero exit code.
 
-use std::process::{Command, Output};
+use std::process::Output;
 
 use serde_json::{Value, json};
 
 use super::harness::{App, TENANT_A, Token, s};
 
 fn csmp(app: &App, token: Option<&Token>, args: &[&str]) -> Output {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_csmp"));
+    let mut c = crate::helpers::csmp_command();
     c.args(args).arg("--server").arg(&app.http.base);
     c.env_remove("CSMP_TOKEN");
     if let Some(t) = token {
@@ -141,7 +141,7 @@ fn refusals_are_one_clear_line_and_exit_2() {
     assert_eq!(no_token.status.code(), Some(2));
     assert!(err(&no_token).contains("no token"), "{}", err(&no_token));
 
-    let mut away = Command::new(env!("CARGO_BIN_EXE_csmp"));
+    let mut away = crate::helpers::csmp_command();
     let away = away
         .args([
             "runs",

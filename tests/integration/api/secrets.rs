@@ -5,7 +5,7 @@
 
 use std::io::Write as _;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 
 use base64::Engine as _;
 use serde_json::json;
@@ -69,7 +69,7 @@ fn forms(value: &str) -> Vec<String> {
 }
 
 fn set_secret(db: &Path, name: &str, value: &str) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_csmp"))
+    let mut child = crate::helpers::csmp_command()
         .args(["secret", "set", name, "--database"])
         .arg(db)
         .stdin(Stdio::piped())
@@ -248,7 +248,7 @@ fn secrets_set_three_ways_never_leave_their_plugin() {
 }
 
 fn csmp_secret(db: &Path, args: &[&str], env: &[(&str, &str)]) -> (bool, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_csmp"))
+    let out = crate::helpers::csmp_command()
         .arg("secret")
         .args(args)
         .arg("--database")
@@ -304,7 +304,7 @@ fn rotating_the_master_key_keeps_every_secret() {
     std::fs::write(&grants, "plugins:\n  hostile: { secrets: [api_key] }\n").expect("grants");
     let hostile = format!("{}/hostile.wasm", env!("CSMP_PLUGIN_WASM_DIR"));
     let run = |env: &[(&str, &str)]| {
-        Command::new(env!("CARGO_BIN_EXE_csmp"))
+        crate::helpers::csmp_command()
             .arg("run")
             .arg(&workflow)
             .args(["--plugin", &hostile, "--grants"])

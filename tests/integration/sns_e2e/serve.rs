@@ -79,7 +79,7 @@ impl Serve {
         let operator = token(&database, "operator");
         let log = dir.path().join("serve.log");
         let root = repo_root();
-        let child = Command::new(env!("CARGO_BIN_EXE_csmp"))
+        let child = crate::helpers::csmp_command()
             .args(["serve", "--listen", "127.0.0.1:0"])
             .arg("--database")
             .arg(&database)
@@ -353,7 +353,7 @@ fn remove_database(database: &Path) {
 
 /// A token of `role` made with `csmp token create`.
 fn token(database: &Path, role: &str) -> String {
-    let out = Command::new(env!("CARGO_BIN_EXE_csmp"))
+    let out = crate::helpers::csmp_command()
         .args(["token", "create", "--role", role, "--database"])
         .arg(database)
         .output()

@@ -306,9 +306,7 @@ impl Ctx {
 /// The built-in plugins in a host whose compiled code is cached where `csmp validate` keeps
 /// it, so a benchmark run does not pay compilation twice.
 fn bench_host(scratch: &std::path::Path) -> anyhow::Result<PluginHost> {
-    let cache = std::env::var_os("CSMP_CACHE_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| std::env::temp_dir().join("csmp-plugin-cache"));
+    let cache = super::cache_dir();
     let cache = if std::fs::create_dir_all(&cache).is_ok() {
         cache
     } else {
