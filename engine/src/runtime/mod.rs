@@ -10,6 +10,7 @@
 //! Knows plans, the store's methods and the plugin host's call; knows no SQL and no HTTP.
 
 mod clock;
+mod cluster;
 mod cron;
 mod definitions;
 mod events;
@@ -19,6 +20,7 @@ mod mailbox;
 mod metrics;
 mod observe;
 mod scope;
+mod steer;
 mod watch;
 mod workers;
 
@@ -30,10 +32,14 @@ use serde_json::Value as Json;
 use tokio::sync::{broadcast, mpsc, oneshot};
 
 pub use clock::{Clock, ManualClock, Sleep, TokioClock};
+pub use cluster::Held;
+pub(crate) use cluster::channel;
 pub use definitions::{Definitions, Unplanned};
 pub use health::{Fault, Health};
 pub use metrics::{Metrics, MetricsSnapshot, RUN_SECONDS_BUCKETS};
 pub use observe::AttemptObserver;
+pub use steer::IncidentSteer;
+pub(crate) use steer::{Command, Done, Steer};
 pub use watch::Watch;
 
 use crate::plan::Plan;
@@ -197,173 +203,6 @@ pub struct RunEvent {
     pub outputs: Option<Json>,
 }
 
-/// What a person does to an incident through the API.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-#[serde(tag = "do", rename_all = "snake_case")]
-pub enum IncidentSteer {
-    /// Someone is on it (an opening run waiting for the signal `ack` gets it; escalations
-    /// of it end).
-    Acknowledge,
-    /// It is over (escalations of it end).
-    Resolve,
-    /// It is back: a resolved incident is triggered again.
-    Reopen,
-    /// A timeline entry, nothing else: internal, or a public update its tenant sees.
-    Note {
-        /// Whether the incident's tenant sees it.
-        public: bool,
-    },
-    /// Ticket fields changed (checked by `incidents::check` first).
-    Edit {
-        /// The changes.
-        edit: Box<crate::incidents::Edit>,
-    },
-}
-
-/// What callers ask of a run or an incident. The process holding its partition applies it;
-/// another process forwards it there through the inbox (as JSON) and waits for the answer.
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
-pub(crate) enum Steer {
-    /// A new run another process wrote into a partition held here: execute it.
-    Start { run_id: String },
-    /// Deliver a signal (and write the alert links with it).
-    Signal {
-        run_id: String,
-        name: String,
-        payload: Json,
-        audit: Option<AuditRow>,
-        #[serde(default)]
-        also: Vec<crate::store::AlertLink>,
-    },
-    /// Decide a waiting approval step.
-    Approve {
-        run_id: String,
-        step: String,
-        approved: bool,
-        by: String,
-        audit: Option<AuditRow>,
-    },
-    /// Cancel a run.
-    Cancel {
-        run_id: String,
-        compensate: bool,
-        audit: Option<AuditRow>,
-    },
-    /// Pause (`true`) or resume (`false`) a run.
-    Pause {
-        run_id: String,
-        pause: bool,
-        audit: Option<AuditRow>,
-    },
-    /// Retry a failed run in place.
-    Retry {
-        run_id: String,
-        by: String,
-        audit: Option<AuditRow>,
-    },
-    /// Rerun a finished run from a step, as a new run.
-    Rerun {
-        run_id: String,
-        from: String,
-        by: String,
-        audit: Option<AuditRow>,
-    },
-    /// What an `incident:` step or an escalation of another process changes on an incident
-    /// held here (nobody waits for the answer).
-    IncidentChange {
-        id: String,
-        change: crate::incidents::Change,
-        by: String,
-    },
-    /// Acknowledge, resolve, reopen, annotate or edit an incident.
-    Incident {
-        id: String,
-        action: IncidentSteer,
-        by: String,
-        note: Option<String>,
-        audit: Option<AuditRow>,
-    },
-}
-
-impl Steer {
-    /// What it is about: a run or an incident id.
-    pub(crate) fn target(&self) -> &str {
-        match self {
-            Steer::Start { run_id }
-            | Steer::Signal { run_id, .. }
-            | Steer::Approve { run_id, .. }
-            | Steer::Cancel { run_id, .. }
-            | Steer::Pause { run_id, .. }
-            | Steer::Retry { run_id, .. }
-            | Steer::Rerun { run_id, .. } => run_id,
-            Steer::Incident { id, .. } | Steer::IncidentChange { id, .. } => id,
-        }
-    }
-}
-
-/// What a steer gave back, once committed.
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
-#[serde(tag = "done", rename_all = "snake_case")]
-pub(crate) enum Done {
-    /// Nothing to tell but that it happened.
-    Nothing,
-    /// A new run (a rerun).
-    Run { id: String },
-    /// The incident as committed.
-    Incident { row: Box<IncidentRow> },
-}
-
-pub(crate) enum Command {
-    /// A run to start, and the request it fulfils (marked started in the same commit).
-    Submit {
-        run: NewRun,
-        request: Option<OrderStart>,
-        extras: Submission,
-        reply: oneshot::Sender<Result<String, EngineError>>,
-    },
-    /// A workflow version to make runnable.
-    Define(Box<Plan>, oneshot::Sender<Result<(), EngineError>>),
-    /// Something asked of a run or an incident.
-    Steer {
-        steer: Steer,
-        reply: oneshot::Sender<Result<Done, EngineError>>,
-    },
-    /// An incident opened outside any run (an alert rule's action, a failing check), with the
-    /// alert links committed alongside it.
-    OpenIncident {
-        row: Box<IncidentRow>,
-        also: Vec<crate::store::AlertLink>,
-        reply: oneshot::Sender<Result<IncidentRow, EngineError>>,
-    },
-    /// Forget every version of a workflow no unfinished run uses.
-    Undefine(String, oneshot::Sender<Result<(), EngineError>>),
-    /// A secret set or changed: attempts dispatched from now on get it, and it is masked.
-    SetSecret {
-        name: String,
-        value: String,
-        reply: oneshot::Sender<Result<(), EngineError>>,
-    },
-    /// Answered after the next turn has committed.
-    Sync(oneshot::Sender<Result<(), EngineError>>),
-    Shutdown(oneshot::Sender<()>),
-}
-
-impl std::fmt::Debug for Command {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            Command::Submit { .. } => "Submit",
-            Command::Define(..) => "Define",
-            Command::SetSecret { .. } => "SetSecret",
-            Command::Steer { .. } => "Steer",
-            Command::OpenIncident { .. } => "OpenIncident",
-            Command::Undefine(..) => "Undefine",
-            Command::Sync(_) => "Sync",
-            Command::Shutdown(_) => "Shutdown",
-        })
-    }
-}
-
 /// A handle on the running executor. Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct Engine {
@@ -395,114 +234,6 @@ pub struct Engine {
     redefined: Arc<tokio::sync::Notify>,
 }
 
-/// The partitions a process holds now: changed by its executor, read by its API (to tell
-/// whether a run is executed here) and by the duties only one process does at a time.
-#[derive(Debug, Default)]
-pub struct Held {
-    partitions: std::sync::RwLock<std::collections::BTreeSet<i64>>,
-}
-
-impl Held {
-    pub(crate) fn set(&self, partitions: impl IntoIterator<Item = i64>) {
-        *self
-            .partitions
-            .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) = partitions.into_iter().collect();
-    }
-
-    /// Whether `partition` is held here.
-    pub fn holds(&self, partition: i64) -> bool {
-        self.partitions
-            .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .contains(&partition)
-    }
-
-    /// Every partition held here.
-    pub fn all(&self) -> Vec<i64> {
-        self.partitions
-            .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .iter()
-            .copied()
-            .collect()
-    }
-}
-
-/// Notification channels between processes sharing a PostgreSQL database.
-pub(crate) mod channel {
-    /// A command was written to a partition's inbox (payload: the partition).
-    pub(crate) const INBOX: &str = "csmp_inbox";
-    /// Forwarded commands were answered (payload: their ids).
-    pub(crate) const ANSWERS: &str = "csmp_answers";
-    /// A process joined or left (payload: its name): executors rebalance at once.
-    pub(crate) const MEMBERS: &str = "csmp_members";
-    /// Alerts were taken: the process acting on alert groups looks at them now.
-    pub(crate) const ALERTS: &str = "csmp_alerts";
-    /// Definitions changed (workflows, catalog, rules, on-call, plugins, secrets): every
-    /// process reads them again.
-    pub(crate) const DEFINITIONS: &str = "csmp_definitions";
-}
-
-/// Listens (on PostgreSQL) for other processes' wake-ups: inbox commands ring the executor's
-/// `bell`, answers the mailbox's. Polling backs both up, so a lost connection only slows
-/// them down; it is logged and the listener starts again.
-async fn listen(
-    store: &Store,
-    mailbox: &Arc<mailbox::Mailbox>,
-    bell: &Arc<tokio::sync::Notify>,
-    alerts: &Arc<tokio::sync::Notify>,
-    members: &Arc<tokio::sync::Notify>,
-    definitions: &Arc<tokio::sync::Notify>,
-    stopping: &tokio_util::sync::CancellationToken,
-) {
-    let channels = [
-        channel::INBOX,
-        channel::ANSWERS,
-        channel::MEMBERS,
-        channel::ALERTS,
-        channel::DEFINITIONS,
-    ];
-    let (store, mailbox, bell, alerts, members, definitions, stopping) = (
-        store.clone(),
-        Arc::clone(mailbox),
-        Arc::clone(bell),
-        Arc::clone(alerts),
-        Arc::clone(members),
-        Arc::clone(definitions),
-        stopping.clone(),
-    );
-    let mut listener = match store.listen(&channels).await {
-        Ok(Some(l)) => l,
-        Ok(None) => return,
-        Err(e) => {
-            tracing::warn!("cannot listen for other processes' wake-ups (polling instead): {e}");
-            return;
-        }
-    };
-    tokio::spawn(async move {
-        loop {
-            let got = tokio::select! {
-                () = stopping.cancelled() => return,
-                got = listener.recv() => got,
-            };
-            match got {
-                Ok((ch, _)) if ch == channel::ANSWERS => mailbox.ring(),
-                Ok((ch, _)) if ch == channel::ALERTS => alerts.notify_one(),
-                Ok((ch, _)) if ch == channel::MEMBERS => members.notify_one(),
-                Ok((ch, _)) if ch == channel::DEFINITIONS => definitions.notify_one(),
-                Ok(_) => bell.notify_one(),
-                Err(e) => {
-                    tracing::warn!(
-                        "listening for other processes' wake-ups failed ({e}); polling meanwhile"
-                    );
-                    tokio::time::sleep(Duration::from_secs(1)).await;
-                }
-            }
-        }
-    });
-}
-
 /// The on-call set in force, shared by the API and the executor.
 pub(crate) type OnCallSet = Arc<std::sync::RwLock<Arc<crate::oncall::OnCall>>>;
 
@@ -530,7 +261,7 @@ impl Engine {
         let alerts = Arc::new(tokio::sync::Notify::new());
         let members = Arc::new(tokio::sync::Notify::new());
         let redefined = Arc::new(tokio::sync::Notify::new());
-        listen(
+        cluster::listen(
             &store, &mailbox, &bell, &alerts, &members, &redefined, &stopping,
         )
         .await;
