@@ -65,11 +65,11 @@ pub use oncall_files::load_oncall;
 pub use openapi::document as openapi_document;
 use problem::Problem;
 pub use requests::start_pending;
+pub use rules::load_rules;
 
 /// A request accepted but not started for this long (ms) is started by the sweep of the
 /// process that holds the cron partition (its process must have died before starting it).
 pub const PENDING_AFTER_MS: i64 = 60_000;
-pub use rules::load_rules;
 
 use crate::plan::{CatalogPlan, Plan, WorkflowNames};
 use crate::plugin::PluginHost;

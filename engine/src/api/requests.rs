@@ -346,10 +346,17 @@ pub async fn start_pending(
     changed_by: i64,
 ) -> Result<usize, crate::store::StoreError> {
     let pending = state.store.unstarted_requests(changed_by).await?;
+    let now = state.now_ms();
+    let mut started = 0;
     for r in &pending {
-        start(state, r, None).await;
+        // Claimed first, so that two sweeps (a start-up's and a new holder's of the cron
+        // partition) never both start it.
+        if state.store.claim_unstarted(&r.id, changed_by, now).await? {
+            start(state, r, None).await;
+            started += 1;
+        }
     }
-    Ok(pending.len())
+    Ok(started)
 }
 
 /// Requests, newest first: a client's tenant's, or everyone's for operators.

@@ -345,7 +345,7 @@ fn entries(row: &IncidentRow) -> impl DoubleEndedIterator<Item = &Json> {
 }
 
 /// Appends a timeline entry.
-fn push(row: &mut IncidentRow, e: Json) {
+pub(crate) fn push(row: &mut IncidentRow, e: Json) {
     if let Json::Array(items) = &mut row.timeline {
         items.push(e);
     } else {

@@ -114,3 +114,22 @@ pub(super) async fn listen(
         }
     });
 }
+
+/// Sends each `(channel, payload)` to the other processes, off the caller's path (after the
+/// commit that made it true). A wake-up that cannot be sent is logged: the others still see the
+/// change, later, when they poll.
+pub(crate) fn wake_others(store: &Store, wakeups: Vec<(&'static str, String)>) {
+    if wakeups.is_empty() {
+        return;
+    }
+    let store = store.clone();
+    tokio::spawn(async move {
+        for (channel, payload) in wakeups {
+            if let Err(e) = store.notify(channel, &payload).await {
+                tracing::warn!(
+                    "cannot send the wake-up `{channel}` to the other processes ({e}); they see the change when they next poll"
+                );
+            }
+        }
+    });
+}

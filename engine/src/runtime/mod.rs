@@ -10,7 +10,7 @@
 //! Knows plans, the store's methods and the plugin host's call; knows no SQL and no HTTP.
 
 mod clock;
-mod cluster;
+pub(crate) mod cluster;
 mod cron;
 mod definitions;
 mod events;
@@ -306,12 +306,7 @@ impl Engine {
     /// Tells the other processes that definitions changed here (after the change's commit;
     /// off the caller's path).
     pub fn announce_definitions(&self) {
-        let store = self.store.clone();
-        tokio::spawn(async move {
-            if let Err(e) = store.notify(channel::DEFINITIONS, "").await {
-                tracing::debug!("cannot tell the other processes that definitions changed: {e}");
-            }
-        });
+        cluster::wake_others(&self.store, vec![(channel::DEFINITIONS, String::new())]);
     }
 
     /// Resolves when another process changed definitions (rung by its notification).
@@ -322,15 +317,9 @@ impl Engine {
     /// Tells the process acting on alert groups that alerts were taken here (after their
     /// commit; off the caller's path). Nothing when this process is that one.
     pub fn announce_alerts(&self) {
-        if self.leads() {
-            return;
+        if !self.leads() {
+            cluster::wake_others(&self.store, vec![(channel::ALERTS, String::new())]);
         }
-        let store = self.store.clone();
-        tokio::spawn(async move {
-            if let Err(e) = store.notify(channel::ALERTS, "").await {
-                tracing::debug!("cannot wake the process acting on alert groups: {e}");
-            }
-        });
     }
 
     /// Resolves when another process took alerts (rung by its notification).

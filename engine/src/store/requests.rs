@@ -304,6 +304,29 @@ impl Store {
         .await?;
         rows.iter().map(RequestRow::from_row).collect()
     }
+
+    /// Takes an accepted request not started (and untouched since `changed_by`) for starting
+    /// here: touched at `now`, so another sweep passes it by; whether it was still to take.
+    pub async fn claim_unstarted(
+        &self,
+        id: &str,
+        changed_by: i64,
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        self.write_statement(async |conn| {
+            let done = query(
+                "UPDATE requests SET updated_at = ? \
+                 WHERE id = ? AND status = 'submitted' AND updated_at <= ?",
+            )
+            .bind(now)
+            .bind(id)
+            .bind(changed_by)
+            .execute(&mut *conn)
+            .await?;
+            Ok(done.rows_affected() == 1)
+        })
+        .await
+    }
 }
 
 /// Inserts a request on `conn` unless its requester used its Idempotency-Key already; whether

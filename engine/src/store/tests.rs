@@ -844,6 +844,42 @@ async fn id_blocks_never_overlap_across_handles(on: On) -> Result<(), StoreError
     Ok(())
 }
 
+/// A request accepted and never started is taken by one sweep only.
+async fn an_unstarted_request_is_claimed_by_one_sweep(on: On) -> Result<(), StoreError> {
+    let (_dir, store) = fresh(on).await;
+    let request = RequestRow {
+        id: "req-1".into(),
+        catalog_id: "hello".into(),
+        workflow: "hello".into(),
+        workflow_version: None,
+        tenant: "acme".into(),
+        requester: "tok".into(),
+        inputs: json!({}),
+        status: "submitted".into(),
+        run_id: None,
+        approval_roles: Vec::new(),
+        decided_by: None,
+        decided_at: None,
+        decision_note: None,
+        sla_deadline: None,
+        idempotency_key: None,
+        body_hash: "h".into(),
+        created_at: 1_000,
+        updated_at: 1_000,
+    };
+    store.insert_request(&request, None).await?;
+    // Touched after the cut-off: not for this sweep.
+    assert!(store.unstarted_requests(999).await?.is_empty());
+    assert!(!store.claim_unstarted("req-1", 999, 5_000).await?);
+    let pending = store.unstarted_requests(2_000).await?;
+    assert_eq!(pending.len(), 1);
+    assert!(store.claim_unstarted("req-1", 2_000, 5_000).await?);
+    // A second sweep with the same cut-off passes it by.
+    assert!(!store.claim_unstarted("req-1", 2_000, 5_001).await?);
+    assert!(store.unstarted_requests(2_000).await?.is_empty());
+    Ok(())
+}
+
 on_both!(
     workflow_versions_are_immutable,
     a_batch_is_one_transaction_and_survives_reopening,
@@ -858,4 +894,5 @@ on_both!(
     recovery_reads_the_partitions_runs_steps_and_signals_at_once,
     a_process_whose_partition_was_taken_over_writes_nothing_more,
     id_blocks_never_overlap_across_handles,
+    an_unstarted_request_is_claimed_by_one_sweep,
 );

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use serde_json::{Value as Json, json};
 
-use super::{Executor, Reply, RunState, ScopeCache, new_id};
+use super::{Executor, Reply, RunState, new_id};
 use crate::plan::{PlanKind, UnitKey};
 use crate::runtime::{Command, EngineError, NewRun, OrderStart, Steer};
 use crate::store::{RunRow, RunStatus, SignalRow, StepStatus, Write, partition_of};
@@ -317,18 +317,7 @@ impl Executor {
         }
         self.runs.insert(
             id.clone(),
-            RunState {
-                row,
-                plan,
-                units: HashMap::new(),
-                signals: Vec::new(),
-                cancels: HashMap::new(),
-                scope: ScopeCache::default(),
-                fanouts: HashMap::new(),
-                undo: None,
-                unstarted: None,
-                held: Vec::new(),
-            },
+            RunState::new(row, plan, HashMap::new(), Vec::new()),
         );
         self.touched_runs.insert(id.clone());
         self.dirty.insert(id.clone());

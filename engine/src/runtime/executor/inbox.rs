@@ -175,21 +175,14 @@ impl Executor {
         for id in self.answered.drain(..) {
             self.inbox_taken.remove(&id);
         }
-        let wake = std::mem::take(&mut self.wake);
-        if wake.is_empty() && !answered {
-            return;
+        let mut wakeups: Vec<(&'static str, String)> = std::mem::take(&mut self.wake)
+            .into_iter()
+            .map(|p| (channel::INBOX, p.to_string()))
+            .collect();
+        if answered {
+            wakeups.push((channel::ANSWERS, String::new()));
         }
-        let store = self.store.clone();
-        tokio::spawn(async move {
-            for p in wake {
-                if let Err(e) = store.notify(channel::INBOX, &p.to_string()).await {
-                    tracing::debug!("cannot wake the holder of partition {p}: {e}");
-                }
-            }
-            if answered && let Err(e) = store.notify(channel::ANSWERS, "").await {
-                tracing::debug!("cannot wake the senders of answered commands: {e}");
-            }
-        });
+        crate::runtime::cluster::wake_others(&self.store, wakeups);
     }
 
     /// Where `steer` is applied, and its outcome when here. `from_inbox`: it was read from an

@@ -7,17 +7,9 @@ use serde_json::{Value as Json, json};
 
 use super::{Executor, new_id};
 use crate::dsl::IncidentAction;
-use crate::incidents::{self, ACKNOWLEDGED, RESOLVED, TRIGGERED, entry};
+use crate::incidents::{self, ACKNOWLEDGED, RESOLVED, TRIGGERED, entry, push};
 use crate::runtime::{EngineError, IncidentSteer};
 use crate::store::{IncidentRow, Write};
-
-fn push(row: &mut IncidentRow, e: Json) {
-    if let Json::Array(items) = &mut row.timeline {
-        items.push(e);
-    } else {
-        row.timeline = json!([e]);
-    }
-}
 
 impl Executor {
     /// An `incident:` step: opens, updates or resolves an incident; the step's output is the

@@ -68,6 +68,29 @@ struct RunState {
     held: Vec<(i64, UnitKey)>,
 }
 
+impl RunState {
+    /// A run made active here with the units and signals stored for it.
+    fn new(
+        row: RunRow,
+        plan: Arc<Plan>,
+        units: HashMap<UnitKey, StepRow>,
+        signals: Vec<SignalRow>,
+    ) -> Self {
+        Self {
+            row,
+            plan,
+            units,
+            signals,
+            cancels: HashMap::new(),
+            scope: ScopeCache::default(),
+            fanouts: HashMap::new(),
+            undo: None,
+            unstarted: None,
+            held: Vec::new(),
+        }
+    }
+}
+
 /// An attempt handed to the workers and not answered yet.
 #[derive(Debug)]
 struct InFlight {

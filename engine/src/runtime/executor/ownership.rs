@@ -53,13 +53,8 @@ impl Executor {
     /// Tells the other processes that the members changed, so they rebalance now rather than
     /// at their next renewal.
     pub(super) fn announce_membership(&self) {
-        let store = self.store.clone();
-        let owner = self.config.owner.clone();
-        tokio::spawn(async move {
-            if let Err(e) = store.notify(channel::MEMBERS, &owner).await {
-                tracing::debug!("cannot tell the other processes about membership: {e}");
-            }
-        });
+        let wakeup = (channel::MEMBERS, self.config.owner.clone());
+        crate::runtime::cluster::wake_others(&self.store, vec![wakeup]);
     }
 
     /// An equal share of the shared partitions among the live executors (this one counted).

@@ -7,7 +7,6 @@ use std::collections::HashMap;
 use super::{Executor, RunState};
 use crate::plan::UnitKey;
 use crate::runtime::EngineError;
-use crate::runtime::scope::ScopeCache;
 use crate::store::{RunRow, SignalRow, StepRow, StepStatus, Write};
 
 impl Executor {
@@ -44,21 +43,8 @@ impl Executor {
             let units = steps.remove(&row.id).unwrap_or_default();
             let signals = signals.remove(&row.id).unwrap_or_default();
             let id = row.id.clone();
-            self.runs.insert(
-                id.clone(),
-                RunState {
-                    row,
-                    plan,
-                    units,
-                    signals,
-                    cancels: HashMap::new(),
-                    scope: ScopeCache::default(),
-                    fanouts: HashMap::new(),
-                    undo: None,
-                    unstarted: None,
-                    held: Vec::new(),
-                },
-            );
+            self.runs
+                .insert(id.clone(), RunState::new(row, plan, units, signals));
             self.rearm(&id);
             self.dirty.insert(id);
         }
